@@ -1,0 +1,80 @@
+// Encoding and decoding of wire frames (schema/wire.h).
+//
+// Decoding never throws: a malformed frame, a frame of another version or a
+// body that does not match its type yields std::nullopt together with the
+// reason, so that a node can log it, count it and drop it.
+#pragma once
+
+#include "schema/wire.h"
+
+#include <msgpack.hpp>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace chat4all::codec {
+
+// Serialises header + body as one frame.
+template <typename Body>
+std::string encode(const wire::Header& header, const Body& body) {
+  msgpack::sbuffer buffer(256);
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_array(5);
+  packer.pack(header.version);
+  packer.pack(static_cast<std::uint16_t>(header.type));
+  packer.pack(header.request_id);
+  packer.pack(header.trace_id);
+  packer.pack(body);
+  return std::string(buffer.data(), buffer.size());
+}
+
+// A decoded frame whose body is still a msgpack object. Owns the memory the
+// body refers to; movable, not copyable.
+class Frame {
+ public:
+  const wire::Header& header() const { return header_; }
+
+  // Converts the body to `Body`; nullopt when it does not have that shape.
+  template <typename Body>
+  std::optional<Body> body() const {
+    try {
+      Body result;
+      body_->convert(result);
+      return result;
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+
+ private:
+  friend std::optional<Frame> decode(std::string_view bytes, std::string* error);
+  wire::Header header_;
+  msgpack::object_handle handle_;
+  const msgpack::object* body_ = nullptr;
+};
+
+// Parses the envelope. On failure returns nullopt and, if `error` is set,
+// describes the problem ("not msgpack", "unsupported version 7", ...).
+std::optional<Frame> decode(std::string_view bytes, std::string* error = nullptr);
+
+// Header and typed body in one step; nullopt if either is malformed or the
+// frame's type is not `expected`.
+template <typename Body>
+std::optional<Body> decode_as(std::string_view bytes, wire::MessageType expected,
+                              wire::Header* header_out = nullptr, std::string* error = nullptr) {
+  auto frame = decode(bytes, error);
+  if (!frame) return std::nullopt;
+  if (frame->header().type != expected) {
+    if (error) *error = "unexpected message type " + std::to_string(int(frame->header().type));
+    return std::nullopt;
+  }
+  auto body = frame->template body<Body>();
+  if (!body && error) *error = "body does not match its message type";
+  if (body && header_out) *header_out = frame->header();
+  return body;
+}
+
+const char* status_name(wire::Status status);
+
+}  // namespace chat4all::codec

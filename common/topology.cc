@@ -1,0 +1,296 @@
+#include "common/topology.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <unistd.h>
+
+#include <climits>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace chat4all {
+
+const char* role_name(NodeRole role) {
+  switch (role) {
+    case NodeRole::kFrontend: return "frontend";
+    case NodeRole::kRouter: return "router";
+    case NodeRole::kStorage: return "storage";
+  }
+  return "unknown";
+}
+
+std::optional<std::uint16_t> NodeSpec::port(const std::string& endpoint_name) const {
+  auto it = endpoints.find(endpoint_name);
+  if (it == endpoints.end()) return std::nullopt;
+  return it->second;
+}
+
+std::string NodeSpec::zmq_address(const std::string& endpoint_name) const {
+  auto p = port(endpoint_name);
+  if (!p) throw TopologyError("node " + name + " has no '" + endpoint_name + "' endpoint");
+  const bool ipv6 = host.find(':') != std::string::npos;
+  return "tcp://" + (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(*p);
+}
+
+const NodeSpec* Topology::find(const std::string& name) const {
+  for (const auto& node : nodes)
+    if (node.name == name) return &node;
+  return nullptr;
+}
+
+std::vector<const NodeSpec*> Topology::with_role(NodeRole role) const {
+  std::vector<const NodeSpec*> result;
+  for (const auto& node : nodes)
+    if (node.role == role) result.push_back(&node);
+  return result;
+}
+
+std::vector<std::string> Topology::storage_node_names() const {
+  std::vector<std::string> names;
+  for (const auto* node : with_role(NodeRole::kStorage)) names.push_back(node->name);
+  return names;
+}
+
+std::filesystem::path Topology::node_data_dir(const std::string& node_name) const {
+  return data_dir / node_name;
+}
+
+namespace {
+
+// Collects "<source>:<line>: <problem>" for one file.
+class Checker {
+ public:
+  explicit Checker(std::string source) : source_(std::move(source)) {}
+
+  [[noreturn]] void fail(const YAML::Node& at, const std::string& problem) const {
+    const YAML::Mark mark = at.Mark();
+    if (mark.line >= 0) fail_at_line(mark.line + 1, problem);
+    throw TopologyError(source_ + ": " + problem);
+  }
+  [[noreturn]] void fail_at_line(int line, const std::string& problem) const {
+    throw TopologyError(source_ + ":" + std::to_string(line) + ": " + problem);
+  }
+
+  void only_keys(const YAML::Node& map, const std::string& where,
+                 const std::set<std::string>& allowed) const {
+    if (!map.IsMap()) fail(map, where + " must be a mapping");
+    for (const auto& item : map) {
+      const auto key = item.first.as<std::string>();
+      if (!allowed.count(key)) fail(item.first, "unknown key '" + key + "' in " + where);
+    }
+  }
+
+  template <typename T>
+  T scalar(const YAML::Node& parent, const std::string& key, const std::string& where) const {
+    const YAML::Node node = parent[key];
+    if (!node) fail(parent, "missing field '" + key + "' in " + where);
+    return convert<T>(node, where + "." + key);
+  }
+
+  template <typename T>
+  void optional_scalar(const YAML::Node& parent, const std::string& key, const std::string& where,
+                       T& out) const {
+    const YAML::Node node = parent[key];
+    if (node) out = convert<T>(node, where + "." + key);
+  }
+
+  template <typename T>
+  T convert(const YAML::Node& node, const std::string& what) const {
+    if (!node.IsScalar()) fail(node, what + " must be a scalar");
+    try {
+      if constexpr (std::is_unsigned_v<T>) {
+        // yaml-cpp happily wraps "-1" into a huge unsigned value.
+        if (!node.Scalar().empty() && node.Scalar()[0] == '-')
+          fail(node, what + " must not be negative");
+      }
+      return node.as<T>();
+    } catch (const YAML::BadConversion&) {
+      fail(node, what + " has the wrong type ('" + node.Scalar() + "')");
+    }
+  }
+
+ private:
+  std::string source_;
+};
+
+NodeRole parse_role(const Checker& check, const YAML::Node& node) {
+  const auto text = check.convert<std::string>(node, "role");
+  if (text == "frontend") return NodeRole::kFrontend;
+  if (text == "router") return NodeRole::kRouter;
+  if (text == "storage") return NodeRole::kStorage;
+  check.fail(node, "unknown role '" + text + "' (expected frontend, router or storage)");
+}
+
+std::filesystem::path resolve(const std::filesystem::path& base_dir, const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.is_relative()) p = base_dir / p;
+  return p.lexically_normal();
+}
+
+}  // namespace
+
+Topology parse_topology(const std::string& text, const std::string& source_name,
+                        const std::filesystem::path& base_dir) {
+  Checker check(source_name);
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    check.fail_at_line(e.mark.line + 1, "invalid YAML: " + e.msg);
+  }
+  if (!root.IsMap()) throw TopologyError(source_name + ": the topology must be a YAML mapping");
+  check.only_keys(root, "the topology", {"cluster", "limits", "storage", "auth", "dev", "nodes"});
+
+  Topology topology;
+  topology.source_path = source_name;
+
+  const YAML::Node cluster = root["cluster"];
+  if (!cluster) check.fail(root, "missing section 'cluster'");
+  check.only_keys(cluster, "cluster",
+                  {"name", "replication_factor", "partition_count", "virtual_nodes", "data_dir"});
+  topology.cluster_name = check.scalar<std::string>(cluster, "name", "cluster");
+  topology.data_dir = resolve(base_dir, check.scalar<std::string>(cluster, "data_dir", "cluster"));
+  check.optional_scalar(cluster, "replication_factor", "cluster", topology.replication_factor);
+  check.optional_scalar(cluster, "partition_count", "cluster", topology.partition_count);
+  check.optional_scalar(cluster, "virtual_nodes", "cluster", topology.virtual_nodes);
+  if (topology.replication_factor == 0)
+    check.fail(cluster["replication_factor"], "replication_factor must be at least 1");
+  if (topology.partition_count == 0 || topology.partition_count > 65536)
+    check.fail(cluster["partition_count"], "partition_count must be between 1 and 65536");
+  if (topology.virtual_nodes == 0 || topology.virtual_nodes > 4096)
+    check.fail(cluster["virtual_nodes"], "virtual_nodes must be between 1 and 4096");
+
+  if (const YAML::Node limits = root["limits"]) {
+    check.only_keys(limits, "limits",
+                    {"request_timeout_ms", "router_timeout_ms", "text_bytes_max", "body_bytes_max",
+                     "pending_requests_max", "history_page_max", "http_threads",
+                     "login_concurrency_max", "login_queue_max"});
+    auto& l = topology.limits;
+    check.optional_scalar(limits, "request_timeout_ms", "limits", l.request_timeout_ms);
+    check.optional_scalar(limits, "router_timeout_ms", "limits", l.router_timeout_ms);
+    check.optional_scalar(limits, "text_bytes_max", "limits", l.text_bytes_max);
+    check.optional_scalar(limits, "body_bytes_max", "limits", l.body_bytes_max);
+    check.optional_scalar(limits, "pending_requests_max", "limits", l.pending_requests_max);
+    check.optional_scalar(limits, "history_page_max", "limits", l.history_page_max);
+    check.optional_scalar(limits, "http_threads", "limits", l.http_threads);
+    check.optional_scalar(limits, "login_concurrency_max", "limits", l.login_concurrency_max);
+    check.optional_scalar(limits, "login_queue_max", "limits", l.login_queue_max);
+    if (l.request_timeout_ms == 0 || l.router_timeout_ms == 0)
+      check.fail(limits, "timeouts must be positive");
+    if (l.http_threads == 0 || l.http_threads > 64)
+      check.fail(limits, "http_threads must be between 1 and 64");
+    if (l.login_concurrency_max == 0) check.fail(limits, "login_concurrency_max must be positive");
+    if (l.pending_requests_max == 0) check.fail(limits, "pending_requests_max must be positive");
+    if (l.history_page_max == 0) check.fail(limits, "history_page_max must be positive");
+  }
+
+  if (const YAML::Node storage = root["storage"]) {
+    check.only_keys(storage, "storage",
+                    {"map_size_initial_mb", "map_size_max_mb", "batch_messages_max"});
+    auto& s = topology.storage;
+    check.optional_scalar(storage, "map_size_initial_mb", "storage", s.map_size_initial_mb);
+    check.optional_scalar(storage, "map_size_max_mb", "storage", s.map_size_max_mb);
+    check.optional_scalar(storage, "batch_messages_max", "storage", s.batch_messages_max);
+    if (s.map_size_initial_mb == 0 || s.map_size_max_mb < s.map_size_initial_mb)
+      check.fail(storage, "map sizes must satisfy 0 < map_size_initial_mb <= map_size_max_mb");
+    if (s.batch_messages_max == 0) check.fail(storage, "batch_messages_max must be positive");
+  }
+
+  if (const YAML::Node auth = root["auth"]) {
+    check.only_keys(auth, "auth", {"token_ttl_s", "token_secret_file"});
+    check.optional_scalar(auth, "token_ttl_s", "auth", topology.auth.token_ttl_s);
+    if (topology.auth.token_ttl_s == 0) check.fail(auth, "token_ttl_s must be positive");
+    if (auth["token_secret_file"])
+      topology.auth.token_secret_file =
+          resolve(base_dir, check.scalar<std::string>(auth, "token_secret_file", "auth"));
+  }
+  if (topology.auth.token_secret_file.empty())
+    topology.auth.token_secret_file = topology.data_dir / "secrets" / "token.key";
+
+  if (const YAML::Node dev = root["dev"]) {
+    check.only_keys(dev, "dev", {"users"});
+    const YAML::Node users = dev["users"];
+    if (users && !users.IsSequence()) check.fail(users, "dev.users must be a list");
+    std::set<std::string> ids;
+    for (const auto& user : users) {
+      check.only_keys(user, "a dev user", {"id", "password_hash"});
+      DevUser parsed{check.scalar<std::string>(user, "id", "a dev user"),
+                     check.scalar<std::string>(user, "password_hash", "a dev user")};
+      if (parsed.password_hash.rfind("$argon2id$", 0) != 0)
+        check.fail(user["password_hash"],
+                   "password_hash of user '" + parsed.id +
+                       "' is not an argon2id hash (make one with 'chat4all hash-password')");
+      if (!ids.insert(parsed.id).second)
+        check.fail(user, "duplicate dev user '" + parsed.id + "'");
+      topology.dev_users.push_back(std::move(parsed));
+    }
+  }
+
+  const YAML::Node nodes = root["nodes"];
+  if (!nodes) check.fail(root, "missing section 'nodes'");
+  if (!nodes.IsSequence() || nodes.size() == 0) check.fail(nodes, "nodes must be a non-empty list");
+  std::set<std::string> names;
+  std::map<std::pair<std::string, std::uint16_t>, std::string> ports_in_use;
+  for (const auto& entry : nodes) {
+    check.only_keys(entry, "a node", {"name", "role", "host", "endpoints"});
+    NodeSpec node;
+    node.line = entry.Mark().line + 1;
+    node.name = check.scalar<std::string>(entry, "name", "a node");
+    const std::string where = "node '" + node.name + "'";
+    if (node.name.empty() || node.name.find_first_not_of(
+                                 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+                                 std::string::npos)
+      check.fail(entry["name"], "node name '" + node.name + "' may use only letters, digits, - and _");
+    if (!names.insert(node.name).second) check.fail(entry, "duplicate node name '" + node.name + "'");
+    if (!entry["role"]) check.fail(entry, "missing field 'role' in " + where);
+    node.role = parse_role(check, entry["role"]);
+    node.host = check.scalar<std::string>(entry, "host", where);
+    const YAML::Node endpoints = entry["endpoints"];
+    if (!endpoints) check.fail(entry, "missing field 'endpoints' in " + where);
+    check.only_keys(endpoints, where + ".endpoints", {"http", "rpc", "metrics"});
+    for (const auto& item : endpoints) {
+      const auto key = item.first.as<std::string>();
+      const auto port = check.convert<std::uint32_t>(item.second, where + ".endpoints." + key);
+      if (port == 0 || port > 65535)
+        check.fail(item.second, where + ".endpoints." + key + " must be a port (1-65535)");
+      auto [it, inserted] = ports_in_use.emplace(std::pair{node.host, std::uint16_t(port)},
+                                                 node.name + "." + key);
+      if (!inserted)
+        check.fail(item.second, "port " + std::to_string(port) + " on " + node.host +
+                                    " is used twice (" + it->second + " and " + node.name + "." +
+                                    key + ")");
+      node.endpoints[key] = static_cast<std::uint16_t>(port);
+    }
+    const char* required = node.role == NodeRole::kFrontend ? "http" : "rpc";
+    if (!node.port(required))
+      check.fail(endpoints, where + " (" + role_name(node.role) + ") needs an '" + required +
+                                "' endpoint");
+    topology.nodes.push_back(std::move(node));
+  }
+  if (topology.with_role(NodeRole::kStorage).empty())
+    check.fail(nodes, "the topology declares no storage node");
+  if (topology.with_role(NodeRole::kRouter).empty())
+    check.fail(nodes, "the topology declares no router node");
+  return topology;
+}
+
+Topology load_topology(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw TopologyError(path.string() + ": cannot open the topology file");
+  std::stringstream text;
+  text << in.rdbuf();
+  const auto absolute = std::filesystem::absolute(path);
+  Topology topology = parse_topology(text.str(), path.string(), absolute.parent_path());
+  topology.source_path = absolute;
+  return topology;
+}
+
+bool is_local_host(const std::string& host) {
+  if (host == "127.0.0.1" || host == "localhost" || host == "::1") return true;
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof name) == 0 && host == name) return true;
+  return false;
+}
+
+}  // namespace chat4all

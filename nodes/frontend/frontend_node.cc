@@ -1,0 +1,183 @@
+#include "nodes/frontend/frontend_node.h"
+
+#include "nodes/frontend/http_api.h"
+#include "nodes/frontend/router_client.h"
+
+#include <utility>  // before asio: its awaitable.hpp uses std::exchange unincluded (Boost 1.74)
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <memory>
+#include <optional>
+#include <thread>
+
+namespace chat4all::frontend {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto kIdleTimeout = std::chrono::seconds(60);
+
+struct HttpMetrics {
+  Counter& ok = metrics().counter("chat4all_http_responses_total", "HTTP responses by class",
+                                  "class=\"2xx\"");
+  Counter& client_error = metrics().counter("chat4all_http_responses_total",
+                                            "HTTP responses by class", "class=\"4xx\"");
+  Counter& server_error = metrics().counter("chat4all_http_responses_total",
+                                            "HTTP responses by class", "class=\"5xx\"");
+  Gauge& connections = metrics().gauge("chat4all_http_connections", "Open client connections");
+};
+
+// One client connection: read a request, answer it (possibly later, from
+// another thread: the answer is posted back to this connection's strand),
+// then read the next. Requests on one connection are answered in order.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(tcp::socket socket, HttpApi& api, HttpMetrics& stats, std::uint32_t body_bytes_max)
+      : stream_(std::move(socket)), api_(api), stats_(stats), body_bytes_max_(body_bytes_max) {
+    stats_.connections.add(1);
+  }
+  ~Session() { stats_.connections.add(-1); }
+
+  void start() {
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+  }
+
+ private:
+  void read() {
+    parser_.emplace();
+    parser_->body_limit(body_bytes_max_);
+    stream_.expires_after(kIdleTimeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                       self->on_read(ec);
+                     });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::body_limit) {
+      keep_alive_ = false;
+      const ApiError too_large{413, "payload_too_large",
+                               "the request body exceeds " + std::to_string(body_bytes_max_) +
+                                   " bytes",
+                               ""};
+      return write(ApiResponse{413, too_large.to_json(), "application/json", {}});
+    }
+    if (ec) return close();
+    auto& request = parser_->get();
+    keep_alive_ = request.keep_alive();
+    version_ = request.version();
+    ApiRequest api_request{std::string(request.method_string()), std::string(request.target()),
+                           std::string(request[http::field::authorization]),
+                           std::string(request[http::field::content_type]),
+                           std::move(request.body())};
+    stream_.expires_never();  // the API answers within its own bound
+    api_.handle(api_request, [self = shared_from_this()](ApiResponse response) {
+      asio::post(self->stream_.get_executor(),
+                 [self, response = std::move(response)]() mutable { self->write(std::move(response)); });
+    });
+  }
+
+  void write(ApiResponse api_response) {
+    auto response = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(api_response.status), version_);
+    response->set(http::field::server, "chat4all");
+    response->set(http::field::content_type, api_response.content_type);
+    for (auto& [name, value] : api_response.headers) response->set(name, value);
+    response->keep_alive(keep_alive_);
+    response->body() = std::move(api_response.body);
+    response->prepare_payload();
+    (api_response.status >= 500   ? stats_.server_error
+     : api_response.status >= 400 ? stats_.client_error
+                                  : stats_.ok)
+        .add();
+    stream_.expires_after(kIdleTimeout);
+    http::async_write(stream_, *response,
+                      [self = shared_from_this(), response](beast::error_code ec, std::size_t) {
+                        if (ec || !self->keep_alive_) return self->close();
+                        self->read();
+                      });
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_{16 * 1024};
+  std::optional<http::request_parser<http::string_body>> parser_;
+  HttpApi& api_;
+  HttpMetrics& stats_;
+  std::uint32_t body_bytes_max_;
+  bool keep_alive_ = true;
+  unsigned version_ = 11;
+};
+
+}  // namespace
+
+FrontendNode::FrontendNode(const Topology& topology, const NodeSpec& self)
+    : topology_(topology), self_(self) {}
+
+void FrontendNode::run(const std::atomic<bool>& stop) {
+  std::vector<std::string> router_addresses;
+  for (const NodeSpec* router : topology_.with_role(NodeRole::kRouter))
+    router_addresses.push_back(router->zmq_address("rpc"));
+  // Destruction runs bottom-up: the router client's thread (whose callbacks
+  // post to `io` and own sessions) stops before `io` goes, and `stats`, which
+  // session destructors touch, outlives both.
+  HttpMetrics stats;
+  const std::uint32_t threads = topology_.limits.http_threads;
+  asio::io_context io(static_cast<int>(threads));
+  RouterClient routers(router_addresses, topology_.limits.request_timeout_ms,
+                       topology_.limits.pending_requests_max);
+  HttpApi api(topology_, self_, routers);
+  const std::string host = self_.host == "localhost" ? "127.0.0.1" : self_.host;
+  const tcp::endpoint endpoint(asio::ip::make_address(host), *self_.port("http"));
+  tcp::acceptor acceptor(asio::make_strand(io));
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(asio::socket_base::reuse_address(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(asio::socket_base::max_listen_connections);
+
+  std::function<void()> accept = [&] {
+    acceptor.async_accept(asio::make_strand(io), [&](beast::error_code ec, tcp::socket socket) {
+      if (!ec) {
+        socket.set_option(tcp::no_delay(true));
+        std::make_shared<Session>(std::move(socket), api, stats, topology_.limits.body_bytes_max)
+            ->start();
+      } else if (ec == asio::error::operation_aborted) {
+        return;
+      } else {
+        log_.warn("accept_failed", {{"error", ec.message()}});
+      }
+      accept();
+    });
+  };
+  accept();
+
+  asio::steady_timer stop_watch(io);
+  std::function<void()> watch = [&] {
+    stop_watch.expires_after(std::chrono::milliseconds(100));
+    stop_watch.async_wait([&](beast::error_code) {
+      if (stop.load()) return io.stop();
+      watch();
+    });
+  };
+  watch();
+
+  log_.info("listening", {{"http", "http://" + host + ":" + std::to_string(*self_.port("http"))},
+                          {"routers", router_addresses.size()}});
+  std::vector<std::thread> workers;
+  for (std::uint32_t i = 1; i < threads; ++i) workers.emplace_back([&] { io.run(); });
+  io.run();
+  for (auto& worker : workers) worker.join();
+  log_.info("stopped");
+}
+
+}  // namespace chat4all::frontend

@@ -1,0 +1,130 @@
+// chat4all: the one executable of every node role.
+//
+//   chat4all up FILE [--host NAME]           start and supervise this host's nodes
+//   chat4all node --topology FILE --name N   run one node in the foreground
+//   chat4all check FILE                      validate a topology file
+//   chat4all hash-password                   argon2id hash of a password read on stdin
+#include "common/auth.h"
+#include "common/json_log.h"
+#include "common/topology.h"
+#include "nodes/frontend/frontend_node.h"
+#include "nodes/router/router_node.h"
+#include "nodes/runner/supervisor.h"
+#include "nodes/storage/storage_node.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+namespace {
+
+std::atomic<bool> stop_requested{false};
+
+void request_stop(int) { stop_requested.store(true); }
+
+int usage() {
+  std::fprintf(stderr,
+               "usage:\n"
+               "  chat4all up FILE [--host NAME]          start this host's nodes of a topology\n"
+               "  chat4all node --topology FILE --name N  run one node\n"
+               "  chat4all check FILE                     validate a topology file\n"
+               "  chat4all hash-password                  hash a password read from stdin\n");
+  return 2;
+}
+
+std::string self_executable(const char* argv0) {
+  char path[4096];
+  const ssize_t length = readlink("/proc/self/exe", path, sizeof path - 1);
+  if (length <= 0) return argv0;
+  path[length] = '\0';
+  return path;
+}
+
+int run_node(const std::string& topology_path, const std::string& name) {
+  const chat4all::Topology topology = chat4all::load_topology(topology_path);
+  const chat4all::NodeSpec* self = topology.find(name);
+  if (!self) {
+    std::fprintf(stderr, "%s: no node named '%s'\n", topology_path.c_str(), name.c_str());
+    return 2;
+  }
+  chat4all::init_logging(name);
+  struct sigaction action {};
+  action.sa_handler = request_stop;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  chat4all::Log log("node");
+  log.info("starting", {{"role", chat4all::role_name(self->role)},
+                        {"topology", topology.source_path.string()},
+                        {"pid", getpid()}});
+  switch (self->role) {
+    case chat4all::NodeRole::kFrontend:
+      chat4all::frontend::FrontendNode(topology, *self).run(stop_requested);
+      break;
+    case chat4all::NodeRole::kRouter:
+      chat4all::router::RouterNode(topology, *self).run(stop_requested);
+      break;
+    case chat4all::NodeRole::kStorage:
+      chat4all::storage::StorageNode(topology, *self).run(stop_requested);
+      break;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  chat4all::auth::init_crypto();
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) return usage();
+  const std::string command = args[0];
+  try {
+    if (command == "up" && (args.size() == 2 || (args.size() == 4 && args[2] == "--host"))) {
+      const chat4all::Topology topology = chat4all::load_topology(args[1]);
+      chat4all::init_logging("runner");
+      return chat4all::runner::Supervisor(topology, self_executable(argv[0]),
+                                          args.size() == 4 ? args[3] : "")
+          .run();
+    }
+    if (command == "node") {
+      std::string topology_path, name;
+      for (std::size_t i = 1; i + 1 < args.size(); i += 2) {
+        if (args[i] == "--topology") topology_path = args[i + 1];
+        else if (args[i] == "--name") name = args[i + 1];
+        else return usage();
+      }
+      if (topology_path.empty() || name.empty() || args.size() != 5) return usage();
+      return run_node(topology_path, name);
+    }
+    if (command == "check" && args.size() == 2) {
+      const chat4all::Topology topology = chat4all::load_topology(args[1]);
+      std::printf("%s: ok (%zu nodes, %u partitions, replication factor %u)\n", args[1].c_str(),
+                  topology.nodes.size(), topology.partition_count, topology.replication_factor);
+      return 0;
+    }
+    if (command == "hash-password" && args.size() == 1) {
+      std::string password;
+      std::getline(std::cin, password);
+      if (password.empty()) {
+        std::fprintf(stderr, "hash-password: read an empty password\n");
+        return 2;
+      }
+      std::printf("%s\n", chat4all::auth::hash_password(password).c_str());
+      return 0;
+    }
+  } catch (const chat4all::TopologyError& error) {
+    std::fprintf(stderr, "chat4all: invalid topology: %s\n", error.what());
+    return 2;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "chat4all: %s\n", error.what());
+    return 1;
+  }
+  return usage();
+}
