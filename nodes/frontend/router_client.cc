@@ -1,5 +1,6 @@
 #include "nodes/frontend/router_client.h"
 
+#include "common/deadline_queue.h"
 #include "common/metrics.h"
 #include "common/transport.h"
 
@@ -66,7 +67,7 @@ void RouterClient::run() {
     Callback callback;
   };
   std::unordered_map<std::uint64_t, Pending> pending;
-  std::deque<std::pair<Clock::time_point, std::uint64_t>> deadlines;
+  DeadlineQueue deadlines;
   std::vector<Submission> batch;
 
   auto finish = [&](std::size_t count) {
@@ -76,13 +77,7 @@ void RouterClient::run() {
 
   zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
   while (!stopping_.load()) {
-    auto wait = std::chrono::milliseconds(100);
-    if (!deadlines.empty())
-      wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
-                            deadlines.front().first - Clock::now()) +
-                            std::chrono::milliseconds(1),
-                        std::chrono::milliseconds(0), wait);
-    zmq::poll(items, 2, wait);
+    zmq::poll(items, 2, deadlines.wait_time(Clock::now(), std::chrono::milliseconds(100)));
 
     if (items[1].revents & ZMQ_POLLIN) {
       std::uint64_t count;
@@ -100,7 +95,7 @@ void RouterClient::run() {
           continue;
         }
         pending.emplace(submission.request_id, Pending{std::move(submission.callback)});
-        deadlines.emplace_back(deadline, submission.request_id);
+        deadlines.push(deadline, submission.request_id);
       }
       batch.clear();
     }
@@ -126,19 +121,17 @@ void RouterClient::run() {
       }
     }
 
-    const auto now = Clock::now();
-    while (!deadlines.empty() && deadlines.front().first <= now) {
-      auto it = pending.find(deadlines.front().second);
-      deadlines.pop_front();
-      if (it == pending.end()) continue;
+    deadlines.expire(Clock::now(), [&](std::uint64_t request_id) {
+      auto it = pending.find(request_id);
+      if (it == pending.end()) return;  // answered already
       Callback callback = std::move(it->second.callback);
       pending.erase(it);
       finish(1);
       timeouts.add();
       callback(wire::Status::kTimeout, std::nullopt);
-    }
-    if (deadlines.size() > 2 * pending.size() + 1024)
-      std::erase_if(deadlines, [&](const auto& entry) { return !pending.count(entry.second); });
+    });
+    deadlines.compact(pending.size(),
+                      [&](std::uint64_t request_id) { return pending.count(request_id) > 0; });
   }
 }
 

@@ -1,6 +1,7 @@
 #include "nodes/router/router_node.h"
 
 #include "common/codec.h"
+#include "common/deadline_queue.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
 #include "common/transport.h"
@@ -8,7 +9,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <deque>
 #include <map>
 #include <optional>
 #include <unordered_map>
@@ -79,8 +79,7 @@ void RouterNode::run(const std::atomic<bool>& stop) {
                           {"storage_nodes", storage_sockets.size()}});
 
   std::unordered_map<std::uint64_t, Pending> pending;
-  // Every request gets the same timeout, so deadlines expire in arrival order.
-  std::deque<std::pair<Clock::time_point, std::uint64_t>> deadlines;
+  DeadlineQueue deadlines;
   std::uint64_t next_token = 1;
   const auto timeout = std::chrono::milliseconds(topology_.limits.router_timeout_ms);
 
@@ -102,13 +101,8 @@ void RouterNode::run(const std::atomic<bool>& stop) {
   };
 
   while (!stop.load(std::memory_order_relaxed)) {
-    auto wait = std::chrono::milliseconds(100);
-    if (!deadlines.empty())
-      wait = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
-                            deadlines.front().first - Clock::now()) +
-                            std::chrono::milliseconds(1),
-                        std::chrono::milliseconds(0), wait);
-    zmq::poll(items.data(), items.size(), wait);
+    zmq::poll(items.data(), items.size(),
+              deadlines.wait_time(Clock::now(), std::chrono::milliseconds(100)));
 
     if (items[0].revents & ZMQ_POLLIN) {
       for (int drained = 0; drained < 4096; ++drained) {
@@ -150,7 +144,7 @@ void RouterNode::run(const std::atomic<bool>& stop) {
         }
         stats.forwarded.add();
         pending.emplace(token, std::move(request));
-        deadlines.emplace_back(Clock::now() + timeout, token);
+        deadlines.push(Clock::now() + timeout, token);
       }
     }
 
@@ -187,22 +181,16 @@ void RouterNode::run(const std::atomic<bool>& stop) {
       }
     }
 
-    const auto now = Clock::now();
-    while (!deadlines.empty() && deadlines.front().first <= now) {
-      auto it = pending.find(deadlines.front().second);
-      deadlines.pop_front();
-      if (it == pending.end()) continue;
+    deadlines.expire(Clock::now(), [&](std::uint64_t token) {
+      auto it = pending.find(token);
+      if (it == pending.end()) return;  // answered already
       stats.timeouts.add();
       answer_error(it->second.frontend, it->second.header, wire::Status::kTimeout,
                    "storage did not answer within " +
                        std::to_string(topology_.limits.router_timeout_ms) + " ms");
       pending.erase(it);
-    }
-    // Answered requests leave their deadline behind; drop those in bulk so the
-    // queue stays bounded by the pending table, not by traffic.
-    if (deadlines.size() > 2 * pending.size() + 1024) {
-      std::erase_if(deadlines, [&](const auto& entry) { return !pending.count(entry.second); });
-    }
+    });
+    deadlines.compact(pending.size(), [&](std::uint64_t token) { return pending.count(token) > 0; });
     stats.pending.set(static_cast<std::int64_t>(pending.size()));
   }
   log_.info("stopped");

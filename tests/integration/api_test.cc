@@ -1,0 +1,223 @@
+// The public API through a real topology: one frontend, one router, three
+// storage nodes, each its own process on free loopback ports.
+#include "tests/integration/cluster.h"
+
+#include "common/auth.h"
+#include "common/ids.h"
+
+#include <gtest/gtest.h>
+
+namespace chat4all::testing {
+namespace {
+
+using nlohmann::json;
+
+std::map<std::string, std::string> bearer(const std::string& token) {
+  return {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}};
+}
+
+// One cluster for the whole suite: these tests only add conversations of
+// their own, so they can share it and the suite stays fast.
+class ApiTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    cluster_ = new TestCluster();
+    cluster_->start_all();
+    ASSERT_TRUE(cluster_->wait_ready()) << cluster_->read_log("up");
+    alice_ = cluster_->token("alice");
+    ASSERT_FALSE(alice_.empty());
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  static TestCluster* cluster_;
+  static std::string alice_;
+
+  HttpResult post_message(const std::string& body, const std::string& token = alice_) {
+    return http_request(cluster_->http_port(), "POST", "/v1/messages", body, bearer(token));
+  }
+  void expect_error(const HttpResult& result, int status, const std::string& code,
+                    const std::string& field = "") {
+    EXPECT_EQ(result.status, status) << result.body;
+    const json body = result.json();
+    ASSERT_TRUE(body.is_object()) << result.body;
+    ASSERT_TRUE(body.contains("error")) << result.body;
+    EXPECT_EQ(body["error"].value("code", ""), code) << result.body;
+    EXPECT_FALSE(body["error"].value("message", "").empty()) << result.body;
+    if (!field.empty()) {
+      EXPECT_EQ(body["error"].value("field", ""), field) << result.body;
+    }
+  }
+};
+
+TestCluster* ApiTest::cluster_ = nullptr;
+std::string ApiTest::alice_;
+
+TEST_F(ApiTest, TokenIsIssuedOnlyForRightPassword) {
+  const auto port = cluster_->http_port();
+  const std::map<std::string, std::string> json_type{{"Content-Type", "application/json"}};
+  auto ok = http_request(port, "POST", "/v1/auth/token",
+                         R"({"user_id":"bob","password":"test-password"})", json_type);
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(ok.json()["token_type"], "Bearer");
+  EXPECT_GT(ok.json()["expires_in"].get<int>(), 0);
+
+  expect_error(http_request(port, "POST", "/v1/auth/token",
+                            R"({"user_id":"bob","password":"wrong"})", json_type),
+               401, "invalid_credentials");
+  expect_error(http_request(port, "POST", "/v1/auth/token",
+                            R"({"user_id":"mallory","password":"test-password"})", json_type),
+               401, "invalid_credentials");
+  expect_error(http_request(port, "POST", "/v1/auth/token", R"({"user_id":"bob"})", json_type),
+               400, "missing_field", "password");
+  expect_error(http_request(port, "POST", "/v1/auth/token", "{not json", json_type), 400,
+               "invalid_json");
+}
+
+TEST_F(ApiTest, RefusesMissingExpiredMalformedAndForgedTokens) {
+  const std::string body =
+      R"({"conversation_id":"token-check","payload":{"type":"text","text":"hi"}})";
+  const auto port = cluster_->http_port();
+  expect_error(http_request(port, "POST", "/v1/messages", body,
+                            {{"Content-Type", "application/json"}}),
+               401, "unauthorized");
+  expect_error(post_message(body, "not-a-token"), 401, "unauthorized");
+
+  // Tokens made with the cluster's own key, so only the property under test is wrong.
+  const auto key = auth::load_or_create_token_key(cluster_->directory() / "data" / "secrets" /
+                                                  "token.key");
+  const auth::TokenSigner signer(key);
+  const std::int64_t now_s = ids::now_ms() / 1000;
+  EXPECT_EQ(post_message(body, signer.issue("alice", now_s, 600)).status, 202);
+  expect_error(post_message(body, signer.issue("alice", now_s - 7200, 60)), 401, "unauthorized");
+
+  auth::TokenKey other_key{};
+  other_key[0] = 1;
+  expect_error(post_message(body, auth::TokenSigner(other_key).issue("alice", now_s, 600)), 401,
+               "unauthorized");
+
+  const std::string claims = auth::base64url_encode(
+      json{{"sub", "alice"}, {"exp", now_s + 600}, {"iat", now_s}}.dump());
+  expect_error(post_message(body, auth::base64url_encode(R"({"alg":"none","typ":"JWT"})") + "." +
+                                      claims + "."),
+               401, "unauthorized");
+  // A valid HS256 signature under a header that names another algorithm.
+  const std::string genuine = signer.issue("alice", now_s, 600);
+  const std::string swapped = auth::base64url_encode(R"({"alg":"HS512","typ":"JWT"})") +
+                              genuine.substr(genuine.find('.'));
+  expect_error(post_message(body, swapped), 401, "unauthorized");
+  // Signature of one token on the claims of another user.
+  const std::string bob = signer.issue("bob", now_s, 600);
+  const std::string forged = bob.substr(0, bob.rfind('.')) + genuine.substr(genuine.rfind('.'));
+  expect_error(post_message(body, forged), 401, "unauthorized");
+}
+
+TEST_F(ApiTest, MessagesGetGapFreeSequenceAndPageInOrder) {
+  const std::string conversation = "paging-" + ids::new_trace_id().substr(0, 8);
+  for (int i = 1; i <= 25; ++i) {
+    auto result = cluster_->send_text(alice_, conversation, "message " + std::to_string(i));
+    ASSERT_EQ(result.status, 202) << result.body;
+    const json body = result.json();
+    EXPECT_EQ(body["status"], "accepted");
+    EXPECT_EQ(body["conversation_id"], conversation);
+    EXPECT_EQ(body["seq"].get<int>(), i);
+    EXPECT_FALSE(body["message_id"].get<std::string>().empty());
+  }
+  std::vector<std::string> texts;
+  std::uint64_t from_seq = 1;
+  for (int page = 0; page < 10; ++page) {
+    auto result = cluster_->history(alice_, conversation,
+                                    "from_seq=" + std::to_string(from_seq) + "&limit=10");
+    ASSERT_EQ(result.status, 200) << result.body;
+    const json body = result.json();
+    for (const auto& message : body["messages"]) {
+      EXPECT_EQ(message["seq"].get<std::uint64_t>(), texts.size() + 1);
+      EXPECT_EQ(message["sender_id"], "alice");
+      texts.push_back(message["payload"]["text"]);
+    }
+    EXPECT_EQ(body["last_seq"].get<int>(), 25);
+    from_seq = body["next_from_seq"];
+    if (!body["has_more"].get<bool>()) break;
+  }
+  ASSERT_EQ(texts.size(), 25u);
+  for (int i = 0; i < 25; ++i) EXPECT_EQ(texts[i], "message " + std::to_string(i + 1));
+  EXPECT_EQ(from_seq, 26u);
+
+  auto empty = cluster_->history(alice_, "never-written-" + ids::new_trace_id().substr(0, 8));
+  ASSERT_EQ(empty.status, 200);
+  EXPECT_TRUE(empty.json()["messages"].empty());
+  EXPECT_FALSE(empty.json()["has_more"].get<bool>());
+}
+
+TEST_F(ApiTest, SameMessageIdIsStoredOnce) {
+  const std::string conversation = "dedup-" + ids::new_trace_id().substr(0, 8);
+  auto first = cluster_->send_text(alice_, conversation, "once", "client-msg-1");
+  ASSERT_EQ(first.status, 202) << first.body;
+  auto again = cluster_->send_text(alice_, conversation, "once", "client-msg-1");
+  ASSERT_EQ(again.status, 202) << again.body;
+  EXPECT_EQ(again.body, first.body);
+  EXPECT_EQ(again.headers["idempotent-replayed"], "true");
+  auto other = cluster_->send_text(alice_, conversation, "second", "client-msg-2");
+  EXPECT_EQ(other.json()["seq"].get<int>(), 2);
+  expect_error(cluster_->send_text(alice_, conversation, "different text", "client-msg-1"), 409,
+               "message_id_conflict", "message_id");
+
+  auto history = cluster_->history(alice_, conversation);
+  ASSERT_EQ(history.status, 200);
+  ASSERT_EQ(history.json()["messages"].size(), 2u);
+  EXPECT_EQ(history.json()["messages"][0]["message_id"], "client-msg-1");
+  EXPECT_EQ(history.json()["messages"][0]["payload"]["text"], "once");
+}
+
+TEST_F(ApiTest, BadInputGetsAnErrorNamingTheField) {
+  expect_error(post_message("this is not json"), 400, "invalid_json");
+  expect_error(post_message("[1,2]"), 400, "invalid_json");
+  expect_error(post_message(R"({"payload":{"type":"text","text":"x"}})"), 400, "missing_field",
+               "conversation_id");
+  expect_error(post_message(R"({"conversation_id":7,"payload":{"type":"text","text":"x"}})"), 400,
+               "invalid_field", "conversation_id");
+  expect_error(post_message(R"({"conversation_id":"has space","payload":{"type":"text","text":"x"}})"),
+               400, "invalid_field", "conversation_id");
+  expect_error(post_message(R"({"conversation_id":"c"})"), 400, "missing_field", "payload");
+  expect_error(post_message(R"({"conversation_id":"c","payload":{"type":"sticker"}})"), 400,
+               "unsupported_payload_type", "payload.type");
+  expect_error(post_message(R"({"conversation_id":"c","payload":{"type":"text"}})"), 400,
+               "missing_field", "payload.text");
+  expect_error(post_message(R"({"conversation_id":"c","payload":{"type":"text","text":5}})"), 400,
+               "invalid_field", "payload.text");
+  expect_error(post_message(R"({"conversation_id":"c","to":["bob",3],"payload":{"type":"text","text":"x"}})"),
+               400, "invalid_field", "to[1]");
+  const std::string long_text(5000, 'x');  // the test cluster allows 4096 bytes
+  expect_error(post_message(json{{"conversation_id", "c"},
+                                 {"payload", {{"type", "text"}, {"text", long_text}}}}
+                                .dump()),
+               413, "payload_too_large", "payload.text");
+  const std::string huge_body(70000, ' ');  // over body_bytes_max (65536)
+  expect_error(post_message(huge_body), 413, "payload_too_large");
+  expect_error(http_request(cluster_->http_port(), "POST", "/v1/messages", "a=b",
+                            {{"Authorization", "Bearer " + alice_},
+                             {"Content-Type", "application/x-www-form-urlencoded"}}),
+               415, "unsupported_media_type");
+  expect_error(cluster_->history(alice_, "c", "limit=0"), 400, "invalid_field", "limit");
+  expect_error(cluster_->history(alice_, "c", "from_seq=abc"), 400, "invalid_field", "from_seq");
+  expect_error(cluster_->history(alice_, "c", "colour=blue"), 400, "unknown_parameter", "colour");
+  expect_error(http_request(cluster_->http_port(), "GET", "/v1/nothing-here"), 404, "not_found");
+  expect_error(http_request(cluster_->http_port(), "DELETE", "/v1/messages", "", bearer(alice_)),
+               405, "method_not_allowed");
+
+  // Nothing of the above was stored.
+  auto history = cluster_->history(alice_, "c");
+  ASSERT_EQ(history.status, 200);
+  EXPECT_TRUE(history.json()["messages"].empty()) << history.body;
+}
+
+TEST_F(ApiTest, ServesPrometheusMetrics) {
+  auto result = http_request(cluster_->http_port(), "GET", "/metrics");
+  ASSERT_EQ(result.status, 200);
+  EXPECT_NE(result.body.find("chat4all_frontend_send_seconds_count"), std::string::npos);
+  EXPECT_NE(result.body.find("chat4all_http_responses_total{class=\"2xx\"}"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace chat4all::testing

@@ -1,0 +1,344 @@
+#include "tests/integration/cluster.h"
+
+#include "common/auth.h"
+#include "common/ring.h"
+
+#include <utility>  // before asio (Boost 1.74)
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace chat4all::testing {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using Clock = std::chrono::steady_clock;
+
+nlohmann::json HttpResult::json() const {
+  return nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+}
+
+HttpResult http_request(std::uint16_t port, const std::string& method, const std::string& target,
+                        const std::string& body, const std::map<std::string, std::string>& headers,
+                        std::chrono::milliseconds timeout) {
+  HttpResult result;
+  try {
+    asio::io_context io;
+    beast::tcp_stream stream(io);
+    stream.expires_after(timeout);
+    stream.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    http::request<http::string_body> request(http::string_to_verb(method), target, 11);
+    request.set(http::field::host, "127.0.0.1");
+    for (const auto& [name, value] : headers) request.set(name, value);
+    request.body() = body;
+    request.prepare_payload();
+    http::write(stream, request);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64 * 1024 * 1024);
+    http::read(stream, buffer, parser);
+    const auto& response = parser.get();
+    result.status = response.result_int();
+    result.body = response.body();
+    for (const auto& field : response) {
+      std::string name(field.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      result.headers[name] = std::string(field.value());
+    }
+  } catch (const std::exception&) {
+    result.status = 0;
+  }
+  return result;
+}
+
+TempDir::TempDir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "chat4all-test-XXXXXX").string();
+  if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+TempDir::~TempDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
+std::string chat4all_binary() { return CHAT4ALL_BINARY; }
+
+namespace {
+
+// Ports the kernel hands out for port 0, all held open together so that they
+// are distinct, then released for the cluster to bind.
+std::vector<std::uint16_t> free_ports(std::size_t count) {
+  std::vector<int> sockets;
+  std::vector<std::uint16_t> ports;
+  for (std::size_t i = 0; i < count; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = 0;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+      throw std::runtime_error("cannot bind a free port");
+    socklen_t length = sizeof address;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+    ports.push_back(ntohs(address.sin_port));
+    sockets.push_back(fd);
+  }
+  for (int fd : sockets) ::close(fd);
+  return ports;
+}
+
+const std::string& test_password_hash() {
+  static const std::string hash = auth::hash_password(kPassword);
+  return hash;
+}
+
+}  // namespace
+
+TestCluster::TestCluster(ClusterOptions options) : options_(options) {
+  auth::init_crypto();
+  auto ports = free_ports(3 + 2 * static_cast<std::size_t>(options.storage_nodes));
+  std::size_t next = 0;
+  http_port_ = ports[next++];
+  ports_["frontend-1"]["http"] = http_port_;
+  ports_["router-1"]["rpc"] = ports[next++];
+  ports_["router-1"]["metrics"] = ports[next++];
+  std::ostringstream yaml;
+  yaml << "cluster:\n  name: test\n  replication_factor: " << options.replication_factor
+       << "\n  partition_count: " << kPartitionCount << "\n  data_dir: data\n"
+       << "limits:\n  request_timeout_ms: " << options.request_timeout_ms
+       << "\n  router_timeout_ms: " << options.router_timeout_ms
+       << "\n  text_bytes_max: " << options.text_bytes_max
+       << "\n  body_bytes_max: " << options.body_bytes_max << "\n"
+       << "auth:\n  token_ttl_s: " << options.token_ttl_s << "\n"
+       << "dev:\n  users:\n";
+  for (const auto& user : kUsers)
+    yaml << "    - {id: " << user << ", password_hash: \"" << test_password_hash() << "\"}\n";
+  yaml << "nodes:\n"
+       << "  - {name: frontend-1, role: frontend, host: 127.0.0.1, endpoints: {http: " << http_port_
+       << "}}\n"
+       << "  - {name: router-1, role: router, host: 127.0.0.1, endpoints: {rpc: "
+       << ports_["router-1"]["rpc"] << ", metrics: " << ports_["router-1"]["metrics"] << "}}\n";
+  for (int i = 1; i <= options.storage_nodes; ++i) {
+    const std::string name = "storage-" + std::to_string(i);
+    ports_[name]["rpc"] = ports[next++];
+    ports_[name]["metrics"] = ports[next++];
+    yaml << "  - {name: " << name << ", role: storage, host: 127.0.0.1, endpoints: {rpc: "
+         << ports_[name]["rpc"] << ", metrics: " << ports_[name]["metrics"] << "}}\n";
+  }
+  topology_path_ = write_file("topology.yaml", yaml.str());
+}
+
+TestCluster::~TestCluster() {
+  if (up_pid_ > 0) stop_process(up_pid_);
+  for (auto& [name, pid] : node_pids_)
+    if (pid > 0) stop_process(pid);
+}
+
+std::filesystem::path TestCluster::write_file(const std::string& name, const std::string& text) const {
+  const auto path = dir_.path() / name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+std::filesystem::path TestCluster::log_path(const std::string& process) const {
+  return dir_.path() / (process + ".log");
+}
+
+std::string TestCluster::read_log(const std::string& process) const {
+  std::ifstream in(log_path(process));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::uint16_t TestCluster::port_of(const std::string& node, const std::string& endpoint) const {
+  return ports_.at(node).at(endpoint);
+}
+
+pid_t TestCluster::spawn(const std::vector<std::string>& args, const std::string& log_name) {
+  const std::string log = log_path(log_name).string();
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    std::vector<char*> argv;
+    const std::string binary = chat4all_binary();
+    argv.push_back(const_cast<char*>(binary.c_str()));
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+  if (pid < 0) throw std::runtime_error("fork failed");
+  return pid;
+}
+
+bool TestCluster::wait_exit(pid_t pid, std::chrono::milliseconds timeout, int* status) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    const pid_t done = waitpid(pid, status, WNOHANG);
+    if (done == pid) return true;
+    if (done < 0) return true;  // not our child any more
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+void TestCluster::stop_process(pid_t pid) {
+  int status = 0;
+  kill(pid, SIGCONT);  // a paused process cannot act on SIGTERM
+  kill(pid, SIGTERM);
+  if (!wait_exit(pid, std::chrono::seconds(15), &status)) {
+    kill(pid, SIGKILL);
+    wait_exit(pid, std::chrono::seconds(5), &status);
+  }
+}
+
+void TestCluster::start_all() {
+  up_pid_ = spawn({"up", topology_path_.string()}, "up");
+}
+
+bool TestCluster::stop_all() {
+  if (up_pid_ <= 0) return false;
+  int status = 0;
+  kill(up_pid_, SIGTERM);
+  bool exited = wait_exit(up_pid_, std::chrono::seconds(20), &status);
+  if (!exited) {
+    kill(up_pid_, SIGKILL);
+    wait_exit(up_pid_, std::chrono::seconds(5), &status);
+  }
+  up_pid_ = -1;
+  return exited && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+pid_t TestCluster::start_node(const std::string& name) {
+  const pid_t pid =
+      spawn({"node", "--topology", topology_path_.string(), "--name", name}, name);
+  node_pids_[name] = pid;
+  return pid;
+}
+
+void TestCluster::signal_node(const std::string& name, int signal) {
+  kill(node_pids_.at(name), signal);
+}
+
+void TestCluster::kill_node(const std::string& name) {
+  const pid_t pid = node_pids_.at(name);
+  kill(pid, SIGKILL);
+  int status = 0;
+  wait_exit(pid, std::chrono::seconds(5), &status);
+  node_pids_[name] = -1;
+}
+
+bool TestCluster::wait_ready(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  std::string bearer;
+  while (Clock::now() < deadline) {
+    if (http_request(http_port_, "GET", "/healthz", "", {}, std::chrono::seconds(1)).status == 200) {
+      if (bearer.empty()) bearer = token();
+      // Ready means every storage node stores: probe a conversation each owns.
+      bool all = !bearer.empty();
+      for (int i = 1; i <= options_.storage_nodes && all; ++i) {
+        const std::string owner = "storage-" + std::to_string(i);
+        all = send_text(bearer, conversation_owned_by(owner, "readiness-probe"), "probe",
+                        "probe-message")
+                  .status == 202;
+      }
+      if (all) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+std::string TestCluster::conversation_owned_by(const std::string& node, const std::string& prefix) const {
+  std::vector<std::string> storage_nodes;
+  for (int i = 1; i <= options_.storage_nodes; ++i) storage_nodes.push_back("storage-" + std::to_string(i));
+  const Ring ring(storage_nodes, kPartitionCount, options_.replication_factor);
+  for (int i = 0; i < 100000; ++i) {
+    std::string candidate = prefix + "-" + std::to_string(i);
+    if (ring.replicas(ring.partition_of(candidate)).front() == node) return candidate;
+  }
+  throw std::runtime_error("no conversation is owned by " + node);
+}
+
+std::string TestCluster::token(const std::string& user) {
+  const auto result = http_request(
+      http_port_, "POST", "/v1/auth/token",
+      nlohmann::json{{"user_id", user}, {"password", kPassword}}.dump(),
+      {{"Content-Type", "application/json"}});
+  if (result.status != 200) return "";
+  return result.json().value("access_token", "");
+}
+
+HttpResult TestCluster::send_text(const std::string& token, const std::string& conversation_id,
+                                  const std::string& text, const std::string& message_id) {
+  nlohmann::json body = {{"conversation_id", conversation_id},
+                         {"payload", {{"type", "text"}, {"text", text}}}};
+  if (!message_id.empty()) body["message_id"] = message_id;
+  return http_request(http_port_, "POST", "/v1/messages", body.dump(),
+                      {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}});
+}
+
+HttpResult TestCluster::history(const std::string& token, const std::string& conversation_id,
+                                const std::string& query) {
+  return http_request(http_port_, "GET",
+                      "/v1/conversations/" + conversation_id + "/messages" +
+                          (query.empty() ? "" : "?" + query),
+                      "", {{"Authorization", "Bearer " + token}});
+}
+
+std::pair<int, std::string> run_chat4all(const std::vector<std::string>& args) {
+  TempDir scratch;
+  const auto err_path = scratch.path() / "stderr";
+  const pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    const int fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, STDERR_FILENO);
+    ::dup2(fd, STDOUT_FILENO);
+    std::vector<char*> argv;
+    const std::string binary = chat4all_binary();
+    argv.push_back(const_cast<char*>(binary.c_str()));
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+  int status = 0;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (waitpid(pid, &status, WNOHANG) == 0) {
+    if (Clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return {-1, "timed out"};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::ifstream in(err_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.str()};
+}
+
+}  // namespace chat4all::testing

@@ -1,0 +1,121 @@
+// Test harness: a real Chat4All topology on free loopback ports in its own
+// temporary directory, plus a small blocking HTTP client.
+//
+// Every process a TestCluster starts is stopped by pid when it is destroyed
+// (SIGTERM, then SIGKILL after a grace period), also when a test fails; each
+// child also gets PR_SET_PDEATHSIG so a crashed test binary leaves nothing
+// behind. Not thread-safe; one per test.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace chat4all::testing {
+
+struct HttpResult {
+  int status = 0;  // 0: no answer (connection failed or timed out)
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  nlohmann::json json() const;
+};
+
+// One request on a fresh connection; bounded by `timeout`.
+HttpResult http_request(std::uint16_t port, const std::string& method, const std::string& target,
+                        const std::string& body = "",
+                        const std::map<std::string, std::string>& headers = {},
+                        std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct ClusterOptions {
+  int storage_nodes = 3;
+  std::uint32_t replication_factor = 3;
+  std::uint32_t request_timeout_ms = 1500;
+  std::uint32_t router_timeout_ms = 1000;
+  std::uint32_t text_bytes_max = 4096;
+  std::uint32_t body_bytes_max = 65536;
+  std::uint32_t token_ttl_s = 3600;
+};
+
+// Users every test cluster knows, all with password kPassword.
+inline constexpr const char* kPassword = "test-password";
+inline const std::vector<std::string> kUsers = {"alice", "bob"};
+
+class TestCluster {
+ public:
+  explicit TestCluster(ClusterOptions options = {});
+  ~TestCluster();
+  TestCluster(const TestCluster&) = delete;
+  TestCluster& operator=(const TestCluster&) = delete;
+
+  // Writes `text` as a topology file in the cluster's directory; returns its path.
+  std::filesystem::path write_file(const std::string& name, const std::string& text) const;
+
+  // `chat4all up` on the cluster's topology, as one supervised process.
+  void start_all();
+  // Sends SIGTERM to `chat4all up` and waits for it (bounded); true if it exited 0.
+  bool stop_all();
+
+  // One node as its own process (`chat4all node`); returns its pid.
+  pid_t start_node(const std::string& name);
+  void signal_node(const std::string& name, int signal);
+  void kill_node(const std::string& name);  // SIGKILL and reap
+
+  // Waits (bounded) until the frontend answers /healthz and a message can be
+  // stored; false if that did not happen in `timeout`.
+  bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(20));
+
+  std::string token(const std::string& user = "alice");
+  HttpResult send_text(const std::string& token, const std::string& conversation_id,
+                       const std::string& text, const std::string& message_id = "");
+  HttpResult history(const std::string& token, const std::string& conversation_id,
+                     const std::string& query = "");
+
+  // A conversation id starting with `prefix` whose partition `node` leads.
+  std::string conversation_owned_by(const std::string& node, const std::string& prefix) const;
+
+  std::uint16_t http_port() const { return http_port_; }
+  std::uint16_t port_of(const std::string& node, const std::string& endpoint) const;
+  const std::filesystem::path& topology_path() const { return topology_path_; }
+  const std::filesystem::path& directory() const { return dir_.path(); }
+  std::filesystem::path log_path(const std::string& process) const;
+  std::string read_log(const std::string& process) const;
+
+ private:
+  pid_t spawn(const std::vector<std::string>& args, const std::string& log_name);
+  static bool wait_exit(pid_t pid, std::chrono::milliseconds timeout, int* status);
+  void stop_process(pid_t pid);
+
+  static constexpr std::uint32_t kPartitionCount = 16;
+  ClusterOptions options_;
+  TempDir dir_;
+  std::filesystem::path topology_path_;
+  std::uint16_t http_port_ = 0;
+  std::map<std::string, std::map<std::string, std::uint16_t>> ports_;
+  pid_t up_pid_ = -1;
+  std::map<std::string, pid_t> node_pids_;
+};
+
+// The built chat4all executable.
+std::string chat4all_binary();
+
+// Runs chat4all with `args` to completion (bounded); returns exit code and stderr.
+std::pair<int, std::string> run_chat4all(const std::vector<std::string>& args);
+
+}  // namespace chat4all::testing

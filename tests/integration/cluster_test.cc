@@ -1,0 +1,265 @@
+// Whole-topology behaviour: restarts, supervision, unreachable or paused
+// nodes, malformed frames and malformed topology files.
+#include "tests/integration/cluster.h"
+
+#include "common/codec.h"
+#include "common/ids.h"
+#include "common/transport.h"
+
+#include <gtest/gtest.h>
+#include <zmq.hpp>
+
+#include <signal.h>
+
+#include <sstream>
+#include <thread>
+
+namespace chat4all::testing {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// Lines of a JSON-lines log whose "event" is `event` (and "child" is `child`, if given).
+std::vector<json> log_events(const std::string& log, const std::string& event,
+                             const std::string& child = "") {
+  std::vector<json> found;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    const json entry = json::parse(line, nullptr, false);
+    if (entry.is_discarded() || !entry.is_object() || entry.value("event", "") != event) continue;
+    if (!child.empty() && entry.value("child", "") != child) continue;
+    found.push_back(entry);
+  }
+  return found;
+}
+
+json full_history(TestCluster& cluster, const std::string& token, const std::string& conversation) {
+  json all = json::array();
+  std::uint64_t from_seq = 1;
+  for (int page = 0; page < 1000; ++page) {
+    auto result = cluster.history(token, conversation, "from_seq=" + std::to_string(from_seq) + "&limit=100");
+    if (result.status != 200) return json();
+    const json body = result.json();
+    for (const auto& message : body["messages"]) all.push_back(message);
+    from_seq = body["next_from_seq"];
+    if (!body["has_more"].get<bool>()) break;
+  }
+  return all;
+}
+
+TEST(ClusterTest, StoppingAndStartingTheTopologyLosesNothing) {
+  TestCluster cluster;
+  cluster.start_all();
+  ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
+  std::string token = cluster.token();
+  std::vector<std::string> conversations;
+  for (int c = 1; c <= 3; ++c)
+    conversations.push_back(cluster.conversation_owned_by("storage-" + std::to_string(c), "restart"));
+  for (int i = 0; i < 20; ++i)
+    for (const auto& conversation : conversations)
+      ASSERT_EQ(cluster.send_text(token, conversation, "m" + std::to_string(i)).status, 202);
+  std::vector<json> before;
+  for (const auto& conversation : conversations) before.push_back(full_history(cluster, token, conversation));
+
+  ASSERT_TRUE(cluster.stop_all()) << cluster.read_log("up");
+  EXPECT_EQ(log_events(cluster.read_log("up"), "node_stopped").size(), 5u);
+
+  cluster.start_all();
+  ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
+  token = cluster.token();  // the key persisted, but a fresh login must work too
+  for (std::size_t c = 0; c < conversations.size(); ++c) {
+    const json after = full_history(cluster, token, conversations[c]);
+    ASSERT_EQ(after.size(), 20u);
+    EXPECT_EQ(after, before[c]);
+    auto next = cluster.send_text(token, conversations[c], "after restart");
+    ASSERT_EQ(next.status, 202);
+    EXPECT_EQ(next.json()["seq"].get<int>(), 21);
+  }
+}
+
+TEST(ClusterTest, SupervisorRestartsACrashedNode) {
+  TestCluster cluster;
+  cluster.start_all();
+  ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
+  const auto started = log_events(cluster.read_log("up"), "node_started", "storage-2");
+  ASSERT_EQ(started.size(), 1u);
+  const pid_t pid = started[0]["pid"].get<pid_t>();
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < deadline &&
+         log_events(cluster.read_log("up"), "node_started", "storage-2").size() < 2)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const std::string log = cluster.read_log("up");
+  const auto exits = log_events(log, "node_exited", "storage-2");
+  ASSERT_EQ(exits.size(), 1u) << log;
+  EXPECT_NE(exits[0]["status"].get<std::string>().find("Killed"), std::string::npos);
+  const auto restarted = log_events(log, "node_started", "storage-2");
+  ASSERT_EQ(restarted.size(), 2u) << log;
+  EXPECT_NE(restarted[1]["pid"].get<pid_t>(), pid);
+  EXPECT_EQ(restarted[1]["restarts"].get<int>(), 1);
+  EXPECT_TRUE(cluster.wait_ready()) << log;
+}
+
+TEST(ClusterTest, UnreachableStorageGets503AndNeverHangs) {
+  TestCluster cluster;
+  for (const char* node : {"frontend-1", "router-1", "storage-1", "storage-3"}) cluster.start_node(node);
+  const std::string live = cluster.conversation_owned_by("storage-1", "live");
+  const std::string dead = cluster.conversation_owned_by("storage-2", "dead");
+  std::string token;
+  const auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (Clock::now() < deadline) {
+    if (token.empty()) token = cluster.token();
+    if (!token.empty() && cluster.send_text(token, live, "up?").status == 202) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(token.empty());
+
+  const auto started = Clock::now();
+  auto result = cluster.send_text(token, dead, "nobody home", "lost-1");
+  const auto elapsed = Clock::now() - started;
+  EXPECT_TRUE(result.status == 503 || result.status == 504) << result.status << " " << result.body;
+  EXPECT_TRUE(result.json().contains("error")) << result.body;
+  if (result.status == 503) {
+    EXPECT_EQ(result.headers["retry-after"], "1");
+  }
+  EXPECT_LT(elapsed, std::chrono::milliseconds(1500 + 1000));  // request_timeout_ms + slack
+  auto read = cluster.history(token, dead);
+  EXPECT_TRUE(read.status == 503 || read.status == 504) << read.body;
+  // The live part of the cluster keeps working.
+  EXPECT_EQ(cluster.send_text(token, live, "still here").status, 202);
+}
+
+TEST(ClusterTest, PausedStorageTimesOutAndARetryIsStoredOnce) {
+  TestCluster cluster;
+  for (const char* node : {"frontend-1", "router-1", "storage-1", "storage-2", "storage-3"})
+    cluster.start_node(node);
+  ASSERT_TRUE(cluster.wait_ready());
+  const std::string token = cluster.token();
+  const std::string conversation = cluster.conversation_owned_by("storage-2", "paused");
+
+  cluster.signal_node("storage-2", SIGSTOP);
+  const auto started = Clock::now();
+  auto result = cluster.send_text(token, conversation, "during pause", "retry-me");
+  const auto elapsed = Clock::now() - started;
+  EXPECT_EQ(result.status, 504) << result.body;
+  EXPECT_EQ(result.json()["error"]["code"], "upstream_timeout");
+  EXPECT_LT(elapsed, std::chrono::milliseconds(1500 + 1000));
+  cluster.signal_node("storage-2", SIGCONT);
+
+  // The client does not know whether the first attempt landed; retrying with
+  // the same message_id is safe either way.
+  HttpResult retry;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  do {
+    retry = cluster.send_text(token, conversation, "during pause", "retry-me");
+  } while (retry.status != 202 && Clock::now() < deadline);
+  ASSERT_EQ(retry.status, 202) << retry.body;
+  EXPECT_EQ(retry.json()["seq"].get<int>(), 1);
+  const json history = full_history(cluster, token, conversation);
+  ASSERT_EQ(history.size(), 1u);
+  EXPECT_EQ(history[0]["message_id"], "retry-me");
+}
+
+TEST(ClusterTest, NoRouterGets503) {
+  TestCluster cluster;
+  cluster.start_node("frontend-1");
+  std::string token;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (token.empty() && Clock::now() < deadline) {
+    token = cluster.token();
+    if (token.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_FALSE(token.empty());
+  const auto started = Clock::now();
+  auto result = cluster.send_text(token, "c1", "anyone?");
+  EXPECT_EQ(result.status, 503) << result.body;
+  EXPECT_EQ(result.json()["error"]["code"], "unavailable");
+  EXPECT_LT(Clock::now() - started, std::chrono::milliseconds(500));
+}
+
+TEST(ClusterTest, MalformedFramesAreCountedAndDropped) {
+  TestCluster cluster;
+  cluster.start_all();
+  ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
+
+  const wire::Header future{99, wire::MessageType::kAppendRequest, 1, "t"};
+  const std::string wrong_version = codec::encode(future, wire::ReadRequest{"c", 1, 1});
+  const wire::Header read_header{wire::kWireVersion, wire::MessageType::kAppendRequest, 2, "t"};
+  const std::string wrong_body = codec::encode(read_header, std::string("not an append"));
+  constexpr int kGarbageFrames = 4;
+  for (const auto& [node, token_frame] :
+       std::vector<std::pair<std::string, bool>>{{"storage-1", true}, {"router-1", false}}) {
+    zmq::socket_t socket(transport::context(), zmq::socket_type::dealer);
+    socket.set(zmq::sockopt::linger, 1000);
+    socket.connect("tcp://127.0.0.1:" + std::to_string(cluster.port_of(node, "rpc")));
+    auto send = [&](const std::vector<std::string>& frames) {
+      for (std::size_t i = 0; i < frames.size(); ++i)
+        socket.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore
+                                                                  : zmq::send_flags::none);
+    };
+    const std::string token(8, 'x');
+    auto framed = [&](std::string frame) {
+      return token_frame ? std::vector<std::string>{token, frame} : std::vector<std::string>{frame};
+    };
+    send(framed("\xc1 definitely not msgpack"));
+    send(framed(wrong_version));
+    send(framed(wrong_body));
+    send({"a", "b", "c", "d"});  // wrong frame count
+    socket.close();
+  }
+  const std::string scrape_target = "/metrics";
+  auto rejected = [&](const std::string& node) {
+    auto result = http_request(cluster.port_of(node, "metrics"), "GET", scrape_target);
+    const auto at = result.body.find("\nchat4all_wire_frames_rejected_total ");
+    if (at == std::string::npos) return -1;
+    return std::stoi(result.body.substr(at + std::string("\nchat4all_wire_frames_rejected_total ").size()));
+  };
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  while (Clock::now() < deadline && (rejected("storage-1") < kGarbageFrames || rejected("router-1") < kGarbageFrames))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_GE(rejected("storage-1"), kGarbageFrames);
+  EXPECT_GE(rejected("router-1"), kGarbageFrames);
+  // Both nodes are still alive and serving.
+  EXPECT_TRUE(cluster.wait_ready(std::chrono::seconds(5)));
+  EXPECT_TRUE(log_events(cluster.read_log("up"), "node_exited").empty());
+}
+
+struct BadTopology {
+  std::string name;
+  std::string text;
+  std::string expected;  // part of the error message, including file and line
+};
+
+TEST(ClusterTest, MalformedTopologyIsRefusedWithFileLineAndProblem) {
+  TestCluster scratch;  // only for its directory
+  const std::string header =
+      "cluster: {name: t, data_dir: d}\n";  // line 1
+  const std::string router = "  - {name: r, role: router, host: 127.0.0.1, endpoints: {rpc: 7001}}\n";
+  const std::string storage = "  - {name: s, role: storage, host: 127.0.0.1, endpoints: {rpc: 7002}}\n";
+  const std::vector<BadTopology> cases = {
+      {"bad-yaml.yaml", header + "nodes: [\n  {name: x\n", "bad-yaml.yaml:"},
+      {"bad-role.yaml", header + "nodes:\n" + router + storage +
+                            "  - {name: q, role: queue, host: 127.0.0.1, endpoints: {rpc: 7003}}\n",
+       "bad-role.yaml:5: unknown role 'queue'"},
+      {"dup-name.yaml", header + "nodes:\n" + router + storage +
+                            "  - {name: s, role: storage, host: 127.0.0.1, endpoints: {rpc: 7003}}\n",
+       "dup-name.yaml:5: duplicate node name 's'"},
+      {"dup-port.yaml", header + "nodes:\n" + router +
+                            "  - {name: s, role: storage, host: 127.0.0.1, endpoints: {rpc: 7001}}\n",
+       "dup-port.yaml:4: port 7001 on 127.0.0.1 is used twice"},
+      {"no-host.yaml", header + "nodes:\n" + router + "  - {name: s, role: storage, endpoints: {rpc: 7002}}\n",
+       "no-host.yaml:4: missing field 'host'"},
+  };
+  for (const auto& bad : cases) {
+    const auto path = scratch.write_file(bad.name, bad.text);
+    const auto [code, output] = run_chat4all({"up", path.string()});
+    EXPECT_EQ(code, 2) << bad.name << ": " << output;
+    EXPECT_NE(output.find(bad.expected), std::string::npos) << bad.name << ": " << output;
+    EXPECT_NE(output.find("invalid topology"), std::string::npos) << output;
+  }
+}
+
+}  // namespace
+}  // namespace chat4all::testing
