@@ -40,6 +40,18 @@ std::vector<zmq::message_t> receive_multipart(zmq::socket_t& socket) {
   }
 }
 
+int poll(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout) {
+  try {
+    return zmq::poll(items, count, timeout);
+  } catch (const zmq::error_t& error) {
+    if (error.num() == EINTR) {
+      for (std::size_t i = 0; i < count; ++i) items[i].revents = 0;
+      return 0;
+    }
+    throw;
+  }
+}
+
 bool send_multipart(zmq::socket_t& socket, const std::vector<std::string_view>& frames) {
   for (std::size_t i = 0; i < frames.size(); ++i) {
     const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore | zmq::send_flags::dontwait

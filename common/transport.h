@@ -9,6 +9,7 @@
 
 #include <zmq.hpp>
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,10 @@ std::vector<zmq::message_t> receive_multipart(zmq::socket_t& socket);
 // is full or it has no connected peer (with ZMQ_IMMEDIATE): the caller turns
 // that into an "unavailable" answer.
 bool send_multipart(zmq::socket_t& socket, const std::vector<std::string_view>& frames);
+
+// zmq::poll that treats an interrupting signal as "nothing ready" (the
+// caller's loop then looks at its stop flag) instead of throwing.
+int poll(zmq::pollitem_t* items, std::size_t count, std::chrono::milliseconds timeout);
 
 inline std::string_view view(const zmq::message_t& frame) {
   return {static_cast<const char*>(frame.data()), frame.size()};

@@ -77,7 +77,7 @@ void RouterClient::run() {
 
   zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0}, {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
   while (!stopping_.load()) {
-    zmq::poll(items, 2, deadlines.wait_time(Clock::now(), std::chrono::milliseconds(100)));
+    transport::poll(items, 2, deadlines.wait_time(Clock::now(), std::chrono::milliseconds(100)));
 
     if (items[1].revents & ZMQ_POLLIN) {
       std::uint64_t count;

@@ -101,7 +101,7 @@ void RouterNode::run(const std::atomic<bool>& stop) {
   };
 
   while (!stop.load(std::memory_order_relaxed)) {
-    zmq::poll(items.data(), items.size(),
+    transport::poll(items.data(), items.size(),
               deadlines.wait_time(Clock::now(), std::chrono::milliseconds(100)));
 
     if (items[0].revents & ZMQ_POLLIN) {

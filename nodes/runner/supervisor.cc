@@ -90,6 +90,9 @@ int Supervisor::run() {
     const pid_t pid = fork();
     if (pid == 0) {
       sigprocmask(SIG_UNBLOCK, &signals, nullptr);
+      // Own process group: Ctrl-C reaches only the supervisor, which then
+      // stops the nodes itself (and does not mistake their exit for a crash).
+      setpgid(0, 0);
       prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (getppid() != supervisor_pid) _exit(1);  // the supervisor died before prctl
       const std::string topology_path = topology_.source_path.string();

@@ -82,7 +82,7 @@ void StorageNode::run(const std::atomic<bool>& stop) {
 
   zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0}};
   while (!stop.load(std::memory_order_relaxed)) {
-    zmq::poll(items, 1, std::chrono::milliseconds(100));
+    transport::poll(items, 1, std::chrono::milliseconds(100));
     if (!(items[0].revents & ZMQ_POLLIN)) continue;
 
     // Drain what has arrived (bounded by batch_max): reads are answered at

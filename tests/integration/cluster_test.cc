@@ -63,7 +63,9 @@ TEST(ClusterTest, StoppingAndStartingTheTopologyLosesNothing) {
   for (const auto& conversation : conversations) before.push_back(full_history(cluster, token, conversation));
 
   ASSERT_TRUE(cluster.stop_all()) << cluster.read_log("up");
-  EXPECT_EQ(log_events(cluster.read_log("up"), "node_stopped").size(), 5u);
+  const auto stopped = log_events(cluster.read_log("up"), "node_stopped");
+  EXPECT_EQ(stopped.size(), 5u);
+  for (const auto& node : stopped) EXPECT_EQ(node["status"], "exit code 0") << node.dump();
 
   cluster.start_all();
   ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
