@@ -12,7 +12,6 @@
 // into a fixed-size log-linear histogram.
 
 // clang-format off
-#include <utility>  // before asio: its awaitable.hpp uses std::exchange unincluded (Boost 1.74)
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>

@@ -1,14 +1,13 @@
 #include "common/auth.h"
 
-#include <nlohmann/json.hpp>
-#include <sodium.h>
-
 #include <fcntl.h>
+#include <sodium.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 namespace chat4all::auth {
@@ -22,13 +21,20 @@ void init_crypto() {
 
 const char* token_error_message(TokenError error) {
   switch (error) {
-    case TokenError::kNone: return "ok";
-    case TokenError::kMissing: return "missing bearer token";
-    case TokenError::kMalformed: return "malformed token";
-    case TokenError::kBadAlgorithm: return "token algorithm is not accepted";
-    case TokenError::kBadSignature: return "token signature is invalid";
-    case TokenError::kExpired: return "token has expired";
-    case TokenError::kMissingClaim: return "token lacks a required claim";
+    case TokenError::kNone:
+      return "ok";
+    case TokenError::kMissing:
+      return "missing bearer token";
+    case TokenError::kMalformed:
+      return "malformed token";
+    case TokenError::kBadAlgorithm:
+      return "token algorithm is not accepted";
+    case TokenError::kBadSignature:
+      return "token signature is invalid";
+    case TokenError::kExpired:
+      return "token has expired";
+    case TokenError::kMissingClaim:
+      return "token lacks a required claim";
   }
   return "invalid token";
 }
@@ -67,8 +73,8 @@ std::string sign(const TokenKey& key, std::string_view signing_input) {
   unsigned char mac[crypto_auth_hmacsha256_BYTES];
   crypto_auth_hmacsha256_state state;
   crypto_auth_hmacsha256_init(&state, key.data(), key.size());
-  crypto_auth_hmacsha256_update(&state, reinterpret_cast<const unsigned char*>(signing_input.data()),
-                                signing_input.size());
+  crypto_auth_hmacsha256_update(
+      &state, reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size());
   crypto_auth_hmacsha256_final(&state, mac);
   return std::string(reinterpret_cast<char*>(mac), sizeof mac);
 }
@@ -100,7 +106,8 @@ VerifiedToken TokenSigner::verify(std::string_view token, std::int64_t now_s) co
     return result;
   }
   const auto header_text = base64url_decode(token.substr(0, first_dot));
-  const auto claims_text = base64url_decode(token.substr(first_dot + 1, second_dot - first_dot - 1));
+  const auto claims_text =
+      base64url_decode(token.substr(first_dot + 1, second_dot - first_dot - 1));
   const auto signature = base64url_decode(token.substr(second_dot + 1));
   if (!header_text || !claims_text || !signature) {
     result.error = TokenError::kMalformed;
@@ -152,8 +159,8 @@ TokenKey load_or_create_token_key(const std::filesystem::path& path) {
     in >> hex;
     TokenKey key{};
     std::size_t length = 0;
-    if (sodium_hex2bin(key.data(), key.size(), hex.data(), hex.size(), nullptr, &length,
-                       nullptr) != 0 ||
+    if (sodium_hex2bin(key.data(), key.size(), hex.data(), hex.size(), nullptr, &length, nullptr) !=
+            0 ||
         length != key.size())
       throw std::runtime_error(path.string() + ": token key must be 64 hex characters");
     return key;
@@ -165,12 +172,17 @@ TokenKey load_or_create_token_key(const std::filesystem::path& path) {
   randombytes_buf(fresh.data(), fresh.size());
   char hex[fresh.size() * 2 + 1];
   sodium_bin2hex(hex, sizeof hex, fresh.data(), fresh.size());
-  const std::string temp = path.string() + ".tmp." + std::to_string(getpid());
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  // A name of its own per caller (threads of one process included): a shared
+  // temp file could be truncated by one caller after another linked it.
+  char suffix[17];
+  const std::uint64_t random_suffix = randombytes_random() * 0x100000000ull + randombytes_random();
+  std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(random_suffix));
+  const std::string temp = path.string() + ".tmp." + std::to_string(getpid()) + "." + suffix;
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
   if (fd < 0) throw std::runtime_error(temp + ": cannot create the token key");
   const std::string content = std::string(hex) + "\n";
-  const bool written = ::write(fd, content.data(), content.size()) == ssize_t(content.size()) &&
-                       ::fsync(fd) == 0;
+  const bool written =
+      ::write(fd, content.data(), content.size()) == ssize_t(content.size()) && ::fsync(fd) == 0;
   ::close(fd);
   // link() fails with EEXIST if another process created the key first; then
   // everyone uses that one.
@@ -184,8 +196,8 @@ TokenKey load_or_create_token_key(const std::filesystem::path& path) {
 
 std::string hash_password(std::string_view password) {
   char hash[crypto_pwhash_STRBYTES];
-  if (crypto_pwhash_str(hash, password.data(), password.size(),
-                        crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
+  if (crypto_pwhash_str(hash, password.data(), password.size(), crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                        crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0)
     throw std::runtime_error("password hashing ran out of memory");
   return hash;
 }

@@ -10,7 +10,12 @@ std::optional<Frame> decode(std::string_view bytes, std::string* error) {
   Frame frame;
   try {
     std::size_t offset = 0;
-    frame.handle_ = msgpack::unpack(bytes.data(), bytes.size(), offset);
+    // No container or string in a frame can be longer than the frame itself;
+    // without these limits a 6-byte frame claiming 2^32 elements makes msgpack
+    // reserve gigabytes before it notices the bytes are missing.
+    const std::size_t size_max = bytes.size();
+    const msgpack::unpack_limit limits(size_max, size_max, size_max, size_max, size_max, 32);
+    frame.handle_ = msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limits);
     if (offset != bytes.size()) return fail("trailing bytes after the frame");
   } catch (const std::exception&) {
     return fail("not a msgpack value");
@@ -46,14 +51,22 @@ std::optional<Frame> decode(std::string_view bytes, std::string* error) {
 
 const char* status_name(wire::Status status) {
   switch (status) {
-    case wire::Status::kOk: return "ok";
-    case wire::Status::kNotOwner: return "not_owner";
-    case wire::Status::kUnavailable: return "unavailable";
-    case wire::Status::kTimeout: return "timeout";
-    case wire::Status::kStorageFull: return "storage_full";
-    case wire::Status::kConflict: return "conflict";
-    case wire::Status::kInvalid: return "invalid";
-    case wire::Status::kInternal: return "internal";
+    case wire::Status::kOk:
+      return "ok";
+    case wire::Status::kNotOwner:
+      return "not_owner";
+    case wire::Status::kUnavailable:
+      return "unavailable";
+    case wire::Status::kTimeout:
+      return "timeout";
+    case wire::Status::kStorageFull:
+      return "storage_full";
+    case wire::Status::kConflict:
+      return "conflict";
+    case wire::Status::kInvalid:
+      return "invalid";
+    case wire::Status::kInternal:
+      return "internal";
   }
   return "unknown";
 }

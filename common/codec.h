@@ -5,13 +5,12 @@
 // reason, so that a node can log it, count it and drop it.
 #pragma once
 
-#include "schema/wire.h"
-
 #include <msgpack.hpp>
-
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "schema/wire.h"
 
 namespace chat4all::codec {
 
@@ -34,6 +33,16 @@ std::string encode(const wire::Header& header, const Body& body) {
 class Frame {
  public:
   const wire::Header& header() const { return header_; }
+
+  // The body's first field when it is a string: by the schema's rule, the
+  // conversation_id of every request routed by conversation. Lets a router
+  // route without decoding (or copying) the rest of the body.
+  std::optional<std::string_view> routing_key() const {
+    if (body_->type != msgpack::type::ARRAY || body_->via.array.size == 0) return std::nullopt;
+    const msgpack::object& first = body_->via.array.ptr[0];
+    if (first.type != msgpack::type::STR) return std::nullopt;
+    return std::string_view(first.via.str.ptr, first.via.str.size);
+  }
 
   // Converts the body to `Body`; nullopt when it does not have that shape.
   template <typename Body>

@@ -24,9 +24,9 @@ class DeadlineQueue {
   // How long a poll may wait: until the earliest deadline, at most `cap`.
   std::chrono::milliseconds wait_time(Clock::time_point now, std::chrono::milliseconds cap) const {
     if (entries_.empty()) return cap;
-    const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           entries_.front().first - now) +
-                       std::chrono::milliseconds(1);
+    const auto until =
+        std::chrono::duration_cast<std::chrono::milliseconds>(entries_.front().first - now) +
+        std::chrono::milliseconds(1);
     return std::clamp(until, std::chrono::milliseconds(0), cap);
   }
 

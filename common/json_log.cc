@@ -18,7 +18,9 @@ std::shared_ptr<spdlog::sinks::sink> shared_sink() {
   return sink;
 }
 
-std::string json_string(const std::string& text) { return nlohmann::json(text).dump(); }
+std::string json_string(const std::string& text) {
+  return nlohmann::json(text).dump();
+}
 
 void apply_format(spdlog::logger& logger) {
   logger.set_pattern("{\"ts\":\"%Y-%m-%dT%H:%M:%S.%fZ\",\"level\":\"%l\",\"node\":" +

@@ -5,10 +5,10 @@
 // debug; nothing per message at info on the hot path.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -22,7 +22,8 @@ class Log {
  public:
   explicit Log(const std::string& module);
 
-  void debug(std::string_view event, const nlohmann::json& fields = nlohmann::json::object()) const {
+  void debug(std::string_view event,
+             const nlohmann::json& fields = nlohmann::json::object()) const {
     write(spdlog::level::debug, event, fields);
   }
   void info(std::string_view event, const nlohmann::json& fields = nlohmann::json::object()) const {
@@ -31,7 +32,8 @@ class Log {
   void warn(std::string_view event, const nlohmann::json& fields = nlohmann::json::object()) const {
     write(spdlog::level::warn, event, fields);
   }
-  void error(std::string_view event, const nlohmann::json& fields = nlohmann::json::object()) const {
+  void error(std::string_view event,
+             const nlohmann::json& fields = nlohmann::json::object()) const {
     write(spdlog::level::err, event, fields);
   }
   bool enabled(spdlog::level::level_enum level) const { return logger_->should_log(level); }

@@ -18,7 +18,8 @@ void Histogram::observe(double value) {
   const auto it = std::lower_bound(bounds_.begin(), bounds_.end(), value);
   buckets_[static_cast<std::size_t>(it - bounds_.begin())].fetch_add(1, std::memory_order_relaxed);
   count_.fetch_add(1, std::memory_order_relaxed);
-  sum_micros_.fetch_add(static_cast<std::uint64_t>(std::max(0.0, value) * 1e6),
+  // Clamped: converting a double beyond uint64's range is undefined.
+  sum_micros_.fetch_add(static_cast<std::uint64_t>(std::clamp(value, 0.0, 1e12) * 1e6),
                         std::memory_order_relaxed);
 }
 
@@ -50,8 +51,9 @@ Histogram& MetricsRegistry::latency_histogram(const std::string& name, const std
                                               const std::string& labels) {
   std::lock_guard lock(mutex_);
   if (auto* entry = find(name, labels); entry && entry->histogram) return *entry->histogram;
-  Histogram& created = histograms_.emplace_back(std::vector<double>{
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  Histogram& created = histograms_.emplace_back(
+      std::vector<double>{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                          0.25, 0.5, 1, 2.5, 5, 10});
   entries_.push_back({name, help, labels, "histogram", nullptr, nullptr, &created});
   return created;
 }
@@ -87,12 +89,13 @@ std::string MetricsRegistry::render() const {
         cumulative += h.bucket_count(i);
         char bound[32];
         std::snprintf(bound, sizeof bound, "%g", h.upper_bounds()[i]);
-        out << entry.name << "_bucket" << with_labels(entry.labels, "le=\"" + std::string(bound) + "\"")
-            << " " << cumulative << "\n";
+        out << entry.name << "_bucket"
+            << with_labels(entry.labels, "le=\"" + std::string(bound) + "\"") << " " << cumulative
+            << "\n";
       }
       cumulative += h.bucket_count(h.upper_bounds().size());
-      out << entry.name << "_bucket" << with_labels(entry.labels, "le=\"+Inf\"") << " " << cumulative
-          << "\n";
+      out << entry.name << "_bucket" << with_labels(entry.labels, "le=\"+Inf\"") << " "
+          << cumulative << "\n";
       out << entry.name << "_sum" << with_labels(entry.labels) << " " << h.sum() << "\n";
       out << entry.name << "_count" << with_labels(entry.labels) << " " << h.count() << "\n";
     }

@@ -40,9 +40,13 @@ class Histogram {
   explicit Histogram(std::vector<double> upper_bounds);
   void observe(double value);
   const std::vector<double>& upper_bounds() const { return bounds_; }
-  std::uint64_t bucket_count(std::size_t i) const { return buckets_[i].load(std::memory_order_relaxed); }
+  std::uint64_t bucket_count(std::size_t i) const {
+    return buckets_[i].load(std::memory_order_relaxed);
+  }
   std::uint64_t count() const { return count_.load(std::memory_order_relaxed); }
-  double sum() const { return static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6; }
+  double sum() const {
+    return static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6;
+  }
 
  private:
   std::vector<double> bounds_;
@@ -54,7 +58,8 @@ class Histogram {
 class MetricsRegistry {
  public:
   // `labels` is the Prometheus label set without braces, e.g. `status="ok"`.
-  Counter& counter(const std::string& name, const std::string& help, const std::string& labels = "");
+  Counter& counter(const std::string& name, const std::string& help,
+                   const std::string& labels = "");
   Gauge& gauge(const std::string& name, const std::string& help, const std::string& labels = "");
   // Latency histogram in seconds, buckets from 100 µs to 10 s.
   Histogram& latency_histogram(const std::string& name, const std::string& help,

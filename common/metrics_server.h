@@ -3,12 +3,12 @@
 // few and short (a scraper), so each request is answered and closed.
 #pragma once
 
-#include "common/metrics.h"
-
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
+
+#include "common/metrics.h"
 
 namespace chat4all {
 

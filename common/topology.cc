@@ -1,8 +1,7 @@
 #include "common/topology.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <climits>
 #include <fstream>
@@ -13,9 +12,12 @@ namespace chat4all {
 
 const char* role_name(NodeRole role) {
   switch (role) {
-    case NodeRole::kFrontend: return "frontend";
-    case NodeRole::kRouter: return "router";
-    case NodeRole::kStorage: return "storage";
+    case NodeRole::kFrontend:
+      return "frontend";
+    case NodeRole::kRouter:
+      return "router";
+    case NodeRole::kStorage:
+      return "storage";
   }
   return "unknown";
 }
@@ -76,7 +78,8 @@ class Checker {
                  const std::set<std::string>& allowed) const {
     if (!map.IsMap()) fail(map, where + " must be a mapping");
     for (const auto& item : map) {
-      const auto key = item.first.as<std::string>();
+      if (!item.first.IsScalar()) fail(item.first, "a key in " + where + " must be a plain name");
+      const auto key = item.first.Scalar();
       if (!allowed.count(key)) fail(item.first, "unknown key '" + key + "' in " + where);
     }
   }
@@ -183,6 +186,8 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     if (l.login_concurrency_max == 0) check.fail(limits, "login_concurrency_max must be positive");
     if (l.pending_requests_max == 0) check.fail(limits, "pending_requests_max must be positive");
     if (l.history_page_max == 0) check.fail(limits, "history_page_max must be positive");
+    if (l.text_bytes_max == 0 || l.body_bytes_max == 0)
+      check.fail(limits, "text_bytes_max and body_bytes_max must be positive");
   }
 
   if (const YAML::Node storage = root["storage"]) {
@@ -221,8 +226,7 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
         check.fail(user["password_hash"],
                    "password_hash of user '" + parsed.id +
                        "' is not an argon2id hash (make one with 'chat4all hash-password')");
-      if (!ids.insert(parsed.id).second)
-        check.fail(user, "duplicate dev user '" + parsed.id + "'");
+      if (!ids.insert(parsed.id).second) check.fail(user, "duplicate dev user '" + parsed.id + "'");
       topology.dev_users.push_back(std::move(parsed));
     }
   }
@@ -238,11 +242,14 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     node.line = entry.Mark().line + 1;
     node.name = check.scalar<std::string>(entry, "name", "a node");
     const std::string where = "node '" + node.name + "'";
-    if (node.name.empty() || node.name.find_first_not_of(
-                                 "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
-                                 std::string::npos)
-      check.fail(entry["name"], "node name '" + node.name + "' may use only letters, digits, - and _");
-    if (!names.insert(node.name).second) check.fail(entry, "duplicate node name '" + node.name + "'");
+    if (node.name.empty() ||
+        node.name.find_first_not_of(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") !=
+            std::string::npos)
+      check.fail(entry["name"],
+                 "node name '" + node.name + "' may use only letters, digits, - and _");
+    if (!names.insert(node.name).second)
+      check.fail(entry, "duplicate node name '" + node.name + "'");
     if (!entry["role"]) check.fail(entry, "missing field 'role' in " + where);
     node.role = parse_role(check, entry["role"]);
     node.host = check.scalar<std::string>(entry, "host", where);
@@ -250,12 +257,12 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     if (!endpoints) check.fail(entry, "missing field 'endpoints' in " + where);
     check.only_keys(endpoints, where + ".endpoints", {"http", "rpc", "metrics"});
     for (const auto& item : endpoints) {
-      const auto key = item.first.as<std::string>();
+      const auto key = item.first.Scalar();
       const auto port = check.convert<std::uint32_t>(item.second, where + ".endpoints." + key);
       if (port == 0 || port > 65535)
         check.fail(item.second, where + ".endpoints." + key + " must be a port (1-65535)");
-      auto [it, inserted] = ports_in_use.emplace(std::pair{node.host, std::uint16_t(port)},
-                                                 node.name + "." + key);
+      auto [it, inserted] =
+          ports_in_use.emplace(std::pair{node.host, std::uint16_t(port)}, node.name + "." + key);
       if (!inserted)
         check.fail(item.second, "port " + std::to_string(port) + " on " + node.host +
                                     " is used twice (" + it->second + " and " + node.name + "." +
@@ -264,8 +271,8 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     }
     const char* required = node.role == NodeRole::kFrontend ? "http" : "rpc";
     if (!node.port(required))
-      check.fail(endpoints, where + " (" + role_name(node.role) + ") needs an '" + required +
-                                "' endpoint");
+      check.fail(endpoints,
+                 where + " (" + role_name(node.role) + ") needs an '" + required + "' endpoint");
     topology.nodes.push_back(std::move(node));
   }
   if (topology.with_role(NodeRole::kStorage).empty())

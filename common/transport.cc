@@ -15,7 +15,8 @@ std::string bind_address(const NodeSpec& node, const std::string& endpoint) {
   std::string host = node.host == "localhost" ? "127.0.0.1" : node.host;
   in_addr v4{};
   in6_addr v6{};
-  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return "tcp://" + host + ":" + std::to_string(*port);
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1)
+    return "tcp://" + host + ":" + std::to_string(*port);
   if (inet_pton(AF_INET6, host.c_str(), &v6) == 1)
     return "tcp://[" + host + "]:" + std::to_string(*port);
   return "tcp://*:" + std::to_string(*port);

@@ -5,14 +5,13 @@
 // are not thread-safe); the context is shared.
 #pragma once
 
-#include "common/topology.h"
-
-#include <zmq.hpp>
-
 #include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
+#include <zmq.hpp>
+
+#include "common/topology.h"
 
 namespace chat4all::transport {
 

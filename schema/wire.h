@@ -13,9 +13,8 @@
 // does not speak (counted in `wire_frames_rejected_total`).
 #pragma once
 
-#include <msgpack.hpp>
-
 #include <cstdint>
+#include <msgpack.hpp>
 #include <string>
 #include <vector>
 
@@ -34,13 +33,13 @@ enum class MessageType : std::uint16_t {
 // Outcome carried by every reply. Values are part of the wire contract.
 enum class Status : std::uint8_t {
   kOk = 0,
-  kNotOwner = 1,       // this storage node does not lead the partition
-  kUnavailable = 2,    // no node able to serve the request is reachable
-  kTimeout = 3,        // a downstream node did not answer within its bound
-  kStorageFull = 4,    // the store refused the write; nothing was written
-  kConflict = 5,       // message_id already used with a different content
-  kInvalid = 6,        // the request broke a rule the sender should have checked
-  kInternal = 7,       // unexpected failure; nothing was acknowledged
+  kNotOwner = 1,     // this storage node does not lead the partition
+  kUnavailable = 2,  // no node able to serve the request is reachable
+  kTimeout = 3,      // a downstream node did not answer within its bound
+  kStorageFull = 4,  // the store refused the write; nothing was written
+  kConflict = 5,     // message_id already used with a different content
+  kInvalid = 6,      // the request broke a rule the sender should have checked
+  kInternal = 7,     // unexpected failure; nothing was acknowledged
 };
 
 struct Header {
@@ -55,6 +54,10 @@ struct Payload {
   std::string text;
   MSGPACK_DEFINE(type, text);
 };
+
+// Routing rule: every request that is routed by conversation has
+// `conversation_id` as its first field, so routers read only that field
+// (codec::Frame::routing_key) and forward the frame untouched.
 
 // frontend -> router -> storage: append one message to a conversation.
 struct AppendRequest {

@@ -1,16 +1,14 @@
 #include "nodes/frontend/frontend_node.h"
 
-#include "nodes/frontend/http_api.h"
-#include "nodes/frontend/router_client.h"
-
-#include <utility>  // before asio: its awaitable.hpp uses std::exchange unincluded (Boost 1.74)
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
 #include <memory>
 #include <optional>
 #include <thread>
+
+#include "nodes/frontend/http_api.h"
+#include "nodes/frontend/router_client.h"
 
 namespace chat4all::frontend {
 
@@ -53,19 +51,17 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->body_limit(body_bytes_max_);
     stream_.expires_after(kIdleTimeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       self->on_read(ec);
-                     });
+    http::async_read(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
     if (ec == http::error::body_limit) {
       keep_alive_ = false;
-      const ApiError too_large{413, "payload_too_large",
-                               "the request body exceeds " + std::to_string(body_bytes_max_) +
-                                   " bytes",
-                               ""};
+      const ApiError too_large{
+          413, "payload_too_large",
+          "the request body exceeds " + std::to_string(body_bytes_max_) + " bytes", ""};
       return write(ApiResponse{413, too_large.to_json(), "application/json", {}});
     }
     if (ec) return close();
@@ -77,10 +73,19 @@ class Session : public std::enable_shared_from_this<Session> {
                            std::string(request[http::field::content_type]),
                            std::move(request.body())};
     stream_.expires_never();  // the API answers within its own bound
-    api_.handle(api_request, [self = shared_from_this()](ApiResponse response) {
-      asio::post(self->stream_.get_executor(),
-                 [self, response = std::move(response)]() mutable { self->write(std::move(response)); });
-    });
+    auto respond = [self = shared_from_this()](ApiResponse response) {
+      asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+        self->write(std::move(response));
+      });
+    };
+    try {
+      api_.handle(api_request, respond);
+    } catch (const std::exception& error) {
+      // A bug in one request's handling must not take the node down with it.
+      log_.error("handler_failed", {{"error", error.what()}});
+      respond(ApiResponse{
+          500, ApiError{500, "internal", "internal error", ""}.to_json(), "application/json", {}});
+    }
   }
 
   void write(ApiResponse api_response) {
@@ -117,6 +122,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::uint32_t body_bytes_max_;
   bool keep_alive_ = true;
   unsigned version_ = 11;
+  Log log_{"http"};
 };
 
 }  // namespace

@@ -6,10 +6,10 @@
 // RouterClient and LoginPool threads, and returns when `stop` becomes true.
 #pragma once
 
+#include <atomic>
+
 #include "common/json_log.h"
 #include "common/topology.h"
-
-#include <atomic>
 
 namespace chat4all::frontend {
 

@@ -1,11 +1,10 @@
 #include "nodes/frontend/http_api.h"
 
-#include "common/codec.h"
-#include "common/ids.h"
-
+#include <chrono>
 #include <nlohmann/json.hpp>
 
-#include <chrono>
+#include "common/codec.h"
+#include "common/ids.h"
 
 namespace chat4all::frontend {
 
@@ -14,7 +13,8 @@ using nlohmann::json;
 namespace {
 
 ApiResponse json_response(int status, const json& body) {
-  return ApiResponse{status, body.dump(), "application/json", {}};
+  return ApiResponse{
+      status, body.dump(-1, ' ', false, json::error_handler_t::replace), "application/json", {}};
 }
 
 ApiResponse error_response(const ApiError& error) {
@@ -37,7 +37,8 @@ ApiResponse upstream_failure(wire::Status status, const std::string& detail) {
     case wire::Status::kTimeout:
       return error_response(504, "upstream_timeout",
                             "storage did not confirm in time; the outcome is unknown, retry with "
-                            "the same message_id" + (detail.empty() ? "" : " (" + detail + ")"));
+                            "the same message_id" +
+                                (detail.empty() ? "" : " (" + detail + ")"));
     case wire::Status::kUnavailable:
     case wire::Status::kNotOwner:
       return error_response(503, "unavailable",
@@ -104,7 +105,9 @@ json message_json(const wire::StoredMessage& message) {
               {"stored_at_ms", message.stored_at_ms}};
 }
 
-std::int64_t now_s() { return ids::now_ms() / 1000; }
+std::int64_t now_s() {
+  return ids::now_ms() / 1000;
+}
 
 }  // namespace
 
@@ -141,8 +144,8 @@ void HttpApi::handle(const ApiRequest& request, Respond respond) {
                                      ? std::string_view{}
                                      : std::string_view(request.target).substr(question + 1);
   auto method_not_allowed = [&](const char* allowed) {
-    ApiResponse response = error_response(405, "method_not_allowed",
-                                          request.method + " is not allowed on " + path);
+    ApiResponse response =
+        error_response(405, "method_not_allowed", request.method + " is not allowed on " + path);
     response.headers.emplace_back("Allow", allowed);
     respond(std::move(response));
   };
@@ -173,7 +176,8 @@ void HttpApi::handle(const ApiRequest& request, Respond respond) {
   static constexpr std::string_view kMessagesSuffix = "/messages";
   if (path.size() > kConversations.size() + kMessagesSuffix.size() &&
       path.compare(0, kConversations.size(), kConversations) == 0 &&
-      path.compare(path.size() - kMessagesSuffix.size(), kMessagesSuffix.size(), kMessagesSuffix) == 0) {
+      path.compare(path.size() - kMessagesSuffix.size(), kMessagesSuffix.size(), kMessagesSuffix) ==
+          0) {
     if (request.method != "GET") return method_not_allowed("GET");
     auto user = authenticate(request, respond);
     if (!user) return;
@@ -183,9 +187,9 @@ void HttpApi::handle(const ApiRequest& request, Respond respond) {
                                       path.size() - kConversations.size() - kMessagesSuffix.size()),
         decoded);
     if (!decoded || !ids::is_valid_id(conversation_id))
-      return respond(error_response(400, "invalid_field",
-                                    "conversation id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -",
-                                    "conversation_id"));
+      return respond(error_response(
+          400, "invalid_field", "conversation id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -",
+          "conversation_id"));
     return read_history(conversation_id, query, request, std::move(respond));
   }
   respond(error_response(404, "not_found", "no such endpoint: " + path));
@@ -202,17 +206,19 @@ void HttpApi::issue_token(const ApiRequest& request, Respond respond) {
   const bool queued = logins_.try_submit([this, credentials, &hash, known, shared_respond] {
     if (!auth::verify_password(hash, credentials.password) || !known) {
       log_.debug("login_refused", {{"user_id", credentials.user_id}});
-      return (*shared_respond)(error_response(401, "invalid_credentials",
-                                              "user_id or password is wrong"));
+      return (*shared_respond)(
+          error_response(401, "invalid_credentials", "user_id or password is wrong"));
     }
     const std::uint32_t ttl_s = topology_.auth.token_ttl_s;
-    (*shared_respond)(json_response(200, {{"access_token", signer_.issue(credentials.user_id, now_s(), ttl_s)},
-                                          {"token_type", "Bearer"},
-                                          {"expires_in", ttl_s},
-                                          {"user_id", credentials.user_id}}));
+    (*shared_respond)(
+        json_response(200, {{"access_token", signer_.issue(credentials.user_id, now_s(), ttl_s)},
+                            {"token_type", "Bearer"},
+                            {"expires_in", ttl_s},
+                            {"user_id", credentials.user_id}}));
   });
   if (!queued)
-    (*shared_respond)(error_response(429, "too_many_logins", "too many logins in progress; retry shortly"));
+    (*shared_respond)(
+        error_response(429, "too_many_logins", "too many logins in progress; retry shortly"));
 }
 
 void HttpApi::send_message(const ApiRequest& request, const std::string& user_id, Respond respond) {
@@ -229,13 +235,15 @@ void HttpApi::send_message(const ApiRequest& request, const std::string& user_id
       [this, respond = std::move(respond), trace_id = header.trace_id, started](
           wire::Status status, std::optional<codec::Frame> reply) {
         if (status != wire::Status::kOk) {
-          log_.debug("send_failed", {{"trace_id", trace_id}, {"status", codec::status_name(status)}});
+          log_.debug("send_failed",
+                     {{"trace_id", trace_id}, {"status", codec::status_name(status)}});
           return respond(upstream_failure(status, ""));
         }
         if (reply->header().type == wire::MessageType::kErrorReply) {
           auto error = reply->body<wire::ErrorReply>();
-          return respond(error ? upstream_failure(error->status, error->detail)
-                               : upstream_failure(wire::Status::kInternal, "malformed error reply"));
+          return respond(error
+                             ? upstream_failure(error->status, error->detail)
+                             : upstream_failure(wire::Status::kInternal, "malformed error reply"));
         }
         auto answer = reply->body<wire::AppendReply>();
         if (reply->header().type != wire::MessageType::kAppendReply || !answer)
@@ -270,8 +278,9 @@ void HttpApi::read_history(const std::string& conversation_id, std::string_view 
         if (status != wire::Status::kOk) return respond(upstream_failure(status, ""));
         if (reply->header().type == wire::MessageType::kErrorReply) {
           auto error = reply->body<wire::ErrorReply>();
-          return respond(error ? upstream_failure(error->status, error->detail)
-                               : upstream_failure(wire::Status::kInternal, "malformed error reply"));
+          return respond(error
+                             ? upstream_failure(error->status, error->detail)
+                             : upstream_failure(wire::Status::kInternal, "malformed error reply"));
         }
         auto answer = reply->body<wire::ReadReply>();
         if (reply->header().type != wire::MessageType::kReadReply || !answer)

@@ -5,6 +5,12 @@
 // Thread-safe: handle() may run on several event-loop threads at once.
 #pragma once
 
+#include <functional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
 #include "common/auth.h"
 #include "common/json_log.h"
 #include "common/metrics.h"
@@ -12,12 +18,6 @@
 #include "nodes/frontend/login_pool.h"
 #include "nodes/frontend/message_validation.h"
 #include "nodes/frontend/router_client.h"
-
-#include <functional>
-#include <string>
-#include <unordered_map>
-#include <utility>
-#include <vector>
 
 namespace chat4all::frontend {
 

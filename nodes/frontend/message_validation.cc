@@ -1,10 +1,9 @@
 #include "nodes/frontend/message_validation.h"
 
-#include "common/ids.h"
-
+#include <charconv>
 #include <nlohmann/json.hpp>
 
-#include <charconv>
+#include "common/ids.h"
 
 namespace chat4all::frontend {
 
@@ -13,7 +12,9 @@ using nlohmann::json;
 std::string ApiError::to_json() const {
   json error = {{"code", code}, {"message", message}};
   if (!field.empty()) error["field"] = field;
-  return json{{"error", error}}.dump();
+  // Messages may echo client bytes that are not UTF-8 (a path, a parameter
+  // name); replace them rather than throw.
+  return json{{"error", error}}.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 namespace {
@@ -60,8 +61,8 @@ std::variant<wire::AppendRequest, ApiError> parse_send_message(std::string_view 
   wire::AppendRequest request;
   request.sender_id = sender_id;
   request.received_at_ms = now_ms;
-  if (auto error = read_id(document, "conversation_id", "conversation_id", true,
-                           request.conversation_id))
+  if (auto error =
+          read_id(document, "conversation_id", "conversation_id", true, request.conversation_id))
     return *error;
   if (auto error = read_id(document, "message_id", "message_id", false, request.message_id))
     return *error;
@@ -76,13 +77,14 @@ std::variant<wire::AppendRequest, ApiError> parse_send_message(std::string_view 
       return bad_field("to", "to must be a user id or an array of user ids");
     }
     if (to->size() > limits.recipients_max)
-      return bad_field("to", "to lists more than " + std::to_string(limits.recipients_max) +
-                                 " recipients");
+      return bad_field(
+          "to", "to lists more than " + std::to_string(limits.recipients_max) + " recipients");
     for (std::size_t i = 0; to->is_array() && i < to->size(); ++i) {
       const json& item = (*to)[i];
       const std::string path = "to[" + std::to_string(i) + "]";
       if (!item.is_string() || !ids::is_valid_id(item.get_ref<const std::string&>()))
-        return bad_field(path, path + " must be a user id (1-128 characters of A-Z a-z 0-9 . _ : @ -)");
+        return bad_field(path,
+                         path + " must be a user id (1-128 characters of A-Z a-z 0-9 . _ : @ -)");
       request.recipients.push_back(item.get<std::string>());
     }
   }
@@ -134,6 +136,7 @@ std::variant<TokenRequest, ApiError> parse_token_request(std::string_view body) 
 std::variant<HistoryQuery, ApiError> parse_history_query(std::string_view query,
                                                          std::uint32_t page_max) {
   HistoryQuery result;
+  result.limit = std::min(result.limit, page_max);
   while (!query.empty()) {
     const auto amp = query.find('&');
     const std::string_view pair = query.substr(0, amp);
@@ -141,7 +144,8 @@ std::variant<HistoryQuery, ApiError> parse_history_query(std::string_view query,
     if (pair.empty()) continue;
     const auto eq = pair.find('=');
     const std::string_view name = pair.substr(0, eq);
-    const std::string_view value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    const std::string_view value =
+        eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
     std::uint64_t number = 0;
     const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), number);
     const bool numeric = !value.empty() && ec == std::errc() && end == value.data() + value.size();

@@ -2,13 +2,13 @@
 // wire request or an ApiError naming the field out. No I/O.
 #pragma once
 
-#include "schema/wire.h"
-
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
+
+#include "schema/wire.h"
 
 namespace chat4all::frontend {
 

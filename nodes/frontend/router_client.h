@@ -8,9 +8,6 @@
 // the pending limit is reached. Callbacks must be quick (post work elsewhere).
 #pragma once
 
-#include "common/codec.h"
-#include "common/json_log.h"
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -21,6 +18,9 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include "common/codec.h"
+#include "common/json_log.h"
 
 namespace chat4all::frontend {
 

@@ -1,17 +1,17 @@
 #include "nodes/router/router_node.h"
 
-#include "common/codec.h"
-#include "common/deadline_queue.h"
-#include "common/metrics.h"
-#include "common/metrics_server.h"
-#include "common/transport.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <map>
 #include <optional>
 #include <unordered_map>
+
+#include "common/codec.h"
+#include "common/deadline_queue.h"
+#include "common/metrics.h"
+#include "common/metrics_server.h"
+#include "common/transport.h"
 
 namespace chat4all::router {
 
@@ -33,7 +33,8 @@ struct RouterMetrics {
       metrics().counter("chat4all_router_timeouts_total", "Requests answered with a timeout");
   Counter& unavailable = metrics().counter("chat4all_router_unavailable_total",
                                            "Requests refused: no storage node reachable or full");
-  Counter& retries = metrics().counter("chat4all_router_retries_total", "Requests retried elsewhere");
+  Counter& retries =
+      metrics().counter("chat4all_router_retries_total", "Requests retried elsewhere");
   Counter& late_replies = metrics().counter("chat4all_router_late_replies_total",
                                             "Storage replies that arrived after their deadline");
   Counter& rejected_frames = metrics().counter("chat4all_wire_frames_rejected_total",
@@ -87,9 +88,9 @@ void RouterNode::run(const std::atomic<bool>& stop) {
                           wire::Status status, const std::string& detail) {
     wire::Header header{wire::kWireVersion, wire::MessageType::kErrorReply, request.request_id,
                         request.trace_id};
-    transport::send_multipart(frontends,
-                              {transport::view(frontend),
-                               codec::encode(header, wire::ErrorReply{status, detail, ""})});
+    transport::send_multipart(
+        frontends,
+        {transport::view(frontend), codec::encode(header, wire::ErrorReply{status, detail, ""})});
   };
 
   // Sends pending request `token` to `node`; false if that node cannot take it.
@@ -102,7 +103,7 @@ void RouterNode::run(const std::atomic<bool>& stop) {
 
   while (!stop.load(std::memory_order_relaxed)) {
     transport::poll(items.data(), items.size(),
-              deadlines.wait_time(Clock::now(), std::chrono::milliseconds(100)));
+                    deadlines.wait_time(Clock::now(), std::chrono::milliseconds(100)));
 
     if (items[0].revents & ZMQ_POLLIN) {
       for (int drained = 0; drained < 4096; ++drained) {
@@ -113,16 +114,15 @@ void RouterNode::run(const std::atomic<bool>& stop) {
         if (frames.size() == 2) frame = codec::decode(transport::view(frames[1]), &why);
         if (!frame) {
           stats.rejected_frames.add();
-          log_.debug("frame_rejected", {{"reason", frames.size() == 2 ? why : "expected 2 frames"}});
+          log_.debug("frame_rejected",
+                     {{"reason", frames.size() == 2 ? why : "expected 2 frames"}});
           continue;
         }
         const wire::Header& header = frame->header();
-        std::string conversation_id;
-        if (header.type == wire::MessageType::kAppendRequest) {
-          if (auto body = frame->body<wire::AppendRequest>()) conversation_id = body->conversation_id;
-        } else if (header.type == wire::MessageType::kReadRequest) {
-          if (auto body = frame->body<wire::ReadRequest>()) conversation_id = body->conversation_id;
-        }
+        std::string_view conversation_id;
+        if (header.type == wire::MessageType::kAppendRequest ||
+            header.type == wire::MessageType::kReadRequest)
+          conversation_id = frame->routing_key().value_or("");
         if (conversation_id.empty()) {
           stats.rejected_frames.add();
           answer_error(frames[0], header, wire::Status::kInvalid, "request names no conversation");
@@ -130,7 +130,8 @@ void RouterNode::run(const std::atomic<bool>& stop) {
         }
         if (pending.size() >= topology_.limits.pending_requests_max) {
           stats.unavailable.add();
-          answer_error(frames[0], header, wire::Status::kUnavailable, "router is at its pending limit");
+          answer_error(frames[0], header, wire::Status::kUnavailable,
+                       "router is at its pending limit");
           continue;
         }
         const std::uint64_t token = next_token++;
@@ -169,8 +170,8 @@ void RouterNode::run(const std::atomic<bool>& stop) {
         const std::string_view reply = transport::view(frames[1]);
         if (it->second.attempts < kAttemptsMax) {
           wire::Header header;
-          auto error = codec::decode_as<wire::ErrorReply>(reply, wire::MessageType::kErrorReply,
-                                                          &header);
+          auto error =
+              codec::decode_as<wire::ErrorReply>(reply, wire::MessageType::kErrorReply, &header);
           if (error && error->status == wire::Status::kNotOwner && !error->owner_hint.empty()) {
             stats.retries.add();
             if (send_to(error->owner_hint, token, it->second)) continue;
@@ -190,7 +191,8 @@ void RouterNode::run(const std::atomic<bool>& stop) {
                        std::to_string(topology_.limits.router_timeout_ms) + " ms");
       pending.erase(it);
     });
-    deadlines.compact(pending.size(), [&](std::uint64_t token) { return pending.count(token) > 0; });
+    deadlines.compact(pending.size(),
+                      [&](std::uint64_t token) { return pending.count(token) > 0; });
     stats.pending.set(static_cast<std::int64_t>(pending.size()));
   }
   log_.info("stopped");

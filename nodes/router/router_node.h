@@ -12,11 +12,11 @@
 // Threading: run() owns every socket on the calling thread until `stop`.
 #pragma once
 
+#include <atomic>
+
 #include "common/json_log.h"
 #include "common/ring.h"
 #include "common/topology.h"
-
-#include <atomic>
 
 namespace chat4all::router {
 

@@ -4,14 +4,6 @@
 //   chat4all node --topology FILE --name N   run one node in the foreground
 //   chat4all check FILE                      validate a topology file
 //   chat4all hash-password                   argon2id hash of a password read on stdin
-#include "common/auth.h"
-#include "common/json_log.h"
-#include "common/topology.h"
-#include "nodes/frontend/frontend_node.h"
-#include "nodes/router/router_node.h"
-#include "nodes/runner/supervisor.h"
-#include "nodes/storage/storage_node.h"
-
 #include <signal.h>
 #include <unistd.h>
 
@@ -22,11 +14,21 @@
 #include <string>
 #include <vector>
 
+#include "common/auth.h"
+#include "common/json_log.h"
+#include "common/topology.h"
+#include "nodes/frontend/frontend_node.h"
+#include "nodes/router/router_node.h"
+#include "nodes/runner/supervisor.h"
+#include "nodes/storage/storage_node.h"
+
 namespace {
 
 std::atomic<bool> stop_requested{false};
 
-void request_stop(int) { stop_requested.store(true); }
+void request_stop(int) {
+  stop_requested.store(true);
+}
 
 int usage() {
   std::fprintf(stderr,
@@ -96,9 +98,12 @@ int main(int argc, char** argv) {
     if (command == "node") {
       std::string topology_path, name;
       for (std::size_t i = 1; i + 1 < args.size(); i += 2) {
-        if (args[i] == "--topology") topology_path = args[i + 1];
-        else if (args[i] == "--name") name = args[i + 1];
-        else return usage();
+        if (args[i] == "--topology")
+          topology_path = args[i + 1];
+        else if (args[i] == "--name")
+          name = args[i + 1];
+        else
+          return usage();
       }
       if (topology_path.empty() || name.empty() || args.size() != 5) return usage();
       return run_node(topology_path, name);

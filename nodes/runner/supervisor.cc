@@ -61,12 +61,15 @@ bool tcp_port_open(const std::string& host, std::uint16_t port) {
 }  // namespace
 
 Supervisor::Supervisor(const Topology& topology, std::string executable, std::string host_override)
-    : topology_(topology), executable_(std::move(executable)), host_override_(std::move(host_override)) {}
+    : topology_(topology),
+      executable_(std::move(executable)),
+      host_override_(std::move(host_override)) {}
 
 int Supervisor::run() {
   std::vector<Child> children;
   for (const auto& node : topology_.nodes) {
-    const bool here = host_override_.empty() ? is_local_host(node.host) : node.host == host_override_;
+    const bool here =
+        host_override_.empty() ? is_local_host(node.host) : node.host == host_override_;
     if (!here) continue;
     Child child;
     child.node = &node;
@@ -145,7 +148,8 @@ int Supervisor::run() {
         const auto uptime =
             std::chrono::duration_cast<milliseconds>(Clock::now() - child.started_at);
         if (stopping) {
-          log_.info("node_stopped", {{"child", child.node->name}, {"status", describe_exit(status)}});
+          log_.info("node_stopped",
+                    {{"child", child.node->name}, {"status", describe_exit(status)}});
         } else {
           const auto delay = child.backoff.next(uptime);
           child.restart_at = Clock::now() + delay;
@@ -167,7 +171,8 @@ int Supervisor::run() {
       if (now >= kill_at) {
         for (auto& child : children) {
           if (child.pid <= 0) continue;
-          log_.warn("node_killed", {{"child", child.node->name}, {"reason", "did not stop in time"}});
+          log_.warn("node_killed",
+                    {{"child", child.node->name}, {"reason", "did not stop in time"}});
           kill(child.pid, SIGKILL);
         }
         kill_at = now + std::chrono::hours(1);

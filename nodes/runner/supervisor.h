@@ -10,12 +10,12 @@
 // Single-threaded; run() blocks until the topology is stopped.
 #pragma once
 
-#include "common/json_log.h"
-#include "common/topology.h"
-
 #include <chrono>
 #include <string>
 #include <vector>
+
+#include "common/json_log.h"
+#include "common/topology.h"
 
 namespace chat4all::runner {
 

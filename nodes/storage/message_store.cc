@@ -1,10 +1,10 @@
 #include "nodes/storage/message_store.h"
 
 #include <lmdb.h>
-#include <msgpack.hpp>
 #include <sodium.h>
 
 #include <cstring>
+#include <msgpack.hpp>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -47,7 +47,8 @@ std::string content_digest(const wire::AppendRequest& request) {
   msgpack::pack(buffer, std::tie(request.sender_id, request.recipients, request.payload));
   std::string digest(kDigestBytes, '\0');
   crypto_generichash(reinterpret_cast<unsigned char*>(digest.data()), kDigestBytes,
-                     reinterpret_cast<const unsigned char*>(buffer.data()), buffer.size(), nullptr, 0);
+                     reinterpret_cast<const unsigned char*>(buffer.data()), buffer.size(), nullptr,
+                     0);
   return digest;
 }
 
@@ -96,7 +97,9 @@ MessageStore::MessageStore(const Options& options) : options_(options) {
   }
 }
 
-MessageStore::~MessageStore() { mdb_env_close(env_); }
+MessageStore::~MessageStore() {
+  mdb_env_close(env_);
+}
 
 bool MessageStore::grow_map() {
   if (map_size_bytes_ >= options_.map_size_max_bytes) return false;
@@ -152,9 +155,9 @@ MessageStore::CommitResult MessageStore::try_append(const std::vector<wire::Appe
       AppendOutcome& outcome = outcomes[i];
       outcome.seq = read_seq(value.mv_data);
       outcome.duplicate = true;
-      const bool same = value.mv_size == 8 + kDigestBytes &&
-                        std::memcmp(static_cast<char*>(value.mv_data) + 8, digest.data(),
-                                    kDigestBytes) == 0;
+      const bool same =
+          value.mv_size == 8 + kDigestBytes &&
+          std::memcmp(static_cast<char*>(value.mv_data) + 8, digest.data(), kDigestBytes) == 0;
       outcome.status = same ? wire::Status::kOk : wire::Status::kConflict;
       if (!same) outcome.detail = "message_id was already used for a different message";
       continue;
@@ -224,8 +227,7 @@ HistoryPage MessageStore::read(std::string_view conversation_id, std::uint64_t f
   MDB_val key = as_val(start), value{};
   int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
   while (rc == MDB_SUCCESS && page.messages.size() < limit) {
-    if (key.mv_size != prefix_size + 8 ||
-        std::memcmp(key.mv_data, start.data(), prefix_size) != 0)
+    if (key.mv_size != prefix_size + 8 || std::memcmp(key.mv_data, start.data(), prefix_size) != 0)
       break;
     try {
       msgpack::object_handle handle =

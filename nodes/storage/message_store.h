@@ -15,14 +15,14 @@
 // Reads may come from any thread (MDB_NOTLS).
 #pragma once
 
-#include "schema/wire.h"
-
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "schema/wire.h"
 
 struct MDB_env;
 

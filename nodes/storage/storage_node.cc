@@ -1,13 +1,13 @@
 #include "nodes/storage/storage_node.h"
 
+#include <chrono>
+#include <optional>
+
 #include "common/codec.h"
 #include "common/ids.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
 #include "common/transport.h"
-
-#include <chrono>
-#include <optional>
 
 namespace chat4all::storage {
 
@@ -22,13 +22,13 @@ struct PendingAppend {
 
 struct StorageMetrics {
   Counter& appends = metrics().counter("chat4all_storage_appends_total", "Messages appended (new)");
-  Counter& duplicates =
-      metrics().counter("chat4all_storage_duplicates_total", "Appends answered from the dedup index");
+  Counter& duplicates = metrics().counter("chat4all_storage_duplicates_total",
+                                          "Appends answered from the dedup index");
   Counter& failed_appends =
       metrics().counter("chat4all_storage_append_failures_total", "Appends refused or failed");
   Counter& reads = metrics().counter("chat4all_storage_reads_total", "History reads served");
-  Counter& not_owner =
-      metrics().counter("chat4all_storage_not_owner_total", "Requests for partitions led elsewhere");
+  Counter& not_owner = metrics().counter("chat4all_storage_not_owner_total",
+                                         "Requests for partitions led elsewhere");
   Counter& rejected_frames = metrics().counter("chat4all_wire_frames_rejected_total",
                                                "Malformed or unsupported frames dropped");
   Counter& batches = metrics().counter("chat4all_storage_batches_total", "Group commits");
@@ -146,8 +146,8 @@ void StorageNode::run(const std::atomic<bool>& stop) {
                                                           page.last_seq, page.detail}));
       } else {
         stats.rejected_frames.add();
-        log_.debug("frame_rejected", {{"reason", "unexpected message type"},
-                                      {"type", int(header.type)}});
+        log_.debug("frame_rejected",
+                   {{"reason", "unexpected message type"}, {"type", int(header.type)}});
       }
     }
     if (batch.empty()) continue;
@@ -173,10 +173,9 @@ void StorageNode::run(const std::atomic<bool>& stop) {
       wire::Header reply_header{wire::kWireVersion, wire::MessageType::kAppendReply,
                                 waiting[i].header.request_id, waiting[i].header.trace_id};
       reply(waiting[i].peer, waiting[i].token,
-            codec::encode(reply_header,
-                          wire::AppendReply{outcome.status, batch[i].conversation_id,
-                                            batch[i].message_id, outcome.seq, outcome.duplicate,
-                                            outcome.detail}));
+            codec::encode(reply_header, wire::AppendReply{outcome.status, batch[i].conversation_id,
+                                                          batch[i].message_id, outcome.seq,
+                                                          outcome.duplicate, outcome.detail}));
     }
     batch.clear();
     waiting.clear();

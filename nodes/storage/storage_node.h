@@ -9,13 +9,13 @@
 // thread until `stop` becomes true (checked at least every 100 ms).
 #pragma once
 
+#include <atomic>
+#include <memory>
+
 #include "common/json_log.h"
 #include "common/ring.h"
 #include "common/topology.h"
 #include "nodes/storage/message_store.h"
-
-#include <atomic>
-#include <memory>
 
 namespace chat4all::storage {
 

@@ -1,11 +1,10 @@
 // The public API through a real topology: one frontend, one router, three
 // storage nodes, each its own process on free loopback ports.
-#include "tests/integration/cluster.h"
+#include <gtest/gtest.h>
 
 #include "common/auth.h"
 #include "common/ids.h"
-
-#include <gtest/gtest.h>
+#include "tests/integration/cluster.h"
 
 namespace chat4all::testing {
 namespace {
@@ -69,8 +68,8 @@ TEST_F(ApiTest, TokenIsIssuedOnlyForRightPassword) {
   expect_error(http_request(port, "POST", "/v1/auth/token",
                             R"({"user_id":"mallory","password":"test-password"})", json_type),
                401, "invalid_credentials");
-  expect_error(http_request(port, "POST", "/v1/auth/token", R"({"user_id":"bob"})", json_type),
-               400, "missing_field", "password");
+  expect_error(http_request(port, "POST", "/v1/auth/token", R"({"user_id":"bob"})", json_type), 400,
+               "missing_field", "password");
   expect_error(http_request(port, "POST", "/v1/auth/token", "{not json", json_type), 400,
                "invalid_json");
 }
@@ -79,14 +78,14 @@ TEST_F(ApiTest, RefusesMissingExpiredMalformedAndForgedTokens) {
   const std::string body =
       R"({"conversation_id":"token-check","payload":{"type":"text","text":"hi"}})";
   const auto port = cluster_->http_port();
-  expect_error(http_request(port, "POST", "/v1/messages", body,
-                            {{"Content-Type", "application/json"}}),
-               401, "unauthorized");
+  expect_error(
+      http_request(port, "POST", "/v1/messages", body, {{"Content-Type", "application/json"}}), 401,
+      "unauthorized");
   expect_error(post_message(body, "not-a-token"), 401, "unauthorized");
 
   // Tokens made with the cluster's own key, so only the property under test is wrong.
-  const auto key = auth::load_or_create_token_key(cluster_->directory() / "data" / "secrets" /
-                                                  "token.key");
+  const auto key =
+      auth::load_or_create_token_key(cluster_->directory() / "data" / "secrets" / "token.key");
   const auth::TokenSigner signer(key);
   const std::int64_t now_s = ids::now_ms() / 1000;
   EXPECT_EQ(post_message(body, signer.issue("alice", now_s, 600)).status, 202);
@@ -97,15 +96,15 @@ TEST_F(ApiTest, RefusesMissingExpiredMalformedAndForgedTokens) {
   expect_error(post_message(body, auth::TokenSigner(other_key).issue("alice", now_s, 600)), 401,
                "unauthorized");
 
-  const std::string claims = auth::base64url_encode(
-      json{{"sub", "alice"}, {"exp", now_s + 600}, {"iat", now_s}}.dump());
+  const std::string claims =
+      auth::base64url_encode(json{{"sub", "alice"}, {"exp", now_s + 600}, {"iat", now_s}}.dump());
   expect_error(post_message(body, auth::base64url_encode(R"({"alg":"none","typ":"JWT"})") + "." +
                                       claims + "."),
                401, "unauthorized");
   // A valid HS256 signature under a header that names another algorithm.
   const std::string genuine = signer.issue("alice", now_s, 600);
-  const std::string swapped = auth::base64url_encode(R"({"alg":"HS512","typ":"JWT"})") +
-                              genuine.substr(genuine.find('.'));
+  const std::string swapped =
+      auth::base64url_encode(R"({"alg":"HS512","typ":"JWT"})") + genuine.substr(genuine.find('.'));
   expect_error(post_message(body, swapped), 401, "unauthorized");
   // Signature of one token on the claims of another user.
   const std::string bob = signer.issue("bob", now_s, 600);
@@ -177,8 +176,9 @@ TEST_F(ApiTest, BadInputGetsAnErrorNamingTheField) {
                "conversation_id");
   expect_error(post_message(R"({"conversation_id":7,"payload":{"type":"text","text":"x"}})"), 400,
                "invalid_field", "conversation_id");
-  expect_error(post_message(R"({"conversation_id":"has space","payload":{"type":"text","text":"x"}})"),
-               400, "invalid_field", "conversation_id");
+  expect_error(
+      post_message(R"({"conversation_id":"has space","payload":{"type":"text","text":"x"}})"), 400,
+      "invalid_field", "conversation_id");
   expect_error(post_message(R"({"conversation_id":"c"})"), 400, "missing_field", "payload");
   expect_error(post_message(R"({"conversation_id":"c","payload":{"type":"sticker"}})"), 400,
                "unsupported_payload_type", "payload.type");
@@ -186,8 +186,10 @@ TEST_F(ApiTest, BadInputGetsAnErrorNamingTheField) {
                "missing_field", "payload.text");
   expect_error(post_message(R"({"conversation_id":"c","payload":{"type":"text","text":5}})"), 400,
                "invalid_field", "payload.text");
-  expect_error(post_message(R"({"conversation_id":"c","to":["bob",3],"payload":{"type":"text","text":"x"}})"),
-               400, "invalid_field", "to[1]");
+  expect_error(
+      post_message(
+          R"({"conversation_id":"c","to":["bob",3],"payload":{"type":"text","text":"x"}})"),
+      400, "invalid_field", "to[1]");
   const std::string long_text(5000, 'x');  // the test cluster allows 4096 bytes
   expect_error(post_message(json{{"conversation_id", "c"},
                                  {"payload", {{"type", "text"}, {"text", long_text}}}}
@@ -203,6 +205,10 @@ TEST_F(ApiTest, BadInputGetsAnErrorNamingTheField) {
   expect_error(cluster_->history(alice_, "c", "from_seq=abc"), 400, "invalid_field", "from_seq");
   expect_error(cluster_->history(alice_, "c", "colour=blue"), 400, "unknown_parameter", "colour");
   expect_error(http_request(cluster_->http_port(), "GET", "/v1/nothing-here"), 404, "not_found");
+  // Bytes that are not UTF-8 in the target are echoed safely, not fatal.
+  expect_error(http_request(cluster_->http_port(), "GET", "/v1/\xff\xfe"), 404, "not_found");
+  expect_error(cluster_->history(alice_, "c", "\xff=1"), 400, "unknown_parameter");
+  EXPECT_EQ(http_request(cluster_->http_port(), "GET", "/healthz").status, 200);
   expect_error(http_request(cluster_->http_port(), "DELETE", "/v1/messages", "", bearer(alice_)),
                405, "method_not_allowed");
 

@@ -1,13 +1,5 @@
 #include "tests/integration/cluster.h"
 
-#include "common/auth.h"
-#include "common/ring.h"
-
-#include <utility>  // before asio (Boost 1.74)
-#include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -16,11 +8,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+
+#include "common/auth.h"
+#include "common/ring.h"
 
 namespace chat4all::testing {
 
@@ -77,7 +75,9 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-std::string chat4all_binary() { return CHAT4ALL_BINARY; }
+std::string chat4all_binary() {
+  return CHAT4ALL_BINARY;
+}
 
 namespace {
 
@@ -138,8 +138,9 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
     const std::string name = "storage-" + std::to_string(i);
     ports_[name]["rpc"] = ports[next++];
     ports_[name]["metrics"] = ports[next++];
-    yaml << "  - {name: " << name << ", role: storage, host: 127.0.0.1, endpoints: {rpc: "
-         << ports_[name]["rpc"] << ", metrics: " << ports_[name]["metrics"] << "}}\n";
+    yaml << "  - {name: " << name
+         << ", role: storage, host: 127.0.0.1, endpoints: {rpc: " << ports_[name]["rpc"]
+         << ", metrics: " << ports_[name]["metrics"] << "}}\n";
   }
   topology_path_ = write_file("topology.yaml", yaml.str());
 }
@@ -150,7 +151,8 @@ TestCluster::~TestCluster() {
     if (pid > 0) stop_process(pid);
 }
 
-std::filesystem::path TestCluster::write_file(const std::string& name, const std::string& text) const {
+std::filesystem::path TestCluster::write_file(const std::string& name,
+                                              const std::string& text) const {
   const auto path = dir_.path() / name;
   std::ofstream(path) << text;
   return path;
@@ -232,8 +234,7 @@ bool TestCluster::stop_all() {
 }
 
 pid_t TestCluster::start_node(const std::string& name) {
-  const pid_t pid =
-      spawn({"node", "--topology", topology_path_.string(), "--name", name}, name);
+  const pid_t pid = spawn({"node", "--topology", topology_path_.string(), "--name", name}, name);
   node_pids_[name] = pid;
   return pid;
 }
@@ -254,7 +255,8 @@ bool TestCluster::wait_ready(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   std::string bearer;
   while (Clock::now() < deadline) {
-    if (http_request(http_port_, "GET", "/healthz", "", {}, std::chrono::seconds(1)).status == 200) {
+    if (http_request(http_port_, "GET", "/healthz", "", {}, std::chrono::seconds(1)).status ==
+        200) {
       if (bearer.empty()) bearer = token();
       // Ready means every storage node stores: probe a conversation each owns.
       bool all = !bearer.empty();
@@ -271,9 +273,11 @@ bool TestCluster::wait_ready(std::chrono::milliseconds timeout) {
   return false;
 }
 
-std::string TestCluster::conversation_owned_by(const std::string& node, const std::string& prefix) const {
+std::string TestCluster::conversation_owned_by(const std::string& node,
+                                               const std::string& prefix) const {
   std::vector<std::string> storage_nodes;
-  for (int i = 1; i <= options_.storage_nodes; ++i) storage_nodes.push_back("storage-" + std::to_string(i));
+  for (int i = 1; i <= options_.storage_nodes; ++i)
+    storage_nodes.push_back("storage-" + std::to_string(i));
   const Ring ring(storage_nodes, kPartitionCount, options_.replication_factor);
   for (int i = 0; i < 100000; ++i) {
     std::string candidate = prefix + "-" + std::to_string(i);
@@ -283,10 +287,10 @@ std::string TestCluster::conversation_owned_by(const std::string& node, const st
 }
 
 std::string TestCluster::token(const std::string& user) {
-  const auto result = http_request(
-      http_port_, "POST", "/v1/auth/token",
-      nlohmann::json{{"user_id", user}, {"password", kPassword}}.dump(),
-      {{"Content-Type", "application/json"}});
+  const auto result =
+      http_request(http_port_, "POST", "/v1/auth/token",
+                   nlohmann::json{{"user_id", user}, {"password", kPassword}}.dump(),
+                   {{"Content-Type", "application/json"}});
   if (result.status != 200) return "";
   return result.json().value("access_token", "");
 }
@@ -302,10 +306,10 @@ HttpResult TestCluster::send_text(const std::string& token, const std::string& c
 
 HttpResult TestCluster::history(const std::string& token, const std::string& conversation_id,
                                 const std::string& query) {
-  return http_request(http_port_, "GET",
-                      "/v1/conversations/" + conversation_id + "/messages" +
-                          (query.empty() ? "" : "?" + query),
-                      "", {{"Authorization", "Bearer " + token}});
+  return http_request(
+      http_port_, "GET",
+      "/v1/conversations/" + conversation_id + "/messages" + (query.empty() ? "" : "?" + query), "",
+      {{"Authorization", "Bearer " + token}});
 }
 
 std::pair<int, std::string> run_chat4all(const std::vector<std::string>& args) {

@@ -7,14 +7,13 @@
 // behind. Not thread-safe; one per test.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 

@@ -2,17 +2,16 @@
 // nodes, malformed frames and malformed topology files.
 #include "tests/integration/cluster.h"
 
-#include "common/codec.h"
-#include "common/ids.h"
-#include "common/transport.h"
-
 #include <gtest/gtest.h>
-#include <zmq.hpp>
-
 #include <signal.h>
 
 #include <sstream>
 #include <thread>
+#include <zmq.hpp>
+
+#include "common/codec.h"
+#include "common/ids.h"
+#include "common/transport.h"
 
 namespace chat4all::testing {
 namespace {
@@ -38,7 +37,8 @@ json full_history(TestCluster& cluster, const std::string& token, const std::str
   json all = json::array();
   std::uint64_t from_seq = 1;
   for (int page = 0; page < 1000; ++page) {
-    auto result = cluster.history(token, conversation, "from_seq=" + std::to_string(from_seq) + "&limit=100");
+    auto result =
+        cluster.history(token, conversation, "from_seq=" + std::to_string(from_seq) + "&limit=100");
     if (result.status != 200) return json();
     const json body = result.json();
     for (const auto& message : body["messages"]) all.push_back(message);
@@ -55,12 +55,14 @@ TEST(ClusterTest, StoppingAndStartingTheTopologyLosesNothing) {
   std::string token = cluster.token();
   std::vector<std::string> conversations;
   for (int c = 1; c <= 3; ++c)
-    conversations.push_back(cluster.conversation_owned_by("storage-" + std::to_string(c), "restart"));
+    conversations.push_back(
+        cluster.conversation_owned_by("storage-" + std::to_string(c), "restart"));
   for (int i = 0; i < 20; ++i)
     for (const auto& conversation : conversations)
       ASSERT_EQ(cluster.send_text(token, conversation, "m" + std::to_string(i)).status, 202);
   std::vector<json> before;
-  for (const auto& conversation : conversations) before.push_back(full_history(cluster, token, conversation));
+  for (const auto& conversation : conversations)
+    before.push_back(full_history(cluster, token, conversation));
 
   ASSERT_TRUE(cluster.stop_all()) << cluster.read_log("up");
   const auto stopped = log_events(cluster.read_log("up"), "node_stopped");
@@ -106,7 +108,8 @@ TEST(ClusterTest, SupervisorRestartsACrashedNode) {
 
 TEST(ClusterTest, UnreachableStorageGets503AndNeverHangs) {
   TestCluster cluster;
-  for (const char* node : {"frontend-1", "router-1", "storage-1", "storage-3"}) cluster.start_node(node);
+  for (const char* node : {"frontend-1", "router-1", "storage-1", "storage-3"})
+    cluster.start_node(node);
   const std::string live = cluster.conversation_owned_by("storage-1", "live");
   const std::string dead = cluster.conversation_owned_by("storage-2", "dead");
   std::string token;
@@ -198,8 +201,8 @@ TEST(ClusterTest, MalformedFramesAreCountedAndDropped) {
     socket.connect("tcp://127.0.0.1:" + std::to_string(cluster.port_of(node, "rpc")));
     auto send = [&](const std::vector<std::string>& frames) {
       for (std::size_t i = 0; i < frames.size(); ++i)
-        socket.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore
-                                                                  : zmq::send_flags::none);
+        socket.send(zmq::buffer(frames[i]),
+                    i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
     };
     const std::string token(8, 'x');
     auto framed = [&](std::string frame) {
@@ -216,10 +219,12 @@ TEST(ClusterTest, MalformedFramesAreCountedAndDropped) {
     auto result = http_request(cluster.port_of(node, "metrics"), "GET", scrape_target);
     const auto at = result.body.find("\nchat4all_wire_frames_rejected_total ");
     if (at == std::string::npos) return -1;
-    return std::stoi(result.body.substr(at + std::string("\nchat4all_wire_frames_rejected_total ").size()));
+    return std::stoi(
+        result.body.substr(at + std::string("\nchat4all_wire_frames_rejected_total ").size()));
   };
   const auto deadline = Clock::now() + std::chrono::seconds(5);
-  while (Clock::now() < deadline && (rejected("storage-1") < kGarbageFrames || rejected("router-1") < kGarbageFrames))
+  while (Clock::now() < deadline &&
+         (rejected("storage-1") < kGarbageFrames || rejected("router-1") < kGarbageFrames))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_GE(rejected("storage-1"), kGarbageFrames);
   EXPECT_GE(rejected("router-1"), kGarbageFrames);
@@ -235,23 +240,28 @@ struct BadTopology {
 };
 
 TEST(ClusterTest, MalformedTopologyIsRefusedWithFileLineAndProblem) {
-  TestCluster scratch;  // only for its directory
-  const std::string header =
-      "cluster: {name: t, data_dir: d}\n";  // line 1
-  const std::string router = "  - {name: r, role: router, host: 127.0.0.1, endpoints: {rpc: 7001}}\n";
-  const std::string storage = "  - {name: s, role: storage, host: 127.0.0.1, endpoints: {rpc: 7002}}\n";
+  TestCluster scratch;                                             // only for its directory
+  const std::string header = "cluster: {name: t, data_dir: d}\n";  // line 1
+  const std::string router =
+      "  - {name: r, role: router, host: 127.0.0.1, endpoints: {rpc: 7001}}\n";
+  const std::string storage =
+      "  - {name: s, role: storage, host: 127.0.0.1, endpoints: {rpc: 7002}}\n";
   const std::vector<BadTopology> cases = {
       {"bad-yaml.yaml", header + "nodes: [\n  {name: x\n", "bad-yaml.yaml:"},
-      {"bad-role.yaml", header + "nodes:\n" + router + storage +
-                            "  - {name: q, role: queue, host: 127.0.0.1, endpoints: {rpc: 7003}}\n",
+      {"bad-role.yaml",
+       header + "nodes:\n" + router + storage +
+           "  - {name: q, role: queue, host: 127.0.0.1, endpoints: {rpc: 7003}}\n",
        "bad-role.yaml:5: unknown role 'queue'"},
-      {"dup-name.yaml", header + "nodes:\n" + router + storage +
-                            "  - {name: s, role: storage, host: 127.0.0.1, endpoints: {rpc: 7003}}\n",
+      {"dup-name.yaml",
+       header + "nodes:\n" + router + storage +
+           "  - {name: s, role: storage, host: 127.0.0.1, endpoints: {rpc: 7003}}\n",
        "dup-name.yaml:5: duplicate node name 's'"},
-      {"dup-port.yaml", header + "nodes:\n" + router +
-                            "  - {name: s, role: storage, host: 127.0.0.1, endpoints: {rpc: 7001}}\n",
+      {"dup-port.yaml",
+       header + "nodes:\n" + router +
+           "  - {name: s, role: storage, host: 127.0.0.1, endpoints: {rpc: 7001}}\n",
        "dup-port.yaml:4: port 7001 on 127.0.0.1 is used twice"},
-      {"no-host.yaml", header + "nodes:\n" + router + "  - {name: s, role: storage, endpoints: {rpc: 7002}}\n",
+      {"no-host.yaml",
+       header + "nodes:\n" + router + "  - {name: s, role: storage, endpoints: {rpc: 7002}}\n",
        "no-host.yaml:4: missing field 'host'"},
   };
   for (const auto& bad : cases) {

@@ -1,0 +1,403 @@
+// Public API request validation: nodes/frontend/message_validation.h.
+#include "nodes/frontend/message_validation.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/ids.h"
+
+namespace chat4all::frontend {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::int64_t kNow = 1700000000123;
+
+std::variant<wire::AppendRequest, ApiError> send(const std::string& body,
+                                                 MessageLimits limits = {}) {
+  return parse_send_message(body, "alice", limits, kNow);
+}
+
+wire::AppendRequest expect_request(const std::variant<wire::AppendRequest, ApiError>& result) {
+  if (const auto* error = std::get_if<ApiError>(&result)) {
+    ADD_FAILURE() << "unexpected error: " << error->to_json();
+    return {};
+  }
+  return std::get<wire::AppendRequest>(result);
+}
+
+template <typename T>
+ApiError expect_error(const std::variant<T, ApiError>& result) {
+  if (!std::holds_alternative<ApiError>(result)) {
+    ADD_FAILURE() << "expected an error";
+    return {};
+  }
+  return std::get<ApiError>(result);
+}
+
+// Checks status, code and field of an error.
+template <typename T>
+void expect_error(const std::variant<T, ApiError>& result, int status, const std::string& code,
+                  const std::string& field) {
+  const ApiError error = expect_error(result);
+  EXPECT_EQ(error.http_status, status) << error.to_json();
+  EXPECT_EQ(error.code, code) << error.to_json();
+  EXPECT_EQ(error.field, field) << error.to_json();
+  EXPECT_FALSE(error.message.empty());
+}
+
+const std::string kText = R"("payload":{"type":"text","text":"hi"})";
+
+TEST(SendMessageTest, ParsesAFullRequest) {
+  const auto request =
+      expect_request(send(R"({"conversation_id":"conv-1","message_id":"m-1","to":["bob","carol"],)"
+                          R"("payload":{"type":"text","text":"hello"}})"));
+  EXPECT_EQ(request.conversation_id, "conv-1");
+  EXPECT_EQ(request.message_id, "m-1");
+  EXPECT_EQ(request.sender_id, "alice");
+  EXPECT_EQ(request.recipients, (std::vector<std::string>{"bob", "carol"}));
+  EXPECT_EQ(request.payload.type, "text");
+  EXPECT_EQ(request.payload.text, "hello");
+  EXPECT_EQ(request.received_at_ms, kNow);
+}
+
+TEST(SendMessageTest, SenderComesFromTheTokenNotTheBody) {
+  const auto request = expect_request(
+      send(R"({"conversation_id":"c","sender_id":"mallory","from":"mallory",)" + kText + "}"));
+  EXPECT_EQ(request.sender_id, "alice");
+}
+
+TEST(SendMessageTest, GeneratesAMessageIdWhenAbsent) {
+  for (const std::string& body : {R"({"conversation_id":"c",)" + kText + "}",
+                                  R"({"conversation_id":"c","message_id":null,)" + kText + "}"}) {
+    const auto request = expect_request(send(body));
+    EXPECT_TRUE(ids::is_valid_id(request.message_id)) << request.message_id;
+    ASSERT_EQ(request.message_id.size(), 36u) << request.message_id;
+    EXPECT_EQ(request.message_id[14], '7') << "UUIDv7: " << request.message_id;
+    // The time part is now_ms.
+    EXPECT_EQ(request.message_id.substr(0, 8) + request.message_id.substr(9, 4), "018bcfe5687b");
+  }
+  EXPECT_NE(expect_request(send(R"({"conversation_id":"c",)" + kText + "}")).message_id,
+            expect_request(send(R"({"conversation_id":"c",)" + kText + "}")).message_id);
+}
+
+TEST(SendMessageTest, ToIsOptional) {
+  EXPECT_TRUE(expect_request(send(R"({"conversation_id":"c",)" + kText + "}")).recipients.empty());
+  EXPECT_TRUE(expect_request(send(R"({"conversation_id":"c","to":null,)" + kText + "}"))
+                  .recipients.empty());
+  EXPECT_TRUE(
+      expect_request(send(R"({"conversation_id":"c","to":[],)" + kText + "}")).recipients.empty());
+}
+
+TEST(SendMessageTest, ToAsAStringIsOneRecipient) {
+  const auto request = expect_request(send(R"({"conversation_id":"c","to":"bob",)" + kText + "}"));
+  EXPECT_EQ(request.recipients, (std::vector<std::string>{"bob"}));
+}
+
+TEST(SendMessageTest, BadToIsRefusedWithItsPath) {
+  expect_error(send(R"({"conversation_id":"c","to":["bob","bad id"],)" + kText + "}"), 400,
+               "invalid_field", "to[1]");
+  expect_error(send(R"({"conversation_id":"c","to":["bob",5],)" + kText + "}"), 400,
+               "invalid_field", "to[1]");
+  expect_error(send(R"({"conversation_id":"c","to":[""],)" + kText + "}"), 400, "invalid_field",
+               "to[0]");
+  expect_error(send(R"({"conversation_id":"c","to":"bad id",)" + kText + "}"), 400, "invalid_field",
+               "to");
+  expect_error(send(R"({"conversation_id":"c","to":5,)" + kText + "}"), 400, "invalid_field", "to");
+  expect_error(send(R"({"conversation_id":"c","to":{"a":"b"},)" + kText + "}"), 400,
+               "invalid_field", "to");
+}
+
+TEST(SendMessageTest, TooManyRecipients) {
+  MessageLimits limits;
+  limits.recipients_max = 2;
+  EXPECT_EQ(expect_request(send(R"({"conversation_id":"c","to":["a","b"],)" + kText + "}", limits))
+                .recipients.size(),
+            2u);
+  expect_error(send(R"({"conversation_id":"c","to":["a","b","c"],)" + kText + "}", limits), 400,
+               "invalid_field", "to");
+}
+
+TEST(SendMessageTest, NotJson) {
+  for (const std::string body : {"", "not json", "{", R"({"conversation_id":"c",})", "{'a':1}"})
+    expect_error(send(body), 400, "invalid_json", "");
+}
+
+TEST(SendMessageTest, NotAnObject) {
+  for (const std::string body : {"[]", "[1,2]", "\"text\"", "42", "null", "true"})
+    expect_error(send(body), 400, "invalid_json", "");
+}
+
+TEST(SendMessageTest, MissingConversationId) {
+  expect_error(send("{" + kText + "}"), 400, "missing_field", "conversation_id");
+  expect_error(send(R"({"conversation_id":null,)" + kText + "}"), 400, "missing_field",
+               "conversation_id");
+}
+
+TEST(SendMessageTest, ConversationIdOfTheWrongType) {
+  for (const std::string value : {"5", "true", "[\"c\"]", "{\"id\":\"c\"}"})
+    expect_error(send(R"({"conversation_id":)" + value + "," + kText + "}"), 400, "invalid_field",
+                 "conversation_id");
+}
+
+TEST(SendMessageTest, InvalidIdCharacters) {
+  for (const std::string value : {"", "a b", "a/b", "caf\xc3\xa9", "a\\u0000b", "x#y"})
+    expect_error(send(R"({"conversation_id":")" + value + "\"," + kText + "}"), 400,
+                 "invalid_field", "conversation_id");
+  expect_error(send(R"({"conversation_id":")" + std::string(129, 'c') + "\"," + kText + "}"), 400,
+               "invalid_field", "conversation_id");
+  EXPECT_EQ(
+      expect_request(send(R"({"conversation_id":")" + std::string(128, 'c') + "\"," + kText + "}"))
+          .conversation_id.size(),
+      128u);
+  expect_error(send(R"({"conversation_id":"c","message_id":"bad id",)" + kText + "}"), 400,
+               "invalid_field", "message_id");
+  expect_error(send(R"({"conversation_id":"c","message_id":"",)" + kText + "}"), 400,
+               "invalid_field", "message_id");
+  expect_error(send(R"({"conversation_id":"c","message_id":7,)" + kText + "}"), 400,
+               "invalid_field", "message_id");
+}
+
+TEST(SendMessageTest, MissingPayload) {
+  expect_error(send(R"({"conversation_id":"c"})"), 400, "missing_field", "payload");
+  expect_error(send(R"({"conversation_id":"c","payload":null})"), 400, "missing_field", "payload");
+}
+
+TEST(SendMessageTest, PayloadNotAnObject) {
+  for (const std::string value : {"\"hi\"", "5", "[]", "true"})
+    expect_error(send(R"({"conversation_id":"c","payload":)" + value + "}"), 400, "invalid_field",
+                 "payload");
+}
+
+TEST(SendMessageTest, MissingPayloadType) {
+  expect_error(send(R"({"conversation_id":"c","payload":{"text":"hi"}})"), 400, "missing_field",
+               "payload.type");
+  expect_error(send(R"({"conversation_id":"c","payload":{"type":null,"text":"hi"}})"), 400,
+               "missing_field", "payload.type");
+  expect_error(send(R"({"conversation_id":"c","payload":{"type":1,"text":"hi"}})"), 400,
+               "invalid_field", "payload.type");
+}
+
+TEST(SendMessageTest, UnknownPayloadType) {
+  for (const std::string type : {"file", "image", "Text", "", "text "})
+    expect_error(
+        send(R"({"conversation_id":"c","payload":{"type":")" + type + R"(","text":"hi"}})"), 400,
+        "unsupported_payload_type", "payload.type");
+}
+
+TEST(SendMessageTest, MissingText) {
+  expect_error(send(R"({"conversation_id":"c","payload":{"type":"text"}})"), 400, "missing_field",
+               "payload.text");
+  expect_error(send(R"({"conversation_id":"c","payload":{"type":"text","text":null}})"), 400,
+               "missing_field", "payload.text");
+}
+
+TEST(SendMessageTest, TextOfTheWrongType) {
+  for (const std::string value : {"5", "true", "[\"hi\"]", "{\"t\":\"hi\"}"})
+    expect_error(send(R"({"conversation_id":"c","payload":{"type":"text","text":)" + value + "}}"),
+                 400, "invalid_field", "payload.text");
+}
+
+TEST(SendMessageTest, EmptyText) {
+  expect_error(send(R"({"conversation_id":"c","payload":{"type":"text","text":""}})"), 400,
+               "invalid_field", "payload.text");
+}
+
+TEST(SendMessageTest, TextLimitIsInBytes) {
+  MessageLimits limits;
+  limits.text_bytes_max = 10;
+  auto body = [](const std::string& text) {
+    return json{{"conversation_id", "c"}, {"payload", {{"type", "text"}, {"text", text}}}}.dump();
+  };
+  EXPECT_EQ(expect_request(send(body(std::string(10, 'x')), limits)).payload.text.size(), 10u);
+  expect_error(send(body(std::string(11, 'x')), limits), 413, "payload_too_large", "payload.text");
+  // Five two-byte characters fit exactly; six do not.
+  const std::string e_acute = "\xc3\xa9";
+  std::string five, six;
+  for (int i = 0; i < 5; ++i) five += e_acute;
+  six = five + e_acute;
+  EXPECT_TRUE(std::holds_alternative<wire::AppendRequest>(send(body(five), limits)));
+  expect_error(send(body(six), limits), 413, "payload_too_large", "payload.text");
+  // Escapes count as the bytes they decode to.
+  EXPECT_TRUE(std::holds_alternative<wire::AppendRequest>(send(
+      R"({"conversation_id":"c","payload":{"type":"text","text":"\u00e9\u00e9\u00e9\u00e9\u00e9"}})",
+      limits)));
+}
+
+TEST(SendMessageTest, DefaultTextLimit) {
+  const MessageLimits defaults;
+  EXPECT_EQ(defaults.text_bytes_max, 64u * 1024);
+  auto body = [](std::size_t n) {
+    return json{{"conversation_id", "c"},
+                {"payload", {{"type", "text"}, {"text", std::string(n, 'y')}}}}
+        .dump();
+  };
+  EXPECT_TRUE(std::holds_alternative<wire::AppendRequest>(send(body(64 * 1024))));
+  const ApiError error = expect_error(send(body(64 * 1024 + 1)));
+  EXPECT_EQ(error.http_status, 413);
+  EXPECT_EQ(error.field, "payload.text");
+  EXPECT_NE(error.message.find("65537"), std::string::npos) << error.message;
+  EXPECT_NE(error.message.find("65536"), std::string::npos) << error.message;
+}
+
+TEST(SendMessageTest, UnknownFieldsAreIgnored) {
+  const auto request = expect_request(send(
+      R"({"conversation_id":"c","client":"x","payload":{"type":"text","text":"hi","format":"md"}})"));
+  EXPECT_EQ(request.payload.text, "hi");
+}
+
+TEST(ApiErrorTest, ToJsonShape) {
+  const ApiError with_field{413, "payload_too_large", "too big", "payload.text"};
+  const json doc = json::parse(with_field.to_json());
+  ASSERT_TRUE(doc.is_object());
+  EXPECT_EQ(doc.size(), 1u);
+  ASSERT_TRUE(doc.contains("error"));
+  const json& error = doc["error"];
+  EXPECT_EQ(error.size(), 3u);
+  EXPECT_EQ(error["code"], "payload_too_large");
+  EXPECT_EQ(error["message"], "too big");
+  EXPECT_EQ(error["field"], "payload.text");
+
+  const ApiError without_field{400, "invalid_json", "not json", ""};
+  const json bare = json::parse(without_field.to_json())["error"];
+  EXPECT_EQ(bare["code"], "invalid_json");
+  EXPECT_EQ(bare["message"], "not json");
+  EXPECT_FALSE(bare.contains("field"));
+}
+
+TEST(ApiErrorTest, ToJsonEscapes) {
+  const ApiError error{400, "invalid_field", "quote \" and \\ and \n newline", "to[0]"};
+  const json doc = json::parse(error.to_json());
+  EXPECT_EQ(doc["error"]["message"], "quote \" and \\ and \n newline");
+}
+
+TEST(ApiErrorTest, ToJsonOfNonUtf8TextIsStillJson) {
+  // Error messages echo client bytes (an unknown query parameter here; the
+  // HTTP layer also echoes the request path in its 404/405 messages), and a
+  // request target may carry any byte >= 0x80. to_json() must still produce
+  // JSON instead of throwing nlohmann::json::type_error (316, invalid UTF-8).
+  const ApiError error{404, "not_found", "no such endpoint: /\xff\xfe", ""};
+  std::string text;
+  ASSERT_NO_THROW(text = error.to_json());
+  const json doc = json::parse(text, nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << text;
+  EXPECT_EQ(doc["error"]["code"], "not_found");
+}
+
+TEST(ApiErrorTest, ErrorsFromTheParserAreValidJson) {
+  const ApiError error =
+      expect_error(send(R"({"conversation_id":"c","to":["a","b c"],)" + kText + "}"));
+  const json doc = json::parse(error.to_json());
+  EXPECT_EQ(doc["error"]["field"], "to[1]");
+  EXPECT_EQ(doc["error"]["code"], "invalid_field");
+}
+
+// ---- token requests ---------------------------------------------------------------
+
+TEST(TokenRequestTest, Parses) {
+  const auto result = parse_token_request(R"({"user_id":"alice","password":"s3cret pass"})");
+  ASSERT_TRUE(std::holds_alternative<TokenRequest>(result));
+  EXPECT_EQ(std::get<TokenRequest>(result).user_id, "alice");
+  EXPECT_EQ(std::get<TokenRequest>(result).password, "s3cret pass");
+  // An empty password is a (wrong) password, not a malformed request.
+  EXPECT_TRUE(std::holds_alternative<TokenRequest>(
+      parse_token_request(R"({"user_id":"alice","password":""})")));
+}
+
+TEST(TokenRequestTest, Errors) {
+  expect_error(parse_token_request("nope"), 400, "invalid_json", "");
+  expect_error(parse_token_request("[]"), 400, "invalid_json", "");
+  expect_error(parse_token_request(R"({"password":"x"})"), 400, "missing_field", "user_id");
+  expect_error(parse_token_request(R"({"user_id":5,"password":"x"})"), 400, "invalid_field",
+               "user_id");
+  expect_error(parse_token_request(R"({"user_id":"a b","password":"x"})"), 400, "invalid_field",
+               "user_id");
+  expect_error(parse_token_request(R"({"user_id":"alice"})"), 400, "missing_field", "password");
+  expect_error(parse_token_request(R"({"user_id":"alice","password":null})"), 400, "missing_field",
+               "password");
+  expect_error(parse_token_request(R"({"user_id":"alice","password":123})"), 400, "invalid_field",
+               "password");
+}
+
+TEST(TokenRequestTest, PasswordLengthIsBounded) {
+  auto body = [](std::size_t n) {
+    return json{{"user_id", "alice"}, {"password", std::string(n, 'p')}}.dump();
+  };
+  EXPECT_TRUE(std::holds_alternative<TokenRequest>(parse_token_request(body(1024))));
+  expect_error(parse_token_request(body(1025)), 400, "invalid_field", "password");
+}
+
+// ---- history queries --------------------------------------------------------------
+
+HistoryQuery expect_query(const std::variant<HistoryQuery, ApiError>& result) {
+  if (const auto* error = std::get_if<ApiError>(&result)) {
+    ADD_FAILURE() << "unexpected error: " << error->to_json();
+    return {};
+  }
+  return std::get<HistoryQuery>(result);
+}
+
+TEST(HistoryQueryTest, Defaults) {
+  const HistoryQuery q = expect_query(parse_history_query("", 500));
+  EXPECT_EQ(q.from_seq, 1u);
+  EXPECT_EQ(q.limit, 50u);
+}
+
+TEST(HistoryQueryTest, ParsesBoth) {
+  HistoryQuery q = expect_query(parse_history_query("from_seq=17&limit=5", 500));
+  EXPECT_EQ(q.from_seq, 17u);
+  EXPECT_EQ(q.limit, 5u);
+  q = expect_query(parse_history_query("limit=500&from_seq=18446744073709551615", 500));
+  EXPECT_EQ(q.from_seq, 18446744073709551615ull);
+  EXPECT_EQ(q.limit, 500u);
+  q = expect_query(parse_history_query("&limit=1&&", 500));  // empty pairs are skipped
+  EXPECT_EQ(q.limit, 1u);
+  EXPECT_EQ(q.from_seq, 1u);
+}
+
+TEST(HistoryQueryTest, LimitBounds) {
+  EXPECT_EQ(expect_query(parse_history_query("limit=1", 20)).limit, 1u);
+  EXPECT_EQ(expect_query(parse_history_query("limit=20", 20)).limit, 20u);
+  expect_error(parse_history_query("limit=21", 20), 400, "invalid_field", "limit");
+  expect_error(parse_history_query("limit=0", 20), 400, "invalid_field", "limit");
+  expect_error(parse_history_query("limit=4294967297", 20), 400, "invalid_field", "limit");
+  expect_error(parse_history_query("limit=99999999999999999999999", 20), 400, "invalid_field",
+               "limit");
+}
+
+TEST(HistoryQueryTest, FromSeqMustBePositive) {
+  expect_error(parse_history_query("from_seq=0", 500), 400, "invalid_field", "from_seq");
+  expect_error(parse_history_query("from_seq=-1", 500), 400, "invalid_field", "from_seq");
+  expect_error(parse_history_query("from_seq=18446744073709551616", 500), 400, "invalid_field",
+               "from_seq");
+}
+
+TEST(HistoryQueryTest, NonNumericValues) {
+  for (const std::string query :
+       {"from_seq=abc", "from_seq=", "from_seq", "from_seq=1x", "from_seq=1.5", "from_seq=+3",
+        "from_seq= 3", "from_seq=0x10", "from_seq=%31"})
+    expect_error(parse_history_query(query, 500), 400, "invalid_field", "from_seq");
+  for (const std::string query : {"limit=ten", "limit=", "limit", "limit=5&limit=x"})
+    expect_error(parse_history_query(query, 500), 400, "invalid_field", "limit");
+}
+
+TEST(HistoryQueryTest, UnknownNonUtf8ParameterGivesARenderableError) {
+  const auto result = parse_history_query("\xff=1", 500);
+  ASSERT_TRUE(std::holds_alternative<ApiError>(result));
+  const ApiError& error = std::get<ApiError>(result);
+  EXPECT_EQ(error.code, "unknown_parameter");
+  std::string text;
+  ASSERT_NO_THROW(text = error.to_json());
+  EXPECT_FALSE(json::parse(text, nullptr, false).is_discarded()) << text;
+}
+
+TEST(HistoryQueryTest, UnknownParameter) {
+  expect_error(parse_history_query("offset=5", 500), 400, "unknown_parameter", "offset");
+  expect_error(parse_history_query("limit=5&sort=desc", 500), 400, "unknown_parameter", "sort");
+  expect_error(parse_history_query("LIMIT=5", 500), 400, "unknown_parameter", "LIMIT");
+}
+
+}  // namespace
+}  // namespace chat4all::frontend
