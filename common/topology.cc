@@ -125,6 +125,11 @@ NodeRole parse_role(const Checker& check, const YAML::Node& node) {
   check.fail(node, "unknown role '" + text + "' (expected frontend, router or storage)");
 }
 
+// "localhost" and "127.0.0.1" are one host when it comes to port clashes.
+std::string same_host_key(const std::string& host) {
+  return host == "localhost" ? "127.0.0.1" : host;
+}
+
 std::filesystem::path resolve(const std::filesystem::path& base_dir, const std::string& path) {
   std::filesystem::path p(path);
   if (p.is_relative()) p = base_dir / p;
@@ -262,7 +267,8 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
       if (port == 0 || port > 65535)
         check.fail(item.second, where + ".endpoints." + key + " must be a port (1-65535)");
       auto [it, inserted] =
-          ports_in_use.emplace(std::pair{node.host, std::uint16_t(port)}, node.name + "." + key);
+          ports_in_use.emplace(std::pair{same_host_key(node.host), std::uint16_t(port)},
+                               node.name + "." + key);
       if (!inserted)
         check.fail(item.second, "port " + std::to_string(port) + " on " + node.host +
                                     " is used twice (" + it->second + " and " + node.name + "." +

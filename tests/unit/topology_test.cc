@@ -245,6 +245,11 @@ TEST(TopologyErrorTest, DuplicatePortOnTheSameHost) {
                    "  - name: storage-3\n    role: storage\n    host: h\n    endpoints: {rpc: 5, "
                    "metrics: 5}\n",
                "port 5 on h is used twice", 27);
+  // localhost and 127.0.0.1 are the same host.
+  expect_error(kCluster + kNodes +
+                   "  - name: storage-3\n    role: storage\n    host: localhost\n    endpoints: "
+                   "{rpc: 7100}\n",
+               "port 7100 on localhost is used twice (router-1.rpc and storage-3.rpc)", 27);
 }
 
 TEST(TopologyErrorTest, MissingNodeFields) {
