@@ -104,38 +104,37 @@ void StorageNode::run(const std::atomic<bool>& stop) {
         continue;
       }
       const wire::Header& header = frame->header();
-      std::string owner;
-      if (header.type == wire::MessageType::kAppendRequest) {
-        auto request = frame->body<wire::AppendRequest>();
-        if (!request || !ids::is_valid_id(request->conversation_id) ||
-            !ids::is_valid_id(request->message_id)) {
+      // Answers and returns false unless the request is well formed and for a
+      // partition this node owns.
+      auto admit = [&](bool well_formed, const std::string& conversation_id, const char* what) {
+        if (!well_formed) {
           stats.rejected_frames.add();
           error_reply(frames[0], frames[1], header, wire::Status::kInvalid,
-                      "malformed append request", "");
-          continue;
+                      std::string("malformed ") + what, "");
+          return false;
         }
-        if (!owns(request->conversation_id, owner)) {
+        std::string owner;
+        if (!owns(conversation_id, owner)) {
           stats.not_owner.add();
           error_reply(frames[0], frames[1], header, wire::Status::kNotOwner,
                       "partition is owned by another node", owner);
-          continue;
+          return false;
         }
+        return true;
+      };
+      if (header.type == wire::MessageType::kAppendRequest) {
+        auto request = frame->body<wire::AppendRequest>();
+        const bool well_formed = request && ids::is_valid_id(request->conversation_id) &&
+                                 ids::is_valid_id(request->message_id);
+        if (!admit(well_formed, well_formed ? request->conversation_id : "", "append request"))
+          continue;
         batch.push_back(std::move(*request));
         waiting.push_back({std::move(frames[0]), std::move(frames[1]), header});
       } else if (header.type == wire::MessageType::kReadRequest) {
         auto request = frame->body<wire::ReadRequest>();
-        if (!request || !ids::is_valid_id(request->conversation_id)) {
-          stats.rejected_frames.add();
-          error_reply(frames[0], frames[1], header, wire::Status::kInvalid,
-                      "malformed read request", "");
+        const bool well_formed = request && ids::is_valid_id(request->conversation_id);
+        if (!admit(well_formed, well_formed ? request->conversation_id : "", "read request"))
           continue;
-        }
-        if (!owns(request->conversation_id, owner)) {
-          stats.not_owner.add();
-          error_reply(frames[0], frames[1], header, wire::Status::kNotOwner,
-                      "partition is owned by another node", owner);
-          continue;
-        }
         const std::uint32_t limit = std::min(request->limit, topology_.limits.history_page_max);
         HistoryPage page = store_.read(request->conversation_id, request->from_seq, limit);
         stats.reads.add();

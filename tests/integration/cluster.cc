@@ -103,6 +103,29 @@ std::vector<std::uint16_t> free_ports(std::size_t count) {
   return ports;
 }
 
+// Starts chat4all with `args`, stdout and stderr appended to `output`. The
+// child gets SIGTERM if this test process dies, so nothing outlives a crash.
+pid_t spawn_chat4all(const std::vector<std::string>& args, const std::filesystem::path& output) {
+  const std::string binary = chat4all_binary();
+  const pid_t parent = getpid();
+  const pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);
+    const int fd = ::open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(binary.c_str()));
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+  if (pid < 0) throw std::runtime_error("fork failed");
+  return pid;
+}
+
 const std::string& test_password_hash() {
   static const std::string hash = auth::hash_password(kPassword);
   return hash;
@@ -174,25 +197,7 @@ std::uint16_t TestCluster::port_of(const std::string& node, const std::string& e
 }
 
 pid_t TestCluster::spawn(const std::vector<std::string>& args, const std::string& log_name) {
-  const std::string log = log_path(log_name).string();
-  const pid_t parent = getpid();
-  const pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    if (getppid() != parent) _exit(1);
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    ::dup2(fd, STDOUT_FILENO);
-    ::dup2(fd, STDERR_FILENO);
-    std::vector<char*> argv;
-    const std::string binary = chat4all_binary();
-    argv.push_back(const_cast<char*>(binary.c_str()));
-    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    execv(binary.c_str(), argv.data());
-    _exit(127);
-  }
-  if (pid < 0) throw std::runtime_error("fork failed");
-  return pid;
+  return spawn_chat4all(args, log_path(log_name));
 }
 
 bool TestCluster::wait_exit(pid_t pid, std::chrono::milliseconds timeout, int* status) {
@@ -314,21 +319,8 @@ HttpResult TestCluster::history(const std::string& token, const std::string& con
 
 std::pair<int, std::string> run_chat4all(const std::vector<std::string>& args) {
   TempDir scratch;
-  const auto err_path = scratch.path() / "stderr";
-  const pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    const int fd = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, STDERR_FILENO);
-    ::dup2(fd, STDOUT_FILENO);
-    std::vector<char*> argv;
-    const std::string binary = chat4all_binary();
-    argv.push_back(const_cast<char*>(binary.c_str()));
-    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    execv(binary.c_str(), argv.data());
-    _exit(127);
-  }
+  const auto err_path = scratch.path() / "output";
+  const pid_t pid = spawn_chat4all(args, err_path);
   int status = 0;
   const auto deadline = Clock::now() + std::chrono::seconds(20);
   while (waitpid(pid, &status, WNOHANG) == 0) {
