@@ -190,7 +190,7 @@ void HttpApi::handle(const ApiRequest& request, Respond respond) {
       return respond(error_response(
           400, "invalid_field", "conversation id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -",
           "conversation_id"));
-    return read_history(conversation_id, query, request, std::move(respond));
+    return read_history(conversation_id, query, std::move(respond));
   }
   respond(error_response(404, "not_found", "no such endpoint: " + path));
 }
@@ -263,7 +263,7 @@ void HttpApi::send_message(const ApiRequest& request, const std::string& user_id
 }
 
 void HttpApi::read_history(const std::string& conversation_id, std::string_view query,
-                           const ApiRequest& request, Respond respond) {
+                           Respond respond) {
   auto parsed = parse_history_query(query, topology_.limits.history_page_max);
   if (auto* error = std::get_if<ApiError>(&parsed)) return respond(error_response(*error));
   const HistoryQuery page = std::get<HistoryQuery>(parsed);

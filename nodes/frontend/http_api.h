@@ -47,8 +47,7 @@ class HttpApi {
  private:
   void issue_token(const ApiRequest& request, Respond respond);
   void send_message(const ApiRequest& request, const std::string& user_id, Respond respond);
-  void read_history(const std::string& conversation_id, std::string_view query,
-                    const ApiRequest& request, Respond respond);
+  void read_history(const std::string& conversation_id, std::string_view query, Respond respond);
   // The caller's user id, or nullopt after answering 401.
   std::optional<std::string> authenticate(const ApiRequest& request, Respond& respond);
 
