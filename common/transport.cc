@@ -9,6 +9,12 @@ zmq::context_t& context() {
   return shared;
 }
 
+Counter& rejected_frames_counter() {
+  static Counter& counter = metrics().counter("chat4all_wire_frames_rejected_total",
+                                              "Malformed or unsupported frames dropped");
+  return counter;
+}
+
 std::string bind_address(const NodeSpec& node, const std::string& endpoint) {
   auto port = node.port(endpoint);
   if (!port) throw TopologyError("node " + node.name + " has no '" + endpoint + "' endpoint");

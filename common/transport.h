@@ -11,11 +11,16 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/metrics.h"
 #include "common/topology.h"
 
 namespace chat4all::transport {
 
 zmq::context_t& context();
+
+// chat4all_wire_frames_rejected_total: every frame a node drops because it is
+// malformed, of another version or of an unexpected type.
+Counter& rejected_frames_counter();
 
 // Address to bind `endpoint` of `node` on: its IP when the host is one,
 // otherwise every interface.

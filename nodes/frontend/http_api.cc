@@ -94,6 +94,25 @@ bool is_json_content_type(const std::string& content_type) {
   return media == "application/json";
 }
 
+// The typed reply of a routed request, or the error response the client gets
+// instead: no answer in time, an ErrorReply from a router or storage node, a
+// reply of the wrong shape, or a reply whose own status is not ok.
+template <typename Reply>
+std::variant<Reply, ApiResponse> unwrap_reply(wire::Status status,
+                                              const std::optional<codec::Frame>& reply,
+                                              wire::MessageType expected) {
+  if (status != wire::Status::kOk) return upstream_failure(status, "");
+  if (reply->header().type == wire::MessageType::kErrorReply) {
+    auto error = reply->body<wire::ErrorReply>();
+    return error ? upstream_failure(error->status, error->detail)
+                 : upstream_failure(wire::Status::kInternal, "malformed error reply");
+  }
+  auto answer = reply->header().type == expected ? reply->body<Reply>() : std::nullopt;
+  if (!answer) return upstream_failure(wire::Status::kInternal, "malformed reply");
+  if (answer->status != wire::Status::kOk) return upstream_failure(answer->status, answer->detail);
+  return std::move(*answer);
+}
+
 json message_json(const wire::StoredMessage& message) {
   return json{{"message_id", message.message_id},
               {"conversation_id", message.conversation_id},
@@ -234,28 +253,19 @@ void HttpApi::send_message(const ApiRequest& request, const std::string& user_id
       header.request_id, std::move(frame),
       [this, respond = std::move(respond), trace_id = header.trace_id, started](
           wire::Status status, std::optional<codec::Frame> reply) {
-        if (status != wire::Status::kOk) {
-          log_.debug("send_failed",
-                     {{"trace_id", trace_id}, {"status", codec::status_name(status)}});
-          return respond(upstream_failure(status, ""));
+        auto unwrapped =
+            unwrap_reply<wire::AppendReply>(status, reply, wire::MessageType::kAppendReply);
+        if (auto* failure = std::get_if<ApiResponse>(&unwrapped)) {
+          log_.debug("send_failed", {{"trace_id", trace_id}, {"status", failure->status}});
+          return respond(std::move(*failure));
         }
-        if (reply->header().type == wire::MessageType::kErrorReply) {
-          auto error = reply->body<wire::ErrorReply>();
-          return respond(error
-                             ? upstream_failure(error->status, error->detail)
-                             : upstream_failure(wire::Status::kInternal, "malformed error reply"));
-        }
-        auto answer = reply->body<wire::AppendReply>();
-        if (reply->header().type != wire::MessageType::kAppendReply || !answer)
-          return respond(upstream_failure(wire::Status::kInternal, "malformed append reply"));
-        if (answer->status != wire::Status::kOk)
-          return respond(upstream_failure(answer->status, answer->detail));
+        const auto& answer = std::get<wire::AppendReply>(unwrapped);
         ApiResponse response = json_response(202, {{"status", "accepted"},
-                                                   {"message_id", answer->message_id},
-                                                   {"conversation_id", answer->conversation_id},
-                                                   {"seq", answer->seq}});
+                                                   {"message_id", answer.message_id},
+                                                   {"conversation_id", answer.conversation_id},
+                                                   {"seq", answer.seq}});
         response.headers.emplace_back("X-Trace-Id", trace_id);
-        if (answer->duplicate) response.headers.emplace_back("Idempotent-Replayed", "true");
+        if (answer.duplicate) response.headers.emplace_back("Idempotent-Replayed", "true");
         send_latency_.observe(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
         respond(std::move(response));
@@ -275,27 +285,20 @@ void HttpApi::read_history(const std::string& conversation_id, std::string_view 
       codec::encode(header, wire::ReadRequest{conversation_id, page.from_seq, page.limit}),
       [respond = std::move(respond), conversation_id, page](wire::Status status,
                                                             std::optional<codec::Frame> reply) {
-        if (status != wire::Status::kOk) return respond(upstream_failure(status, ""));
-        if (reply->header().type == wire::MessageType::kErrorReply) {
-          auto error = reply->body<wire::ErrorReply>();
-          return respond(error
-                             ? upstream_failure(error->status, error->detail)
-                             : upstream_failure(wire::Status::kInternal, "malformed error reply"));
-        }
-        auto answer = reply->body<wire::ReadReply>();
-        if (reply->header().type != wire::MessageType::kReadReply || !answer)
-          return respond(upstream_failure(wire::Status::kInternal, "malformed read reply"));
-        if (answer->status != wire::Status::kOk)
-          return respond(upstream_failure(answer->status, answer->detail));
+        auto unwrapped =
+            unwrap_reply<wire::ReadReply>(status, reply, wire::MessageType::kReadReply);
+        if (auto* failure = std::get_if<ApiResponse>(&unwrapped))
+          return respond(std::move(*failure));
+        const auto& answer = std::get<wire::ReadReply>(unwrapped);
         json messages = json::array();
-        for (const auto& message : answer->messages) messages.push_back(message_json(message));
+        for (const auto& message : answer.messages) messages.push_back(message_json(message));
         const std::uint64_t next_from_seq =
-            answer->messages.empty() ? page.from_seq : answer->messages.back().seq + 1;
+            answer.messages.empty() ? page.from_seq : answer.messages.back().seq + 1;
         respond(json_response(200, {{"conversation_id", conversation_id},
                                     {"messages", std::move(messages)},
                                     {"next_from_seq", next_from_seq},
-                                    {"has_more", next_from_seq <= answer->last_seq},
-                                    {"last_seq", answer->last_seq}}));
+                                    {"has_more", next_from_seq <= answer.last_seq},
+                                    {"last_seq", answer.last_seq}}));
       });
 }
 

@@ -57,8 +57,7 @@ void RouterClient::submit(std::uint64_t request_id, std::string frame, Callback 
 }
 
 void RouterClient::run() {
-  Counter& rejected_frames = metrics().counter("chat4all_wire_frames_rejected_total",
-                                               "Malformed or unsupported frames dropped");
+  Counter& rejected_frames = transport::rejected_frames_counter();
   Counter& timeouts = metrics().counter("chat4all_frontend_upstream_timeouts_total",
                                         "Requests the routers did not answer in time");
   Counter& unavailable = metrics().counter("chat4all_frontend_upstream_unavailable_total",

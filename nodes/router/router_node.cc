@@ -37,8 +37,7 @@ struct RouterMetrics {
       metrics().counter("chat4all_router_retries_total", "Requests retried elsewhere");
   Counter& late_replies = metrics().counter("chat4all_router_late_replies_total",
                                             "Storage replies that arrived after their deadline");
-  Counter& rejected_frames = metrics().counter("chat4all_wire_frames_rejected_total",
-                                               "Malformed or unsupported frames dropped");
+  Counter& rejected_frames = transport::rejected_frames_counter();
   Gauge& pending = metrics().gauge("chat4all_router_pending", "Requests awaiting a storage reply");
 };
 

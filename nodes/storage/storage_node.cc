@@ -29,8 +29,7 @@ struct StorageMetrics {
   Counter& reads = metrics().counter("chat4all_storage_reads_total", "History reads served");
   Counter& not_owner = metrics().counter("chat4all_storage_not_owner_total",
                                          "Requests for partitions led elsewhere");
-  Counter& rejected_frames = metrics().counter("chat4all_wire_frames_rejected_total",
-                                               "Malformed or unsupported frames dropped");
+  Counter& rejected_frames = transport::rejected_frames_counter();
   Counter& batches = metrics().counter("chat4all_storage_batches_total", "Group commits");
   Histogram& commit_seconds = metrics().latency_histogram(
       "chat4all_storage_commit_seconds", "Time of one group commit (LMDB transaction + fsync)");
