@@ -75,12 +75,6 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-std::string chat4all_binary() {
-  return CHAT4ALL_BINARY;
-}
-
-namespace {
-
 // Ports the kernel hands out for port 0, all held open together so that they
 // are distinct, then released for the cluster to bind.
 std::vector<std::uint16_t> free_ports(std::size_t count) {
@@ -102,6 +96,12 @@ std::vector<std::uint16_t> free_ports(std::size_t count) {
   for (int fd : sockets) ::close(fd);
   return ports;
 }
+
+std::string chat4all_binary() {
+  return CHAT4ALL_BINARY;
+}
+
+namespace {
 
 // Starts chat4all with `args`, stdout and stderr appended to `output`. The
 // child gets SIGTERM if this test process dies, so nothing outlives a crash.

@@ -111,6 +111,9 @@ class TestCluster {
   std::map<std::string, pid_t> node_pids_;
 };
 
+// `count` distinct loopback ports that were free a moment ago.
+std::vector<std::uint16_t> free_ports(std::size_t count);
+
 // The built chat4all executable.
 std::string chat4all_binary();
 
