@@ -148,6 +148,8 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
        << "\n  router_timeout_ms: " << options.router_timeout_ms
        << "\n  text_bytes_max: " << options.text_bytes_max
        << "\n  body_bytes_max: " << options.body_bytes_max << "\n"
+       << "storage:\n  map_size_initial_mb: 1\n  map_size_max_mb: " << options.map_size_max_mb
+       << "\n"
        << "auth:\n  token_ttl_s: " << options.token_ttl_s << "\n"
        << "dev:\n  users:\n";
   for (const auto& user : kUsers)

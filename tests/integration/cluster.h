@@ -50,6 +50,7 @@ struct ClusterOptions {
   std::uint32_t text_bytes_max = 4096;
   std::uint32_t body_bytes_max = 65536;
   std::uint32_t token_ttl_s = 3600;
+  std::uint64_t map_size_max_mb = 65536;  // LMDB map ceiling of each storage node
 };
 
 // Users every test cluster knows, all with password kPassword.

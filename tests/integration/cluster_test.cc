@@ -167,6 +167,41 @@ TEST(ClusterTest, PausedStorageTimesOutAndARetryIsStoredOnce) {
   EXPECT_EQ(history[0]["message_id"], "retry-me");
 }
 
+TEST(ClusterTest, AFullStoreRefusesWith507AndKeepsWhatItHad) {
+  ClusterOptions options;
+  options.map_size_max_mb = 1;  // a store of 1 MiB fills after a few hundred 4 KiB messages
+  TestCluster cluster(options);
+  cluster.start_all();
+  ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
+  const std::string token = cluster.token();
+  const std::string conversation = cluster.conversation_owned_by("storage-1", "filling");
+  const std::string text(4000, 'f');
+  int stored = 0;
+  HttpResult refused;
+  for (int i = 0; i < 2000; ++i) {
+    auto result = cluster.send_text(token, conversation, text, "fill-" + std::to_string(i));
+    if (result.status != 202) {
+      refused = result;
+      break;
+    }
+    ++stored;
+  }
+  ASSERT_EQ(refused.status, 507) << refused.body;
+  EXPECT_EQ(refused.json()["error"]["code"], "storage_full");
+  ASSERT_GT(stored, 10);
+  // Everything acknowledged is still there, in order; the refused one is not.
+  const json history = full_history(cluster, token, conversation);
+  ASSERT_EQ(history.size(), static_cast<std::size_t>(stored));
+  for (int i = 0; i < stored; ++i) {
+    EXPECT_EQ(history[i]["seq"].get<int>(), i + 1);
+    EXPECT_EQ(history[i]["message_id"], "fill-" + std::to_string(i));
+  }
+  // The other storage nodes are unaffected.
+  EXPECT_EQ(
+      cluster.send_text(token, cluster.conversation_owned_by("storage-2", "other"), "ok").status,
+      202);
+}
+
 TEST(ClusterTest, NoRouterGets503) {
   TestCluster cluster;
   cluster.start_node("frontend-1");
