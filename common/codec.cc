@@ -41,6 +41,7 @@ std::optional<Frame> decode(std::string_view bytes, std::string* error) {
     case wire::MessageType::kReadRequest:
     case wire::MessageType::kReadReply:
     case wire::MessageType::kErrorReply:
+    case wire::MessageType::kReplicationBatch:
       break;
     default:
       return fail("unknown message type " + std::to_string(int(frame.header_.type)));

@@ -28,13 +28,14 @@ enum class MessageType : std::uint16_t {
   kReadRequest = 3,
   kReadReply = 4,
   kErrorReply = 5,
+  kReplicationBatch = 6,
 };
 
 // Outcome carried by every reply. Values are part of the wire contract.
 enum class Status : std::uint8_t {
   kOk = 0,
-  kNotOwner = 1,     // this storage node does not lead the partition
-  kUnavailable = 2,  // no node able to serve the request is reachable
+  kNotOwner = 1,     // this storage node does not lead the partition (owner_hint: who does)
+  kUnavailable = 2,  // no node able to serve is reachable, or the partition has no leader yet
   kTimeout = 3,      // a downstream node did not answer within its bound
   kStorageFull = 4,  // the store refused the write; nothing was written
   kConflict = 5,     // message_id already used with a different content
@@ -116,10 +117,70 @@ struct ReadReply {
 struct ErrorReply {
   Status status = Status::kInternal;
   std::string detail;
-  std::string owner_hint;  // with kNotOwner: the node that owns the partition, if known
-  MSGPACK_DEFINE(status, detail, owner_hint);
+  std::string owner_hint;  // with kNotOwner: the node that leads the partition, if known
+  std::uint32_t partition = 0;  // with kNotOwner / kUnavailable from storage: the partition
+  std::uint64_t epoch = 0;      // ... and the epoch (term) the hint is valid for; 0 = unknown
+  MSGPACK_DEFINE(status, detail, owner_hint, partition, epoch);
+};
+
+// ---------------------------------------------------------------------------
+// Replication between the storage nodes of a replica set (one consensus group
+// per partition). Messages between one pair of nodes that are produced in the
+// same loop turn travel together in one ReplicationBatch, so heartbeats of
+// all partitions two nodes share cost one frame.
+
+enum class ReplicationKind : std::uint8_t {
+  kAppend = 1,             // leader -> follower: entries after (index, log_term)
+  kAppendResponse = 2,     // follower -> leader: match index, or a rejection with a hint
+  kHeartbeat = 3,          // leader -> follower: term and commit, no entries
+  kHeartbeatResponse = 4,  // follower -> leader
+  kVote = 5,               // candidate -> voter: (index, log_term) is its last entry
+  kVoteResponse = 6,       // voter -> candidate: granted unless `reject`
+  kSnapshot = 7,           // leader -> follower: state up to (index, log_term)
+  kTimeoutNow = 8,         // leader -> preferred replica: campaign now (leadership transfer)
+};
+
+struct LogEntry {
+  std::uint64_t term = 0;
+  std::string data;  // empty: the no-op a new leader appends; else msgpack ReplicatedCommand
+  MSGPACK_DEFINE(term, data);
+};
+
+struct ReplicationMessage {
+  ReplicationKind kind = ReplicationKind::kHeartbeat;
+  std::uint32_t partition = 0;
+  std::uint64_t term = 0;      // the sender's epoch
+  std::uint64_t index = 0;     // kAppend: prev index; kVote: last index; kSnapshot: its index;
+                               // kAppendResponse: match index, or the rejected prev index
+  std::uint64_t log_term = 0;  // term of the entry at `index`
+  std::uint64_t commit = 0;    // kAppend / kHeartbeat: leader's commit index (capped for the peer)
+  bool reject = false;         // kAppendResponse / kVoteResponse: refused
+  std::uint64_t hint = 0;      // rejected kAppendResponse: the follower's last index;
+                               // kAppend / kHeartbeat: index the log may be trimmed to
+  bool transfer = false;       // kVote: campaign started by kTimeoutNow (ignores leader lease)
+  std::vector<LogEntry> entries;
+  std::string snapshot;  // kSnapshot: the partition's state, msgpack PartitionSnapshot
+  MSGPACK_DEFINE(kind, partition, term, index, log_term, commit, reject, hint, transfer, entries,
+                 snapshot);
+};
+
+// storage -> storage, sent as [empty token][frame] on the peer's rpc socket.
+struct ReplicationBatch {
+  std::string from;  // sender's node name
+  std::vector<ReplicationMessage> messages;
+  MSGPACK_DEFINE(from, messages);
+};
+
+// What one log entry asks the partition's state machine to do. Applying it is
+// deterministic, so every replica assigns the same seq: the sequence number is
+// a function of the committed log, never of which leader proposed the entry.
+struct ReplicatedCommand {
+  AppendRequest append;
+  std::int64_t stored_at_ms = 0;  // leader's wall clock at proposal
+  MSGPACK_DEFINE(append, stored_at_ms);
 };
 
 }  // namespace chat4all::wire
 
 MSGPACK_ADD_ENUM(chat4all::wire::Status);
+MSGPACK_ADD_ENUM(chat4all::wire::ReplicationKind);

@@ -291,12 +291,14 @@ TEST(CodecTest, LongerBodyFromANewerSenderIsAccepted) {
   // A newer minor revision appended fields; an older decoder ignores them.
   const auto bytes = raw_frame(wire::kWireVersion, 5,
                                std::make_tuple(Status::kTimeout, std::string("slow"),
-                                               std::string("storage-1"), 17, std::string("new")));
+                                               std::string("storage-1"), 17, 4, std::string("new")));
   auto reply = codec::decode_as<wire::ErrorReply>(bytes, MessageType::kErrorReply);
   ASSERT_TRUE(reply);
   EXPECT_EQ(reply->status, Status::kTimeout);
   EXPECT_EQ(reply->detail, "slow");
   EXPECT_EQ(reply->owner_hint, "storage-1");
+  EXPECT_EQ(reply->partition, 17u);
+  EXPECT_EQ(reply->epoch, 4u);
 }
 
 TEST(CodecTest, GarbageIsRefused) {
@@ -348,8 +350,8 @@ TEST(CodecTest, WrongVersionIsRefused) {
 TEST(CodecTest, UnknownTypeIsRefused) {
   EXPECT_EQ(decode_error(raw_frame(wire::kWireVersion, 0, std::vector<int>{})),
             "unknown message type 0");
-  EXPECT_EQ(decode_error(raw_frame(wire::kWireVersion, 6, std::vector<int>{})),
-            "unknown message type 6");
+  EXPECT_EQ(decode_error(raw_frame(wire::kWireVersion, 7, std::vector<int>{})),
+            "unknown message type 7");
   EXPECT_EQ(decode_error(raw_frame(wire::kWireVersion, 999, std::vector<int>{})),
             "unknown message type 999");
 }
