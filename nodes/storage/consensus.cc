@@ -50,7 +50,7 @@ Replica::Replica(Config config, Restored restored)
     throw std::invalid_argument("consensus: election_ticks must exceed heartbeat_ticks >= 1");
   rank_ = static_cast<int>(self - config_.replicas.begin());
   for (const auto& name : config_.replicas)
-    if (name != config_.self) peers_.push_back(Progress{.name = name});
+    if (name != config_.self) peers_.push_back(Progress(name));
 
   term_ = restored.hard_state.term;
   voted_for_ = restored.hard_state.voted_for;
@@ -187,7 +187,7 @@ void Replica::become_leader() {
   heartbeat_elapsed_ = 0;
   leader_ticks_ = 0;
   for (auto& peer : peers_) {
-    peer = Progress{.name = peer.name};
+    peer = Progress(peer.name);
     peer.next = last_index() + 1;
     peer.ticks_since_heard = 0;  // granted a vote just now, or gets the lease's benefit
   }

@@ -146,6 +146,7 @@ class Replica {
  private:
   enum class PeerState { kProbe, kReplicate, kSnapshot };
   struct Progress {
+    explicit Progress(std::string peer_name) : name(std::move(peer_name)) {}
     std::string name;
     std::uint64_t match = 0;
     std::uint64_t next = 1;
