@@ -197,14 +197,21 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
 
   if (const YAML::Node storage = root["storage"]) {
     check.only_keys(storage, "storage",
-                    {"map_size_initial_mb", "map_size_max_mb", "batch_messages_max"});
+                    {"map_size_initial_mb", "map_size_max_mb", "batch_messages_max", "tick_ms",
+                     "heartbeat_ticks", "election_ticks"});
     auto& s = topology.storage;
     check.optional_scalar(storage, "map_size_initial_mb", "storage", s.map_size_initial_mb);
     check.optional_scalar(storage, "map_size_max_mb", "storage", s.map_size_max_mb);
     check.optional_scalar(storage, "batch_messages_max", "storage", s.batch_messages_max);
     if (s.map_size_initial_mb == 0 || s.map_size_max_mb < s.map_size_initial_mb)
       check.fail(storage, "map sizes must satisfy 0 < map_size_initial_mb <= map_size_max_mb");
+    check.optional_scalar(storage, "tick_ms", "storage", s.tick_ms);
+    check.optional_scalar(storage, "heartbeat_ticks", "storage", s.heartbeat_ticks);
+    check.optional_scalar(storage, "election_ticks", "storage", s.election_ticks);
     if (s.batch_messages_max == 0) check.fail(storage, "batch_messages_max must be positive");
+    if (s.tick_ms == 0 || s.heartbeat_ticks == 0 || s.election_ticks <= s.heartbeat_ticks)
+      check.fail(storage,
+                 "timers must satisfy tick_ms > 0 and 0 < heartbeat_ticks < election_ticks");
   }
 
   if (const YAML::Node auth = root["auth"]) {

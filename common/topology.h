@@ -55,6 +55,12 @@ struct StorageSettings {
   std::uint64_t map_size_initial_mb = 256;
   std::uint64_t map_size_max_mb = 64 * 1024;
   std::uint32_t batch_messages_max = 2048;
+  // Consensus timers: leaders send heartbeats every heartbeat_ticks; a replica
+  // that heard no leader for election_ticks (plus a rank delay and jitter)
+  // campaigns. Failover takes about election_ticks * tick_ms.
+  std::uint32_t tick_ms = 50;
+  std::uint32_t heartbeat_ticks = 2;
+  std::uint32_t election_ticks = 10;
 };
 
 struct AuthSettings {

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <msgpack.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace chat4all::wire {
@@ -169,6 +170,14 @@ struct ReplicationBatch {
   std::string from;  // sender's node name
   std::vector<ReplicationMessage> messages;
   MSGPACK_DEFINE(from, messages);
+};
+
+// A partition's applied state as a leader sends it to a replica that fell
+// behind the trimmed log: every record of the partition's three tables, keys
+// without the partition prefix (schema/README.md, storage layout).
+struct PartitionSnapshot {
+  std::vector<std::pair<std::string, std::string>> messages, heads, dedup;
+  MSGPACK_DEFINE(messages, heads, dedup);
 };
 
 // What one log entry asks the partition's state machine to do. Applying it is

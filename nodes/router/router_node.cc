@@ -35,6 +35,8 @@ struct Pending {
   std::string retry_node;  // where the attempt after the backoff goes
   std::chrono::milliseconds backoff = kRetryBackoffFirst;
   std::string last_failure;  // why the latest attempt failed, for the final answer
+  Clock::time_point attempt_started;
+  std::string silent_node;  // held an attempt of this request without answering
 };
 
 // Requests waiting out a backoff, earliest first. Their delays differ (unlike
@@ -117,11 +119,13 @@ void RouterNode::run(const std::atomic<bool>& stop) {
   using PendingTable = std::unordered_map<std::uint64_t, Pending>;
   PendingTable pending;
   DeadlineQueue deadlines;
+  DeadlineQueue attempt_deadlines;
   RetryQueue retries;
   LeaderCache leaders(ring_);
   std::minstd_rand jitter(std::random_device{}());
   std::uint64_t next_token = 1;
   const auto timeout = std::chrono::milliseconds(topology_.limits.router_timeout_ms);
+  const auto attempt_timeout = std::max(kAttemptTimeoutMin, timeout / 4);
 
   auto answer_error = [&](const zmq::message_t& frontend, const wire::Header& request,
                           wire::Status status, const std::string& detail,
@@ -188,6 +192,8 @@ void RouterNode::run(const std::atomic<bool>& stop) {
     if (socket != storage_sockets.end() &&
         transport::send_multipart(socket->second, {token_bytes(it->first), request.frame})) {
       request.awaiting = std::move(node);
+      request.attempt_started = Clock::now();
+      attempt_deadlines.push(request.attempt_started + attempt_timeout, it->first);
       if (!request.forwarded) stats.forwarded.add();
       request.forwarded = true;
       return;
@@ -213,7 +219,8 @@ void RouterNode::run(const std::atomic<bool>& stop) {
     // A hint naming the sender itself or a node outside the topology teaches
     // nothing usable; treat it as no hint.
     const std::string& hint = error.owner_hint;
-    if (hint.empty() || hint == from || !storage_sockets.count(hint)) {
+    if (hint.empty() || hint == from || hint == it->second.silent_node ||
+        !storage_sockets.count(hint)) {
       retry_later(it, leaders.replica_after(partition, from),
                   from + " is not the leader and named none");
       return true;
@@ -238,7 +245,8 @@ void RouterNode::run(const std::atomic<bool>& stop) {
   };
 
   auto wait_time = [&](Clock::time_point now) {
-    auto wait = deadlines.wait_time(now, std::chrono::milliseconds(100));
+    auto wait = std::min(deadlines.wait_time(now, std::chrono::milliseconds(100)),
+                         attempt_deadlines.wait_time(now, std::chrono::milliseconds(100)));
     if (!retries.empty())
       wait = std::min(wait, std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
                                            retries.top().first - now) +
@@ -333,6 +341,23 @@ void RouterNode::run(const std::atomic<bool>& stop) {
                        std::to_string(topology_.limits.router_timeout_ms) + " ms");
       pending.erase(it);
     });
+    attempt_deadlines.expire(Clock::now(), [&](std::uint64_t token) {
+      auto it = pending.find(token);
+      // Skip entries of requests answered meanwhile, of attempts already over
+      // and of later attempts (they have their own entry).
+      if (it == pending.end() || it->second.awaiting.empty() ||
+          Clock::now() - it->second.attempt_started < attempt_timeout)
+        return;
+      Pending& request = it->second;
+      const std::string silent = request.awaiting;
+      request.silent_node = silent;
+      const std::uint64_t epoch = leaders.leader(request.partition).epoch;
+      if (leaders.avoid(request.partition, silent))
+        leader_changed(request.partition, epoch, "silent");
+      retry_later(it, leaders.replica_after(request.partition, silent),
+                  "storage node " + silent + " did not answer within " +
+                      std::to_string(attempt_timeout.count()) + " ms");
+    });
     const auto now = Clock::now();
     while (!retries.empty() && retries.top().first <= now) {
       const std::uint64_t token = retries.top().second;
@@ -343,6 +368,8 @@ void RouterNode::run(const std::atomic<bool>& stop) {
     }
     deadlines.compact(pending.size(),
                       [&](std::uint64_t token) { return pending.count(token) > 0; });
+    attempt_deadlines.compact(pending.size(),
+                              [&](std::uint64_t token) { return pending.count(token) > 0; });
     stats.pending.set(static_cast<std::int64_t>(pending.size()));
   }
   log_.info("stopped");

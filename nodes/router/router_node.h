@@ -42,6 +42,12 @@ inline constexpr int kAttemptsMax = 8;
 inline constexpr std::chrono::milliseconds kRetryBackoffFirst{20};
 inline constexpr std::chrono::milliseconds kRetryBackoffMax{200};
 
+// A node that holds an attempt this long without answering is treated as
+// gone for that request (a paused or cut-off leader keeps its connection but
+// never answers): the request moves to the next replica, and the node's hint
+// is not followed back to it. A quarter of router_timeout_ms, at least this.
+inline constexpr std::chrono::milliseconds kAttemptTimeoutMin{100};
+
 class RouterNode {
  public:
   RouterNode(const Topology& topology, const NodeSpec& self);

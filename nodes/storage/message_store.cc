@@ -27,15 +27,35 @@ std::uint64_t read_seq(const void* data) {
   return seq;
 }
 
-std::string message_key(std::string_view conversation_id, std::uint64_t seq) {
-  std::string key(conversation_id);
+constexpr std::size_t kPrefixBytes = 4;
+
+std::string partition_prefix(PartitionId partition) {
+  std::string out(kPrefixBytes, '\0');
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(partition >> (24 - 8 * i));
+  return out;
+}
+
+std::string log_key(PartitionId partition, std::uint64_t index) {
+  return partition_prefix(partition) + seq_bytes(index);
+}
+
+std::string head_key(PartitionId partition, std::string_view conversation_id) {
+  std::string key = partition_prefix(partition);
+  key += conversation_id;
+  return key;
+}
+
+std::string message_key(PartitionId partition, std::string_view conversation_id,
+                        std::uint64_t seq) {
+  std::string key = head_key(partition, conversation_id);
   key.push_back('\0');
   key += seq_bytes(seq);
   return key;
 }
 
-std::string dedup_key(std::string_view conversation_id, std::string_view message_id) {
-  std::string key(conversation_id);
+std::string dedup_key(PartitionId partition, std::string_view conversation_id,
+                      std::string_view message_id) {
+  std::string key = head_key(partition, conversation_id);
   key.push_back('\0');
   key += message_id;
   return key;
@@ -60,12 +80,101 @@ void check(int rc, const char* what) {
   if (rc != MDB_SUCCESS) throw std::runtime_error(std::string(what) + ": " + mdb_strerror(rc));
 }
 
+// The consensus bookkeeping of one partition, one record per partition.
+struct PersistedState {
+  std::uint64_t term = 0;
+  std::string voted_for;
+  std::uint64_t snapshot_index = 0, snapshot_term = 0, applied_index = 0;
+  MSGPACK_DEFINE(term, voted_for, snapshot_index, snapshot_term, applied_index);
+};
+
+template <typename T>
+std::string pack(const T& value) {
+  msgpack::sbuffer buffer;
+  msgpack::pack(buffer, value);
+  return std::string(buffer.data(), buffer.size());
+}
+
+template <typename T>
+T unpack(const MDB_val& value) {
+  msgpack::object_handle handle =
+      msgpack::unpack(static_cast<const char*>(value.mv_data), value.mv_size);
+  return handle.get().as<T>();
+}
+
 struct TxnGuard {
   MDB_txn* txn = nullptr;
   ~TxnGuard() {
     if (txn) mdb_txn_abort(txn);
   }
 };
+
+}  // namespace
+
+namespace {
+
+// An LMDB call failed inside a write turn; the turn is abandoned.
+struct LmdbFailure {
+  int rc;
+  const char* what;
+};
+
+void must(int rc, const char* what) {
+  if (rc != MDB_SUCCESS) throw LmdbFailure{rc, what};
+}
+
+bool starts_with(const MDB_val& key, std::string_view prefix) {
+  return key.mv_size >= prefix.size() &&
+         std::memcmp(key.mv_data, prefix.data(), prefix.size()) == 0;
+}
+
+// Deletes the keys from `from` on that start with `prefix` and, with `last`,
+// are not greater than `last`.
+void delete_range(MDB_txn* txn, MDB_dbi db, const std::string& from, std::string_view prefix,
+                  const std::string* last = nullptr) {
+  MDB_cursor* cursor = nullptr;
+  must(mdb_cursor_open(txn, db, &cursor), "open cursor");
+  MDB_val key = as_val(from), value{};
+  int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
+  while (rc == MDB_SUCCESS && starts_with(key, prefix)) {
+    if (last && std::string_view(static_cast<const char*>(key.mv_data), key.mv_size) > *last) break;
+    if ((rc = mdb_cursor_del(cursor, 0)) != MDB_SUCCESS) break;
+    rc = mdb_cursor_get(cursor, &key, &value, MDB_GET_CURRENT);
+    if (rc == MDB_NOTFOUND) break;  // deleted the last record of the database
+    // After a delete the cursor already points at the next record; GET_CURRENT
+    // confirms it, except when it was the last one on its page.
+    if (rc != MDB_SUCCESS) rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
+  }
+  mdb_cursor_close(cursor);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) must(rc, "delete range");
+}
+
+// Visits every record whose key starts with `prefix`, handing over the key
+// without the prefix.
+template <typename Visit>
+void for_each_with_prefix(MDB_txn* txn, MDB_dbi db, const std::string& prefix, Visit visit) {
+  MDB_cursor* cursor = nullptr;
+  must(mdb_cursor_open(txn, db, &cursor), "open cursor");
+  MDB_val key = as_val(prefix), value{};
+  int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
+  while (rc == MDB_SUCCESS && starts_with(key, prefix)) {
+    visit(std::string_view(static_cast<const char*>(key.mv_data) + prefix.size(),
+                           key.mv_size - prefix.size()),
+          value);
+    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
+  }
+  mdb_cursor_close(cursor);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) must(rc, "scan");
+}
+
+PersistedState load_state(MDB_txn* txn, MDB_dbi db, PartitionId partition) {
+  const std::string key_bytes = partition_prefix(partition);
+  MDB_val key = as_val(key_bytes), value{};
+  const int rc = mdb_get(txn, db, &key, &value);
+  if (rc == MDB_NOTFOUND) return {};
+  must(rc, "read consensus state");
+  return unpack<PersistedState>(value);
+}
 
 }  // namespace
 
@@ -86,6 +195,8 @@ MessageStore::MessageStore(const Options& options) : options_(options) {
 
     TxnGuard guard;
     check(mdb_txn_begin(env_, nullptr, 0, &guard.txn), "mdb_txn_begin");
+    check(mdb_dbi_open(guard.txn, "raft_state", MDB_CREATE, &state_db_), "open raft_state db");
+    check(mdb_dbi_open(guard.txn, "raft_log", MDB_CREATE, &log_db_), "open raft_log db");
     check(mdb_dbi_open(guard.txn, "messages", MDB_CREATE, &messages_db_), "open messages db");
     check(mdb_dbi_open(guard.txn, "heads", MDB_CREATE, &heads_db_), "open heads db");
     check(mdb_dbi_open(guard.txn, "dedup", MDB_CREATE, &dedup_db_), "open dedup db");
@@ -104,117 +215,206 @@ MessageStore::~MessageStore() {
 bool MessageStore::grow_map() {
   if (map_size_bytes_ >= options_.map_size_max_bytes) return false;
   const std::uint64_t next = std::min(map_size_bytes_ * 2, options_.map_size_max_bytes);
-  // Legal here: no transaction of this process is active between batches.
+  // Legal here: no transaction of this process is active between turns.
   if (mdb_env_set_mapsize(env_, next) != MDB_SUCCESS) return false;
   map_size_bytes_ = next;
   return true;
 }
 
-std::vector<AppendOutcome> MessageStore::append_batch(const std::vector<wire::AppendRequest>& batch,
-                                                      std::int64_t stored_at_ms) {
-  std::vector<AppendOutcome> outcomes;
-  std::string error;
-  while (true) {
-    outcomes.assign(batch.size(), AppendOutcome{});
-    const CommitResult result = try_append(batch, stored_at_ms, outcomes, error);
-    if (result == CommitResult::kCommitted) return outcomes;
-    if (result == CommitResult::kMapFull && grow_map()) continue;
-    const auto status =
-        result == CommitResult::kMapFull ? wire::Status::kStorageFull : wire::Status::kInternal;
-    const std::string detail = result == CommitResult::kMapFull
-                                   ? "storage is full (LMDB map at its configured maximum)"
-                                   : "storage write failed: " + error;
-    for (auto& outcome : outcomes) outcome = AppendOutcome{status, 0, false, detail};
-    return outcomes;
-  }
+bool MessageStore::nearly_full() const {
+  // Measured against the maximum, not the current map: a store reopened with
+  // a smaller initial size maps just what its data needs, below the maximum.
+  MDB_envinfo info{};
+  MDB_stat stat{};
+  mdb_env_info(env_, &info);
+  mdb_env_stat(env_, &stat);
+  const double used = double(info.me_last_pgno + 1) * stat.ms_psize;
+  return used > 0.9 * double(options_.map_size_max_bytes);
 }
 
-MessageStore::CommitResult MessageStore::try_append(const std::vector<wire::AppendRequest>& batch,
-                                                    std::int64_t stored_at_ms,
-                                                    std::vector<AppendOutcome>& outcomes,
-                                                    std::string& error) {
-  auto classify = [&](int rc, const char* what) {
-    error = std::string(what) + ": " + mdb_strerror(rc);
-    return rc == MDB_MAP_FULL ? CommitResult::kMapFull : CommitResult::kFailed;
-  };
+consensus::Restored MessageStore::load_partition(PartitionId partition) const {
   TxnGuard guard;
-  if (int rc = mdb_txn_begin(env_, nullptr, 0, &guard.txn); rc != MDB_SUCCESS)
-    return classify(rc, "begin");
-
-  // Heads and ids touched earlier in this batch; LMDB would show them too,
-  // but the maps save a lookup per message for busy conversations.
-  std::unordered_map<std::string_view, std::uint64_t> heads;
-  msgpack::sbuffer encoded(512);
-  for (std::size_t i = 0; i < batch.size(); ++i) {
-    const wire::AppendRequest& request = batch[i];
-    const std::string digest = content_digest(request);
-    const std::string id_key = dedup_key(request.conversation_id, request.message_id);
-    MDB_val key = as_val(id_key), value{};
-    int rc = mdb_get(guard.txn, dedup_db_, &key, &value);
-    if (rc == MDB_SUCCESS) {
-      AppendOutcome& outcome = outcomes[i];
-      outcome.seq = read_seq(value.mv_data);
-      outcome.duplicate = true;
-      const bool same =
-          value.mv_size == 8 + kDigestBytes &&
-          std::memcmp(static_cast<char*>(value.mv_data) + 8, digest.data(), kDigestBytes) == 0;
-      outcome.status = same ? wire::Status::kOk : wire::Status::kConflict;
-      if (!same) outcome.detail = "message_id was already used for a different message";
-      continue;
-    }
-    if (rc != MDB_NOTFOUND) return classify(rc, "dedup lookup");
-
-    auto head = heads.find(request.conversation_id);
-    if (head == heads.end()) {
-      MDB_val head_key = as_val(request.conversation_id), head_value{};
-      rc = mdb_get(guard.txn, heads_db_, &head_key, &head_value);
-      if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) return classify(rc, "head lookup");
-      const std::uint64_t last = rc == MDB_SUCCESS ? read_seq(head_value.mv_data) : 0;
-      head = heads.emplace(request.conversation_id, last).first;
-    }
-    const std::uint64_t seq = ++head->second;
-
-    wire::StoredMessage stored{request.conversation_id, seq,
-                               request.message_id,      request.sender_id,
-                               request.recipients,      request.payload,
-                               request.received_at_ms,  stored_at_ms};
-    encoded.clear();
-    msgpack::pack(encoded, stored);
-    const std::string stored_key = message_key(request.conversation_id, seq);
-    MDB_val message_key_val = as_val(stored_key);
-    MDB_val message_val{encoded.size(), encoded.data()};
-    if ((rc = mdb_put(guard.txn, messages_db_, &message_key_val, &message_val, MDB_NOOVERWRITE)) !=
-        MDB_SUCCESS)
-      return classify(rc, "put message");
-
-    const std::string id_value = seq_bytes(seq) + digest;
-    MDB_val id_val = as_val(id_value);
-    if ((rc = mdb_put(guard.txn, dedup_db_, &key, &id_val, 0)) != MDB_SUCCESS)
-      return classify(rc, "put dedup");
-    outcomes[i] = AppendOutcome{wire::Status::kOk, seq, false, {}};
+  check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
+  consensus::Restored restored;
+  try {
+    const PersistedState state = load_state(guard.txn, state_db_, partition);
+    restored.hard_state = {state.term, state.voted_for};
+    restored.snapshot_index = state.snapshot_index;
+    restored.snapshot_term = state.snapshot_term;
+    restored.applied_index = state.applied_index;
+    std::uint64_t expected = state.snapshot_index + 1;
+    for_each_with_prefix(guard.txn, log_db_, partition_prefix(partition),
+                         [&](std::string_view key, const MDB_val& value) {
+                           const std::uint64_t index = read_seq(key.data());
+                           if (index <= state.snapshot_index) return;  // trimmed next turn
+                           if (index != expected)
+                             throw std::runtime_error("partition " + std::to_string(partition) +
+                                                      ": log has a hole before index " +
+                                                      std::to_string(index));
+                           restored.entries.push_back(unpack<wire::LogEntry>(value));
+                           ++expected;
+                         });
+  } catch (const LmdbFailure& failure) {
+    throw std::runtime_error(std::string(failure.what) + ": " + mdb_strerror(failure.rc));
   }
-  for (const auto& [conversation_id, last] : heads) {
-    const std::string last_bytes = seq_bytes(last);
-    MDB_val head_key = as_val(conversation_id), head_value = as_val(last_bytes);
-    if (int rc = mdb_put(guard.txn, heads_db_, &head_key, &head_value, 0); rc != MDB_SUCCESS)
-      return classify(rc, "put head");
-  }
-  MDB_txn* txn = guard.txn;
-  guard.txn = nullptr;  // commit frees the transaction, also on failure
-  if (int rc = mdb_txn_commit(txn); rc != MDB_SUCCESS) return classify(rc, "commit");
-  return CommitResult::kCommitted;
+  return restored;
 }
 
-HistoryPage MessageStore::read(std::string_view conversation_id, std::uint64_t from_seq,
-                               std::uint32_t limit) const {
+MessageStore::WriteResult MessageStore::write_turn(
+    const std::vector<PartitionWrite>& writes, std::vector<std::vector<AppendOutcome>>& outcomes,
+    std::string& error) {
+  while (true) {
+    const WriteResult result = try_write(writes, outcomes, error);
+    if (result != WriteResult::kFull || !grow_map()) return result;
+  }
+}
+
+MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWrite>& writes,
+                                                  std::vector<std::vector<AppendOutcome>>& outcomes,
+                                                  std::string& error) {
+  outcomes.assign(writes.size(), {});
+  TxnGuard guard;
+  try {
+    must(mdb_txn_begin(env_, nullptr, 0, &guard.txn), "begin");
+    MDB_txn* txn = guard.txn;
+    auto put = [&](MDB_dbi db, std::string_view key_bytes, std::string_view value_bytes,
+                   const char* what) {
+      MDB_val key = as_val(key_bytes), value = as_val(value_bytes);
+      must(mdb_put(txn, db, &key, &value, 0), what);
+    };
+    for (std::size_t w = 0; w < writes.size(); ++w) {
+      const PartitionId partition = writes[w].partition;
+      const consensus::Ready& ready = *writes[w].ready;
+      const std::string prefix = partition_prefix(partition);
+      PersistedState state = load_state(txn, state_db_, partition);
+      const PersistedState before = state;
+
+      if (ready.hard_state) {
+        state.term = ready.hard_state->term;
+        state.voted_for = ready.hard_state->voted_for;
+      }
+      if (ready.install) {
+        const auto snapshot = [&] {
+          msgpack::object_handle handle =
+              msgpack::unpack(ready.install->data.data(), ready.install->data.size());
+          return handle.get().as<wire::PartitionSnapshot>();
+        }();
+        for (MDB_dbi db : {messages_db_, heads_db_, dedup_db_})
+          delete_range(txn, db, prefix, prefix);
+        delete_range(txn, log_db_, prefix, prefix);
+        for (const auto& [key, value] : snapshot.messages)
+          put(messages_db_, prefix + key, value, "install message");
+        for (const auto& [key, value] : snapshot.heads)
+          put(heads_db_, prefix + key, value, "install head");
+        for (const auto& [key, value] : snapshot.dedup)
+          put(dedup_db_, prefix + key, value, "install dedup");
+        state.snapshot_index = state.applied_index = ready.install->index;
+        state.snapshot_term = ready.install->term;
+      }
+      if (ready.first_new_index) {
+        delete_range(txn, log_db_, log_key(partition, ready.first_new_index), prefix);
+        std::uint64_t index = ready.first_new_index;
+        for (const auto& entry : ready.new_entries)
+          put(log_db_, log_key(partition, index++), pack(entry), "append log");
+      }
+
+      // Apply committed entries. Heads touched earlier in the turn come from
+      // the map; LMDB would show them too, at a lookup per message.
+      std::unordered_map<std::string, std::uint64_t> heads;
+      auto& applied = outcomes[w];
+      applied.resize(ready.to_apply.size());
+      for (std::size_t k = 0; k < ready.to_apply.size(); ++k) {
+        const wire::LogEntry& entry = ready.to_apply[k];
+        state.applied_index = ready.first_apply_index + k;
+        if (entry.data.empty()) {
+          applied[k].status = wire::Status::kOk;
+          continue;
+        }
+        wire::ReplicatedCommand command;
+        try {
+          msgpack::object_handle handle = msgpack::unpack(entry.data.data(), entry.data.size());
+          handle.get().convert(command);
+        } catch (const std::exception&) {
+          applied[k] = AppendOutcome{wire::Status::kInvalid, 0, false, "undecodable log entry"};
+          continue;
+        }
+        const wire::AppendRequest& request = command.append;
+        const std::string digest = content_digest(request);
+        const std::string id_key =
+            dedup_key(partition, request.conversation_id, request.message_id);
+        MDB_val key = as_val(id_key), value{};
+        int rc = mdb_get(txn, dedup_db_, &key, &value);
+        if (rc == MDB_SUCCESS) {
+          AppendOutcome& outcome = applied[k];
+          outcome.seq = read_seq(value.mv_data);
+          outcome.duplicate = true;
+          const bool same =
+              value.mv_size == 8 + kDigestBytes &&
+              std::memcmp(static_cast<char*>(value.mv_data) + 8, digest.data(), kDigestBytes) == 0;
+          outcome.status = same ? wire::Status::kOk : wire::Status::kConflict;
+          if (!same) outcome.detail = "message_id was already used for a different message";
+          continue;
+        }
+        if (rc != MDB_NOTFOUND) must(rc, "dedup lookup");
+
+        const std::string conversation_key = head_key(partition, request.conversation_id);
+        auto head = heads.find(conversation_key);
+        if (head == heads.end()) {
+          MDB_val head_key_val = as_val(conversation_key), head_value{};
+          rc = mdb_get(txn, heads_db_, &head_key_val, &head_value);
+          if (rc != MDB_NOTFOUND) must(rc, "head lookup");
+          const std::uint64_t last = rc == MDB_SUCCESS ? read_seq(head_value.mv_data) : 0;
+          head = heads.emplace(conversation_key, last).first;
+        }
+        const std::uint64_t seq = ++head->second;
+        wire::StoredMessage stored{request.conversation_id, seq,
+                                   request.message_id,      request.sender_id,
+                                   request.recipients,      request.payload,
+                                   request.received_at_ms,  command.stored_at_ms};
+        put(messages_db_, message_key(partition, request.conversation_id, seq), pack(stored),
+            "put message");
+        put(dedup_db_, id_key, seq_bytes(seq) + digest, "put dedup");
+        applied[k] = AppendOutcome{wire::Status::kOk, seq, false, {}};
+      }
+      for (const auto& [conversation_key, last] : heads)
+        put(heads_db_, conversation_key, seq_bytes(last), "put head");
+
+      if (ready.trim_to) {
+        const std::string last = log_key(partition, ready.trim_to);
+        delete_range(txn, log_db_, prefix, prefix, &last);
+        state.snapshot_index = ready.trim_to;
+        state.snapshot_term = ready.trim_term;
+      }
+      if (state.term != before.term || state.voted_for != before.voted_for ||
+          state.snapshot_index != before.snapshot_index ||
+          state.snapshot_term != before.snapshot_term ||
+          state.applied_index != before.applied_index)
+        put(state_db_, prefix, pack(state), "put consensus state");
+    }
+    guard.txn = nullptr;  // commit frees the transaction, also on failure
+    must(mdb_txn_commit(txn), "commit");
+    return WriteResult::kDurable;
+  } catch (const LmdbFailure& failure) {
+    error = std::string(failure.what) + ": " + mdb_strerror(failure.rc);
+    return failure.rc == MDB_MAP_FULL ? WriteResult::kFull : WriteResult::kFailed;
+  } catch (const std::exception& e) {
+    // A snapshot or log record that does not decode: nothing is written.
+    error = std::string("undecodable record: ") + e.what();
+    return WriteResult::kFailed;
+  }
+}
+
+HistoryPage MessageStore::read(PartitionId partition, std::string_view conversation_id,
+                               std::uint64_t from_seq, std::uint32_t limit) const {
   HistoryPage page;
   TxnGuard guard;
   if (int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn); rc != MDB_SUCCESS) {
     page.detail = std::string("read transaction: ") + mdb_strerror(rc);
     return page;
   }
-  MDB_val head_key = as_val(conversation_id), head_value{};
-  if (mdb_get(guard.txn, heads_db_, &head_key, &head_value) == MDB_SUCCESS)
+  const std::string conversation_key = head_key(partition, conversation_id);
+  MDB_val head_key_val = as_val(conversation_key), head_value{};
+  if (mdb_get(guard.txn, heads_db_, &head_key_val, &head_value) == MDB_SUCCESS)
     page.last_seq = read_seq(head_value.mv_data);
 
   MDB_cursor* cursor = nullptr;
@@ -222,17 +422,15 @@ HistoryPage MessageStore::read(std::string_view conversation_id, std::uint64_t f
     page.detail = std::string("cursor: ") + mdb_strerror(rc);
     return page;
   }
-  const std::string start = message_key(conversation_id, from_seq);
-  const std::size_t prefix_size = conversation_id.size() + 1;
+  const std::string start = message_key(partition, conversation_id, from_seq);
+  const std::size_t prefix_size = conversation_key.size() + 1;
   MDB_val key = as_val(start), value{};
   int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
   while (rc == MDB_SUCCESS && page.messages.size() < limit) {
     if (key.mv_size != prefix_size + 8 || std::memcmp(key.mv_data, start.data(), prefix_size) != 0)
       break;
     try {
-      msgpack::object_handle handle =
-          msgpack::unpack(static_cast<const char*>(value.mv_data), value.mv_size);
-      page.messages.push_back(handle.get().as<wire::StoredMessage>());
+      page.messages.push_back(unpack<wire::StoredMessage>(value));
     } catch (const std::exception& e) {
       mdb_cursor_close(cursor);
       page.messages.clear();
@@ -249,6 +447,28 @@ HistoryPage MessageStore::read(std::string_view conversation_id, std::uint64_t f
   }
   page.status = wire::Status::kOk;
   return page;
+}
+
+std::string MessageStore::snapshot(PartitionId partition, std::uint64_t& applied_index) const {
+  TxnGuard guard;
+  check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
+  wire::PartitionSnapshot snapshot;
+  try {
+    applied_index = load_state(guard.txn, state_db_, partition).applied_index;
+    const std::string prefix = partition_prefix(partition);
+    auto collect = [](std::vector<std::pair<std::string, std::string>>& into) {
+      return [&into](std::string_view key, const MDB_val& value) {
+        into.emplace_back(std::string(key),
+                          std::string(static_cast<const char*>(value.mv_data), value.mv_size));
+      };
+    };
+    for_each_with_prefix(guard.txn, messages_db_, prefix, collect(snapshot.messages));
+    for_each_with_prefix(guard.txn, heads_db_, prefix, collect(snapshot.heads));
+    for_each_with_prefix(guard.txn, dedup_db_, prefix, collect(snapshot.dedup));
+  } catch (const LmdbFailure& failure) {
+    throw std::runtime_error(std::string(failure.what) + ": " + mdb_strerror(failure.rc));
+  }
+  return pack(snapshot);
 }
 
 }  // namespace chat4all::storage

@@ -1,27 +1,39 @@
-// Durable conversation store on LMDB: messages by (conversation, seq), the
-// head (last seq) of each conversation, and the message_id index that makes
-// appends idempotent.
+// Durable storage of one storage node on LMDB: for every partition it hosts,
+// the consensus state and log, and the state machine the committed log
+// produces (messages, conversation heads, the message_id index).
 //
-// Layout (all in one LMDB environment, one file, see schema/README.md):
-//   messages : conversation_id 0x00 seq(u64 big-endian) -> msgpack StoredMessage
-//   heads    : conversation_id                           -> last seq (u64 big-endian)
-//   dedup    : conversation_id 0x00 message_id           -> seq (u64 BE) + content digest (16 B)
+// Layout (one LMDB environment, one file; P = partition as u32 big-endian;
+// see schema/README.md):
+//   raft_state : P                                -> msgpack [term, voted_for, snapshot_index,
+//                                                               snapshot_term, applied_index]
+//   raft_log   : P index(u64 BE)                  -> msgpack LogEntry
+//   messages   : P conversation_id 0x00 seq(u64 BE) -> msgpack StoredMessage
+//   heads      : P conversation_id                -> last seq (u64 BE)
+//   dedup      : P conversation_id 0x00 message_id -> seq (u64 BE) + content digest (16 B)
 //
-// append_batch() is the group commit: every message of the batch goes into one
-// write transaction and one fsync; either all of it is durable or none is. The
-// durable path never uses MDB_NOSYNC, MDB_NOMETASYNC or MDB_WRITEMAP.
+// write_turn() is the group commit: the consensus output of every partition
+// in one loop turn (hard states, log appends and truncations, snapshot
+// installs, trims, and the application of committed entries) goes into one
+// write transaction and one fsync; either all of it is durable or none is.
+// The durable path never uses MDB_NOSYNC, MDB_NOMETASYNC or MDB_WRITEMAP.
 //
-// Not thread-safe for writes: one thread (the storage node's loop) appends.
+// Applying is deterministic: the seq of a message is the conversation's head
+// plus one at the entry's place in the committed log, and a message_id seen
+// before in the conversation gets its original seq back. So every replica
+// assigns the same numbers, whichever leader proposed the entry.
+//
+// Not thread-safe for writes: one thread (the storage node's loop) writes.
 // Reads may come from any thread (MDB_NOTLS).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/ring.h"
+#include "nodes/storage/consensus.h"
 #include "schema/wire.h"
 
 struct MDB_env;
@@ -42,6 +54,12 @@ struct HistoryPage {
   std::string detail;
 };
 
+// One partition's share of a turn: its Ready, as the consensus core gave it.
+struct PartitionWrite {
+  PartitionId partition = 0;
+  const consensus::Ready* ready = nullptr;
+};
+
 class MessageStore {
  public:
   struct Options {
@@ -56,29 +74,40 @@ class MessageStore {
   MessageStore(const MessageStore&) = delete;
   MessageStore& operator=(const MessageStore&) = delete;
 
-  // Appends in order; result i answers request i. A message whose
-  // (conversation, message_id) is stored already gets its original seq with
-  // duplicate=true (kConflict if its content differs) and writes nothing.
-  // If the transaction cannot commit, every result carries the failure and
-  // nothing of the batch is stored.
-  std::vector<AppendOutcome> append_batch(const std::vector<wire::AppendRequest>& batch,
-                                          std::int64_t stored_at_ms);
+  // What a partition's consensus core restarts from; empty for a new one.
+  // Throws std::runtime_error if the stored log is not contiguous.
+  consensus::Restored load_partition(PartitionId partition) const;
+
+  enum class WriteResult { kDurable, kFull, kFailed };
+  // Makes a turn durable. outcomes[i][k] answers writes[i].ready->to_apply[k]
+  // (no-op entries get a default outcome). kFull: the map is at its maximum
+  // and nothing of the turn was written.
+  WriteResult write_turn(const std::vector<PartitionWrite>& writes,
+                         std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error);
 
   // Messages with seq >= from_seq, in order, at most `limit`.
-  HistoryPage read(std::string_view conversation_id, std::uint64_t from_seq,
+  HistoryPage read(PartitionId partition, std::string_view conversation_id, std::uint64_t from_seq,
                    std::uint32_t limit) const;
+
+  // The partition's applied state (msgpack PartitionSnapshot) and the index
+  // it reflects.
+  std::string snapshot(PartitionId partition, std::uint64_t& applied_index) const;
+
+  // True once the map has grown to its maximum and is more than 90% used:
+  // leaders refuse new writes (507) so that replication of what they already
+  // accepted still fits.
+  bool nearly_full() const;
 
   std::uint64_t map_size_bytes() const { return map_size_bytes_; }
 
  private:
-  enum class CommitResult { kCommitted, kMapFull, kFailed };
-  CommitResult try_append(const std::vector<wire::AppendRequest>& batch, std::int64_t stored_at_ms,
-                          std::vector<AppendOutcome>& outcomes, std::string& error);
+  WriteResult try_write(const std::vector<PartitionWrite>& writes,
+                        std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error);
   bool grow_map();
 
   Options options_;
   MDB_env* env_ = nullptr;
-  unsigned int messages_db_ = 0, heads_db_ = 0, dedup_db_ = 0;
+  unsigned int state_db_ = 0, log_db_ = 0, messages_db_ = 0, heads_db_ = 0, dedup_db_ = 0;
   std::uint64_t map_size_bytes_ = 0;
 };
 

@@ -1,7 +1,9 @@
 #include "nodes/storage/storage_node.h"
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
+#include <stdexcept>
 
 #include "common/codec.h"
 #include "common/ids.h"
@@ -11,31 +13,63 @@
 
 namespace chat4all::storage {
 
-namespace {
+using Clock = std::chrono::steady_clock;
 
-// One request waiting for the batch's commit.
-struct PendingAppend {
+// A client append proposed at `index` in `term`, answered once that entry is
+// applied (or once it can no longer be: leadership lost, entry replaced).
+struct StorageNode::Waiting {
   zmq::message_t peer;
   zmq::message_t token;
   wire::Header header;
+  std::uint64_t term = 0;
+  std::string conversation_id;
+  std::string message_id;
 };
 
-struct StorageMetrics {
+struct StorageNode::Partition {
+  PartitionId id = 0;
+  std::unique_ptr<consensus::Replica> replica;
+  std::map<std::uint64_t, Waiting> waiting;  // by log index
+  bool was_leader = false;
+  std::uint64_t term_seen = 0;
+};
+
+struct StorageNode::Sockets {
+  zmq::socket_t clients{transport::context(), zmq::socket_type::router};
+  std::map<std::string, zmq::socket_t> peers;
+};
+
+struct StorageNode::Stats {
   Counter& appends = metrics().counter("chat4all_storage_appends_total", "Messages appended (new)");
   Counter& duplicates = metrics().counter("chat4all_storage_duplicates_total",
                                           "Appends answered from the dedup index");
   Counter& failed_appends =
       metrics().counter("chat4all_storage_append_failures_total", "Appends refused or failed");
   Counter& reads = metrics().counter("chat4all_storage_reads_total", "History reads served");
-  Counter& not_owner = metrics().counter("chat4all_storage_not_owner_total",
-                                         "Requests for partitions led elsewhere");
+  Counter& redirects = metrics().counter("chat4all_storage_not_leader_total",
+                                         "Requests for partitions this node does not lead");
   Counter& rejected_frames = transport::rejected_frames_counter();
-  Counter& batches = metrics().counter("chat4all_storage_batches_total", "Group commits");
-  Histogram& commit_seconds = metrics().latency_histogram(
+  Counter& turns = metrics().counter("chat4all_storage_turns_total",
+                                     "Group commits (one transaction and fsync each)");
+  Counter& entries_written =
+      metrics().counter("chat4all_storage_log_entries_written_total", "Log entries made durable");
+  Counter& replication_sent = metrics().counter("chat4all_storage_replication_messages_sent_total",
+                                                "Consensus messages sent to peers");
+  Counter& replication_dropped =
+      metrics().counter("chat4all_storage_replication_messages_dropped_total",
+                        "Consensus messages dropped: peer not connected or its queue full");
+  Counter& elections_won = metrics().counter("chat4all_storage_leadership_gained_total",
+                                             "Partitions this node came to lead");
+  Counter& snapshots_sent =
+      metrics().counter("chat4all_storage_snapshots_sent_total", "Snapshots offered to replicas");
+  Counter& snapshots_installed = metrics().counter("chat4all_storage_snapshots_installed_total",
+                                                   "Snapshots installed from a leader");
+  Gauge& partitions_led = metrics().gauge("chat4all_storage_partitions_led", "Partitions led now");
+  Gauge& waiting =
+      metrics().gauge("chat4all_storage_waiting_appends", "Appends proposed and not yet applied");
+  Histogram& write_seconds = metrics().latency_histogram(
       "chat4all_storage_commit_seconds", "Time of one group commit (LMDB transaction + fsync)");
 };
-
-}  // namespace
 
 StorageNode::StorageNode(const Topology& topology, const NodeSpec& self)
     : topology_(topology),
@@ -44,141 +78,395 @@ StorageNode::StorageNode(const Topology& topology, const NodeSpec& self)
             topology.virtual_nodes),
       store_(MessageStore::Options{topology.node_data_dir(self.name) / "store",
                                    topology.storage.map_size_initial_mb << 20,
-                                   topology.storage.map_size_max_mb << 20}) {}
+                                   topology.storage.map_size_max_mb << 20}) {
+  const auto& settings = topology.storage;
+  const std::uint64_t process_seed =
+      static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
+  for (PartitionId p = 0; p < ring_.partition_count(); ++p) {
+    const auto& replicas = ring_.replicas(p);
+    if (std::find(replicas.begin(), replicas.end(), self.name) == replicas.end()) continue;
+    consensus::Config config;
+    config.self = self.name;
+    config.replicas = replicas;
+    config.partition = p;
+    config.heartbeat_ticks = static_cast<int>(settings.heartbeat_ticks);
+    config.election_ticks = static_cast<int>(settings.election_ticks);
+    config.uncommitted_entries_max = topology.limits.pending_requests_max;
+    config.seed = process_seed ^ placement_hash(self.name + "#" + std::to_string(p));
+    auto partition = std::make_unique<Partition>();
+    partition->id = p;
+    partition->replica =
+        std::make_unique<consensus::Replica>(std::move(config), store_.load_partition(p));
+    partition->term_seen = partition->replica->term();
+    partitions_.emplace(p, std::move(partition));
+  }
+}
+
+StorageNode::~StorageNode() = default;
 
 void StorageNode::run(const std::atomic<bool>& stop) {
-  StorageMetrics stats;
+  stats_ = std::make_unique<Stats>();
   std::optional<MetricsServer> metrics_server;
   if (auto port = self_.port("metrics")) metrics_server.emplace(metrics(), self_.host, *port);
 
-  zmq::socket_t socket(transport::context(), zmq::socket_type::router);
-  transport::configure(socket, 100000);
-  socket.bind(transport::bind_address(self_, "rpc"));
+  sockets_ = std::make_unique<Sockets>();
+  transport::configure(sockets_->clients, 100000);
+  sockets_->clients.bind(transport::bind_address(self_, "rpc"));
+  for (const NodeSpec* node : topology_.with_role(NodeRole::kStorage)) {
+    if (node->name == self_.name) continue;
+    zmq::socket_t socket(transport::context(), zmq::socket_type::dealer);
+    transport::configure(socket, 100000);
+    // A peer that is down misses messages rather than receiving stale ones
+    // later; consensus retransmits what matters.
+    socket.set(zmq::sockopt::immediate, 1);
+    socket.connect(node->zmq_address("rpc"));
+    sockets_->peers.emplace(node->name, std::move(socket));
+  }
   log_.info("listening", {{"rpc", transport::bind_address(self_, "rpc")},
-                          {"data_dir", topology_.node_data_dir(self_.name).string()}});
+                          {"data_dir", topology_.node_data_dir(self_.name).string()},
+                          {"partitions", partitions_.size()}});
 
-  const std::uint32_t batch_max = topology_.storage.batch_messages_max;
-  std::vector<wire::AppendRequest> batch;
-  std::vector<PendingAppend> waiting;
-  batch.reserve(batch_max);
-  waiting.reserve(batch_max);
-
-  auto reply = [&](zmq::message_t& peer, zmq::message_t& token, const std::string& frame) {
-    // A full queue towards one router drops that reply; the router's deadline
-    // answers its client with a timeout and a retry is deduplicated.
-    transport::send_multipart(socket, {transport::view(peer), transport::view(token), frame});
-  };
-  auto error_reply = [&](zmq::message_t& peer, zmq::message_t& token, const wire::Header& request,
-                         wire::Status status, const std::string& detail, const std::string& hint) {
-    wire::Header header{wire::kWireVersion, wire::MessageType::kErrorReply, request.request_id,
-                        request.trace_id};
-    reply(peer, token, codec::encode(header, wire::ErrorReply{status, detail, hint}));
-  };
-  auto owns = [&](const std::string& conversation_id, std::string& owner) {
-    owner = ring_.replicas(ring_.partition_of(conversation_id)).front();
-    return owner == self_.name;
-  };
-
-  zmq::pollitem_t items[] = {{socket.handle(), 0, ZMQ_POLLIN, 0}};
+  const auto tick = std::chrono::milliseconds(topology_.storage.tick_ms);
+  auto next_tick = Clock::now() + tick;
+  const std::uint32_t drain_max = topology_.storage.batch_messages_max;
+  zmq::pollitem_t items[] = {{sockets_->clients.handle(), 0, ZMQ_POLLIN, 0}};
+  bool more_work = false;
   while (!stop.load(std::memory_order_relaxed)) {
-    transport::poll(items, 1, std::chrono::milliseconds(100));
-    if (!(items[0].revents & ZMQ_POLLIN)) continue;
+    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+    wait = std::clamp(wait, std::chrono::milliseconds(0), std::chrono::milliseconds(100));
+    transport::poll(items, 1, more_work ? std::chrono::milliseconds(0) : wait);
 
-    // Drain what has arrived (bounded by batch_max): reads are answered at
-    // once, appends wait for one shared commit. Whatever arrives during the
-    // commit forms the next batch, so batches grow with load by themselves.
-    for (std::uint32_t drained = 0; drained < batch_max; ++drained) {
-      auto frames = transport::receive_multipart(socket);
-      if (frames.empty()) break;
-      std::string why;
-      if (frames.size() != 3) {
-        stats.rejected_frames.add();
-        log_.debug("frame_rejected", {{"reason", "expected 3 frames"}, {"frames", frames.size()}});
-        continue;
-      }
-      auto frame = codec::decode(transport::view(frames[2]), &why);
-      if (!frame) {
-        stats.rejected_frames.add();
-        log_.debug("frame_rejected", {{"reason", why}});
-        continue;
-      }
-      const wire::Header& header = frame->header();
-      // Answers and returns false unless the request is well formed and for a
-      // partition this node owns.
-      auto admit = [&](bool well_formed, const std::string& conversation_id, const char* what) {
-        if (!well_formed) {
-          stats.rejected_frames.add();
-          error_reply(frames[0], frames[1], header, wire::Status::kInvalid,
-                      std::string("malformed ") + what, "");
-          return false;
-        }
-        std::string owner;
-        if (!owns(conversation_id, owner)) {
-          stats.not_owner.add();
-          error_reply(frames[0], frames[1], header, wire::Status::kNotOwner,
-                      "partition is owned by another node", owner);
-          return false;
-        }
-        return true;
-      };
-      if (header.type == wire::MessageType::kAppendRequest) {
-        auto request = frame->body<wire::AppendRequest>();
-        const bool well_formed = request && ids::is_valid_id(request->conversation_id) &&
-                                 ids::is_valid_id(request->message_id);
-        if (!admit(well_formed, well_formed ? request->conversation_id : "", "append request"))
-          continue;
-        batch.push_back(std::move(*request));
-        waiting.push_back({std::move(frames[0]), std::move(frames[1]), header});
-      } else if (header.type == wire::MessageType::kReadRequest) {
-        auto request = frame->body<wire::ReadRequest>();
-        const bool well_formed = request && ids::is_valid_id(request->conversation_id);
-        if (!admit(well_formed, well_formed ? request->conversation_id : "", "read request"))
-          continue;
-        const std::uint32_t limit = std::min(request->limit, topology_.limits.history_page_max);
-        HistoryPage page = store_.read(request->conversation_id, request->from_seq, limit);
-        stats.reads.add();
-        wire::Header reply_header{wire::kWireVersion, wire::MessageType::kReadReply,
-                                  header.request_id, header.trace_id};
-        reply(frames[0], frames[1],
-              codec::encode(reply_header, wire::ReadReply{page.status, std::move(page.messages),
-                                                          page.last_seq, page.detail}));
-      } else {
-        stats.rejected_frames.add();
-        log_.debug("frame_rejected",
-                   {{"reason", "unexpected message type"}, {"type", int(header.type)}});
+    // Whatever arrived while the last turn was writing forms the next one,
+    // so turns grow with load by themselves.
+    if (items[0].revents & ZMQ_POLLIN) {
+      for (std::uint32_t drained = 0; drained < drain_max; ++drained) {
+        auto frames = transport::receive_multipart(sockets_->clients);
+        if (frames.empty()) break;
+        handle_frames(frames);
       }
     }
-    if (batch.empty()) continue;
-
-    const auto started = std::chrono::steady_clock::now();
-    std::vector<AppendOutcome> outcomes = store_.append_batch(batch, ids::now_ms());
-    stats.commit_seconds.observe(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-    stats.batches.add();
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      const AppendOutcome& outcome = outcomes[i];
-      if (outcome.status != wire::Status::kOk) {
-        stats.failed_appends.add();
-        log_.warn("append_refused", {{"trace_id", waiting[i].header.trace_id},
-                                     {"message_id", batch[i].message_id},
-                                     {"status", codec::status_name(outcome.status)},
-                                     {"detail", outcome.detail}});
-      } else if (outcome.duplicate) {
-        stats.duplicates.add();
-      } else {
-        stats.appends.add();
-      }
-      wire::Header reply_header{wire::kWireVersion, wire::MessageType::kAppendReply,
-                                waiting[i].header.request_id, waiting[i].header.trace_id};
-      reply(waiting[i].peer, waiting[i].token,
-            codec::encode(reply_header, wire::AppendReply{outcome.status, batch[i].conversation_id,
-                                                          batch[i].message_id, outcome.seq,
-                                                          outcome.duplicate, outcome.detail}));
+    const auto now = Clock::now();
+    if (now >= next_tick) {
+      for (auto& [id, partition] : partitions_) partition->replica->tick();
+      // After a stall, resume the clock rather than firing the missed ticks.
+      next_tick = std::max(next_tick + tick, now);
     }
-    batch.clear();
-    waiting.clear();
+    more_work = run_turn();
   }
   log_.info("stopped");
+}
+
+void StorageNode::reply(zmq::message_t& peer, zmq::message_t& token, const std::string& frame) {
+  // A full queue towards one router drops that reply; the router's deadline
+  // answers its client with a timeout and a retry is deduplicated.
+  transport::send_multipart(sockets_->clients,
+                            {transport::view(peer), transport::view(token), frame});
+}
+
+void StorageNode::error_reply(zmq::message_t& peer, zmq::message_t& token,
+                              const wire::Header& request, wire::ErrorReply error) {
+  wire::Header header{wire::kWireVersion, wire::MessageType::kErrorReply, request.request_id,
+                      request.trace_id};
+  reply(peer, token, codec::encode(header, error));
+}
+
+void StorageNode::redirect(zmq::message_t& peer, zmq::message_t& token, const wire::Header& header,
+                           PartitionId partition_id) {
+  stats_->redirects.add();
+  auto it = partitions_.find(partition_id);
+  if (it == partitions_.end()) {
+    // Not a replica at all: the router's placement differs from ours.
+    error_reply(peer, token, header,
+                {wire::Status::kNotOwner, "this node holds no replica of the partition",
+                 ring_.replicas(partition_id).front(), partition_id, 0});
+    return;
+  }
+  const consensus::Replica& replica = *it->second->replica;
+  if (!replica.leader().empty() && replica.leader() != self_.name) {
+    error_reply(peer, token, header,
+                {wire::Status::kNotOwner, "partition is led by another node", replica.leader(),
+                 partition_id, replica.term()});
+    return;
+  }
+  error_reply(peer, token, header,
+              {wire::Status::kUnavailable,
+               replica.is_leader() ? "leader is handing over or catching up"
+                                   : "partition has no leader (election under way or no majority)",
+               "", partition_id, replica.term()});
+}
+
+void StorageNode::handle_frames(std::vector<zmq::message_t>& frames) {
+  std::string why;
+  if (frames.size() != 3) {
+    stats_->rejected_frames.add();
+    log_.debug("frame_rejected", {{"reason", "expected 3 frames"}, {"frames", frames.size()}});
+    return;
+  }
+  auto frame = codec::decode(transport::view(frames[2]), &why);
+  if (!frame) {
+    stats_->rejected_frames.add();
+    log_.debug("frame_rejected", {{"reason", why}});
+    return;
+  }
+  const wire::Header& header = frame->header();
+  switch (header.type) {
+    case wire::MessageType::kAppendRequest: {
+      auto request = frame->body<wire::AppendRequest>();
+      if (request && ids::is_valid_id(request->conversation_id) &&
+          ids::is_valid_id(request->message_id)) {
+        handle_append(frames, header, std::move(*request));
+        return;
+      }
+      break;
+    }
+    case wire::MessageType::kReadRequest: {
+      auto request = frame->body<wire::ReadRequest>();
+      if (request && ids::is_valid_id(request->conversation_id)) {
+        handle_read(frames, header, *request);
+        return;
+      }
+      break;
+    }
+    case wire::MessageType::kReplicationBatch: {
+      auto batch = frame->body<wire::ReplicationBatch>();
+      if (batch && batch->from != self_.name && sockets_->peers.count(batch->from)) {
+        handle_replication(*batch);
+        return;
+      }
+      stats_->rejected_frames.add();
+      log_.debug("frame_rejected", {{"reason", "replication batch from an unknown node"}});
+      return;
+    }
+    default:
+      stats_->rejected_frames.add();
+      log_.debug("frame_rejected",
+                 {{"reason", "unexpected message type"}, {"type", int(header.type)}});
+      return;
+  }
+  stats_->rejected_frames.add();
+  error_reply(frames[0], frames[1], header,
+              {wire::Status::kInvalid, "malformed request", "", 0, 0});
+}
+
+void StorageNode::handle_append(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                                wire::AppendRequest request) {
+  const PartitionId partition_id = ring_.partition_of(request.conversation_id);
+  auto it = partitions_.find(partition_id);
+  if (it == partitions_.end() || !it->second->replica->is_leader()) {
+    redirect(frames[0], frames[1], header, partition_id);
+    return;
+  }
+  Partition& partition = *it->second;
+  if (store_.nearly_full()) {
+    stats_->failed_appends.add();
+    error_reply(frames[0], frames[1], header,
+                {wire::Status::kStorageFull,
+                 "storage is full (LMDB map near its configured maximum); nothing was written", "",
+                 partition_id, 0});
+    return;
+  }
+  std::string conversation_id = request.conversation_id;
+  std::string message_id = request.message_id;
+  msgpack::sbuffer encoded(512);
+  msgpack::pack(encoded, wire::ReplicatedCommand{std::move(request), ids::now_ms()});
+  auto proposal = partition.replica->propose(std::string(encoded.data(), encoded.size()));
+  if (!proposal.accepted) {
+    redirect(frames[0], frames[1], header, partition_id);
+    return;
+  }
+  partition.waiting.emplace(
+      proposal.index, Waiting{std::move(frames[0]), std::move(frames[1]), header, proposal.term,
+                              std::move(conversation_id), std::move(message_id)});
+}
+
+void StorageNode::handle_read(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                              const wire::ReadRequest& request) {
+  const PartitionId partition_id = ring_.partition_of(request.conversation_id);
+  auto it = partitions_.find(partition_id);
+  // The leader's applied state holds every acknowledged write. With no leader
+  // anywhere (no majority alive), a replica's committed state is the best
+  // answer there is.
+  const bool serve = it != partitions_.end() && (it->second->replica->can_serve_reads() ||
+                                                 it->second->replica->leader().empty());
+  if (!serve) {
+    redirect(frames[0], frames[1], header, partition_id);
+    return;
+  }
+  const std::uint32_t limit = std::min(request.limit, topology_.limits.history_page_max);
+  HistoryPage page = store_.read(partition_id, request.conversation_id, request.from_seq, limit);
+  stats_->reads.add();
+  wire::Header reply_header{wire::kWireVersion, wire::MessageType::kReadReply, header.request_id,
+                            header.trace_id};
+  reply(frames[0], frames[1],
+        codec::encode(reply_header, wire::ReadReply{page.status, std::move(page.messages),
+                                                    page.last_seq, page.detail}));
+}
+
+void StorageNode::handle_replication(const wire::ReplicationBatch& batch) {
+  for (const auto& message : batch.messages) {
+    auto it = partitions_.find(message.partition);
+    if (it == partitions_.end()) {
+      stats_->rejected_frames.add();
+      continue;
+    }
+    it->second->replica->step(batch.from, message);
+  }
+}
+
+void StorageNode::send_batches(
+    std::map<std::string, std::vector<wire::ReplicationMessage>>& outbox) {
+  for (auto& [peer, messages] : outbox) {
+    if (messages.empty()) continue;
+    auto socket = sockets_->peers.find(peer);
+    const std::size_t count = messages.size();
+    wire::ReplicationBatch batch{self_.name, std::move(messages)};
+    const wire::Header header{wire::kWireVersion, wire::MessageType::kReplicationBatch, 0, ""};
+    if (socket != sockets_->peers.end() &&
+        transport::send_multipart(socket->second,
+                                  {std::string_view(), codec::encode(header, batch)}))
+      stats_->replication_sent.add(count);
+    else
+      stats_->replication_dropped.add(count);
+  }
+  outbox.clear();
+}
+
+bool StorageNode::run_turn() {
+  std::vector<Partition*> touched;
+  std::vector<consensus::Ready> readies;
+  for (auto& [id, partition] : partitions_) {
+    if (partition->replica->has_ready()) {
+      touched.push_back(partition.get());
+      readies.push_back(partition->replica->take_ready());
+    }
+  }
+  if (readies.empty()) {
+    for (auto& [id, partition] : partitions_) note_leadership(*partition);
+    return false;
+  }
+
+  std::map<std::string, std::vector<wire::ReplicationMessage>> outbox;
+  for (auto& ready : readies)
+    for (auto& out : ready.send_now) outbox[out.to].push_back(std::move(out.message));
+  send_batches(outbox);
+
+  std::vector<PartitionWrite> writes;
+  bool writes_anything = false;
+  for (std::size_t i = 0; i < readies.size(); ++i) {
+    writes.push_back({touched[i]->id, &readies[i]});
+    const auto& r = readies[i];
+    writes_anything = writes_anything || r.hard_state || r.first_new_index || r.install ||
+                      !r.to_apply.empty() || r.trim_to;
+  }
+  std::vector<std::vector<AppendOutcome>> outcomes(readies.size());
+  if (writes_anything) {
+    const auto started = Clock::now();
+    std::string error;
+    const auto result = store_.write_turn(writes, outcomes, error);
+    if (result != MessageStore::WriteResult::kDurable) {
+      // The cores believe this turn will be durable; carrying on would let them
+      // acknowledge what is not on disk. Restarting from disk is the honest
+      // recovery: nothing of this turn was acknowledged or answered.
+      log_.error("write_failed", {{"error", error}});
+      throw std::runtime_error("storage write failed, restarting from disk: " + error);
+    }
+    stats_->write_seconds.observe(std::chrono::duration<double>(Clock::now() - started).count());
+    stats_->turns.add();
+  }
+
+  for (auto& ready : readies)
+    for (auto& out : ready.send_after_persist) outbox[out.to].push_back(std::move(out.message));
+  send_batches(outbox);
+
+  for (std::size_t i = 0; i < readies.size(); ++i) {
+    Partition& partition = *touched[i];
+    const consensus::Ready& ready = readies[i];
+    partition.replica->advance();
+    stats_->entries_written.add(ready.new_entries.size());
+    if (ready.install) {
+      stats_->snapshots_installed.add();
+      log_.info("snapshot_installed",
+                {{"partition", partition.id}, {"index", ready.install->index}});
+    }
+    for (std::size_t k = 0; k < ready.to_apply.size(); ++k) {
+      auto waiting = partition.waiting.find(ready.first_apply_index + k);
+      if (waiting == partition.waiting.end()) continue;
+      Waiting& client = waiting->second;
+      const AppendOutcome& outcome = outcomes[i][k];
+      if (ready.to_apply[k].term != client.term) {
+        // Another leader's entry took this place; ours was never committed.
+        redirect(client.peer, client.token, client.header, partition.id);
+      } else {
+        if (outcome.status != wire::Status::kOk) {
+          stats_->failed_appends.add();
+          log_.warn("append_refused", {{"trace_id", client.header.trace_id},
+                                       {"message_id", client.message_id},
+                                       {"status", codec::status_name(outcome.status)},
+                                       {"detail", outcome.detail}});
+        } else if (outcome.duplicate) {
+          stats_->duplicates.add();
+        } else {
+          stats_->appends.add();
+        }
+        wire::Header header{wire::kWireVersion, wire::MessageType::kAppendReply,
+                            client.header.request_id, client.header.trace_id};
+        reply(client.peer, client.token,
+              codec::encode(header, wire::AppendReply{outcome.status, client.conversation_id,
+                                                      client.message_id, outcome.seq,
+                                                      outcome.duplicate, outcome.detail}));
+      }
+      partition.waiting.erase(waiting);
+    }
+    for (const auto& peer : ready.snapshot_wanted) {
+      std::uint64_t applied = 0;
+      std::string data = store_.snapshot(partition.id, applied);
+      if (auto term = partition.replica->term_at(applied)) {
+        partition.replica->offer_snapshot(peer, applied, *term, std::move(data));
+        stats_->snapshots_sent.add();
+        log_.info("snapshot_offered",
+                  {{"partition", partition.id}, {"peer", peer}, {"index", applied}});
+      }
+    }
+  }
+  bool more = false;
+  for (auto& [id, partition] : partitions_) {
+    note_leadership(*partition);
+    more = more || partition->replica->has_ready();
+  }
+  std::size_t waiting = 0;
+  for (auto& [id, partition] : partitions_) waiting += partition->waiting.size();
+  stats_->waiting.set(static_cast<std::int64_t>(waiting));
+  return more;
+}
+
+void StorageNode::note_leadership(Partition& partition) {
+  const consensus::Replica& replica = *partition.replica;
+  const bool leader = replica.is_leader();
+  if (leader != partition.was_leader || replica.term() != partition.term_seen) {
+    if (leader && !partition.was_leader) {
+      stats_->elections_won.add();
+      stats_->partitions_led.add(1);
+      log_.info("leader_elected", {{"partition", partition.id}, {"epoch", replica.term()}});
+    } else if (!leader && partition.was_leader) {
+      stats_->partitions_led.add(-1);
+      log_.info(
+          "leadership_lost",
+          {{"partition", partition.id}, {"epoch", replica.term()}, {"leader", replica.leader()}});
+    }
+    partition.was_leader = leader;
+    partition.term_seen = replica.term();
+  }
+  if (!partition.waiting.empty() &&
+      (!leader || partition.waiting.begin()->second.term != replica.term()))
+    release_waiting(partition);
+}
+
+void StorageNode::release_waiting(Partition& partition) {
+  // Entries still waiting may yet be committed by the next leader; the router
+  // retries there and the dedup index returns the original seq.
+  for (auto& [index, client] : partition.waiting)
+    redirect(client.peer, client.token, client.header, partition.id);
+  partition.waiting.clear();
 }
 
 }  // namespace chat4all::storage

@@ -1,20 +1,37 @@
-// The storage node: owns the partitions whose preferred leader it is, appends
-// messages to its MessageStore in group commits and serves history reads.
+// The storage node: hosts a replica of every partition whose replica set
+// includes it (one consensus::Replica each), leads some of them, and turns the
+// cores' outputs into disk writes and messages.
 //
-// Wire: a ZMQ ROUTER bound on the node's "rpc" endpoint. Each request is
-// [peer identity][correlation token][frame]; the reply repeats the first two
-// frames, so a router matches replies to requests without decoding them.
+// Wire: a ZMQ ROUTER bound on the node's "rpc" endpoint receives
+// [peer identity][token][frame]: routed client requests (token chosen by the
+// router, echoed in the reply) and ReplicationBatch frames from the other
+// storage nodes (empty token). Replication goes out on one DEALER per peer.
 //
-// Threading: run() owns the socket and the store's write side on the calling
-// thread until `stop` becomes true (checked at least every 100 ms).
+// One loop turn: drain what arrived (appends are proposed to the partition's
+// core, reads answered from the applied state), tick the cores when the
+// consensus clock says so, then collect every core's Ready and
+//   1. send the leaders' appends (they may overtake the leader's own fsync),
+//   2. write everything in one LMDB transaction and one fsync (group commit
+//      across all partitions),
+//   3. send acknowledgements and votes (they promise what is now on disk),
+//   4. answer the clients whose entries were applied.
+// Messages between two nodes produced in one turn travel as one batch, so the
+// heartbeats of all partitions they share cost one frame.
+//
+// Threading: run() owns the sockets, the cores and the store's write side on
+// the calling thread until `stop` becomes true (checked at least every 100 ms).
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <vector>
+#include <zmq.hpp>
 
 #include "common/json_log.h"
 #include "common/ring.h"
 #include "common/topology.h"
+#include "nodes/storage/consensus.h"
 #include "nodes/storage/message_store.h"
 
 namespace chat4all::storage {
@@ -22,13 +39,40 @@ namespace chat4all::storage {
 class StorageNode {
  public:
   StorageNode(const Topology& topology, const NodeSpec& self);
+  ~StorageNode();
   void run(const std::atomic<bool>& stop);
 
  private:
+  struct Waiting;
+  struct Partition;
+  struct Sockets;
+  struct Stats;
+
+  void handle_frames(std::vector<zmq::message_t>& frames);
+  void handle_append(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                     wire::AppendRequest request);
+  void handle_read(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                   const wire::ReadRequest& request);
+  void handle_replication(const wire::ReplicationBatch& batch);
+  // Answers a request for partition `partition` that this node cannot serve
+  // as leader: where to go instead, or that there is no leader yet.
+  void redirect(zmq::message_t& peer, zmq::message_t& token, const wire::Header& header,
+                PartitionId partition);
+  void reply(zmq::message_t& peer, zmq::message_t& token, const std::string& frame);
+  void error_reply(zmq::message_t& peer, zmq::message_t& token, const wire::Header& request,
+                   wire::ErrorReply error);
+  bool run_turn();
+  void send_batches(std::map<std::string, std::vector<wire::ReplicationMessage>>& outbox);
+  void release_waiting(Partition& partition);
+  void note_leadership(Partition& partition);
+
   const Topology& topology_;
   const NodeSpec& self_;
   Ring ring_;
   MessageStore store_;
+  std::map<PartitionId, std::unique_ptr<Partition>> partitions_;
+  std::unique_ptr<Sockets> sockets_;
+  std::unique_ptr<Stats> stats_;
   Log log_{"storage"};
 };
 

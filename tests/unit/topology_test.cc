@@ -124,6 +124,9 @@ storage:
   map_size_initial_mb: 1
   map_size_max_mb: 1
   batch_messages_max: 10
+  tick_ms: 20
+  heartbeat_ticks: 3
+  election_ticks: 12
 auth:
   token_ttl_s: 60
   token_secret_file: secrets/key.hex
@@ -144,6 +147,9 @@ dev:
   EXPECT_EQ(t.storage.map_size_initial_mb, 1u);
   EXPECT_EQ(t.storage.map_size_max_mb, 1u);
   EXPECT_EQ(t.storage.batch_messages_max, 10u);
+  EXPECT_EQ(t.storage.tick_ms, 20u);
+  EXPECT_EQ(t.storage.heartbeat_ticks, 3u);
+  EXPECT_EQ(t.storage.election_ticks, 12u);
   EXPECT_EQ(t.auth.token_ttl_s, 60u);
   EXPECT_EQ(t.auth.token_secret_file, kBase / "secrets/key.hex");
   ASSERT_EQ(t.dev_users.size(), 1u);
@@ -330,6 +336,9 @@ TEST(TopologyErrorTest, ZeroAndOutOfRangeValues) {
                "map sizes must satisfy", 8);
   expect_error(kCluster + "storage:\n  batch_messages_max: 0\n" + kNodes,
                "batch_messages_max must be positive", 8);
+  expect_error(kCluster + "storage:\n  election_ticks: 2\n" + kNodes,
+               "0 < heartbeat_ticks < election_ticks", 8);
+  expect_error(kCluster + "storage:\n  tick_ms: 0\n" + kNodes, "tick_ms > 0", 8);
   expect_error(kCluster + "auth:\n  token_ttl_s: 0\n" + kNodes, "token_ttl_s must be positive", 8);
   expect_error(
       kCluster + kNodes + "  - name: s9\n    role: storage\n    host: h\n    endpoints: {rpc: 0}\n",
