@@ -43,6 +43,8 @@
 #include <thread>
 #include <vector>
 
+#include "bench/http_client.h"
+
 namespace chat4all::bench {
 namespace {
 
@@ -57,8 +59,6 @@ using nlohmann::json;
 // How often each I/O thread looks for requests past --timeout-s. A sweep instead of a timer
 // per request keeps timer bookkeeping off the hot path; timeouts are late by at most this.
 constexpr auto kSweepInterval = std::chrono::milliseconds(100);
-constexpr auto kLoginTimeout = std::chrono::seconds(30);
-constexpr int kLoginAttempts = 5;
 constexpr int kMaxConsecutiveFailures = 5;  // per connection, then it gives up
 constexpr auto kFirstBackoff = std::chrono::milliseconds(50);
 constexpr auto kMaxBackoff = std::chrono::seconds(1);
@@ -114,16 +114,6 @@ struct Options {
   std::uint32_t threads = 1;
 };
 
-template <typename Number>
-bool parse_number(std::string_view text, Number min, Number max, Number& out) {
-  Number value{};
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size()) return false;
-  if (!(value >= min && value <= max)) return false;  // also rejects NaN
-  out = value;
-  return true;
-}
-
 // Long flags only, as "--name value" or "--name=value". Returns an error message, or nothing.
 std::optional<std::string> parse_options(int argc, char** argv, Options& options, bool& help) {
   for (int i = 1; i < argc; ++i) {
@@ -178,50 +168,6 @@ std::optional<std::string> parse_options(int argc, char** argv, Options& options
     if (!ok) return "bad value '" + std::string(value) + "' for " + flag;
   }
   return std::nullopt;
-}
-
-struct Target {
-  std::string host;
-  std::string port;
-  std::string host_header;  // "host:port", as the Host header wants it
-};
-
-std::optional<Target> parse_url(std::string_view url, std::string& error) {
-  if (url.substr(0, 8) == "https://") {
-    error = "https is not supported; the frontend speaks plain HTTP";
-    return std::nullopt;
-  }
-  if (url.substr(0, 7) == "http://") url.remove_prefix(7);
-  const std::string_view authority = url.substr(0, url.find('/'));
-  Target target;
-  target.host_header = authority;
-  std::string_view port = "80";
-  if (!authority.empty() && authority.front() == '[') {  // [IPv6]:port
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) {
-      error = "bad IPv6 address in --url";
-      return std::nullopt;
-    }
-    target.host = authority.substr(1, close - 1);
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':') {
-        error = "bad --url";
-        return std::nullopt;
-      }
-      port = authority.substr(close + 2);
-    }
-  } else {
-    const auto colon = authority.rfind(':');
-    target.host = authority.substr(0, colon);
-    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
-  }
-  std::uint32_t port_number = 0;
-  if (target.host.empty() || !parse_number<std::uint32_t>(port, 1, 65535, port_number)) {
-    error = "--url must look like http://host:port";
-    return std::nullopt;
-  }
-  target.port = port;
-  return target;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -750,77 +696,6 @@ void Connection::finish() {
 // ---------------------------------------------------------------------------------------------
 // Setup
 
-tcp::endpoint resolve(const Target& target) {
-  asio::io_context io;
-  tcp::resolver resolver(io);
-  const auto results = resolver.resolve(target.host, target.port);
-  for (const auto& entry : results)
-    if (entry.endpoint().address().is_v4()) return entry.endpoint();
-  if (results.empty()) throw std::runtime_error("cannot resolve " + target.host);
-  return results.begin()->endpoint();
-}
-
-struct Token {
-  std::string access_token;
-  std::int64_t expires_in_s = 0;
-};
-
-// One login, bounded by kLoginTimeout; retried a few times when the server is busy (429/503).
-Token fetch_token(const tcp::endpoint& endpoint, const Target& target, const Options& options) {
-  for (int attempt = 1;; ++attempt) {
-    asio::io_context io;
-    beast::tcp_stream stream(io);
-    http::request<http::string_body> request{http::verb::post, "/v1/auth/token", 11};
-    request.set(http::field::host, target.host_header);
-    request.set(http::field::content_type, "application/json");
-    request.body() = json{{"user_id", options.user}, {"password", options.password}}.dump();
-    request.prepare_payload();
-    beast::flat_buffer buffer;
-    http::response<http::string_body> response;
-    ErrorCode failure;
-    bool done = false;
-
-    stream.expires_after(kLoginTimeout);
-    stream.async_connect(endpoint, [&](const ErrorCode& error) {
-      if (error) {
-        failure = error;
-        done = true;
-        return;
-      }
-      http::async_write(stream, request, [&](const ErrorCode& error, std::size_t) {
-        if (error) {
-          failure = error;
-          done = true;
-          return;
-        }
-        http::async_read(stream, buffer, response, [&](const ErrorCode& error, std::size_t) {
-          failure = error;
-          done = true;
-        });
-      });
-    });
-    io.run_for(kLoginTimeout + std::chrono::seconds(1));
-    if (!done) throw std::runtime_error("login timed out");
-    if (failure) throw std::runtime_error("login failed: " + failure.message());
-
-    const unsigned status = response.result_int();
-    if ((status == 429 || status == 503) && attempt < kLoginAttempts) {
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      continue;
-    }
-    if (status != 200)
-      throw std::runtime_error("POST /v1/auth/token answered " + std::to_string(status) + ": " +
-                               response.body());
-    const json body = json::parse(response.body(), nullptr, /*allow_exceptions=*/false);
-    if (!body.is_object() || !body.contains("access_token") || !body["access_token"].is_string())
-      throw std::runtime_error("no access_token in the login answer: " + response.body());
-    Token token{body["access_token"].get<std::string>(), 0};
-    if (body.contains("expires_in") && body["expires_in"].is_number_integer())
-      token.expires_in_s = body["expires_in"].get<std::int64_t>();
-    return token;
-  }
-}
-
 std::string new_run_id() {
   std::random_device entropy;
   const std::uint64_t bits = (std::uint64_t{entropy()} << 32) ^ entropy();
@@ -878,7 +753,7 @@ int run(int argc, char** argv) {
   Token token;
   try {
     plan.endpoint = resolve(*target);
-    token = fetch_token(plan.endpoint, *target, options);
+    token = fetch_token(plan.endpoint, *target, options.user, options.password);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "chat4all-http-load: %s\n", error.what());
     return 1;
