@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -41,7 +42,10 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <vector>
+
+#include "bench/http_client.h"
 
 namespace chat4all::bench {
 namespace {
@@ -57,8 +61,6 @@ using nlohmann::json;
 // How often each I/O thread looks for requests past --timeout-s. A sweep instead of a timer
 // per request keeps timer bookkeeping off the hot path; timeouts are late by at most this.
 constexpr auto kSweepInterval = std::chrono::milliseconds(100);
-constexpr auto kLoginTimeout = std::chrono::seconds(30);
-constexpr int kLoginAttempts = 5;
 constexpr int kMaxConsecutiveFailures = 5;  // per connection, then it gives up
 constexpr auto kFirstBackoff = std::chrono::milliseconds(50);
 constexpr auto kMaxBackoff = std::chrono::seconds(1);
@@ -91,6 +93,14 @@ Sends POST /v1/messages to a Chat4All frontend and reports throughput and latenc
                          connection is reopened (default 5; the frontend itself answers 504
                          after limits.request_timeout_ms)
   --threads N            client I/O threads (default 1)
+  --ack-log FILE         behave like a careful client and record every message's outcome in
+                         FILE: a message answered 500/502/503/504, or lost with its connection,
+                         is sent again with the same message_id until it is acknowledged or its
+                         retry budget is spent (then its outcome is "unknown"); see
+                         tools/fault/README.md for the format
+  --retry-s S            with --ack-log: stop retrying a message S seconds after its first
+                         attempt (default 15)
+  --retry-attempts N     with --ack-log: attempts per message at most (default 40)
   --help                 this text
 
 The run ends by itself after warmup + duration, plus at most --timeout-s to collect answers
@@ -112,17 +122,10 @@ struct Options {
   double rate = 0;             // 0: closed loop
   double timeout_s = 5;
   std::uint32_t threads = 1;
+  std::string ack_log;  // empty: fire and forget, no retries
+  double retry_s = 15;
+  std::uint32_t retry_attempts = 40;
 };
-
-template <typename Number>
-bool parse_number(std::string_view text, Number min, Number max, Number& out) {
-  Number value{};
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size()) return false;
-  if (!(value >= min && value <= max)) return false;  // also rejects NaN
-  out = value;
-  return true;
-}
 
 // Long flags only, as "--name value" or "--name=value". Returns an error message, or nothing.
 std::optional<std::string> parse_options(int argc, char** argv, Options& options, bool& help) {
@@ -135,8 +138,9 @@ std::optional<std::string> parse_options(int argc, char** argv, Options& options
     if (arg.substr(0, 2) != "--") return "unexpected argument '" + std::string(arg) + "'";
     arg.remove_prefix(2);
     static constexpr std::string_view kKnown[] = {
-        "url",      "user",     "password", "connections", "conversations", "duration-s",
-        "warmup-s", "messages", "rate",     "timeout-s",   "threads"};
+        "url",        "user",     "password", "connections",   "conversations",
+        "duration-s", "warmup-s", "messages", "rate",          "timeout-s",
+        "threads",    "ack-log",  "retry-s",  "retry-attempts"};
     const std::string_view bare = arg.substr(0, arg.find('='));
     const std::string flag = "--" + std::string(bare);
     if (std::find(std::begin(kKnown), std::end(kKnown), bare) == std::end(kKnown))
@@ -174,54 +178,17 @@ std::optional<std::string> parse_options(int argc, char** argv, Options& options
       ok = parse_number<double>(value, 0.01, 600, options.timeout_s);
     } else if (name == "threads") {
       ok = parse_number<std::uint32_t>(value, 1, 64, options.threads);
+    } else if (name == "ack-log") {
+      options.ack_log = value;
+      ok = !value.empty();
+    } else if (name == "retry-s") {
+      ok = parse_number<double>(value, 0, 3600, options.retry_s);
+    } else if (name == "retry-attempts") {
+      ok = parse_number<std::uint32_t>(value, 1, 1000000, options.retry_attempts);
     }
     if (!ok) return "bad value '" + std::string(value) + "' for " + flag;
   }
   return std::nullopt;
-}
-
-struct Target {
-  std::string host;
-  std::string port;
-  std::string host_header;  // "host:port", as the Host header wants it
-};
-
-std::optional<Target> parse_url(std::string_view url, std::string& error) {
-  if (url.substr(0, 8) == "https://") {
-    error = "https is not supported; the frontend speaks plain HTTP";
-    return std::nullopt;
-  }
-  if (url.substr(0, 7) == "http://") url.remove_prefix(7);
-  const std::string_view authority = url.substr(0, url.find('/'));
-  Target target;
-  target.host_header = authority;
-  std::string_view port = "80";
-  if (!authority.empty() && authority.front() == '[') {  // [IPv6]:port
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) {
-      error = "bad IPv6 address in --url";
-      return std::nullopt;
-    }
-    target.host = authority.substr(1, close - 1);
-    if (close + 1 < authority.size()) {
-      if (authority[close + 1] != ':') {
-        error = "bad --url";
-        return std::nullopt;
-      }
-      port = authority.substr(close + 2);
-    }
-  } else {
-    const auto colon = authority.rfind(':');
-    target.host = authority.substr(0, colon);
-    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
-  }
-  std::uint32_t port_number = 0;
-  if (target.host.empty() || !parse_number<std::uint32_t>(port, 1, 65535, port_number)) {
-    error = "--url must look like http://host:port";
-    return std::nullopt;
-  }
-  target.port = port;
-  return target;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -300,6 +267,18 @@ class LatencyHistogram {
 // ---------------------------------------------------------------------------------------------
 // Statistics: one per I/O thread, merged at the end, so the hot path shares nothing.
 
+// The final fate of one message in --ack-log mode. The message id and conversation follow from
+// (connection, sequence), so they are rebuilt when the log is written rather than kept here.
+struct Outcome {
+  std::uint32_t connection = 0;
+  std::uint64_t sequence = 0;
+  std::uint64_t conversation = 0;
+  std::uint64_t seq = 0;  // the acknowledged sequence number; 0 when unknown
+  std::uint32_t attempts = 0;
+  bool acknowledged = false;
+  std::string detail;  // why the outcome is unknown: the last failure
+};
+
 struct RunStats {
   std::uint64_t warmup_sent = 0;
   std::uint64_t sent = 0;  // measured requests written
@@ -308,6 +287,8 @@ struct RunStats {
   std::map<int, std::string> first_error_body;  // per HTTP status, to show why
   LatencyHistogram latency;                     // of accepted requests
   std::optional<Clock::time_point> last_measured_answer;
+  std::vector<Outcome> outcomes;  // --ack-log only
+  std::uint64_t retries = 0;      // attempts beyond each message's first
 
   void count_error(std::string_view kind) {
     auto it = errors.find(kind);
@@ -330,6 +311,8 @@ struct RunStats {
     for (const auto& [status, body] : other.first_error_body)
       first_error_body.emplace(status, body);
     latency.merge(other.latency);
+    outcomes.insert(outcomes.end(), other.outcomes.begin(), other.outcomes.end());
+    retries += other.retries;
     if (other.last_measured_answer &&
         (!last_measured_answer || *other.last_measured_answer > *last_measured_answer))
       last_measured_answer = other.last_measured_answer;
@@ -423,7 +406,10 @@ struct Plan {
   std::uint64_t message_cap = 0;
   Clock::duration request_timeout{};
   Clock::time_point start, warmup_end, send_end, drain_end;
-  std::atomic<std::uint64_t> claimed{0};  // requests started, for --messages
+  bool ack_mode = false;           // --ack-log: retry, and record outcomes
+  Clock::duration retry_window{};  // per message, from its first attempt
+  std::uint32_t retry_attempts = 0;
+  std::atomic<std::uint64_t> claimed{0};  // messages started, for --messages
   std::atomic<bool> stop_requested{false};
 };
 
@@ -468,8 +454,41 @@ class Connection {
     return now >= plan_.send_end || plan_.stop_requested.load(std::memory_order_relaxed);
   }
 
+  // A message still owed an outcome keeps the connection going past send_end: a real client
+  // does not drop a message it has already tried to send.
+  bool done_sending(Clock::time_point now) const {
+    if (outstanding_) return plan_.stop_requested.load(std::memory_order_relaxed);
+    return stopping(now);
+  }
+
+  bool can_retry(Clock::time_point now) const {
+    return plan_.ack_mode && attempts_ < plan_.retry_attempts &&
+           now - first_attempt_at_ < plan_.retry_window &&
+           !plan_.stop_requested.load(std::memory_order_relaxed);
+  }
+
+  // Failures where the message may yet be stored, or not at all, so that sending it again
+  // under the same message_id is both safe and needed.
+  static bool retryable_status(int status) {
+    return status == 500 || status == 502 || status == 503 || status == 504;
+  }
+
+  Clock::duration retry_backoff() const {
+    const int doublings = std::min<int>(attempts_ > 0 ? attempts_ - 1 : 0, 10);
+    return std::min<Clock::duration>(kFirstBackoff * (1 << doublings), kMaxBackoff);
+  }
+
+  // The current message is settled: acknowledged, or given up on with its outcome unknown.
+  void settle(bool acknowledged, std::uint64_t seq, std::string_view detail) {
+    if (!outstanding_) return;
+    outstanding_ = false;
+    if (!plan_.ack_mode) return;
+    stats_.outcomes.push_back(Outcome{index_, message_sequence_, conversation_of(message_sequence_),
+                                      seq, attempts_, acknowledged, std::string(detail)});
+  }
+
   void connect() {
-    if (stopping(Clock::now())) return finish();
+    if (done_sending(Clock::now())) return finish();
     socket_.async_connect(plan_.endpoint, [this](const ErrorCode& error) {
       if (finish_if_aborted()) return;
       if (error) {
@@ -483,6 +502,8 @@ class Connection {
   }
 
   void send_next(Clock::time_point now) {
+    if (outstanding_ && !can_retry(now)) settle(false, 0, last_error_);
+    if (outstanding_) return send(now, now);  // a retry: its backoff has already passed
     if (stopping(now)) return finish();
     if (plan_.rate <= 0) return send(now, now);
     const Clock::time_point due = due_time(sequence_);
@@ -507,11 +528,20 @@ class Connection {
   }
 
   void send(Clock::time_point intended, Clock::time_point now) {
-    if (plan_.message_cap != 0 &&
-        plan_.claimed.fetch_add(1, std::memory_order_relaxed) >= plan_.message_cap)
-      return finish();
-    const std::uint64_t sequence = sequence_++;
-    build_request(sequence);
+    if (outstanding_) {
+      ++stats_.retries;
+    } else {
+      if (plan_.message_cap != 0 &&
+          plan_.claimed.fetch_add(1, std::memory_order_relaxed) >= plan_.message_cap)
+        return finish();
+      message_sequence_ = sequence_++;
+      outstanding_ = true;
+      attempts_ = 0;
+      first_attempt_at_ = now;
+      last_error_.clear();
+    }
+    ++attempts_;
+    build_request(message_sequence_);
     intended_ = intended;
     written_at_ = now;
     measured_ = intended >= plan_.warmup_end;
@@ -528,10 +558,13 @@ class Connection {
     });
   }
 
+  // Round-robin over conversations, interleaved across connections like the rate schedule.
+  std::uint64_t conversation_of(std::uint64_t sequence) const {
+    return (index_ + sequence * plan_.connections) % plan_.conversations;
+  }
+
   void build_request(std::uint64_t sequence) {
-    // Round-robin over conversations, interleaved across connections like the rate schedule.
-    const std::uint64_t conversation =
-        (index_ + sequence * plan_.connections) % plan_.conversations;
+    const std::uint64_t conversation = conversation_of(sequence);
     body_.clear();  // keeps its capacity: no allocation per request
     body_.append(R"({"conversation_id":"bench-)");
     append_number(body_, conversation);
@@ -583,15 +616,39 @@ class Connection {
     if (body_bytes > head.content_length) return request_failed("bad_response");
     if (status_ != 202 && measured_)
       stats_.keep_error_sample(status_, {read_buffer_.data() + head.head_bytes, body_bytes});
+    acknowledged_seq_ = 0;
+    if (status_ == 202 && plan_.ack_mode && body_bytes == head.content_length)
+      acknowledged_seq_ = find_seq({read_buffer_.data() + head.head_bytes, body_bytes});
     body_remaining_ = head.content_length - body_bytes;
     if (body_remaining_ > 0) return read_answer();
     answered();
+  }
+
+  // The "seq" of a 202 body such as {"conversation_id":…,"seq":17,…}; 0 when absent. A scan
+  // instead of a JSON parse keeps the hot path free of allocation.
+  static std::uint64_t find_seq(std::string_view body) {
+    static constexpr std::string_view kKey = "\"seq\":";
+    const auto at = body.find(kKey);
+    if (at == std::string_view::npos) return 0;
+    std::size_t start = at + kKey.size();
+    while (start < body.size() && body[start] == ' ') ++start;
+    std::uint64_t seq = 0;
+    std::from_chars(body.data() + start, body.data() + body.size(), seq);
+    return seq;
   }
 
   void answered() {
     const Clock::time_point now = Clock::now();
     in_flight_ = false;
     consecutive_failures_ = 0;
+    bool retry = false;
+    if (status_ == 202) {
+      settle(true, acknowledged_seq_, "");
+    } else {
+      last_error_ = "http_" + std::to_string(status_);
+      retry = retryable_status(status_) && can_retry(now);
+      if (!retry) settle(false, 0, last_error_);
+    }
     if (measured_) {
       if (status_ == 202) {
         ++stats_.accepted;
@@ -603,13 +660,28 @@ class Connection {
       if (!stats_.last_measured_answer || now > *stats_.last_measured_answer)
         stats_.last_measured_answer = now;
     }
+    if (retry) return retry_later(close_after_);
     if (!close_after_) return send_next(now);
     close_socket();  // the server said Connection: close; not an error
     connect();
   }
 
+  void retry_later(bool reconnect) {
+    if (reconnect) close_socket();
+    timer_.expires_after(retry_backoff());
+    timer_.async_wait([this, reconnect](const ErrorCode&) {
+      if (finish_if_aborted()) return;
+      if (reconnect) return connect();
+      send_next(Clock::now());
+    });
+  }
+
   void request_failed(std::string_view kind) {
     if (in_flight_ && measured_) stats_.count_error(kind);
+    // The request may or may not have reached the server; the retry (after reconnecting) or
+    // the unknown outcome says so. send_next decides, once the connection is back.
+    if (in_flight_) last_error_ = kind;
+    if (in_flight_ && !can_retry(Clock::now())) settle(false, 0, kind);
     in_flight_ = false;
     timed_out_ = false;
     read_size_ = 0;
@@ -626,7 +698,7 @@ class Connection {
     const Clock::duration backoff =
         std::min<Clock::duration>(kFirstBackoff * (1 << (consecutive_failures_ - 1)), kMaxBackoff);
     const Clock::time_point retry_at = Clock::now() + backoff;
-    if (stopping(retry_at)) return finish();
+    if (done_sending(retry_at)) return finish();
     timer_.expires_at(retry_at);
     timer_.async_wait([this](const ErrorCode&) {
       if (finish_if_aborted()) return;
@@ -638,6 +710,7 @@ class Connection {
   bool finish_if_aborted() {
     if (!aborted_) return false;
     if (in_flight_ && measured_) stats_.count_error("unanswered");
+    if (in_flight_) last_error_ = "unanswered";
     in_flight_ = false;
     finish();
     return true;
@@ -663,7 +736,14 @@ class Connection {
   std::array<char, kReadBufferBytes> read_buffer_{};
   std::size_t read_size_ = 0;
   std::size_t body_remaining_ = 0;
-  std::uint64_t sequence_ = 0;
+  std::uint64_t sequence_ = 0;  // the next new message
+  // The message being sent, until it is settled; with --ack-log that spans its retries.
+  bool outstanding_ = false;
+  std::uint64_t message_sequence_ = 0;
+  std::uint32_t attempts_ = 0;
+  Clock::time_point first_attempt_at_;
+  std::string last_error_;
+  std::uint64_t acknowledged_seq_ = 0;
   Clock::time_point intended_;    // latency counts from here
   Clock::time_point written_at_;  // the timeout counts from here
   bool measured_ = false;
@@ -741,6 +821,7 @@ class Worker {
 
 void Connection::finish() {
   if (finished_) return;
+  settle(false, 0, last_error_.empty() ? "stopped" : last_error_);
   finished_ = true;
   aborted_ = true;  // nothing of this connection runs again
   close_socket();
@@ -749,77 +830,6 @@ void Connection::finish() {
 
 // ---------------------------------------------------------------------------------------------
 // Setup
-
-tcp::endpoint resolve(const Target& target) {
-  asio::io_context io;
-  tcp::resolver resolver(io);
-  const auto results = resolver.resolve(target.host, target.port);
-  for (const auto& entry : results)
-    if (entry.endpoint().address().is_v4()) return entry.endpoint();
-  if (results.empty()) throw std::runtime_error("cannot resolve " + target.host);
-  return results.begin()->endpoint();
-}
-
-struct Token {
-  std::string access_token;
-  std::int64_t expires_in_s = 0;
-};
-
-// One login, bounded by kLoginTimeout; retried a few times when the server is busy (429/503).
-Token fetch_token(const tcp::endpoint& endpoint, const Target& target, const Options& options) {
-  for (int attempt = 1;; ++attempt) {
-    asio::io_context io;
-    beast::tcp_stream stream(io);
-    http::request<http::string_body> request{http::verb::post, "/v1/auth/token", 11};
-    request.set(http::field::host, target.host_header);
-    request.set(http::field::content_type, "application/json");
-    request.body() = json{{"user_id", options.user}, {"password", options.password}}.dump();
-    request.prepare_payload();
-    beast::flat_buffer buffer;
-    http::response<http::string_body> response;
-    ErrorCode failure;
-    bool done = false;
-
-    stream.expires_after(kLoginTimeout);
-    stream.async_connect(endpoint, [&](const ErrorCode& error) {
-      if (error) {
-        failure = error;
-        done = true;
-        return;
-      }
-      http::async_write(stream, request, [&](const ErrorCode& error, std::size_t) {
-        if (error) {
-          failure = error;
-          done = true;
-          return;
-        }
-        http::async_read(stream, buffer, response, [&](const ErrorCode& error, std::size_t) {
-          failure = error;
-          done = true;
-        });
-      });
-    });
-    io.run_for(kLoginTimeout + std::chrono::seconds(1));
-    if (!done) throw std::runtime_error("login timed out");
-    if (failure) throw std::runtime_error("login failed: " + failure.message());
-
-    const unsigned status = response.result_int();
-    if ((status == 429 || status == 503) && attempt < kLoginAttempts) {
-      std::this_thread::sleep_for(std::chrono::seconds(1));
-      continue;
-    }
-    if (status != 200)
-      throw std::runtime_error("POST /v1/auth/token answered " + std::to_string(status) + ": " +
-                               response.body());
-    const json body = json::parse(response.body(), nullptr, /*allow_exceptions=*/false);
-    if (!body.is_object() || !body.contains("access_token") || !body["access_token"].is_string())
-      throw std::runtime_error("no access_token in the login answer: " + response.body());
-    Token token{body["access_token"].get<std::string>(), 0};
-    if (body.contains("expires_in") && body["expires_in"].is_number_integer())
-      token.expires_in_s = body["expires_in"].get<std::int64_t>();
-    return token;
-  }
-}
 
 std::string new_run_id() {
   std::random_device entropy;
@@ -835,6 +845,24 @@ void raise_open_file_limit(std::uint64_t needed) {
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= needed) return;
   limit.rlim_cur = std::min<rlim_t>(needed, limit.rlim_max);
   setrlimit(RLIMIT_NOFILE, &limit);
+}
+
+// One line per message, each connection's messages in the order it sent them, which with one
+// request in flight is also the order of their acknowledgements. The format is
+// tools/fault/ack_log.h's.
+void write_ack_log(std::ostream& out, const std::string& run_id, std::uint64_t conversations,
+                   std::vector<Outcome>& outcomes) {
+  std::sort(outcomes.begin(), outcomes.end(), [](const Outcome& a, const Outcome& b) {
+    return std::tie(a.connection, a.sequence) < std::tie(b.connection, b.sequence);
+  });
+  out << "# chat4all ack log v1 run=" << run_id << " conversations=" << conversations << "\n"
+      << "# session\tindex\tconversation_id\tmessage_id\toutcome\tseq\tattempts\tdetail\n";
+  for (const auto& outcome : outcomes) {
+    out << outcome.connection << '\t' << outcome.sequence << "\tbench-" << outcome.conversation
+        << '\t' << run_id << '-' << outcome.connection << '-' << outcome.sequence << '\t'
+        << (outcome.acknowledged ? "ack" : "unknown") << '\t' << outcome.seq << '\t'
+        << outcome.attempts << '\t' << (outcome.detail.empty() ? "-" : outcome.detail) << '\n';
+  }
 }
 
 double cpu_seconds() {
@@ -878,7 +906,7 @@ int run(int argc, char** argv) {
   Token token;
   try {
     plan.endpoint = resolve(*target);
-    token = fetch_token(plan.endpoint, *target, options);
+    token = fetch_token(plan.endpoint, *target, options.user, options.password);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "chat4all-http-load: %s\n", error.what());
     return 1;
@@ -902,6 +930,19 @@ int run(int argc, char** argv) {
   plan.message_cap = options.messages;
   plan.request_timeout =
       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.timeout_s));
+  plan.ack_mode = !options.ack_log.empty();
+  plan.retry_window =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options.retry_s));
+  plan.retry_attempts = options.retry_attempts;
+  // Fail before the run rather than lose its outcomes after it.
+  std::ofstream ack_log;
+  if (plan.ack_mode) {
+    ack_log.open(options.ack_log, std::ios::out | std::ios::trunc);
+    if (!ack_log) {
+      std::fprintf(stderr, "chat4all-http-load: cannot write %s\n", options.ack_log.c_str());
+      return 2;
+    }
+  }
 
   std::vector<std::unique_ptr<Worker>> workers;
   for (std::uint32_t i = 0; i < options.threads; ++i)
@@ -934,6 +975,8 @@ int run(int argc, char** argv) {
                                         std::chrono::duration<double>(options.duration_s));
   // Every request written before send_end gets its full timeout before the drain cuts it.
   plan.drain_end = plan.send_end + plan.request_timeout + 2 * kSweepInterval;
+  // A message first sent just before send_end may retry for its whole window.
+  if (plan.ack_mode) plan.drain_end += plan.retry_window + kMaxBackoff;
 
   std::atomic<std::uint32_t> running{static_cast<std::uint32_t>(workers.size())};
   std::vector<std::thread> threads;
@@ -987,6 +1030,21 @@ int run(int argc, char** argv) {
   std::fprintf(stderr, "\n  accepted   %llu (202), %.1f msgs/s\n",
                static_cast<unsigned long long>(total.accepted), msgs_per_s);
   std::fprintf(stderr, "  errors     %llu\n", static_cast<unsigned long long>(error_count));
+  std::uint64_t acknowledged = 0;
+  for (const auto& outcome : total.outcomes) acknowledged += outcome.acknowledged ? 1 : 0;
+  if (plan.ack_mode) {
+    write_ack_log(ack_log, plan.run_id, options.conversations, total.outcomes);
+    ack_log.close();
+    if (!ack_log)
+      std::fprintf(stderr, "chat4all-http-load: writing %s failed\n", options.ack_log.c_str());
+    std::fprintf(stderr,
+                 "  messages   %llu: %llu acknowledged, %llu unknown, %llu retries; outcomes in "
+                 "%s\n",
+                 static_cast<unsigned long long>(total.outcomes.size()),
+                 static_cast<unsigned long long>(acknowledged),
+                 static_cast<unsigned long long>(total.outcomes.size() - acknowledged),
+                 static_cast<unsigned long long>(total.retries), options.ack_log.c_str());
+  }
   for (const auto& [kind, count] : total.errors) {
     std::fprintf(stderr, "    %-20s %llu\n", kind.c_str(), static_cast<unsigned long long>(count));
     if (kind.rfind("http_", 0) == 0) {
@@ -1009,7 +1067,7 @@ int run(int argc, char** argv) {
   // Keys in a fixed order, the headline figures first.
   nlohmann::ordered_json errors = nlohmann::ordered_json::object();
   for (const auto& [kind, count] : total.errors) errors[kind] = count;
-  const nlohmann::ordered_json result = {
+  nlohmann::ordered_json result = {
       {"sent", total.sent},
       {"accepted", total.accepted},
       {"errors", errors},
@@ -1032,6 +1090,13 @@ int run(int argc, char** argv) {
       {"generator_cpu_s", std::round(cpu_used * 100) / 100},
       {"interrupted", interrupted},
   };
+  if (plan.ack_mode) {
+    result["messages"] = total.outcomes.size();
+    result["acknowledged"] = acknowledged;
+    result["unknown"] = total.outcomes.size() - acknowledged;
+    result["retries"] = total.retries;
+    result["ack_log"] = options.ack_log;
+  }
   std::cout << result.dump() << std::endl;
   return total.accepted > 0 ? 0 : 1;
 }
