@@ -28,11 +28,17 @@ std::uint64_t read_seq(const void* data) {
 }
 
 constexpr std::size_t kPrefixBytes = 4;
+constexpr std::uint32_t kLayoutVersion = 2;
+
+std::string u32_bytes(std::uint32_t value) {
+  std::string out(4, '\0');
+  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(value >> (24 - 8 * i));
+  return out;
+}
 
 std::string partition_prefix(PartitionId partition) {
-  std::string out(kPrefixBytes, '\0');
-  for (int i = 0; i < 4; ++i) out[i] = static_cast<char>(partition >> (24 - 8 * i));
-  return out;
+  static_assert(sizeof(PartitionId) == kPrefixBytes);
+  return u32_bytes(partition);
 }
 
 std::string log_key(PartitionId partition, std::uint64_t index) {
@@ -200,12 +206,41 @@ MessageStore::MessageStore(const Options& options) : options_(options) {
     check(mdb_dbi_open(guard.txn, "messages", MDB_CREATE, &messages_db_), "open messages db");
     check(mdb_dbi_open(guard.txn, "heads", MDB_CREATE, &heads_db_), "open heads db");
     check(mdb_dbi_open(guard.txn, "dedup", MDB_CREATE, &dedup_db_), "open dedup db");
+    check_layout(guard.txn);
     check(mdb_txn_commit(guard.txn), "commit db handles");
     guard.txn = nullptr;
   } catch (...) {
     mdb_env_close(env_);
     throw;
   }
+}
+
+void MessageStore::check_layout(MDB_txn* txn) {
+  // Stores written before replication keyed records without the partition;
+  // reading them with this layout would misplace every message.
+  MDB_dbi meta_db = 0;
+  check(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_db), "open meta db");
+  const std::string layout_key = "layout";
+  const std::string current = u32_bytes(kLayoutVersion);
+  MDB_val key = as_val(layout_key), value{};
+  const int rc = mdb_get(txn, meta_db, &key, &value);
+  if (rc == MDB_SUCCESS) {
+    if (std::string_view(static_cast<const char*>(value.mv_data), value.mv_size) != current)
+      throw std::runtime_error(options_.directory.string() +
+                               ": store has another layout version; this build reads layout " +
+                               std::to_string(kLayoutVersion));
+    return;
+  }
+  check(rc == MDB_NOTFOUND ? MDB_SUCCESS : rc, "read layout version");
+  MDB_stat stat{};
+  check(mdb_stat(txn, messages_db_, &stat), "stat messages db");
+  if (stat.ms_entries > 0)
+    throw std::runtime_error(
+        options_.directory.string() +
+        ": store was written by an earlier layout (messages without partition keys); move the "
+        "node's data directory away to start it empty");
+  MDB_val version = as_val(current);
+  check(mdb_put(txn, meta_db, &key, &version, 0), "write layout version");
 }
 
 MessageStore::~MessageStore() {
@@ -262,16 +297,17 @@ consensus::Restored MessageStore::load_partition(PartitionId partition) const {
 
 MessageStore::WriteResult MessageStore::write_turn(
     const std::vector<PartitionWrite>& writes, std::vector<std::vector<AppendOutcome>>& outcomes,
-    std::string& error) {
+    std::string& error, const OutcomesReady& outcomes_ready) {
   while (true) {
-    const WriteResult result = try_write(writes, outcomes, error);
+    const WriteResult result = try_write(writes, outcomes, error, outcomes_ready);
     if (result != WriteResult::kFull || !grow_map()) return result;
   }
 }
 
 MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWrite>& writes,
                                                   std::vector<std::vector<AppendOutcome>>& outcomes,
-                                                  std::string& error) {
+                                                  std::string& error,
+                                                  const OutcomesReady& outcomes_ready) {
   outcomes.assign(writes.size(), {});
   TxnGuard guard;
   try {
@@ -391,6 +427,7 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
           state.applied_index != before.applied_index)
         put(state_db_, prefix, pack(state), "put consensus state");
     }
+    if (outcomes_ready) outcomes_ready(outcomes);
     guard.txn = nullptr;  // commit frees the transaction, also on failure
     must(mdb_txn_commit(txn), "commit");
     return WriteResult::kDurable;

@@ -3,7 +3,7 @@
 // produces (messages, conversation heads, the message_id index).
 //
 // Layout (one LMDB environment, one file; P = partition as u32 big-endian;
-// see schema/README.md):
+// see schema/README.md; `meta` holds the layout version):
 //   raft_state : P                                -> msgpack [term, voted_for, snapshot_index,
 //                                                               snapshot_term, applied_index]
 //   raft_log   : P index(u64 BE)                  -> msgpack LogEntry
@@ -28,6 +28,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,6 +38,7 @@
 #include "schema/wire.h"
 
 struct MDB_env;
+struct MDB_txn;
 
 namespace chat4all::storage {
 
@@ -79,11 +81,19 @@ class MessageStore {
   consensus::Restored load_partition(PartitionId partition) const;
 
   enum class WriteResult { kDurable, kFull, kFailed };
+  using OutcomesReady = std::function<void(const std::vector<std::vector<AppendOutcome>>&)>;
   // Makes a turn durable. outcomes[i][k] answers writes[i].ready->to_apply[k]
   // (no-op entries get a default outcome). kFull: the map is at its maximum
   // and nothing of the turn was written.
+  //
+  // `outcomes_ready` runs once, when every record of the turn is in the
+  // transaction and before the commit's fsync. Applied entries are committed
+  // already (a majority holds them in its log) and their outcomes are a
+  // function of the log alone, so they can be answered then: if this commit
+  // failed, the restarted node would apply the same log to the same result.
   WriteResult write_turn(const std::vector<PartitionWrite>& writes,
-                         std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error);
+                         std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error,
+                         const OutcomesReady& outcomes_ready = {});
 
   // Messages with seq >= from_seq, in order, at most `limit`.
   HistoryPage read(PartitionId partition, std::string_view conversation_id, std::uint64_t from_seq,
@@ -102,8 +112,10 @@ class MessageStore {
 
  private:
   WriteResult try_write(const std::vector<PartitionWrite>& writes,
-                        std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error);
+                        std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error,
+                        const OutcomesReady& outcomes_ready);
   bool grow_map();
+  void check_layout(MDB_txn* txn);
 
   Options options_;
   MDB_env* env_ = nullptr;

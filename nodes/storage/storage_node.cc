@@ -358,15 +358,53 @@ bool StorageNode::run_turn() {
     writes_anything = writes_anything || r.hard_state || r.first_new_index || r.install ||
                       !r.to_apply.empty() || r.trim_to;
   }
+  // Answers the clients whose entries this turn applies (see write_turn on
+  // why this may precede the fsync).
+  auto answer_clients = [&](const std::vector<std::vector<AppendOutcome>>& outcomes) {
+    for (std::size_t i = 0; i < readies.size(); ++i) {
+      Partition& partition = *touched[i];
+      const consensus::Ready& ready = readies[i];
+      for (std::size_t k = 0; k < ready.to_apply.size(); ++k) {
+        auto waiting = partition.waiting.find(ready.first_apply_index + k);
+        if (waiting == partition.waiting.end()) continue;
+        Waiting& client = waiting->second;
+        const AppendOutcome& outcome = outcomes[i][k];
+        if (ready.to_apply[k].term != client.term) {
+          // Another leader's entry took this place; ours was never committed.
+          redirect(client.peer, client.token, client.header, partition.id);
+        } else {
+          if (outcome.status != wire::Status::kOk) {
+            stats_->failed_appends.add();
+            log_.warn("append_refused", {{"trace_id", client.header.trace_id},
+                                         {"message_id", client.message_id},
+                                         {"status", codec::status_name(outcome.status)},
+                                         {"detail", outcome.detail}});
+          } else if (outcome.duplicate) {
+            stats_->duplicates.add();
+          } else {
+            stats_->appends.add();
+          }
+          wire::Header header{wire::kWireVersion, wire::MessageType::kAppendReply,
+                              client.header.request_id, client.header.trace_id};
+          reply(client.peer, client.token,
+                codec::encode(header, wire::AppendReply{outcome.status, client.conversation_id,
+                                                        client.message_id, outcome.seq,
+                                                        outcome.duplicate, outcome.detail}));
+        }
+        partition.waiting.erase(waiting);
+      }
+    }
+  };
+
   std::vector<std::vector<AppendOutcome>> outcomes(readies.size());
   if (writes_anything) {
     const auto started = Clock::now();
     std::string error;
-    const auto result = store_.write_turn(writes, outcomes, error);
+    const auto result = store_.write_turn(writes, outcomes, error, answer_clients);
     if (result != MessageStore::WriteResult::kDurable) {
       // The cores believe this turn will be durable; carrying on would let them
       // acknowledge what is not on disk. Restarting from disk is the honest
-      // recovery: nothing of this turn was acknowledged or answered.
+      // recovery: no vote or acknowledgement of this turn left the node.
       log_.error("write_failed", {{"error", error}});
       throw std::runtime_error("storage write failed, restarting from disk: " + error);
     }
@@ -387,35 +425,6 @@ bool StorageNode::run_turn() {
       stats_->snapshots_installed.add();
       log_.info("snapshot_installed",
                 {{"partition", partition.id}, {"index", ready.install->index}});
-    }
-    for (std::size_t k = 0; k < ready.to_apply.size(); ++k) {
-      auto waiting = partition.waiting.find(ready.first_apply_index + k);
-      if (waiting == partition.waiting.end()) continue;
-      Waiting& client = waiting->second;
-      const AppendOutcome& outcome = outcomes[i][k];
-      if (ready.to_apply[k].term != client.term) {
-        // Another leader's entry took this place; ours was never committed.
-        redirect(client.peer, client.token, client.header, partition.id);
-      } else {
-        if (outcome.status != wire::Status::kOk) {
-          stats_->failed_appends.add();
-          log_.warn("append_refused", {{"trace_id", client.header.trace_id},
-                                       {"message_id", client.message_id},
-                                       {"status", codec::status_name(outcome.status)},
-                                       {"detail", outcome.detail}});
-        } else if (outcome.duplicate) {
-          stats_->duplicates.add();
-        } else {
-          stats_->appends.add();
-        }
-        wire::Header header{wire::kWireVersion, wire::MessageType::kAppendReply,
-                            client.header.request_id, client.header.trace_id};
-        reply(client.peer, client.token,
-              codec::encode(header, wire::AppendReply{outcome.status, client.conversation_id,
-                                                      client.message_id, outcome.seq,
-                                                      outcome.duplicate, outcome.detail}));
-      }
-      partition.waiting.erase(waiting);
     }
     for (const auto& peer : ready.snapshot_wanted) {
       std::uint64_t applied = 0;

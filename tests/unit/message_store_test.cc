@@ -6,6 +6,7 @@
 #include "nodes/storage/message_store.h"
 
 #include <gtest/gtest.h>
+#include <lmdb.h>
 
 #include <map>
 #include <memory>
@@ -414,6 +415,38 @@ TEST_F(MessageStoreTest, OpeningAnUnusableDirectoryThrows) {
   EXPECT_THROW(MessageStore{o}, std::runtime_error);
   o.directory = dir_.path() / "plain-file" / "below";
   EXPECT_THROW(MessageStore{o}, std::runtime_error);
+}
+
+TEST_F(MessageStoreTest, AStoreOfTheEarlierLayoutIsRefused) {
+  // What a node built before replication left behind: messages keyed without
+  // the partition, no layout version.
+  const auto directory = dir_.path() / "old";
+  std::filesystem::create_directories(directory);
+  MDB_env* env = nullptr;
+  ASSERT_EQ(mdb_env_create(&env), MDB_SUCCESS);
+  mdb_env_set_maxdbs(env, 8);
+  ASSERT_EQ(mdb_env_open(env, directory.c_str(), 0, 0640), MDB_SUCCESS);
+  MDB_txn* txn = nullptr;
+  MDB_dbi messages = 0;
+  ASSERT_EQ(mdb_txn_begin(env, nullptr, 0, &txn), MDB_SUCCESS);
+  ASSERT_EQ(mdb_dbi_open(txn, "messages", MDB_CREATE, &messages), MDB_SUCCESS);
+  std::string key("conv\0\0\0\0\0\0\0\0\1", 13), value = "old record";
+  MDB_val k{key.size(), key.data()}, v{value.size(), value.data()};
+  ASSERT_EQ(mdb_put(txn, messages, &k, &v, 0), MDB_SUCCESS);
+  ASSERT_EQ(mdb_txn_commit(txn), MDB_SUCCESS);
+  mdb_env_close(env);
+
+  MessageStore::Options o = options();
+  o.directory = directory;
+  try {
+    MessageStore store(o);
+    ADD_FAILURE() << "an old-layout store opened";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("earlier layout"), std::string::npos) << e.what();
+  }
+  // A fresh store records its layout and reopens.
+  store().load_partition(kP);
+  reopen();
 }
 
 TEST_F(MessageStoreTest, UndecodableEntryIsInvalidAndTheRestOfTheTurnGoesOn) {
