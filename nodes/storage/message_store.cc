@@ -108,6 +108,15 @@ T unpack(const MDB_val& value) {
   return handle.get().as<T>();
 }
 
+// Cursors of read-only transactions outlive them unless closed; this closes
+// them on every path, exceptions included.
+struct CursorGuard {
+  MDB_cursor* cursor = nullptr;
+  ~CursorGuard() {
+    if (cursor) mdb_cursor_close(cursor);
+  }
+};
+
 struct TxnGuard {
   MDB_txn* txn = nullptr;
   ~TxnGuard() {
@@ -138,8 +147,9 @@ bool starts_with(const MDB_val& key, std::string_view prefix) {
 // are not greater than `last`.
 void delete_range(MDB_txn* txn, MDB_dbi db, const std::string& from, std::string_view prefix,
                   const std::string* last = nullptr) {
-  MDB_cursor* cursor = nullptr;
-  must(mdb_cursor_open(txn, db, &cursor), "open cursor");
+  CursorGuard guard;
+  must(mdb_cursor_open(txn, db, &guard.cursor), "open cursor");
+  MDB_cursor* cursor = guard.cursor;
   MDB_val key = as_val(from), value{};
   int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
   while (rc == MDB_SUCCESS && starts_with(key, prefix)) {
@@ -151,7 +161,6 @@ void delete_range(MDB_txn* txn, MDB_dbi db, const std::string& from, std::string
     // confirms it, except when it was the last one on its page.
     if (rc != MDB_SUCCESS) rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
   }
-  mdb_cursor_close(cursor);
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) must(rc, "delete range");
 }
 
@@ -159,17 +168,16 @@ void delete_range(MDB_txn* txn, MDB_dbi db, const std::string& from, std::string
 // without the prefix.
 template <typename Visit>
 void for_each_with_prefix(MDB_txn* txn, MDB_dbi db, const std::string& prefix, Visit visit) {
-  MDB_cursor* cursor = nullptr;
-  must(mdb_cursor_open(txn, db, &cursor), "open cursor");
+  CursorGuard guard;
+  must(mdb_cursor_open(txn, db, &guard.cursor), "open cursor");
   MDB_val key = as_val(prefix), value{};
-  int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
+  int rc = mdb_cursor_get(guard.cursor, &key, &value, MDB_SET_RANGE);
   while (rc == MDB_SUCCESS && starts_with(key, prefix)) {
     visit(std::string_view(static_cast<const char*>(key.mv_data) + prefix.size(),
                            key.mv_size - prefix.size()),
           value);
-    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
+    rc = mdb_cursor_get(guard.cursor, &key, &value, MDB_NEXT);
   }
-  mdb_cursor_close(cursor);
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) must(rc, "scan");
 }
 
