@@ -593,6 +593,8 @@ int run(int argc, char** argv) {
     json out = {{"run_id", context.run_id},
                 {"kill_pid", options.kill_pid},
                 {"kill_wall", wall_clock_text(kill_wall)},
+                {"kill_unix_ms",
+                 std::chrono::duration_cast<milliseconds>(kill_wall.time_since_epoch()).count()},
                 {"conversations", probes.size()},
                 {"warm_at_kill", warm},
                 {"recovered", all_gaps.size()},
