@@ -108,9 +108,13 @@ void Replica::trim(std::uint64_t to) {
 
 void Replica::reset_election_timer() {
   elapsed_ = 0;
+  // Ranks get disjoint windows (jitter smaller than the step between ranks),
+  // so the surviving replica first in ring order campaigns alone instead of
+  // splitting the vote with the next one; jitter separates retries.
   const int base = config_.election_ticks;
-  const int jitter = static_cast<int>(next_random(rng_state_) % std::uint64_t(base / 2 + 1));
-  election_timeout_ = base + rank_ * (base / 4 + 1) + jitter;
+  const int step = base / 4 + 1;
+  const int jitter = static_cast<int>(next_random(rng_state_) % std::uint64_t(step));
+  election_timeout_ = base + rank_ * step + jitter;
 }
 
 bool Replica::in_lease() const {

@@ -43,8 +43,8 @@ struct Config {
   std::uint32_t partition = 0;
   int heartbeat_ticks = 2;
   // A follower that heard no leader for this long campaigns. Each replica adds
-  // a delay by its rank in ring order and a random part, so the first live
-  // replica usually wins and split votes are rare.
+  // a delay by its rank in ring order and a random part smaller than the
+  // step between ranks, so the first live replica campaigns first and alone.
   int election_ticks = 10;
   std::size_t entries_per_message_max = 512;
   std::size_t inflight_messages_max = 16;  // pipelined appends per follower
