@@ -273,9 +273,8 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
       const auto port = check.convert<std::uint32_t>(item.second, where + ".endpoints." + key);
       if (port == 0 || port > 65535)
         check.fail(item.second, where + ".endpoints." + key + " must be a port (1-65535)");
-      auto [it, inserted] =
-          ports_in_use.emplace(std::pair{same_host_key(node.host), std::uint16_t(port)},
-                               node.name + "." + key);
+      auto [it, inserted] = ports_in_use.emplace(
+          std::pair{same_host_key(node.host), std::uint16_t(port)}, node.name + "." + key);
       if (!inserted)
         check.fail(item.second, "port " + std::to_string(port) + " on " + node.host +
                                     " is used twice (" + it->second + " and " + node.name + "." +

@@ -118,7 +118,7 @@ struct ReadReply {
 struct ErrorReply {
   Status status = Status::kInternal;
   std::string detail;
-  std::string owner_hint;  // with kNotOwner: the node that leads the partition, if known
+  std::string owner_hint;       // with kNotOwner: the node that leads the partition, if known
   std::uint32_t partition = 0;  // with kNotOwner / kUnavailable from storage: the partition
   std::uint64_t epoch = 0;      // ... and the epoch (term) the hint is valid for; 0 = unknown
   MSGPACK_DEFINE(status, detail, owner_hint, partition, epoch);

@@ -289,9 +289,10 @@ TEST(CodecTest, ShorterNestedStructTakesDefaults) {
 
 TEST(CodecTest, LongerBodyFromANewerSenderIsAccepted) {
   // A newer minor revision appended fields; an older decoder ignores them.
-  const auto bytes = raw_frame(wire::kWireVersion, 5,
-                               std::make_tuple(Status::kTimeout, std::string("slow"),
-                                               std::string("storage-1"), 17, 4, std::string("new")));
+  const auto bytes =
+      raw_frame(wire::kWireVersion, 5,
+                std::make_tuple(Status::kTimeout, std::string("slow"), std::string("storage-1"), 17,
+                                4, std::string("new")));
   auto reply = codec::decode_as<wire::ErrorReply>(bytes, MessageType::kErrorReply);
   ASSERT_TRUE(reply);
   EXPECT_EQ(reply->status, Status::kTimeout);
