@@ -198,7 +198,7 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   if (const YAML::Node storage = root["storage"]) {
     check.only_keys(storage, "storage",
                     {"map_size_initial_mb", "map_size_max_mb", "batch_messages_max", "tick_ms",
-                     "heartbeat_ticks", "election_ticks"});
+                     "heartbeat_ticks", "election_ticks", "log_retained_max"});
     auto& s = topology.storage;
     check.optional_scalar(storage, "map_size_initial_mb", "storage", s.map_size_initial_mb);
     check.optional_scalar(storage, "map_size_max_mb", "storage", s.map_size_max_mb);
@@ -208,7 +208,9 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     check.optional_scalar(storage, "tick_ms", "storage", s.tick_ms);
     check.optional_scalar(storage, "heartbeat_ticks", "storage", s.heartbeat_ticks);
     check.optional_scalar(storage, "election_ticks", "storage", s.election_ticks);
+    check.optional_scalar(storage, "log_retained_max", "storage", s.log_retained_max);
     if (s.batch_messages_max == 0) check.fail(storage, "batch_messages_max must be positive");
+    if (s.log_retained_max == 0) check.fail(storage, "log_retained_max must be positive");
     if (s.tick_ms == 0 || s.heartbeat_ticks == 0 || s.election_ticks <= s.heartbeat_ticks)
       check.fail(storage,
                  "timers must satisfy tick_ms > 0 and 0 < heartbeat_ticks < election_ticks");

@@ -61,6 +61,10 @@ struct StorageSettings {
   std::uint32_t tick_ms = 50;
   std::uint32_t heartbeat_ticks = 2;
   std::uint32_t election_ticks = 10;
+  // Committed log entries a leader keeps for a replica that does not
+  // acknowledge them (it is down); beyond, the log is trimmed anyway and that
+  // replica catches up from a snapshot of the partition.
+  std::uint32_t log_retained_max = 65536;
 };
 
 struct AuthSettings {

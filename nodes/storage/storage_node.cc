@@ -92,6 +92,8 @@ StorageNode::StorageNode(const Topology& topology, const NodeSpec& self)
     config.heartbeat_ticks = static_cast<int>(settings.heartbeat_ticks);
     config.election_ticks = static_cast<int>(settings.election_ticks);
     config.uncommitted_entries_max = topology.limits.pending_requests_max;
+    config.log_retained_max = settings.log_retained_max;
+    config.trim_step = std::min<std::uint64_t>(config.trim_step, settings.log_retained_max);
     config.seed = process_seed ^ placement_hash(self.name + "#" + std::to_string(p));
     auto partition = std::make_unique<Partition>();
     partition->id = p;

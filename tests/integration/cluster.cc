@@ -149,7 +149,7 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
        << "\n  text_bytes_max: " << options.text_bytes_max
        << "\n  body_bytes_max: " << options.body_bytes_max << "\n"
        << "storage:\n  map_size_initial_mb: 1\n  map_size_max_mb: " << options.map_size_max_mb
-       << "\n"
+       << "\n  log_retained_max: " << options.log_retained_max << "\n"
        << "auth:\n  token_ttl_s: " << options.token_ttl_s << "\n"
        << "dev:\n  users:\n";
   for (const auto& user : kUsers)
@@ -256,6 +256,14 @@ void TestCluster::kill_node(const std::string& name) {
   int status = 0;
   wait_exit(pid, std::chrono::seconds(5), &status);
   node_pids_[name] = -1;
+}
+
+std::int64_t TestCluster::metric(const std::string& node, const std::string& name) const {
+  auto result = http_request(port_of(node, "metrics"), "GET", "/metrics");
+  const std::string line_start = "\n" + name + " ";
+  const auto at = result.body.find(line_start);
+  if (result.status != 200 || at == std::string::npos) return -1;
+  return std::stoll(result.body.substr(at + line_start.size()));
 }
 
 bool TestCluster::wait_ready(std::chrono::milliseconds timeout) {

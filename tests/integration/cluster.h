@@ -50,7 +50,8 @@ struct ClusterOptions {
   std::uint32_t text_bytes_max = 4096;
   std::uint32_t body_bytes_max = 65536;
   std::uint32_t token_ttl_s = 3600;
-  std::uint64_t map_size_max_mb = 65536;  // LMDB map ceiling of each storage node
+  std::uint64_t map_size_max_mb = 65536;   // LMDB map ceiling of each storage node
+  std::uint32_t log_retained_max = 65536;  // entries kept for a replica that is down
 };
 
 // Users every test cluster knows, all with password kPassword.
@@ -91,6 +92,8 @@ class TestCluster {
   std::string conversation_owned_by(const std::string& node, const std::string& prefix) const;
 
   std::uint16_t http_port() const { return http_port_; }
+  // Value of an unlabelled metric on `node`'s metrics endpoint; -1 if absent.
+  std::int64_t metric(const std::string& node, const std::string& name) const;
   std::uint16_t port_of(const std::string& node, const std::string& endpoint) const;
   const std::filesystem::path& topology_path() const { return topology_path_; }
   const std::filesystem::path& directory() const { return dir_.path(); }

@@ -127,6 +127,7 @@ storage:
   tick_ms: 20
   heartbeat_ticks: 3
   election_ticks: 12
+  log_retained_max: 100
 auth:
   token_ttl_s: 60
   token_secret_file: secrets/key.hex
@@ -150,6 +151,7 @@ dev:
   EXPECT_EQ(t.storage.tick_ms, 20u);
   EXPECT_EQ(t.storage.heartbeat_ticks, 3u);
   EXPECT_EQ(t.storage.election_ticks, 12u);
+  EXPECT_EQ(t.storage.log_retained_max, 100u);
   EXPECT_EQ(t.auth.token_ttl_s, 60u);
   EXPECT_EQ(t.auth.token_secret_file, kBase / "secrets/key.hex");
   ASSERT_EQ(t.dev_users.size(), 1u);
@@ -339,6 +341,8 @@ TEST(TopologyErrorTest, ZeroAndOutOfRangeValues) {
   expect_error(kCluster + "storage:\n  election_ticks: 2\n" + kNodes,
                "0 < heartbeat_ticks < election_ticks", 8);
   expect_error(kCluster + "storage:\n  tick_ms: 0\n" + kNodes, "tick_ms > 0", 8);
+  expect_error(kCluster + "storage:\n  log_retained_max: 0\n" + kNodes,
+               "log_retained_max must be positive", 8);
   expect_error(kCluster + "auth:\n  token_ttl_s: 0\n" + kNodes, "token_ttl_s must be positive", 8);
   expect_error(
       kCluster + kNodes + "  - name: s9\n    role: storage\n    host: h\n    endpoints: {rpc: 0}\n",
