@@ -88,7 +88,8 @@ class TestCluster {
   HttpResult history(const std::string& token, const std::string& conversation_id,
                      const std::string& query = "");
 
-  // A conversation id starting with `prefix` whose partition `node` leads.
+  // A conversation id starting with `prefix` whose partition has `node` as its
+  // preferred leader (first in ring order): the leader whenever `node` is live.
   std::string conversation_owned_by(const std::string& node, const std::string& prefix) const;
 
   std::uint16_t http_port() const { return http_port_; }
