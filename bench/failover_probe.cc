@@ -238,11 +238,6 @@ struct Context {
   Shared& shared;
 };
 
-bool transient(const HttpAnswer& answer) {
-  return answer.status == 0 || answer.status == 500 || answer.status == 502 ||
-         answer.status == 503 || answer.status == 504;
-}
-
 std::string failure_kind(const HttpAnswer& answer) {
   if (answer.status != 0) return "http_" + std::to_string(answer.status);
   return answer.error == "timed out" ? "timeout" : "connection";
@@ -291,7 +286,7 @@ void write_conversation(const Context& context, std::size_t index, Probe& probe)
         acknowledged = true;
         break;
       }
-      if (!transient(answer)) {
+      if (!is_transient(answer)) {
         probe.fatal = "HTTP " + std::to_string(answer.status) + ": " + answer.body.substr(0, 200);
         context.shared.fatal.fetch_add(1);
         probe.unsettled.push_back(message_id);
@@ -333,43 +328,18 @@ void verify(const Context& context, const Probe& probe, Verdict& verdict) {
   from_seq = std::max<std::uint64_t>(from_seq, 1);
   const std::string prefix = context.run_id + "-";
   std::map<std::string, std::vector<std::uint64_t>> stored;  // this run's messages only
-  const auto deadline = Clock::now() + seconds(context.options.read_budget_s);
   const auto fail = [&](const std::string& why) {
     ++verdict.unreadable;
     verdict.problems.push_back(probe.conversation_id + ": unreadable: " + why);
   };
-  while (true) {
-    const std::string path = "/v1/conversations/" + probe.conversation_id +
-                             "/messages?from_seq=" + std::to_string(from_seq) + "&limit=500";
-    HttpAnswer answer;
-    auto backoff = milliseconds(50);
-    while (true) {
-      answer = http_request(context.endpoint, context.target, http::verb::get, path, "",
-                            {{"Authorization", context.authorization}}, std::chrono::seconds(10));
-      if (!transient(answer) || Clock::now() + backoff > deadline) break;
-      std::this_thread::sleep_for(backoff);
-      backoff = std::min(backoff * 2, milliseconds(1000));
-    }
-    if (answer.status != 200)
-      return fail(answer.status ? "HTTP " + std::to_string(answer.status) : answer.error);
-    const json page = json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
-    if (!page.is_object() || !page.value("messages", json()).is_array() ||
-        !page.value("has_more", json()).is_boolean() ||
-        !page.value("next_from_seq", json()).is_number_unsigned())
-      return fail("malformed page");
-    for (const auto& message : page["messages"]) {
-      if (!message.is_object() || !message.value("message_id", json()).is_string() ||
-          !message.value("seq", json()).is_number_unsigned())
-        return fail("malformed message");
-      const auto id = message["message_id"].get<std::string>();
-      if (id.compare(0, prefix.size(), prefix) == 0)
-        stored[id].push_back(message["seq"].get<std::uint64_t>());
-    }
-    if (!page["has_more"].get<bool>()) break;
-    const auto next = page["next_from_seq"].get<std::uint64_t>();
-    if (next <= from_seq) return fail("paging does not advance");
-    from_seq = next;
-  }
+  std::string error;
+  const auto read =
+      read_history(context.endpoint, context.target, context.authorization, probe.conversation_id,
+                   from_seq, 500, Clock::now() + seconds(context.options.read_budget_s), error);
+  if (!read) return fail(error);
+  for (const auto& message : read->messages)
+    if (message.message_id.compare(0, prefix.size(), prefix) == 0)
+      stored[message.message_id].push_back(message.seq);
   for (const auto& [id, seqs] : stored) {
     if (seqs.size() > 1) {
       ++verdict.duplicated;

@@ -1,6 +1,7 @@
 #include "bench/http_client.h"
 
 #include <boost/beast/core.hpp>
+#include <cctype>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <thread>
@@ -142,6 +143,83 @@ Token fetch_token(const tcp::endpoint& endpoint, const Target& target, const std
     if (json.contains("expires_in") && json["expires_in"].is_number_integer())
       token.expires_in_s = json["expires_in"].get<std::int64_t>();
     return token;
+  }
+}
+
+bool is_transient(const HttpAnswer& answer) {
+  return answer.status == 0 || answer.status == 500 || answer.status == 502 ||
+         answer.status == 503 || answer.status == 504;
+}
+
+std::string percent_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (const unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::optional<HistoryRead> read_history(const tcp::endpoint& endpoint, const Target& target,
+                                        const std::string& authorization,
+                                        const std::string& conversation_id, std::uint64_t from_seq,
+                                        std::uint32_t page_size,
+                                        std::chrono::steady_clock::time_point deadline,
+                                        std::string& error) {
+  using Clock = std::chrono::steady_clock;
+  using nlohmann::json;
+  HistoryRead history;
+  while (true) {
+    const std::string path = "/v1/conversations/" + percent_encode(conversation_id) +
+                             "/messages?from_seq=" + std::to_string(from_seq) +
+                             "&limit=" + std::to_string(page_size);
+    HttpAnswer answer;
+    auto backoff = std::chrono::milliseconds(50);
+    while (true) {
+      answer = http_request(endpoint, target, http::verb::get, path, "",
+                            {{"Authorization", authorization}}, std::chrono::seconds(10));
+      if (!is_transient(answer) || Clock::now() + backoff > deadline) break;
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+    }
+    if (answer.status != 200) {
+      error = answer.status == 0
+                  ? answer.error
+                  : "HTTP " + std::to_string(answer.status) + ": " + answer.body.substr(0, 200);
+      return std::nullopt;
+    }
+    const json page = json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
+    if (!page.is_object() || !page.value("messages", json()).is_array() ||
+        !page.value("next_from_seq", json()).is_number_unsigned() ||
+        !page.value("has_more", json()).is_boolean() ||
+        !page.value("last_seq", json()).is_number_unsigned()) {
+      error = "malformed page: " + answer.body.substr(0, 200);
+      return std::nullopt;
+    }
+    for (const auto& message : page["messages"]) {
+      if (!message.is_object() || !message.value("seq", json()).is_number_unsigned() ||
+          !message.value("message_id", json()).is_string()) {
+        error = "malformed message: " + message.dump().substr(0, 200);
+        return std::nullopt;
+      }
+      history.messages.push_back(
+          {message["seq"].get<std::uint64_t>(), message["message_id"].get<std::string>()});
+    }
+    history.last_seq = page["last_seq"].get<std::uint64_t>();
+    if (!page["has_more"].get<bool>()) return history;
+    const auto next = page["next_from_seq"].get<std::uint64_t>();
+    // A server that claims more but does not move forward would keep this loop going.
+    if (next <= from_seq) {
+      error = "paging does not advance at from_seq " + std::to_string(from_seq);
+      return std::nullopt;
+    }
+    from_seq = next;
   }
 }
 

@@ -67,4 +67,32 @@ struct Token {
 Token fetch_token(const boost::asio::ip::tcp::endpoint& endpoint, const Target& target,
                   const std::string& user, const std::string& password);
 
+// No answer, 500, 502, 503 or 504: the outcome may change on a retry (a node restarting, an
+// election under way).
+bool is_transient(const HttpAnswer& answer);
+
+// Percent-encodes everything but RFC 3986's unreserved characters, for a path segment.
+std::string percent_encode(std::string_view text);
+
+struct HistoryEntry {
+  std::uint64_t seq = 0;
+  std::string message_id;
+};
+
+struct HistoryRead {
+  std::vector<HistoryEntry> messages;  // pages joined in the order they were read
+  std::uint64_t last_seq = 0;          // the server's newest seq, from the last page
+};
+
+// GET /v1/conversations/{id}/messages from `from_seq` to the end, `page_size` at a time.
+// Transient answers are retried (backoff 50 ms doubling to 1 s) until `deadline`: a storage
+// node that is catching up answers 503/504 for a while. Nothing, with `error` set, when a
+// page cannot be read, is malformed, or paging does not advance.
+std::optional<HistoryRead> read_history(const boost::asio::ip::tcp::endpoint& endpoint,
+                                        const Target& target, const std::string& authorization,
+                                        const std::string& conversation_id, std::uint64_t from_seq,
+                                        std::uint32_t page_size,
+                                        std::chrono::steady_clock::time_point deadline,
+                                        std::string& error);
+
 }  // namespace chat4all::bench

@@ -7,11 +7,9 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <string_view>
-#include <thread>
 
 #include "bench/http_client.h"
 #include "tools/fault/verify.h"
@@ -19,9 +17,7 @@
 namespace chat4all::fault {
 namespace {
 
-using bench::HttpAnswer;
 using Clock = std::chrono::steady_clock;
-using nlohmann::json;
 
 constexpr const char* kUsage = R"(usage: chat4all-check --ack-log FILE [options]
 
@@ -94,95 +90,6 @@ std::optional<std::string> parse_options(int argc, char** argv, Options& options
   return std::nullopt;
 }
 
-std::string percent_encode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (const unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
-class Reader {
- public:
-  Reader(const Options& options, const bench::Target& target,
-         const boost::asio::ip::tcp::endpoint& endpoint, std::string token)
-      : options_(options), target_(target), endpoint_(endpoint), token_(std::move(token)) {}
-
-  // The whole history, or nothing (with `error` set) when it could not be read within the
-  // budget. A storage node that is still catching up answers 503/504 for a while; that is
-  // waited out, not reported.
-  std::optional<History> read(const std::string& conversation_id, std::string& error) {
-    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                             std::chrono::duration<double>(options_.read_budget_s));
-    History history;
-    std::uint64_t from_seq = 1;
-    while (true) {
-      const std::string path = "/v1/conversations/" + percent_encode(conversation_id) +
-                               "/messages?from_seq=" + std::to_string(from_seq) +
-                               "&limit=" + std::to_string(options_.page);
-      HttpAnswer answer;
-      auto backoff = std::chrono::milliseconds(50);
-      while (true) {
-        answer =
-            bench::http_request(endpoint_, target_, boost::beast::http::verb::get, path, "",
-                                {{"Authorization", "Bearer " + token_}}, std::chrono::seconds(10));
-        const bool transient = answer.status == 0 || answer.status == 500 || answer.status == 502 ||
-                               answer.status == 503 || answer.status == 504;
-        if (!transient) break;
-        if (Clock::now() + backoff > deadline) {
-          error = answer.status == 0 ? answer.error : "HTTP " + std::to_string(answer.status);
-          return std::nullopt;
-        }
-        std::this_thread::sleep_for(backoff);
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
-      }
-      if (answer.status != 200) {
-        error = "HTTP " + std::to_string(answer.status) + ": " + answer.body.substr(0, 200);
-        return std::nullopt;
-      }
-      const json page = json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
-      if (!page.is_object() || !page.contains("messages") || !page["messages"].is_array() ||
-          !page.value("next_from_seq", json()).is_number_unsigned() ||
-          !page.value("has_more", json()).is_boolean() ||
-          !page.value("last_seq", json()).is_number_unsigned()) {
-        error = "malformed page: " + answer.body.substr(0, 200);
-        return std::nullopt;
-      }
-      for (const auto& message : page["messages"]) {
-        if (!message.is_object() || !message.value("seq", json()).is_number_unsigned() ||
-            !message.value("message_id", json()).is_string()) {
-          error = "malformed message: " + message.dump().substr(0, 200);
-          return std::nullopt;
-        }
-        history.messages.push_back(
-            {message["seq"].get<std::uint64_t>(), message["message_id"].get<std::string>()});
-      }
-      history.last_seq = page["last_seq"].get<std::uint64_t>();
-      if (!page["has_more"].get<bool>()) return history;
-      const auto next = page["next_from_seq"].get<std::uint64_t>();
-      // A server that claims more but does not move forward would keep this loop going.
-      if (next <= from_seq && page["messages"].empty()) {
-        error = "paging does not advance at from_seq " + std::to_string(from_seq);
-        return std::nullopt;
-      }
-      from_seq = next;
-    }
-  }
-
- private:
-  const Options& options_;
-  const bench::Target& target_;
-  const boost::asio::ip::tcp::endpoint& endpoint_;
-  const std::string token_;
-};
-
 int run(int argc, char** argv) {
   Options options;
   bool help = false;
@@ -224,12 +131,18 @@ int run(int argc, char** argv) {
 
   std::set<std::string> conversations;
   for (const auto& record : *log) conversations.insert(record.conversation_id);
-  Reader reader(options, *target, endpoint, token.access_token);
+  const std::string authorization = "Bearer " + token.access_token;
   std::map<std::string, History> histories;
   for (const auto& conversation_id : conversations) {
     std::string error;
-    if (auto history = reader.read(conversation_id, error)) {
-      histories.emplace(conversation_id, std::move(*history));
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                             std::chrono::duration<double>(options.read_budget_s));
+    if (auto read = bench::read_history(endpoint, *target, authorization, conversation_id, 1,
+                                        options.page, deadline, error)) {
+      History& history = histories[conversation_id];
+      history.last_seq = read->last_seq;
+      for (auto& message : read->messages)
+        history.messages.push_back({message.seq, std::move(message.message_id)});
     } else {
       // Left out of `histories`, which verify() counts as unreadable, a failure.
       std::fprintf(stderr, "chat4all-check: cannot read %s: %s\n", conversation_id.c_str(),
