@@ -36,9 +36,8 @@ const char* role_name(Role role) {
   return "unknown";
 }
 
-bool Ready::empty() const {
-  return !hard_state && first_new_index == 0 && !install && to_apply.empty() && trim_to == 0 &&
-         send_now.empty() && send_after_persist.empty() && snapshot_wanted.empty();
+bool Ready::needs_write() const {
+  return hard_state || first_new_index != 0 || install || !to_apply.empty() || trim_to != 0;
 }
 
 Replica::Replica(Config config, Restored restored)

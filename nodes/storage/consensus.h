@@ -100,7 +100,8 @@ struct Ready {
   // Peers that need a snapshot; the shell builds one from its applied state
   // and calls offer_snapshot().
   std::vector<std::string> snapshot_wanted;
-  bool empty() const;
+  // True when step 2 of the contract has anything to make durable.
+  bool needs_write() const;
 };
 
 class Replica {

@@ -462,11 +462,12 @@ HistoryPage MessageStore::read(PartitionId partition, std::string_view conversat
   if (mdb_get(guard.txn, heads_db_, &head_key_val, &head_value) == MDB_SUCCESS)
     page.last_seq = read_seq(head_value.mv_data);
 
-  MDB_cursor* cursor = nullptr;
-  if (int rc = mdb_cursor_open(guard.txn, messages_db_, &cursor); rc != MDB_SUCCESS) {
+  CursorGuard cursor_guard;
+  if (int rc = mdb_cursor_open(guard.txn, messages_db_, &cursor_guard.cursor); rc != MDB_SUCCESS) {
     page.detail = std::string("cursor: ") + mdb_strerror(rc);
     return page;
   }
+  MDB_cursor* cursor = cursor_guard.cursor;
   const std::string start = message_key(partition, conversation_id, from_seq);
   const std::size_t prefix_size = conversation_key.size() + 1;
   MDB_val key = as_val(start), value{};
@@ -477,14 +478,12 @@ HistoryPage MessageStore::read(PartitionId partition, std::string_view conversat
     try {
       page.messages.push_back(unpack<wire::StoredMessage>(value));
     } catch (const std::exception& e) {
-      mdb_cursor_close(cursor);
       page.messages.clear();
       page.detail = std::string("corrupt message record: ") + e.what();
       return page;
     }
     rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
   }
-  mdb_cursor_close(cursor);
   if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
     page.messages.clear();
     page.detail = std::string("read: ") + mdb_strerror(rc);

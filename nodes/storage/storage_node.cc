@@ -356,9 +356,7 @@ bool StorageNode::run_turn() {
   bool writes_anything = false;
   for (std::size_t i = 0; i < readies.size(); ++i) {
     writes.push_back({touched[i]->id, &readies[i]});
-    const auto& r = readies[i];
-    writes_anything = writes_anything || r.hard_state || r.first_new_index || r.install ||
-                      !r.to_apply.empty() || r.trim_to;
+    writes_anything = writes_anything || readies[i].needs_write();
   }
   // Answers the clients whose entries this turn applies (see write_turn on
   // why this may precede the fsync).
@@ -440,12 +438,12 @@ bool StorageNode::run_turn() {
     }
   }
   bool more = false;
+  std::size_t waiting = 0;
   for (auto& [id, partition] : partitions_) {
     note_leadership(*partition);
     more = more || partition->replica->has_ready();
+    waiting += partition->waiting.size();
   }
-  std::size_t waiting = 0;
-  for (auto& [id, partition] : partitions_) waiting += partition->waiting.size();
   stats_->waiting.set(static_cast<std::int64_t>(waiting));
   return more;
 }

@@ -258,12 +258,12 @@ void TestCluster::kill_node(const std::string& name) {
   node_pids_[name] = -1;
 }
 
-std::int64_t TestCluster::metric(const std::string& node, const std::string& name) const {
-  auto result = http_request(port_of(node, "metrics"), "GET", "/metrics");
-  const std::string line_start = "\n" + name + " ";
-  const auto at = result.body.find(line_start);
-  if (result.status != 200 || at == std::string::npos) return -1;
-  return std::stoll(result.body.substr(at + line_start.size()));
+double TestCluster::metric(const std::string& node, const std::string& name) const {
+  const auto result = http_request(port_of(node, "metrics"), "GET", "/metrics");
+  std::istringstream lines(result.body);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  return -1;
 }
 
 bool TestCluster::wait_ready(std::chrono::milliseconds timeout) {

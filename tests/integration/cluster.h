@@ -94,7 +94,7 @@ class TestCluster {
 
   std::uint16_t http_port() const { return http_port_; }
   // Value of an unlabelled metric on `node`'s metrics endpoint; -1 if absent.
-  std::int64_t metric(const std::string& node, const std::string& name) const;
+  double metric(const std::string& node, const std::string& name) const;
   std::uint16_t port_of(const std::string& node, const std::string& endpoint) const;
   const std::filesystem::path& topology_path() const { return topology_path_; }
   const std::filesystem::path& directory() const { return dir_.path(); }

@@ -314,12 +314,29 @@ TEST(ClusterTest, MalformedFramesAreCountedAndDropped) {
   TestCluster cluster;
   cluster.start_all();
   ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
+  // Leadership settles on the preferred replicas first (hand-backs included).
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const double elections_before =
+      cluster.metric("storage-1", "chat4all_storage_leadership_gained_total") +
+      cluster.metric("storage-2", "chat4all_storage_leadership_gained_total") +
+      cluster.metric("storage-3", "chat4all_storage_leadership_gained_total");
 
   const wire::Header future{99, wire::MessageType::kAppendRequest, 1, "t"};
   const std::string wrong_version = codec::encode(future, wire::ReadRequest{"c", 1, 1});
   const wire::Header read_header{wire::kWireVersion, wire::MessageType::kAppendRequest, 2, "t"};
   const std::string wrong_body = codec::encode(read_header, std::string("not an append"));
+  // Replication from a node the topology does not name, and for a partition
+  // no storage node hosts: well-formed, still refused.
+  const wire::Header batch_header{wire::kWireVersion, wire::MessageType::kReplicationBatch, 0, ""};
+  wire::ReplicationMessage heartbeat;
+  heartbeat.term = 1'000'000;  // would depose every leader if it were believed
+  const std::string from_stranger =
+      codec::encode(batch_header, wire::ReplicationBatch{"intruder", {heartbeat}});
+  heartbeat.partition = 1'000'000;
+  const std::string unknown_partition =
+      codec::encode(batch_header, wire::ReplicationBatch{"storage-2", {heartbeat}});
   constexpr int kGarbageFrames = 4;
+  constexpr int kStorageOnlyFrames = 2;
   for (const auto& [node, token_frame] :
        std::vector<std::pair<std::string, bool>>{{"storage-1", true}, {"router-1", false}}) {
     zmq::socket_t socket(transport::context(), zmq::socket_type::dealer);
@@ -338,19 +355,28 @@ TEST(ClusterTest, MalformedFramesAreCountedAndDropped) {
     send(framed(wrong_version));
     send(framed(wrong_body));
     send({"a", "b", "c", "d"});  // wrong frame count
+    if (token_frame) {
+      send({"", from_stranger});
+      send({"", unknown_partition});
+    }
     socket.close();
   }
   auto rejected = [&](const std::string& node) {
     return cluster.metric(node, "chat4all_wire_frames_rejected_total");
   };
   const auto deadline = Clock::now() + std::chrono::seconds(5);
-  while (Clock::now() < deadline &&
-         (rejected("storage-1") < kGarbageFrames || rejected("router-1") < kGarbageFrames))
+  while (Clock::now() < deadline && (rejected("storage-1") < kGarbageFrames + kStorageOnlyFrames ||
+                                     rejected("router-1") < kGarbageFrames))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_GE(rejected("storage-1"), kGarbageFrames);
+  EXPECT_GE(rejected("storage-1"), kGarbageFrames + kStorageOnlyFrames);
   EXPECT_GE(rejected("router-1"), kGarbageFrames);
-  // Both nodes are still alive and serving.
+  // Both nodes are still alive and serving, and no leader was deposed by the
+  // stranger's epoch.
   EXPECT_TRUE(cluster.wait_ready(std::chrono::seconds(5)));
+  EXPECT_EQ(cluster.metric("storage-1", "chat4all_storage_leadership_gained_total") +
+                cluster.metric("storage-2", "chat4all_storage_leadership_gained_total") +
+                cluster.metric("storage-3", "chat4all_storage_leadership_gained_total"),
+            elections_before);
   EXPECT_TRUE(log_events(cluster.read_log("up"), "node_exited").empty());
 }
 

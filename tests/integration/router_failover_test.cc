@@ -186,13 +186,7 @@ class RouterHarness {
   }
 
   // A counter or gauge of the router's /metrics; -1 when absent.
-  double metric(const std::string& name) {
-    const auto result = http_request(cluster_.port_of("router-1", "metrics"), "GET", "/metrics");
-    std::istringstream lines(result.body);
-    for (std::string line; std::getline(lines, line);)
-      if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
-    return -1;
-  }
+  double metric(const std::string& name) const { return cluster_.metric("router-1", name); }
 
   std::string router_log() const { return cluster_.read_log("router-1"); }
 
