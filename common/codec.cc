@@ -68,6 +68,10 @@ const char* status_name(wire::Status status) {
       return "invalid";
     case wire::Status::kInternal:
       return "internal";
+    case wire::Status::kNotFound:
+      return "not_found";
+    case wire::Status::kExists:
+      return "exists";
   }
   return "unknown";
 }

@@ -57,4 +57,21 @@ bool is_valid_id(std::string_view id) {
   return true;
 }
 
+bool is_valid_name(std::string_view name) {
+  if (name.empty() || name.size() > kNameLengthMax) return false;
+  for (char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string new_random_id(std::string_view prefix) {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string id(prefix);
+  for (int i = 0; i < 26; ++i) id.push_back(kAlphabet[randombytes_uniform(36)]);
+  return id;
+}
+
 }  // namespace chat4all::ids

@@ -25,4 +25,13 @@ std::uint64_t next_request_id();
 inline constexpr std::size_t kIdLengthMax = 128;
 bool is_valid_id(std::string_view id);
 
+// Names of tenants, users and clients: 1..64 characters from [A-Za-z0-9._-]
+// (no ':' or '@', so that they can be joined into keys unambiguously).
+inline constexpr std::size_t kNameLengthMax = 64;
+bool is_valid_name(std::string_view name);
+
+// `prefix` + 26 random characters of [a-z0-9] (~134 bits): ids the server
+// makes for conversations, webhooks, clients. Thread-safe.
+std::string new_random_id(std::string_view prefix);
+
 }  // namespace chat4all::ids

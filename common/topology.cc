@@ -8,6 +8,8 @@
 #include <set>
 #include <sstream>
 
+#include "common/ids.h"
+
 namespace chat4all {
 
 const char* role_name(NodeRole role) {
@@ -18,6 +20,8 @@ const char* role_name(NodeRole role) {
       return "router";
     case NodeRole::kStorage:
       return "storage";
+    case NodeRole::kConnector:
+      return "connector";
   }
   return "unknown";
 }
@@ -33,6 +37,12 @@ std::string NodeSpec::zmq_address(const std::string& endpoint_name) const {
   if (!p) throw TopologyError("node " + name + " has no '" + endpoint_name + "' endpoint");
   const bool ipv6 = host.find(':') != std::string::npos;
   return "tcp://" + (ipv6 ? "[" + host + "]" : host) + ":" + std::to_string(*p);
+}
+
+const TenantSpec* Topology::tenant(const std::string& id) const {
+  for (const auto& tenant : tenants)
+    if (tenant.id == id) return &tenant;
+  return nullptr;
 }
 
 const NodeSpec* Topology::find(const std::string& name) const {
@@ -122,7 +132,8 @@ NodeRole parse_role(const Checker& check, const YAML::Node& node) {
   if (text == "frontend") return NodeRole::kFrontend;
   if (text == "router") return NodeRole::kRouter;
   if (text == "storage") return NodeRole::kStorage;
-  check.fail(node, "unknown role '" + text + "' (expected frontend, router or storage)");
+  if (text == "connector") return NodeRole::kConnector;
+  check.fail(node, "unknown role '" + text + "' (expected frontend, router, storage or connector)");
 }
 
 // "localhost" and "127.0.0.1" are one host when it comes to port clashes.
@@ -148,7 +159,9 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     check.fail_at_line(e.mark.line + 1, "invalid YAML: " + e.msg);
   }
   if (!root.IsMap()) throw TopologyError(source_name + ": the topology must be a YAML mapping");
-  check.only_keys(root, "the topology", {"cluster", "limits", "storage", "auth", "dev", "nodes"});
+  check.only_keys(
+      root, "the topology",
+      {"cluster", "limits", "storage", "auth", "stream", "webhooks", "tenants", "dev", "nodes"});
 
   Topology topology;
   topology.source_path = source_name;
@@ -170,10 +183,11 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     check.fail(cluster["virtual_nodes"], "virtual_nodes must be between 1 and 4096");
 
   if (const YAML::Node limits = root["limits"]) {
-    check.only_keys(limits, "limits",
-                    {"request_timeout_ms", "router_timeout_ms", "text_bytes_max", "body_bytes_max",
-                     "pending_requests_max", "history_page_max", "http_threads",
-                     "login_concurrency_max", "login_queue_max"});
+    check.only_keys(
+        limits, "limits",
+        {"request_timeout_ms", "router_timeout_ms", "text_bytes_max", "body_bytes_max",
+         "pending_requests_max", "history_page_max", "http_threads", "login_concurrency_max",
+         "login_queue_max", "token_requests_per_s", "token_burst", "members_max"});
     auto& l = topology.limits;
     check.optional_scalar(limits, "request_timeout_ms", "limits", l.request_timeout_ms);
     check.optional_scalar(limits, "router_timeout_ms", "limits", l.router_timeout_ms);
@@ -184,6 +198,12 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     check.optional_scalar(limits, "http_threads", "limits", l.http_threads);
     check.optional_scalar(limits, "login_concurrency_max", "limits", l.login_concurrency_max);
     check.optional_scalar(limits, "login_queue_max", "limits", l.login_queue_max);
+    check.optional_scalar(limits, "token_requests_per_s", "limits", l.token_requests_per_s);
+    check.optional_scalar(limits, "token_burst", "limits", l.token_burst);
+    check.optional_scalar(limits, "members_max", "limits", l.members_max);
+    if (l.token_requests_per_s == 0 || l.token_burst == 0)
+      check.fail(limits, "token_requests_per_s and token_burst must be positive");
+    if (l.members_max < 2) check.fail(limits, "members_max must be at least 2");
     if (l.request_timeout_ms == 0 || l.router_timeout_ms == 0)
       check.fail(limits, "timeouts must be positive");
     if (l.http_threads == 0 || l.http_threads > 64)
@@ -227,6 +247,72 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   if (topology.auth.token_secret_file.empty())
     topology.auth.token_secret_file = topology.data_dir / "secrets" / "token.key";
 
+  if (const YAML::Node stream = root["stream"]) {
+    check.only_keys(stream, "stream", {"queue_bytes_max", "resync_ms", "connections_max"});
+    auto& st = topology.stream;
+    check.optional_scalar(stream, "queue_bytes_max", "stream", st.queue_bytes_max);
+    check.optional_scalar(stream, "resync_ms", "stream", st.resync_ms);
+    check.optional_scalar(stream, "connections_max", "stream", st.connections_max);
+    if (st.queue_bytes_max < 65536) check.fail(stream, "queue_bytes_max must be at least 65536");
+    if (st.resync_ms == 0 || st.connections_max == 0)
+      check.fail(stream, "resync_ms and connections_max must be positive");
+  }
+
+  if (const YAML::Node webhooks = root["webhooks"]) {
+    check.only_keys(webhooks, "webhooks",
+                    {"allow_loopback", "allow_private", "attempts_max", "backoff_initial_ms",
+                     "backoff_max_ms", "timeout_ms", "in_flight_max"});
+    auto& w = topology.webhooks;
+    check.optional_scalar(webhooks, "allow_loopback", "webhooks", w.allow_loopback);
+    check.optional_scalar(webhooks, "allow_private", "webhooks", w.allow_private);
+    check.optional_scalar(webhooks, "attempts_max", "webhooks", w.attempts_max);
+    check.optional_scalar(webhooks, "backoff_initial_ms", "webhooks", w.backoff_initial_ms);
+    check.optional_scalar(webhooks, "backoff_max_ms", "webhooks", w.backoff_max_ms);
+    check.optional_scalar(webhooks, "timeout_ms", "webhooks", w.timeout_ms);
+    check.optional_scalar(webhooks, "in_flight_max", "webhooks", w.in_flight_max);
+    if (w.attempts_max == 0 || w.attempts_max > 100)
+      check.fail(webhooks, "attempts_max must be between 1 and 100");
+    if (w.backoff_initial_ms == 0 || w.backoff_max_ms < w.backoff_initial_ms)
+      check.fail(webhooks, "backoffs must satisfy 0 < backoff_initial_ms <= backoff_max_ms");
+    if (w.timeout_ms == 0 || w.in_flight_max == 0)
+      check.fail(webhooks, "timeout_ms and in_flight_max must be positive");
+  }
+
+  if (const YAML::Node tenants = root["tenants"]) {
+    if (!tenants.IsSequence()) check.fail(tenants, "tenants must be a list");
+    std::set<std::string> tenant_ids, client_ids;
+    for (const auto& entry : tenants) {
+      check.only_keys(entry, "a tenant", {"id", "admin_clients"});
+      TenantSpec tenant;
+      tenant.id = check.scalar<std::string>(entry, "id", "a tenant");
+      if (!ids::is_valid_name(tenant.id))
+        check.fail(entry["id"],
+                   "tenant id '" + tenant.id + "' must be 1-64 characters of a-z A-Z 0-9 . _ -");
+      if (!tenant_ids.insert(tenant.id).second)
+        check.fail(entry, "duplicate tenant '" + tenant.id + "'");
+      const std::string where = "tenant '" + tenant.id + "'";
+      const YAML::Node clients = entry["admin_clients"];
+      if (!clients || !clients.IsSequence() || clients.size() == 0)
+        check.fail(entry, where + " needs a non-empty list 'admin_clients'");
+      for (const auto& client : clients) {
+        check.only_keys(client, "an admin client", {"client_id", "secret_hash"});
+        TenantSpec::AdminClient parsed{
+            check.scalar<std::string>(client, "client_id", "an admin client of " + where),
+            check.scalar<std::string>(client, "secret_hash", "an admin client of " + where)};
+        if (!ids::is_valid_name(parsed.client_id))
+          check.fail(client["client_id"], "client_id must be 1-64 characters of a-z A-Z 0-9 . _ -");
+        if (parsed.secret_hash.rfind("$argon2id$", 0) != 0)
+          check.fail(client["secret_hash"],
+                     "secret_hash of client '" + parsed.client_id +
+                         "' is not an argon2id hash (make one with 'chat4all hash-password')");
+        if (!client_ids.insert(tenant.id + "/" + parsed.client_id).second)
+          check.fail(client, "duplicate admin client '" + parsed.client_id + "' in " + where);
+        tenant.admin_clients.push_back(std::move(parsed));
+      }
+      topology.tenants.push_back(std::move(tenant));
+    }
+  }
+
   if (const YAML::Node dev = root["dev"]) {
     check.only_keys(dev, "dev", {"users"});
     const YAML::Node users = dev["users"];
@@ -269,7 +355,7 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     node.host = check.scalar<std::string>(entry, "host", where);
     const YAML::Node endpoints = entry["endpoints"];
     if (!endpoints) check.fail(entry, "missing field 'endpoints' in " + where);
-    check.only_keys(endpoints, where + ".endpoints", {"http", "rpc", "metrics"});
+    check.only_keys(endpoints, where + ".endpoints", {"http", "rpc", "events", "metrics"});
     for (const auto& item : endpoints) {
       const auto key = item.first.Scalar();
       const auto port = check.convert<std::uint32_t>(item.second, where + ".endpoints." + key);
@@ -283,8 +369,10 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
                                     key + ")");
       node.endpoints[key] = static_cast<std::uint16_t>(port);
     }
-    const char* required = node.role == NodeRole::kFrontend ? "http" : "rpc";
-    if (!node.port(required))
+    const char* required = node.role == NodeRole::kFrontend    ? "http"
+                           : node.role == NodeRole::kConnector ? nullptr
+                                                               : "rpc";
+    if (required && !node.port(required))
       check.fail(endpoints,
                  where + " (" + role_name(node.role) + ") needs an '" + required + "' endpoint");
     topology.nodes.push_back(std::move(node));

@@ -17,7 +17,7 @@
 
 namespace chat4all {
 
-enum class NodeRole { kFrontend, kRouter, kStorage };
+enum class NodeRole { kFrontend, kRouter, kStorage, kConnector };
 
 const char* role_name(NodeRole role);
 
@@ -30,7 +30,8 @@ struct NodeSpec {
   std::string name;
   NodeRole role = NodeRole::kFrontend;
   std::string host;
-  // Named ports: "http" (frontend), "rpc" (router, storage), "metrics" (any).
+  // Named ports: "http" (frontend), "rpc" (router, storage), "events" (storage:
+  // PUB of change hints), "metrics" (any).
   std::map<std::string, std::uint16_t> endpoints;
   int line = 0;  // 1-based line of the node's entry in the file
 
@@ -49,6 +50,40 @@ struct Limits {
   std::uint32_t http_threads = 1;
   std::uint32_t login_concurrency_max = 2;
   std::uint32_t login_queue_max = 64;
+  // Per token and frontend node: a token bucket refilled at this rate (429 when empty).
+  std::uint32_t token_requests_per_s = 100;
+  std::uint32_t token_burst = 200;
+  std::uint32_t members_max = 256;  // per conversation
+};
+
+// The real-time stream (frontend, GET /v1/stream).
+struct StreamSettings {
+  std::uint32_t queue_bytes_max = 4u << 20;  // per connection; beyond, it is closed (1008)
+  std::uint32_t resync_ms = 2000;  // re-read every conversation of a connection this often, in
+                                   // case an event hint was lost
+  std::uint32_t connections_max = 10000;  // per frontend node
+};
+
+// Outgoing webhook calls (connector nodes).
+struct WebhookSettings {
+  bool allow_loopback = false;  // URLs resolving to 127/8 or ::1 (tests, development)
+  bool allow_private = false;   // ... to private, link-local or CGNAT ranges
+  std::uint32_t attempts_max = 8;
+  std::uint32_t backoff_initial_ms = 1000;
+  std::uint32_t backoff_max_ms = 300000;
+  std::uint32_t timeout_ms = 5000;
+  std::uint32_t in_flight_max = 64;  // per connector node
+};
+
+// A tenant and the service clients that administer it; everything else of a
+// tenant (users, more clients, conversations, webhooks) lives in storage.
+struct TenantSpec {
+  struct AdminClient {
+    std::string client_id;
+    std::string secret_hash;  // argon2id
+  };
+  std::string id;
+  std::vector<AdminClient> admin_clients;
 };
 
 struct StorageSettings {
@@ -87,10 +122,14 @@ struct Topology {
   Limits limits;
   StorageSettings storage;
   AuthSettings auth;
+  StreamSettings stream;
+  WebhookSettings webhooks;
+  std::vector<TenantSpec> tenants;
   std::vector<DevUser> dev_users;
   std::vector<NodeSpec> nodes;
 
   const NodeSpec* find(const std::string& name) const;
+  const TenantSpec* tenant(const std::string& id) const;
   std::vector<const NodeSpec*> with_role(NodeRole role) const;
   std::vector<std::string> storage_node_names() const;
   std::filesystem::path node_data_dir(const std::string& node_name) const;

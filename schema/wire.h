@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <msgpack.hpp>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -30,6 +31,11 @@ enum class MessageType : std::uint16_t {
   kReadReply = 4,
   kErrorReply = 5,
   kReplicationBatch = 6,
+  kCommandRequest = 7,  // frontend/connector -> router -> storage: change replicated state
+  kCommandReply = 8,
+  kQueryRequest = 9,  // frontend/connector -> router -> storage: read applied state
+  kQueryReply = 10,
+  kEvent = 11,  // storage leader -> PUB "events": a wake-up hint, never the only copy
 };
 
 // Outcome carried by every reply. Values are part of the wire contract.
@@ -42,6 +48,8 @@ enum class Status : std::uint8_t {
   kConflict = 5,     // message_id already used with a different content
   kInvalid = 6,      // the request broke a rule the sender should have checked
   kInternal = 7,     // unexpected failure; nothing was acknowledged
+  kNotFound = 8,     // no such record, or not visible to the requester (tenant, membership)
+  kExists = 9,       // a record with that identity exists already (user_id, address, ...)
 };
 
 struct Header {
@@ -52,9 +60,10 @@ struct Header {
 };
 
 struct Payload {
-  std::string type;  // "text"
+  std::string type;  // "text" | "file"
   std::string text;
-  MSGPACK_DEFINE(type, text);
+  std::string file_id;  // with "file"
+  MSGPACK_DEFINE(type, text, file_id);
 };
 
 // Routing rule: every request that is routed by conversation has
@@ -69,7 +78,15 @@ struct AppendRequest {
   std::vector<std::string> recipients;
   Payload payload;
   std::int64_t received_at_ms = 0;  // frontend wall clock when the request arrived
-  MSGPACK_DEFINE(conversation_id, message_id, sender_id, recipients, payload, received_at_ms);
+  // With a tenant the conversation must exist in that tenant and the sender be a
+  // member; `recipients` empty means every other member. Without one (internal
+  // tools and storage-level tests only; the frontend always sets it) the
+  // conversation is a bare ordered log.
+  std::string tenant_id;
+  std::vector<std::string> channels;  // delivery channels chosen; empty: the default
+  std::string metadata;               // JSON object text, opaque to storage
+  MSGPACK_DEFINE(conversation_id, message_id, sender_id, recipients, payload, received_at_ms,
+                 tenant_id, channels, metadata);
 };
 
 // storage -> router -> frontend: the message is durable (status kOk).
@@ -84,11 +101,20 @@ struct AppendReply {
 };
 
 // frontend -> router -> storage: read a conversation's history in seq order.
+// Forward (from_seq, or the first message stored at or after since_ms when
+// since_ms > 0) or backward (before_seq > 0: the `limit` messages just before
+// it); messages are always returned in ascending seq. With a tenant, the
+// conversation must be visible to `requester_id` (a member; empty: an admin
+// of the tenant).
 struct ReadRequest {
   std::string conversation_id;
   std::uint64_t from_seq = 1;
   std::uint32_t limit = 50;
-  MSGPACK_DEFINE(conversation_id, from_seq, limit);
+  std::string tenant_id;
+  std::string requester_id;
+  std::uint64_t before_seq = 0;
+  std::int64_t since_ms = 0;
+  MSGPACK_DEFINE(conversation_id, from_seq, limit, tenant_id, requester_id, before_seq, since_ms);
 };
 
 // One stored message, as history returns it.
@@ -100,9 +126,11 @@ struct StoredMessage {
   std::vector<std::string> recipients;
   Payload payload;
   std::int64_t received_at_ms = 0;
-  std::int64_t stored_at_ms = 0;
+  std::int64_t stored_at_ms = 0;  // never earlier than the previous message's
+  std::vector<std::string> channels;
+  std::string metadata;
   MSGPACK_DEFINE(conversation_id, seq, message_id, sender_id, recipients, payload, received_at_ms,
-                 stored_at_ms);
+                 stored_at_ms, channels, metadata);
 };
 
 struct ReadReply {
@@ -176,20 +204,135 @@ struct ReplicationBatch {
 // behind the trimmed log: every record of the partition's three tables, keys
 // without the partition prefix (schema/README.md, storage layout).
 struct PartitionSnapshot {
-  std::vector<std::pair<std::string, std::string>> messages, heads, dedup;
-  MSGPACK_DEFINE(messages, heads, dedup);
+  std::vector<std::pair<std::string, std::string>> messages, heads, dedup, records;
+  MSGPACK_DEFINE(messages, heads, dedup, records);
 };
 
-// What one log entry asks the partition's state machine to do. Applying it is
-// deterministic, so every replica assigns the same seq: the sequence number is
-// a function of the committed log, never of which leader proposed the entry.
+// ---------------------------------------------------------------------------
+// Commands and queries on the replicated state beyond the message log: the
+// tenant directory, conversations and membership, message states, the
+// message locator and each partition's event outbox. The bodies are the
+// structs of schema/records.h, msgpack-encoded, chosen by `kind`.
+//
+// `key` (first field, the routing key) names the partition: a conversation_id,
+// tenant_key(), locator_key() or partition_key() below.
+
+enum class CommandKind : std::uint16_t {
+  kNone = 0,
+  // tenant directory, key tenant_key(tenant)
+  kCreateUser = 1,       // CreateUser -> UserRecord
+  kUpdateUser = 2,       // UpdateUser -> UserRecord
+  kLinkIdentity = 3,     // IdentityChange -> UserRecord
+  kUnlinkIdentity = 4,   // IdentityChange -> UserRecord
+  kCreateClient = 5,     // CreateClient -> ClientRecord
+  kDeleteClient = 6,     // TenantLookup -> (empty)
+  kIndexMembership = 7,  // IndexMembership -> (empty)
+  kCreateWebhook = 8,    // CreateWebhook -> WebhookRecord
+  kDeleteWebhook = 9,    // TenantLookup -> (empty)
+  kRecordDelivery = 10,  // RecordDelivery -> (empty)
+  // conversation, key conversation_id
+  kCreateConversation = 20,  // CreateConversation -> ConversationRecord
+  kAddMembers = 21,          // ChangeMembers -> ConversationRecord
+  kRemoveMember = 22,        // ChangeMembers -> ConversationRecord
+  kMarkState = 23,           // MarkState -> MarkStateResult
+  // message locator, key locator_key(tenant, message_id)
+  kLocateMessage = 30,  // LocateMessage -> (empty); kConflict if the id names another conversation
+  // partition, key partition_key(p)
+  kAckOutbox = 40,  // AckOutbox -> (empty)
+};
+
+enum class QueryKind : std::uint16_t {
+  kNone = 0,
+  kGetUser = 1,                // TenantLookup -> UserRecord
+  kListUsers = 2,              // TenantList -> std::vector<UserRecord>
+  kGetClient = 3,              // TenantLookup -> ClientRecord
+  kListClients = 4,            // TenantList -> std::vector<ClientRecord>
+  kMissingUsers = 5,           // UserSet -> std::vector<std::string> (those that do not exist)
+  kListUserConversations = 6,  // TenantList (owner = user) -> std::vector<std::string>
+  kListWebhooks = 7,           // TenantList -> std::vector<WebhookRecord>
+  kGetWebhook = 8,             // TenantLookup -> WebhookRecord
+  kListDeliveries = 9,         // TenantList (owner = webhook) -> std::vector<DeliveryRecord>
+  kResolveIdentity = 10,       // IdentityChange (user_id ignored) -> UserRecord
+  kGetConversation = 20,       // ConversationLookup -> ConversationRecord
+  kGetMessage = 21,            // ConversationLookup (+ message_id) -> MessageWithStates
+  kConversationSummary = 22,   // ConversationLookup -> ConversationSummary
+  kFindMessage = 30,           // LocateMessage (conversation_id ignored) -> std::string
+  kReadOutbox = 40,            // ReadOutbox -> std::vector<OutboxEvent>
+};
+
+struct CommandRequest {
+  std::string key;
+  CommandKind kind = CommandKind::kNone;
+  std::string body;
+  MSGPACK_DEFINE(key, kind, body);
+};
+
+struct CommandReply {
+  Status status = Status::kInternal;
+  std::string body;    // with kOk: the result struct of the kind
+  std::string detail;  // otherwise: what went wrong, for the client
+  std::string field;   // ... and the request field it concerns, if any
+  MSGPACK_DEFINE(status, body, detail, field);
+};
+
+struct QueryRequest {
+  std::string key;
+  QueryKind kind = QueryKind::kNone;
+  std::string body;
+  MSGPACK_DEFINE(key, kind, body);
+};
+
+using QueryReply = CommandReply;
+
+inline std::string tenant_key(std::string_view tenant_id) {
+  return "tenant:" + std::string(tenant_id);
+}
+inline std::string locator_key(std::string_view tenant_id, std::string_view message_id) {
+  return "msg:" + std::string(tenant_id) + ":" + std::string(message_id);
+}
+// Addresses partition `p` itself (its outbox), bypassing the hash.
+inline constexpr std::string_view kPartitionKeyPrefix = "#partition:";
+inline std::string partition_key(std::uint32_t partition) {
+  return std::string(kPartitionKeyPrefix) + std::to_string(partition);
+}
+
+// What the leader that applied an entry publishes on its "events" PUB
+// socket, as [topic][Event frame]. A hint that something changed, so that
+// frontends read sooner: a subscriber that misses one recovers by reading
+// from its cursor. Topic: the conversation_id (kinds "message", "state"), or
+// "user:<tenant>:<user_id>" (kind "membership").
+struct Event {
+  std::string kind;  // "message" | "state" | "membership"
+  std::string tenant_id;
+  std::string conversation_id;
+  std::uint64_t seq = 0;
+  std::string message_id;
+  std::string sender_id;
+  std::string recipient_id;  // "state": whose state changed
+  std::string state;         // "state": SENT | DELIVERED | READ
+  std::int64_t at_ms = 0;
+  std::string user_id;  // "membership"
+  bool joined = false;  // "membership"
+  MSGPACK_DEFINE(kind, tenant_id, conversation_id, seq, message_id, sender_id, recipient_id, state,
+                 at_ms, user_id, joined);
+};
+
+// What one log entry asks the partition's state machine to do: an append
+// (append.conversation_id set) or a command. Applying it is deterministic, so
+// every replica assigns the same seq and makes the same change: the outcome
+// is a function of the committed log, never of which leader proposed the
+// entry. Times recorded by a command are `stored_at_ms`, the proposing
+// leader's clock.
 struct ReplicatedCommand {
   AppendRequest append;
   std::int64_t stored_at_ms = 0;  // leader's wall clock at proposal
-  MSGPACK_DEFINE(append, stored_at_ms);
+  CommandRequest command;
+  MSGPACK_DEFINE(append, stored_at_ms, command);
 };
 
 }  // namespace chat4all::wire
 
 MSGPACK_ADD_ENUM(chat4all::wire::Status);
 MSGPACK_ADD_ENUM(chat4all::wire::ReplicationKind);
+MSGPACK_ADD_ENUM(chat4all::wire::CommandKind);
+MSGPACK_ADD_ENUM(chat4all::wire::QueryKind);

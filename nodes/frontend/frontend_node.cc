@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "nodes/frontend/http_api.h"
-#include "nodes/frontend/router_client.h"
+#include "common/router_client.h"
 
 namespace chat4all::frontend {
 

@@ -50,6 +50,10 @@ ApiResponse upstream_failure(wire::Status status, const std::string& detail) {
       return error_response(409, "message_id_conflict", detail, "message_id");
     case wire::Status::kInvalid:
       return error_response(400, "invalid_request", detail);
+    case wire::Status::kNotFound:
+      return error_response(404, "not_found", detail);
+    case wire::Status::kExists:
+      return error_response(409, "exists", detail);
     case wire::Status::kOk:
     case wire::Status::kInternal:
       break;

@@ -17,7 +17,7 @@
 #include "common/topology.h"
 #include "nodes/frontend/login_pool.h"
 #include "nodes/frontend/message_validation.h"
-#include "nodes/frontend/router_client.h"
+#include "common/router_client.h"
 
 namespace chat4all::frontend {
 

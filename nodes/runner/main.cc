@@ -76,6 +76,9 @@ int run_node(const std::string& topology_path, const std::string& name) {
     case chat4all::NodeRole::kStorage:
       chat4all::storage::StorageNode(topology, *self).run(stop_requested);
       break;
+    case chat4all::NodeRole::kConnector:
+      log.error("connector nodes are not part of this build");
+      return 1;
   }
   return 0;
 }

@@ -1,6 +1,6 @@
 // The frontend's RouterClient against a stand-in router: a real ZeroMQ
 // ROUTER socket on a free loopback port that the test drives by hand.
-#include "nodes/frontend/router_client.h"
+#include "common/router_client.h"
 
 #include <gtest/gtest.h>
 

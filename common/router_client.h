@@ -22,7 +22,7 @@
 #include "common/codec.h"
 #include "common/json_log.h"
 
-namespace chat4all::frontend {
+namespace chat4all {
 
 class RouterClient {
  public:
@@ -60,4 +60,4 @@ class RouterClient {
   std::thread thread_;
 };
 
-}  // namespace chat4all::frontend
+}  // namespace chat4all

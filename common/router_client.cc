@@ -1,4 +1,4 @@
-#include "nodes/frontend/router_client.h"
+#include "common/router_client.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 #include "common/metrics.h"
 #include "common/transport.h"
 
-namespace chat4all::frontend {
+namespace chat4all {
 
 using Clock = std::chrono::steady_clock;
 
@@ -141,4 +141,4 @@ void RouterClient::run() {
   }
 }
 
-}  // namespace chat4all::frontend
+}  // namespace chat4all

@@ -1,0 +1,118 @@
+// Typed commands and queries on the replicated state (schema/records.h),
+// over a RouterClient: encodes the body, routes it by its key, and decodes
+// the result struct of the reply.
+//
+// Thread-safety: as RouterClient; `done` runs once, on the router client's
+// thread, so it must be quick (post longer work elsewhere).
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "common/codec.h"
+#include "common/ids.h"
+#include "common/router_client.h"
+#include "schema/records.h"
+
+namespace chat4all {
+
+// The answer to one command or query: `value` is set exactly when status is
+// kOk. Otherwise status, detail and field say why (kTimeout / kUnavailable
+// when no storage answer came at all).
+template <typename Result>
+struct StorageOutcome {
+  wire::Status status = wire::Status::kInternal;
+  std::optional<Result> value;
+  std::string detail;
+  std::string field;
+  bool ok() const { return status == wire::Status::kOk; }
+};
+
+template <typename T>
+std::string pack_body(const T& body) {
+  msgpack::sbuffer buffer(256);
+  msgpack::pack(buffer, body);
+  return std::string(buffer.data(), buffer.size());
+}
+
+template <typename T>
+std::optional<T> unpack_body(std::string_view bytes) {
+  try {
+    msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
+    return handle.get().as<T>();
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+class StorageClient {
+ public:
+  explicit StorageClient(RouterClient& routers) : routers_(routers) {}
+
+  template <typename Result, typename Body>
+  void command(std::string key, wire::CommandKind kind, const Body& body,
+               std::function<void(StorageOutcome<Result>)> done, std::string trace_id = {}) {
+    submit<Result>(wire::MessageType::kCommandRequest, wire::MessageType::kCommandReply,
+                   wire::CommandRequest{std::move(key), kind, pack_body(body)}, std::move(done),
+                   std::move(trace_id));
+  }
+
+  template <typename Result, typename Body>
+  void query(std::string key, wire::QueryKind kind, const Body& body,
+             std::function<void(StorageOutcome<Result>)> done, std::string trace_id = {}) {
+    submit<Result>(wire::MessageType::kQueryRequest, wire::MessageType::kQueryReply,
+                   wire::QueryRequest{std::move(key), kind, pack_body(body)}, std::move(done),
+                   std::move(trace_id));
+  }
+
+  // A command whose result carries nothing (wire says "(empty)").
+  struct Empty {
+    MSGPACK_DEFINE();
+  };
+
+ private:
+  template <typename Result, typename Request>
+  void submit(wire::MessageType type, wire::MessageType reply_type, const Request& request,
+              std::function<void(StorageOutcome<Result>)> done, std::string trace_id) {
+    const wire::Header header{wire::kWireVersion, type, ids::next_request_id(),
+                              trace_id.empty() ? ids::new_trace_id() : std::move(trace_id)};
+    routers_.submit(header.request_id, codec::encode(header, request),
+                    [done = std::move(done), reply_type](wire::Status status,
+                                                         std::optional<codec::Frame> reply) {
+                      StorageOutcome<Result> outcome;
+                      outcome.status = status;
+                      if (status != wire::Status::kOk) return done(std::move(outcome));
+                      if (reply->header().type == wire::MessageType::kErrorReply) {
+                        auto error = reply->body<wire::ErrorReply>();
+                        outcome.status = error ? error->status : wire::Status::kInternal;
+                        outcome.detail = error ? error->detail : "malformed error reply";
+                        return done(std::move(outcome));
+                      }
+                      auto answer = reply->header().type == reply_type
+                                        ? reply->body<wire::CommandReply>()
+                                        : std::nullopt;
+                      if (!answer) {
+                        outcome.status = wire::Status::kInternal;
+                        outcome.detail = "malformed reply";
+                        return done(std::move(outcome));
+                      }
+                      outcome.status = answer->status;
+                      outcome.detail = std::move(answer->detail);
+                      outcome.field = std::move(answer->field);
+                      if (outcome.ok()) {
+                        outcome.value = unpack_body<Result>(answer->body);
+                        if (!outcome.value) {
+                          outcome.status = wire::Status::kInternal;
+                          outcome.detail = "reply body does not match its kind";
+                        }
+                      }
+                      done(std::move(outcome));
+                    });
+  }
+
+  RouterClient& routers_;
+};
+
+}  // namespace chat4all

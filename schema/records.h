@@ -1,0 +1,281 @@
+// Records of the replicated state beyond the message log, and the bodies of
+// CommandRequest / QueryRequest (schema/wire.h says which kind carries which).
+// Encoded as msgpack arrays like every wire struct: fields are only appended.
+// schema/README.md describes where each record is kept.
+#pragma once
+
+#include <cstdint>
+#include <msgpack.hpp>
+#include <string>
+#include <vector>
+
+#include "schema/wire.h"
+
+namespace chat4all::wire {
+
+// Message states per recipient, in the only order they may take.
+inline constexpr const char* kStateSent = "SENT";
+inline constexpr const char* kStateDelivered = "DELIVERED";
+inline constexpr const char* kStateRead = "READ";
+
+struct Identity {
+  std::string channel;  // whatsapp | instagram | telegram | messenger | internal
+  std::string address;  // the user's id on that channel (phone number, handle, chat id)
+  MSGPACK_DEFINE(channel, address);
+};
+
+struct UserRecord {
+  std::string tenant_id;
+  std::string user_id;
+  std::string display_name;
+  std::string password_hash;  // argon2id; never leaves the frontend's login path
+  std::vector<Identity> identities;
+  std::int64_t created_at_ms = 0;
+  std::int64_t updated_at_ms = 0;
+  MSGPACK_DEFINE(tenant_id, user_id, display_name, password_hash, identities, created_at_ms,
+                 updated_at_ms);
+};
+
+struct ClientRecord {
+  std::string tenant_id;
+  std::string client_id;
+  std::string name;
+  std::string secret_hash;  // argon2id
+  std::string role;         // "admin"
+  std::int64_t created_at_ms = 0;
+  MSGPACK_DEFINE(tenant_id, client_id, name, secret_hash, role, created_at_ms);
+};
+
+struct WebhookRecord {
+  std::string tenant_id;
+  std::string webhook_id;
+  std::string url;
+  std::vector<std::string> events;  // message.sent | message.delivered | message.read
+  std::string secret;               // whsec_...
+  std::int64_t created_at_ms = 0;
+  MSGPACK_DEFINE(tenant_id, webhook_id, url, events, secret, created_at_ms);
+};
+
+struct DeliveryAttempt {
+  std::int64_t at_ms = 0;
+  std::int32_t status_code = 0;  // 0: no HTTP answer (see error)
+  std::string error;
+  std::uint32_t duration_ms = 0;
+  MSGPACK_DEFINE(at_ms, status_code, error, duration_ms);
+};
+
+struct DeliveryRecord {
+  std::string tenant_id;
+  std::string webhook_id;
+  std::string event_id;
+  std::string event_type;
+  std::string state;  // delivered | retrying | failed
+  std::vector<DeliveryAttempt> attempts;
+  std::int64_t created_at_ms = 0;
+  std::int64_t next_attempt_at_ms = 0;  // with "retrying"
+  MSGPACK_DEFINE(tenant_id, webhook_id, event_id, event_type, state, attempts, created_at_ms,
+                 next_attempt_at_ms);
+};
+
+struct ConversationRecord {
+  std::string tenant_id;
+  std::string conversation_id;
+  std::string type;  // private | group
+  std::string name;
+  std::string metadata;  // JSON object text
+  std::vector<std::string> members;
+  std::string created_by;  // user id, or empty when an admin created it
+  std::int64_t created_at_ms = 0;
+  std::int64_t updated_at_ms = 0;
+  MSGPACK_DEFINE(tenant_id, conversation_id, type, name, metadata, members, created_by,
+                 created_at_ms, updated_at_ms);
+};
+
+struct StateChange {
+  std::string state;
+  std::int64_t at_ms = 0;
+  MSGPACK_DEFINE(state, at_ms);
+};
+
+struct RecipientState {
+  std::string recipient_id;
+  std::vector<StateChange> history;  // SENT first; the last entry is the current state
+  MSGPACK_DEFINE(recipient_id, history);
+};
+
+// One member's progress in a conversation; both only move forward.
+struct Horizons {
+  std::uint64_t delivered_up_to = 0;
+  std::uint64_t read_up_to = 0;
+  MSGPACK_DEFINE(delivered_up_to, read_up_to);
+};
+
+// An event of a partition's outbox, read by webhook dispatchers by cursor.
+// event_id is the same on every replica and across retries.
+struct OutboxEvent {
+  std::uint64_t index = 0;
+  std::string event_id;
+  std::string type;  // message.sent | message.delivered | message.read
+  std::string tenant_id;
+  std::string conversation_id;
+  std::uint64_t seq = 0;
+  std::string message_id;
+  std::string sender_id;
+  std::string recipient_id;  // empty for message.sent
+  std::string state;
+  std::int64_t at_ms = 0;
+  MSGPACK_DEFINE(index, event_id, type, tenant_id, conversation_id, seq, message_id, sender_id,
+                 recipient_id, state, at_ms);
+};
+
+// ---- command bodies
+
+struct CreateUser {
+  UserRecord user;
+  MSGPACK_DEFINE(user);
+};
+
+struct UpdateUser {
+  std::string tenant_id;
+  std::string user_id;
+  bool set_display_name = false;
+  std::string display_name;
+  bool set_password_hash = false;
+  std::string password_hash;
+  MSGPACK_DEFINE(tenant_id, user_id, set_display_name, display_name, set_password_hash,
+                 password_hash);
+};
+
+struct IdentityChange {
+  std::string tenant_id;
+  std::string user_id;
+  Identity identity;  // unlink: only the channel counts
+  MSGPACK_DEFINE(tenant_id, user_id, identity);
+};
+
+struct CreateClient {
+  ClientRecord client;
+  MSGPACK_DEFINE(client);
+};
+
+struct IndexMembership {
+  std::string tenant_id;
+  std::string conversation_id;
+  std::vector<std::string> users;
+  bool joined = true;
+  MSGPACK_DEFINE(tenant_id, conversation_id, users, joined);
+};
+
+struct CreateWebhook {
+  WebhookRecord webhook;
+  MSGPACK_DEFINE(webhook);
+};
+
+struct RecordDelivery {
+  DeliveryRecord delivery;
+  MSGPACK_DEFINE(delivery);
+};
+
+struct CreateConversation {
+  ConversationRecord conversation;
+  MSGPACK_DEFINE(conversation);
+};
+
+// Add: `users` join. Remove: users[0] leaves. `by` is the acting user (empty:
+// an admin), who must be a member, and for removing someone else the creator.
+struct ChangeMembers {
+  std::string tenant_id;
+  std::string conversation_id;
+  std::string by;
+  std::vector<std::string> users;
+  MSGPACK_DEFINE(tenant_id, conversation_id, by, users);
+};
+
+// One message (message_id set) or everything up to a seq (a horizon) becomes
+// `state` (DELIVERED or READ) for `user_id`, who must be a member.
+struct MarkState {
+  std::string tenant_id;
+  std::string conversation_id;
+  std::string user_id;
+  std::string state;
+  std::string message_id;
+  std::uint64_t up_to_seq = 0;
+  MSGPACK_DEFINE(tenant_id, conversation_id, user_id, state, message_id, up_to_seq);
+};
+
+struct MarkStateResult {
+  Horizons horizons;             // the member's horizons afterwards
+  RecipientState message_state;  // with message_id: that message's state for the user
+  MSGPACK_DEFINE(horizons, message_state);
+};
+
+struct LocateMessage {
+  std::string tenant_id;
+  std::string message_id;
+  std::string conversation_id;
+  MSGPACK_DEFINE(tenant_id, message_id, conversation_id);
+};
+
+struct AckOutbox {
+  std::uint32_t partition = 0;
+  std::uint64_t up_to = 0;  // every event with index <= up_to is handled
+  MSGPACK_DEFINE(partition, up_to);
+};
+
+// ---- query bodies
+
+struct TenantLookup {
+  std::string tenant_id;
+  std::string id;
+  MSGPACK_DEFINE(tenant_id, id);
+};
+
+// Records of a tenant in id order after `after`; `owner` narrows to one user
+// (conversations) or one webhook (deliveries).
+struct TenantList {
+  std::string tenant_id;
+  std::string owner;
+  std::string after;
+  std::uint32_t limit = 50;
+  MSGPACK_DEFINE(tenant_id, owner, after, limit);
+};
+
+struct UserSet {
+  std::string tenant_id;
+  std::vector<std::string> users;
+  MSGPACK_DEFINE(tenant_id, users);
+};
+
+// `requester_id` must be a member (empty: an admin of the tenant).
+struct ConversationLookup {
+  std::string tenant_id;
+  std::string conversation_id;
+  std::string requester_id;
+  std::string message_id;  // kGetMessage
+  MSGPACK_DEFINE(tenant_id, conversation_id, requester_id, message_id);
+};
+
+struct MessageWithStates {
+  StoredMessage message;
+  std::vector<RecipientState> states;  // one per recipient
+  MSGPACK_DEFINE(message, states);
+};
+
+struct ConversationSummary {
+  ConversationRecord conversation;
+  std::uint64_t last_seq = 0;
+  std::vector<StoredMessage> last_message;  // empty or one
+  std::uint32_t unread_count = 0;           // capped at kUnreadCountMax
+  Horizons horizons;                        // the requester's
+  MSGPACK_DEFINE(conversation, last_seq, last_message, unread_count, horizons);
+};
+inline constexpr std::uint32_t kUnreadCountMax = 1000;
+
+struct ReadOutbox {
+  std::uint32_t partition = 0;
+  std::uint64_t after = 0;  // events with index > after
+  std::uint32_t limit = 256;
+  MSGPACK_DEFINE(partition, after, limit);
+};
+
+}  // namespace chat4all::wire
