@@ -81,12 +81,14 @@ std::string sign(const TokenKey& key, std::string_view signing_input) {
 
 }  // namespace
 
-std::string TokenSigner::issue(std::string_view subject, std::int64_t now_s,
-                               std::uint32_t ttl_s) const {
+std::string TokenSigner::issue(std::string_view subject, std::int64_t now_s, std::uint32_t ttl_s,
+                               std::string_view tenant, std::string_view role) const {
   const nlohmann::json claims = {{"iss", "chat4all"},
                                  {"sub", subject},
                                  {"iat", now_s},
-                                 {"exp", now_s + static_cast<std::int64_t>(ttl_s)}};
+                                 {"exp", now_s + static_cast<std::int64_t>(ttl_s)},
+                                 {"ten", tenant},
+                                 {"role", role}};
   std::string signing_input = encoded_header() + "." + base64url_encode(claims.dump());
   const std::string signature = sign(key_, signing_input);
   return signing_input + "." + base64url_encode(signature);
@@ -147,6 +149,11 @@ VerifiedToken TokenSigner::verify(std::string_view token, std::int64_t now_s) co
   result.claims.expires_at_s = exp->get<std::int64_t>();
   if (const auto iat = claims.find("iat"); iat != claims.end() && iat->is_number_integer())
     result.claims.issued_at_s = iat->get<std::int64_t>();
+  result.claims.role = "user";
+  if (const auto ten = claims.find("ten"); ten != claims.end() && ten->is_string())
+    result.claims.tenant = ten->get<std::string>();
+  if (const auto role = claims.find("role"); role != claims.end() && role->is_string())
+    result.claims.role = role->get<std::string>();
   if (now_s >= result.claims.expires_at_s) result.error = TokenError::kExpired;
   return result;
 }

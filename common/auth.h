@@ -22,7 +22,9 @@ void init_crypto();
 using TokenKey = std::array<unsigned char, 32>;
 
 struct TokenClaims {
-  std::string subject;  // user id
+  std::string subject;  // user id, or client id for a service token
+  std::string tenant;   // "ten": the tenant everything the token touches belongs to
+  std::string role;     // "role": "user" or "admin"; "user" when absent
   std::int64_t issued_at_s = 0;
   std::int64_t expires_at_s = 0;
 };
@@ -49,7 +51,8 @@ class TokenSigner {
  public:
   explicit TokenSigner(const TokenKey& key) : key_(key) {}
 
-  std::string issue(std::string_view subject, std::int64_t now_s, std::uint32_t ttl_s) const;
+  std::string issue(std::string_view subject, std::int64_t now_s, std::uint32_t ttl_s,
+                    std::string_view tenant = {}, std::string_view role = "user") const;
   VerifiedToken verify(std::string_view token, std::int64_t now_s) const;
 
  private:
