@@ -41,8 +41,8 @@ export class Runner {
   }
 
   // Runs one check. A check fails when it throws or when any response seen
-  // during it departs from the contract. `critical` aborts the run on
-  // failure (later checks need what it makes).
+  // during it departs from the contract. A `critical` check that throws
+  // stops the run (later checks need what it makes).
   async check(name, fn, { critical = false } = {}) {
     if (this.aborted) {
       this.skipped += 1;
@@ -73,7 +73,9 @@ export class Runner {
     this.failures.push({ name: `${this.section}: ${name}`, reasons });
     console.log(`FAIL  ${this.section}: ${name} (${ms} ms)`);
     for (const reason of reasons) console.log(`      ${reason.replace(/\n/g, '\n      ')}`);
-    if (critical) {
+    if (critical && error) {
+      // A critical check whose responses only depart from the schema made
+      // what later checks need; one that threw did not.
       this.aborted = true;
       console.log('      (critical: every later check depends on it; stopping here)');
     }
@@ -83,7 +85,7 @@ export class Runner {
   // Prints the summary; returns the process exit code.
   summary() {
     console.log('\n== summary');
-    for (const failure of this.failures) console.log(`FAIL  ${failure.name}: ${failure.reasons[0]}`);
+    for (const failure of this.failures) console.log(`FAIL  ${failure.name}: ${failure.reasons[0].split('\n')[0]}`);
     if (this.skip.size) console.log(`sections skipped by --skip: ${[...this.skip].join(', ')}`);
     if (this.aborted) console.log('stopped after a critical failure: the later sections did not run');
     console.log(`${this.passed} passed, ${this.failed} failed, ${this.skipped} skipped`);
@@ -93,11 +95,14 @@ export class Runner {
 
 function describe(error) {
   if (error instanceof AssertionError) {
-    const base = error.message.split('\n')[0];
-    if (error.generatedMessage && 'actual' in error) {
-      return `${base}\n  actual:   ${short(error.actual)}\n  expected: ${short(error.expected)}`;
+    // The line of the test that asserted, so that a failure can be found.
+    const frame = (error.stack || '').split('\n').find((l) => /(contract|stream)\.mjs:\d+/.test(l));
+    const where = frame ? ` [${frame.match(/(contract|stream)\.mjs:\d+/)[0]}]` : '';
+    const base = error.generatedMessage ? 'values differ' : error.message.split('\n')[0];
+    if ('actual' in error && error.operator !== 'fail') {
+      return `${base}: got ${short(error.actual)}, expected ${short(error.expected)}${where}`;
     }
-    return error.message;
+    return `${error.message}${where}`;
   }
   if (error?.code === 'ECONNREFUSED') return `connection refused (${error.address}:${error.port}): is the server running?`;
   return error?.stack?.split('\n').slice(0, 3).join('\n') || String(error);
