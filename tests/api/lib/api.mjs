@@ -99,21 +99,29 @@ export function request(baseUrl, method, pathname, { headers = {}, body, timeout
         fn(value);
       }
     };
+    let answered = false;
     const req = http.request(url, { method, headers, agent }, (res) => {
+      answered = true;
       const chunks = [];
-      res.on('data', (chunk) => chunks.push(chunk));
-      res.on('end', () => finish(resolve, {
+      const done = () => finish(resolve, {
         status: res.statusCode,
         headers: res.headers,
         text: Buffer.concat(chunks).toString('utf8'),
-      }));
+      });
+      res.on('data', (chunk) => chunks.push(chunk));
+      res.on('end', done);
       res.on('error', (error) => finish(reject, error));
+      res.on('close', () => (res.complete ? done() : finish(reject, new Error(`${method} ${pathname}: the connection closed in the middle of the answer`))));
     });
     const timer = setTimeout(() => {
       req.destroy();
       finish(reject, new Error(`${method} ${pathname}: no complete answer within ${timeoutMs} ms`));
     }, timeoutMs);
-    req.on('error', (error) => finish(reject, error));
+    req.on('error', (error) => {
+      // Once an answer has begun (a 413 sent before the whole body was read),
+      // a write error on the request side is expected and the answer counts.
+      if (!answered) finish(reject, Object.assign(error, { message: `${method} ${pathname}: ${error.message}` }));
+    });
     if (body !== undefined) req.end(body);
     else req.end();
   });
