@@ -63,27 +63,30 @@ class Inbox {
 };
 
 struct Stats {
-  Counter& attempts = metrics().counter("chat4all_connector_webhook_attempts_total",
-                                        "Webhook POST attempts made");
+  Counter& attempts =
+      metrics().counter("chat4all_connector_webhook_attempts_total", "Webhook POST attempts made");
   Counter& delivered = metrics().counter("chat4all_connector_webhook_delivered_total",
                                          "Webhook deliveries answered 2xx");
   Counter& failed = metrics().counter("chat4all_connector_webhook_failed_total",
                                       "Webhook deliveries given up (final answer or attempts)");
-  Counter& events = metrics().counter("chat4all_connector_outbox_events_total",
-                                      "Outbox events read and handled");
+  Counter& events =
+      metrics().counter("chat4all_connector_outbox_events_total", "Outbox events read and handled");
   Gauge& in_flight =
       metrics().gauge("chat4all_connector_webhook_deliveries_pending", "Deliveries not ended");
 };
 
 std::string event_body(const wire::OutboxEvent& event) {
-  json data = {{"message_id", event.message_id},
-               {"conversation_id", event.conversation_id},
-               {"seq", event.seq},
-               {"sender_id", event.sender_id},
-               {"recipient_id", event.recipient_id.empty() ? json(nullptr) : json(event.recipient_id)},
-               {"state", event.state},
-               {"at", event.at_ms}};
-  return json{{"id", event.event_id}, {"type", event.type}, {"timestamp", event.at_ms},
+  json data = {
+      {"message_id", event.message_id},
+      {"conversation_id", event.conversation_id},
+      {"seq", event.seq},
+      {"sender_id", event.sender_id},
+      {"recipient_id", event.recipient_id.empty() ? json(nullptr) : json(event.recipient_id)},
+      {"state", event.state},
+      {"at", event.at_ms}};
+  return json{{"id", event.event_id},
+              {"type", event.type},
+              {"timestamp", event.at_ms},
               {"data", std::move(data)}}
       .dump();
 }
@@ -131,8 +134,8 @@ class Dispatcher {
     bool resolved = false;  // webhooks looked up, deliveries started
   };
   struct Partition {
-    std::uint64_t after = 0;                   // every event up to here is acknowledged
-    std::map<std::uint64_t, Event> events;     // read, not yet acknowledged
+    std::uint64_t after = 0;                // every event up to here is acknowledged
+    std::map<std::uint64_t, Event> events;  // read, not yet acknowledged
     bool reading = false;
     Clock::time_point next_poll{};
   };
@@ -218,8 +221,8 @@ class Dispatcher {
         ++event.deliveries_open;
         auto delivery = std::make_shared<Delivery>();
         delivery->webhook = webhook;
-        delivery->record = {tenant_id,         webhook.webhook_id, event.event.event_id,
-                            event.event.type, "retrying",          {},
+        delivery->record = {tenant_id,        webhook.webhook_id, event.event.event_id,
+                            event.event.type, "retrying",         {},
                             ids::now_ms()};
         stats_.in_flight.add(1);
         attempt(id, index, delivery);
@@ -279,16 +282,15 @@ class Dispatcher {
   void attempt_ended(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery,
                      std::int64_t started_ms, const HttpResult& result,
                      const AttemptOutcome& outcome) {
-    wire::DeliveryAttempt attempt_record{started_ms, result.status_code,
-                                         result.error_message, result.duration_ms};
+    wire::DeliveryAttempt attempt_record{started_ms, result.status_code, result.error_message,
+                                         result.duration_ms};
     delivery->record.attempts.push_back(std::move(attempt_record));
     const auto attempt_number = static_cast<std::uint32_t>(delivery->record.attempts.size());
     std::uint64_t random = 0;
     randombytes_buf(&random, sizeof random);
     const RetryDecision decision = decide_retry(attempt_number, outcome, policy_, random);
     delivery->record.state = delivery_state_name(decision.final_state);
-    delivery->record.next_attempt_at_ms =
-        decision.retry ? ids::now_ms() + decision.delay_ms : 0;
+    delivery->record.next_attempt_at_ms = decision.retry ? ids::now_ms() + decision.delay_ms : 0;
     storage_.command<StorageClient::Empty>(
         wire::tenant_key(delivery->record.tenant_id), wire::CommandKind::kRecordDelivery,
         wire::RecordDelivery{delivery->record}, [](StorageOutcome<StorageClient::Empty>) {});
@@ -362,8 +364,8 @@ void ConnectorNode::run(const std::atomic<bool>& stop) {
   std::vector<std::string> routers;
   for (const NodeSpec* node : topology_.with_role(NodeRole::kRouter))
     routers.push_back(node->zmq_address("rpc"));
-  auto router_client = std::make_unique<RouterClient>(
-      routers, topology_.limits.request_timeout_ms, topology_.limits.pending_requests_max);
+  auto router_client = std::make_unique<RouterClient>(routers, topology_.limits.request_timeout_ms,
+                                                      topology_.limits.pending_requests_max);
   StorageClient storage(*router_client);
   log_.info("started", {{"partitions", partitions.size()}, {"connectors", connectors.size()}});
   Dispatcher dispatcher(topology_, std::move(partitions), storage, log_);
