@@ -166,6 +166,24 @@ void HttpApi::get_conversation(const ApiRequest&, Call call) {
   answer_summary(std::move(call), std::move(conversation_id), 200);
 }
 
+void HttpApi::with_group(Call call, const std::string& conversation_id,
+                         std::function<void(Call, wire::ConversationRecord)> next) {
+  storage_.query<wire::ConversationRecord>(
+      conversation_id, wire::QueryKind::kGetConversation,
+      wire::ConversationLookup{call.caller.tenant, conversation_id, call.caller.requester(), ""},
+      on_ok<wire::ConversationRecord>(call.respond,
+                                      [call, next](wire::ConversationRecord conversation) {
+                                        if (conversation.type != "group")
+                                          return call.respond(error_response(
+                                              409, "private_conversation",
+                                              "the members of a private conversation are fixed"));
+                                        next(call, std::move(conversation));
+                                      }),
+      call.trace_id);
+}
+
+// Unknown users first, then the group (private ones and the member limit are
+// checked on what it holds now), then the change, then the users' index.
 void HttpApi::add_members(const ApiRequest& request, Call call) {
   const std::string conversation_id = call.params[0];
   if (auto error = check_id(conversation_id, "conversation_id"))
@@ -173,9 +191,18 @@ void HttpApi::add_members(const ApiRequest& request, Call call) {
   auto parsed = parse_members_add(request.body, topology_.limits.members_max);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
   const auto users = std::get<std::vector<std::string>>(std::move(parsed));
-  const FailureCodes codes{.conflict = "private_conversation"};
+  const std::uint32_t members_max = topology_.limits.members_max;
 
-  auto add = [this, conversation_id, users, codes](Call call) {
+  auto add = [this, conversation_id, users, members_max](Call call,
+                                                         wire::ConversationRecord group) {
+    std::size_t total = group.members.size();
+    for (const auto& user : users)
+      if (std::find(group.members.begin(), group.members.end(), user) == group.members.end())
+        ++total;
+    if (total > members_max)
+      return call.respond(error_response(
+          400, "invalid_field",
+          "a conversation has at most " + std::to_string(members_max) + " members", "members"));
     storage_.command<wire::ConversationRecord>(
         conversation_id, wire::CommandKind::kAddMembers,
         wire::ChangeMembers{call.caller.tenant, conversation_id, call.caller.requester(), users},
@@ -184,8 +211,7 @@ void HttpApi::add_members(const ApiRequest& request, Call call) {
             [this, call, conversation_id, users](wire::ConversationRecord conversation) {
               index_membership(call, conversation_id, users, true,
                                json_response(200, conversation_json(conversation)));
-            },
-            codes),
+            }),
         call.trace_id);
   };
   storage_.query<std::vector<std::string>>(
@@ -193,31 +219,38 @@ void HttpApi::add_members(const ApiRequest& request, Call call) {
       wire::UserSet{call.caller.tenant, users},
       on_ok<std::vector<std::string>>(
           call.respond,
-          [call, add](std::vector<std::string> missing) {
+          [this, call, conversation_id, add](std::vector<std::string> missing) {
             if (!missing.empty())
               return call.respond(error_response(
                   400, "unknown_members", "these users do not exist: " + join(missing), "members"));
-            add(call);
+            with_group(call, conversation_id, add);
           }),
       call.trace_id);
 }
 
+// A member leaves; the creator or an admin removes anyone.
 void HttpApi::remove_member(const ApiRequest&, Call call) {
   const std::string conversation_id = call.params[0];
   const std::string user_id = call.params[1];
   if (auto error = check_id(conversation_id, "conversation_id"))
     return call.respond(error_response(*error));
   if (auto error = check_name(user_id, "user_id")) return call.respond(error_response(*error));
-  storage_.command<wire::ConversationRecord>(
-      conversation_id, wire::CommandKind::kRemoveMember,
-      wire::ChangeMembers{call.caller.tenant, conversation_id, call.caller.requester(), {user_id}},
-      on_ok<wire::ConversationRecord>(
-          call.respond,
-          [this, call, conversation_id, user_id](wire::ConversationRecord) {
-            index_membership(call, conversation_id, {user_id}, false, no_content());
-          },
-          FailureCodes{.conflict = "private_conversation"}),
-      call.trace_id);
+  with_group(std::move(call), conversation_id,
+             [this, conversation_id, user_id](Call call, wire::ConversationRecord group) {
+               const std::string& by = call.caller.user();
+               if (!by.empty() && by != user_id && by != group.created_by)
+                 return call.respond(error_response(
+                     403, "forbidden", "only the group's creator or an admin removes others"));
+               storage_.command<wire::ConversationRecord>(
+                   conversation_id, wire::CommandKind::kRemoveMember,
+                   wire::ChangeMembers{call.caller.tenant, conversation_id, by, {user_id}},
+                   on_ok<wire::ConversationRecord>(
+                       call.respond,
+                       [this, call, conversation_id, user_id](wire::ConversationRecord) {
+                         index_membership(call, conversation_id, {user_id}, false, no_content());
+                       }),
+                   call.trace_id);
+             });
 }
 
 void HttpApi::mark_conversation_read(const ApiRequest& request, Call call) {

@@ -24,17 +24,19 @@ ApiResponse forbidden_for_other_users() {
   return error_response(403, "forbidden", "only an admin or the user itself may do this");
 }
 
-// kExists from the tenant directory: the user id, or an address another user has.
-ApiResponse user_conflict(const StorageOutcome<wire::UserRecord>& outcome,
-                          const std::string& address_field) {
-  const bool identity = outcome.field.find("identit") != std::string::npos ||
-                        outcome.field.find("address") != std::string::npos ||
-                        !address_field.empty();
+// kExists when creating a user: its id, or one of its addresses, which another user has.
+ApiResponse user_create_conflict(const StorageOutcome<wire::UserRecord>& outcome,
+                                 const std::vector<wire::Identity>& identities) {
   if (outcome.status != wire::Status::kExists) return storage_error(outcome);
-  if (!identity)
+  if (outcome.field == "user_id")
     return error_response(409, "user_exists", "a user with this user_id exists", "user_id");
-  return error_response(409, "identity_taken", "another user has linked this address",
-                        outcome.field.empty() ? address_field : outcome.field);
+  // Storage names the identity in its detail ("identity <channel>:<address> ...").
+  std::string field = "identities";
+  for (std::size_t i = 0; i < identities.size(); ++i)
+    if (outcome.detail.find(identities[i].channel + ":" + identities[i].address) !=
+        std::string::npos)
+      field = "identities[" + std::to_string(i) + "].address";
+  return error_response(409, "identity_taken", "another user has linked this address", field);
 }
 
 ApiResponse created(const json& body, const std::string& location) {
@@ -146,8 +148,9 @@ void HttpApi::create_user(const ApiRequest& request, Call call) {
                                                     user.identities, now_ms, now_ms}};
     storage_.command<wire::UserRecord>(
         wire::tenant_key(call.caller.tenant), wire::CommandKind::kCreateUser, command,
-        [call](StorageOutcome<wire::UserRecord> outcome) {
-          if (!outcome.ok()) return call.respond(user_conflict(outcome, ""));
+        [call, command](StorageOutcome<wire::UserRecord> outcome) {
+          if (!outcome.ok())
+            return call.respond(user_create_conflict(outcome, command.user.identities));
           call.respond(
               created(user_json(*outcome.value, true), "/v1/users/" + outcome.value->user_id));
         },
@@ -234,7 +237,8 @@ void HttpApi::link_identity(const ApiRequest& request, Call call) {
       wire::tenant_key(call.caller.tenant), wire::CommandKind::kLinkIdentity,
       wire::IdentityChange{call.caller.tenant, user_id, std::get<wire::Identity>(parsed)},
       [call](StorageOutcome<wire::UserRecord> outcome) {
-        if (!outcome.ok()) return call.respond(user_conflict(outcome, "address"));
+        if (!outcome.ok())
+          return call.respond(storage_error(outcome, FailureCodes{.exists = "identity_taken"}));
         call.respond(json_response(200, user_json(*outcome.value, true)));
       },
       call.trace_id);
@@ -249,8 +253,13 @@ void HttpApi::unlink_identity(const ApiRequest&, Call call) {
   storage_.command<wire::UserRecord>(
       wire::tenant_key(call.caller.tenant), wire::CommandKind::kUnlinkIdentity,
       wire::IdentityChange{call.caller.tenant, user_id, wire::Identity{call.params[1], ""}},
-      on_ok<wire::UserRecord>(call.respond,
-                              [call](wire::UserRecord) { call.respond(no_content()); }),
+      [call](StorageOutcome<wire::UserRecord> outcome) {
+        // Unlinking is idempotent: nothing linked on the channel is done already.
+        if (outcome.ok() ||
+            (outcome.status == wire::Status::kNotFound && outcome.field == "channel"))
+          return call.respond(no_content());
+        call.respond(storage_error(outcome));
+      },
       call.trace_id);
 }
 

@@ -112,11 +112,14 @@ void HttpApi::mark_message(Call call, const char* state) {
         call.caller.tenant, conversation_id, call.caller.subject, state, call.params[0], 0};
     storage_.command<wire::MarkStateResult>(
         conversation_id, wire::CommandKind::kMarkState, mark,
-        on_ok<wire::MarkStateResult>(call.respond,
-                                     [call](wire::MarkStateResult result) {
-                                       call.respond(json_response(
-                                           200, recipient_state_json(result.message_state)));
-                                     }),
+        [call](StorageOutcome<wire::MarkStateResult> outcome) {
+          // A member that is not a recipient (the sender, or left out by `to`).
+          if (outcome.status == wire::Status::kInvalid && outcome.field == "message_id")
+            return call.respond(error_response(403, "not_a_recipient",
+                                               "only a recipient of the message may mark it"));
+          if (!outcome.ok()) return call.respond(storage_error(outcome));
+          call.respond(json_response(200, recipient_state_json(outcome.value->message_state)));
+        },
         call.trace_id);
   });
 }

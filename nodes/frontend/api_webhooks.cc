@@ -86,39 +86,31 @@ void HttpApi::delete_webhook(const ApiRequest&, Call call) {
                           call.trace_id);
 }
 
-// The webhook is looked up first: a list of another tenant's (or no)
-// webhook's deliveries would be empty rather than 404.
 void HttpApi::list_deliveries(const ApiRequest&, Call call) {
   const std::string webhook_id = call.params[0];
   if (auto error = check_id(webhook_id, "webhook_id")) return call.respond(error_response(*error));
   auto parsed = parse_page_query(call.query);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
   const PageQuery page = std::get<PageQuery>(parsed);
-  const std::string key = wire::tenant_key(call.caller.tenant);
-  storage_.query<wire::WebhookRecord>(
-      key, wire::QueryKind::kGetWebhook, wire::TenantLookup{call.caller.tenant, webhook_id},
-      on_ok<wire::WebhookRecord>(
-          call.respond,
-          [this, call, key, webhook_id, page](wire::WebhookRecord) {
-            storage_.query<std::vector<wire::DeliveryRecord>>(
-                key, wire::QueryKind::kListDeliveries,
-                wire::TenantList{call.caller.tenant, webhook_id, page.after, page.limit},
-                on_ok<std::vector<wire::DeliveryRecord>>(
-                    call.respond,
-                    [call, webhook_id, page](std::vector<wire::DeliveryRecord> deliveries) {
-                      json items = json::array();
-                      for (const auto& delivery : deliveries)
-                        items.push_back(delivery_json(delivery));
-                      call.respond(json_response(
-                          200, {{"webhook_id", webhook_id},
-                                {"deliveries", std::move(items)},
-                                {"next_after",
-                                 next_after(deliveries, page.limit, [](const auto& delivery) {
-                                   return delivery.event_id;
-                                 })}}));
-                    }),
-                call.trace_id);
-          }),
+  // Storage answers kNotFound for a webhook that is not the tenant's, not an empty list.
+  storage_.query<std::vector<wire::DeliveryRecord>>(
+      wire::tenant_key(call.caller.tenant), wire::QueryKind::kListDeliveries,
+      wire::TenantList{call.caller.tenant, webhook_id, page.after, page.limit},
+      on_ok<std::vector<wire::DeliveryRecord>>(call.respond,
+                                               [call, webhook_id, page](
+                                                   std::vector<wire::DeliveryRecord> deliveries) {
+                                                 json items = json::array();
+                                                 for (const auto& delivery : deliveries)
+                                                   items.push_back(delivery_json(delivery));
+                                                 call.respond(json_response(
+                                                     200, {{"webhook_id", webhook_id},
+                                                           {"deliveries", std::move(items)},
+                                                           {"next_after",
+                                                            next_after(deliveries, page.limit,
+                                                                       [](const auto& delivery) {
+                                                                         return delivery.event_id;
+                                                                       })}}));
+                                               }),
       call.trace_id);
 }
 

@@ -113,6 +113,10 @@ class HttpApi {
   // answers with `response`.
   void index_membership(Call call, std::string conversation_id, std::vector<std::string> users,
                         bool joined, ApiResponse response);
+  // The group `conversation_id` as the caller sees it, to change its members:
+  // continues with its record, or answers 409 for a private conversation.
+  void with_group(Call call, const std::string& conversation_id,
+                  std::function<void(Call, wire::ConversationRecord)> next);
   // Answers the conversation as `call`'s caller sees it (ConversationSummary).
   void answer_summary(Call call, std::string conversation_id, int status);
 
