@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -56,10 +57,14 @@ and reports for each conversation the time from the kill until the first write s
 kill was acknowledged (202). Then reads back every acknowledged message.
 
   --url URL            frontend base URL (default http://127.0.0.1:8080)
-  --user ID            user to write as (default alice)
-  --password PASSWORD  that user's password (default chat4all-dev)
-  --topology FILE      pick --per-partition conversations in every partition of FILE's ring
-                       (else --conversations N, named probe-0 ... probe-(N-1))
+  --tenant ID          tenant to work in (default dev)
+  --client-id ID       that tenant's admin client, which creates the users (default dev-admin)
+  --client-secret S    its secret (default chat4all-dev)
+  --user ID            user to write as, created if missing (default alice)
+  --peer ID            the other member of every conversation, created if missing (default bob)
+  --password PASSWORD  both users' password (default chat4all-dev)
+  --topology FILE      create group conversations until every partition of FILE's ring has
+                       --per-partition of them (else --conversations N of them)
   --per-partition K    with --topology (default 2)
   --conversations N    without --topology (default 256)
   --interval-ms MS     one write per conversation every MS ms while nothing fails (default 100)
@@ -80,8 +85,12 @@ at its acknowledged seq, 1 otherwise, 2 for bad options, a failed login or a mis
 
 struct Options {
   std::string url = "http://127.0.0.1:8080";
+  std::string tenant = kDevTenant;
+  std::string client_id = kDevAdminClient;
+  std::string client_secret = kDevSecret;
   std::string user = "alice";
-  std::string password = "chat4all-dev";
+  std::string peer = "bob";
+  std::string password = kDevSecret;
   std::string topology;
   std::uint32_t per_partition = 2;
   std::uint32_t conversations = 256;
@@ -111,8 +120,16 @@ std::optional<std::string> parse_options(int argc, char** argv, Options& options
     bool ok = true;
     if (arg == "--url") {
       options.url = value;
+    } else if (arg == "--tenant") {
+      options.tenant = value;
+    } else if (arg == "--client-id") {
+      options.client_id = value;
+    } else if (arg == "--client-secret") {
+      options.client_secret = value;
     } else if (arg == "--user") {
       options.user = value;
+    } else if (arg == "--peer") {
+      options.peer = value;
     } else if (arg == "--password") {
       options.password = value;
     } else if (arg == "--topology") {
@@ -372,21 +389,29 @@ double percentile(const std::vector<double>& sorted, double p) {
   return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
 }
 
-std::vector<Probe> choose_conversations(const Options& options) {
+// Conversation ids are the server's choice, so covering every partition means creating
+// conversations until each has --per-partition of them; the rest are left unused.
+std::vector<Probe> choose_conversations(const Options& options,
+                                        const std::function<std::string()>& create) {
   std::vector<Probe> probes;
   if (options.topology.empty()) {
     for (std::uint32_t i = 0; i < options.conversations; ++i)
-      probes.emplace_back().conversation_id = "probe-" + std::to_string(i);
+      probes.emplace_back().conversation_id = create();
     return probes;
   }
   const Topology topology = load_topology(options.topology);
   const Ring ring(topology.storage_node_names(), topology.partition_count,
                   topology.replication_factor, topology.virtual_nodes);
-  // Stable names, so that every trial against one cluster probes the same conversations.
   std::vector<std::uint32_t> count(ring.partition_count(), 0);
   std::uint32_t missing = ring.partition_count();
-  for (std::uint64_t i = 0; missing > 0; ++i) {
-    std::string id = "probe-" + std::to_string(i);
+  // Far beyond the expected number of draws (the coupon collector's), so only a ring this
+  // tool misreads can reach it.
+  const std::uint64_t attempts_max = 50ull * ring.partition_count() * options.per_partition;
+  for (std::uint64_t attempt = 0; missing > 0; ++attempt) {
+    if (attempt == attempts_max)
+      throw std::runtime_error("created " + std::to_string(attempt) +
+                               " conversations without covering every partition");
+    std::string id = create();
     const auto partition = ring.partition_of(id);
     if (count[partition] >= options.per_partition) continue;
     if (++count[partition] == options.per_partition) --missing;
@@ -424,9 +449,13 @@ int run(int argc, char** argv) {
   boost::asio::ip::tcp::endpoint endpoint;
   Token token;
   try {
-    probes = choose_conversations(options);
     endpoint = resolve(*target);
-    token = fetch_token(endpoint, *target, options.user, options.password);
+    token =
+        prepare_users(endpoint, *target,
+                      Credentials{options.tenant, options.client_id, options.client_secret, true},
+                      options.user, options.peer, options.password);
+    probes = choose_conversations(
+        options, [&] { return create_group(endpoint, *target, token, options.peer); });
   } catch (const std::exception& e) {
     std::fprintf(stderr, "chat4all-failover-probe: %s\n", e.what());
     return 2;

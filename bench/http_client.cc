@@ -121,29 +121,86 @@ HttpAnswer http_request(const tcp::endpoint& endpoint, const Target& target, htt
   return answer;
 }
 
-Token fetch_token(const tcp::endpoint& endpoint, const Target& target, const std::string& user,
-                  const std::string& password) {
-  const std::string body = nlohmann::json{{"user_id", user}, {"password", password}}.dump();
+namespace {
+
+const Headers kJson = {{"Content-Type", "application/json"}};
+
+// A request retried a few times while the server is busy (no answer, 429, 503), as the first
+// requests to a cluster that has just started may find it. Throws when no answer comes back.
+HttpAnswer request_patiently(const tcp::endpoint& endpoint, const Target& target, http::verb method,
+                             const std::string& path, const std::string& body,
+                             const Headers& headers) {
   for (int attempt = 1;; ++attempt) {
-    const HttpAnswer answer =
-        http_request(endpoint, target, http::verb::post, "/v1/auth/token", body,
-                     {{"Content-Type", "application/json"}}, kLoginTimeout);
-    if (answer.status == 0) throw std::runtime_error("login failed: " + answer.error);
-    if ((answer.status == 429 || answer.status == 503) && attempt < kLoginAttempts) {
+    HttpAnswer answer = http_request(endpoint, target, method, path, body, headers, kLoginTimeout);
+    const bool busy = answer.status == 0 || answer.status == 429 || answer.status == 503;
+    if (busy && attempt < kLoginAttempts) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
-    if (answer.status != 200)
-      throw std::runtime_error("POST /v1/auth/token answered " + std::to_string(answer.status) +
-                               ": " + answer.body);
-    const auto json = nlohmann::json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
-    if (!json.is_object() || !json.contains("access_token") || !json["access_token"].is_string())
-      throw std::runtime_error("no access_token in the login answer: " + answer.body);
-    Token token{json["access_token"].get<std::string>(), 0};
-    if (json.contains("expires_in") && json["expires_in"].is_number_integer())
-      token.expires_in_s = json["expires_in"].get<std::int64_t>();
-    return token;
+    if (answer.status == 0)
+      throw std::runtime_error(std::string(http::to_string(method)) + " " + path +
+                               " failed: " + answer.error);
+    return answer;
   }
+}
+
+std::runtime_error refused(const std::string& what, const HttpAnswer& answer) {
+  return std::runtime_error(what + " answered " + std::to_string(answer.status) + ": " +
+                            answer.body.substr(0, 300));
+}
+
+}  // namespace
+
+Token fetch_token(const tcp::endpoint& endpoint, const Target& target,
+                  const Credentials& credentials) {
+  nlohmann::json grant = {{"tenant_id", credentials.tenant}};
+  if (credentials.client) {
+    grant["grant_type"] = "client_credentials";
+    grant["client_id"] = credentials.id;
+    grant["client_secret"] = credentials.secret;
+  } else {
+    grant["user_id"] = credentials.id;
+    grant["password"] = credentials.secret;
+  }
+  const HttpAnswer answer =
+      request_patiently(endpoint, target, http::verb::post, "/v1/auth/token", grant.dump(), kJson);
+  if (answer.status != 200) throw refused("POST /v1/auth/token as " + credentials.id, answer);
+  const auto json = nlohmann::json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object() || !json.contains("access_token") || !json["access_token"].is_string())
+    throw std::runtime_error("no access_token in the login answer: " + answer.body);
+  Token token{json["access_token"].get<std::string>(), 0};
+  if (json.contains("expires_in") && json["expires_in"].is_number_integer())
+    token.expires_in_s = json["expires_in"].get<std::int64_t>();
+  return token;
+}
+
+Token prepare_users(const tcp::endpoint& endpoint, const Target& target, const Credentials& admin,
+                    const std::string& sender, const std::string& peer,
+                    const std::string& password) {
+  const Token admin_token = fetch_token(endpoint, target, admin);
+  const Headers as_admin = {{"Content-Type", "application/json"},
+                            {"Authorization", "Bearer " + admin_token.access_token}};
+  for (const auto& user : {sender, peer}) {
+    const HttpAnswer answer = request_patiently(
+        endpoint, target, http::verb::post, "/v1/users",
+        nlohmann::json{{"user_id", user}, {"password", password}}.dump(), as_admin);
+    if (answer.status != 201 && answer.status != 409)  // 409: it exists already
+      throw refused("POST /v1/users " + user, answer);
+  }
+  return fetch_token(endpoint, target, Credentials{admin.tenant, sender, password});
+}
+
+std::string create_group(const tcp::endpoint& endpoint, const Target& target, const Token& token,
+                         const std::string& peer) {
+  const HttpAnswer answer = request_patiently(
+      endpoint, target, http::verb::post, "/v1/conversations",
+      nlohmann::json{{"type", "group"}, {"members", {peer}}}.dump(),
+      {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + token.access_token}});
+  const auto json = nlohmann::json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
+  if (answer.status != 201 || !json.is_object() || !json.contains("conversation_id") ||
+      !json["conversation_id"].is_string())
+    throw refused("POST /v1/conversations", answer);
+  return json["conversation_id"].get<std::string>();
 }
 
 bool is_transient(const HttpAnswer& answer) {

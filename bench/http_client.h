@@ -62,10 +62,35 @@ struct Token {
   std::int64_t expires_in_s = 0;
 };
 
+// Who logs in: a user of a tenant (password grant) or a service client (client_credentials).
+struct Credentials {
+  std::string tenant;
+  std::string id;  // user_id or client_id
+  std::string secret;
+  bool client = false;
+};
+
+// The defaults of topology/local.yaml: tenant "dev" and its admin client.
+inline constexpr const char* kDevTenant = "dev";
+inline constexpr const char* kDevAdminClient = "dev-admin";
+inline constexpr const char* kDevSecret = "chat4all-dev";
+
 // POST /v1/auth/token; retried a few times while the server is busy (429/503). Throws with a
 // readable message when no token comes back.
 Token fetch_token(const boost::asio::ip::tcp::endpoint& endpoint, const Target& target,
-                  const std::string& user, const std::string& password);
+                  const Credentials& credentials);
+
+// What a load run needs before it starts. With the admin client's token, creates users `sender`
+// and `peer` (both with `password`; users that exist already are kept, so their password must be
+// `password`), and returns a token of `sender`. Throws with a readable message on failure.
+Token prepare_users(const boost::asio::ip::tcp::endpoint& endpoint, const Target& target,
+                    const Credentials& admin, const std::string& sender, const std::string& peer,
+                    const std::string& password);
+
+// Creates a group conversation of the token's user and `peer`; returns its id (chosen by the
+// server). Throws with a readable message on failure.
+std::string create_group(const boost::asio::ip::tcp::endpoint& endpoint, const Target& target,
+                         const Token& token, const std::string& peer);
 
 // No answer, 500, 502, 503 or 504: the outcome may change on a retry (a node restarting, an
 // election under way).

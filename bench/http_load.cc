@@ -79,10 +79,16 @@ constexpr const char* kUsage = R"(usage: chat4all-http-load [options]
 Sends POST /v1/messages to a Chat4All frontend and reports throughput and latency.
 
   --url URL              frontend base URL, http://host:port (default http://127.0.0.1:8080)
-  --user ID              user to log in as (default alice)
-  --password PASSWORD    that user's password (default chat4all-dev)
+  --tenant ID            tenant to work in (default dev)
+  --client-id ID         that tenant's admin client, which creates the users (default dev-admin)
+  --client-secret S      its secret (default chat4all-dev)
+  --user ID              user that sends, created if missing (default alice)
+  --peer ID              the other member of every conversation, created if missing
+                         (default bob)
+  --password PASSWORD    both users' password (default chat4all-dev)
   --connections N        keep-alive connections, one request in flight each (default 64)
-  --conversations N      conversations bench-0 .. bench-(N-1), used round-robin (default 1000)
+  --conversations N      group conversations of both users, created before the run and used
+                         round-robin (default 1000)
   --duration-s S         measured seconds after the warmup (default 10)
   --warmup-s S           seconds sent but left out of the statistics (default 1)
   --messages N           stop after N requests in total, warmup included (default 0: no cap)
@@ -112,8 +118,12 @@ still in flight. The human summary goes to stderr; stdout gets one JSON line.
 
 struct Options {
   std::string url = "http://127.0.0.1:8080";
+  std::string tenant = kDevTenant;
+  std::string client_id = kDevAdminClient;
+  std::string client_secret = kDevSecret;
   std::string user = "alice";
-  std::string password = "chat4all-dev";
+  std::string peer = "bob";
+  std::string password = kDevSecret;
   std::uint32_t connections = 64;
   std::uint64_t conversations = 1000;
   double duration_s = 10;
@@ -138,9 +148,9 @@ std::optional<std::string> parse_options(int argc, char** argv, Options& options
     if (arg.substr(0, 2) != "--") return "unexpected argument '" + std::string(arg) + "'";
     arg.remove_prefix(2);
     static constexpr std::string_view kKnown[] = {
-        "url",        "user",     "password", "connections",   "conversations",
-        "duration-s", "warmup-s", "messages", "rate",          "timeout-s",
-        "threads",    "ack-log",  "retry-s",  "retry-attempts"};
+        "url",      "tenant",      "client-id",     "client-secret", "user",     "peer",
+        "password", "connections", "conversations", "duration-s",    "warmup-s", "messages",
+        "rate",     "timeout-s",   "threads",       "ack-log",       "retry-s",  "retry-attempts"};
     const std::string_view bare = arg.substr(0, arg.find('='));
     const std::string flag = "--" + std::string(bare);
     if (std::find(std::begin(kKnown), std::end(kKnown), bare) == std::end(kKnown))
@@ -157,8 +167,16 @@ std::optional<std::string> parse_options(int argc, char** argv, Options& options
     bool ok = true;
     if (name == "url") {
       options.url = value;
+    } else if (name == "tenant") {
+      options.tenant = value;
+    } else if (name == "client-id") {
+      options.client_id = value;
+    } else if (name == "client-secret") {
+      options.client_secret = value;
     } else if (name == "user") {
       options.user = value;
+    } else if (name == "peer") {
+      options.peer = value;
     } else if (name == "password") {
       options.password = value;
     } else if (name == "connections") {
@@ -401,6 +419,7 @@ struct Plan {
   std::string run_id;
   std::uint32_t connections = 0;
   std::uint64_t conversations = 0;
+  std::vector<std::string> conversation_ids;  // `conversations` of them, made before the run
   double rate = 0;
   double ns_per_message = 0;  // open loop: 1e9 / rate
   std::uint64_t message_cap = 0;
@@ -566,8 +585,8 @@ class Connection {
   void build_request(std::uint64_t sequence) {
     const std::uint64_t conversation = conversation_of(sequence);
     body_.clear();  // keeps its capacity: no allocation per request
-    body_.append(R"({"conversation_id":"bench-)");
-    append_number(body_, conversation);
+    body_.append(R"({"conversation_id":")");
+    body_.append(plan_.conversation_ids[conversation]);
     body_.append(R"(","message_id":")");
     body_.append(message_id_prefix_);
     append_number(body_, sequence);
@@ -850,18 +869,19 @@ void raise_open_file_limit(std::uint64_t needed) {
 // One line per message, each connection's messages in the order it sent them, which with one
 // request in flight is also the order of their acknowledgements. The format is
 // tools/fault/ack_log.h's.
-void write_ack_log(std::ostream& out, const std::string& run_id, std::uint64_t conversations,
-                   std::vector<Outcome>& outcomes) {
+void write_ack_log(std::ostream& out, const std::string& run_id,
+                   const std::vector<std::string>& conversations, std::vector<Outcome>& outcomes) {
   std::sort(outcomes.begin(), outcomes.end(), [](const Outcome& a, const Outcome& b) {
     return std::tie(a.connection, a.sequence) < std::tie(b.connection, b.sequence);
   });
-  out << "# chat4all ack log v1 run=" << run_id << " conversations=" << conversations << "\n"
+  out << "# chat4all ack log v1 run=" << run_id << " conversations=" << conversations.size() << "\n"
       << "# session\tindex\tconversation_id\tmessage_id\toutcome\tseq\tattempts\tdetail\n";
   for (const auto& outcome : outcomes) {
-    out << outcome.connection << '\t' << outcome.sequence << "\tbench-" << outcome.conversation
-        << '\t' << run_id << '-' << outcome.connection << '-' << outcome.sequence << '\t'
-        << (outcome.acknowledged ? "ack" : "unknown") << '\t' << outcome.seq << '\t'
-        << outcome.attempts << '\t' << (outcome.detail.empty() ? "-" : outcome.detail) << '\n';
+    out << outcome.connection << '\t' << outcome.sequence << '\t'
+        << conversations[outcome.conversation] << '\t' << run_id << '-' << outcome.connection << '-'
+        << outcome.sequence << '\t' << (outcome.acknowledged ? "ack" : "unknown") << '\t'
+        << outcome.seq << '\t' << outcome.attempts << '\t'
+        << (outcome.detail.empty() ? "-" : outcome.detail) << '\n';
   }
 }
 
@@ -906,7 +926,15 @@ int run(int argc, char** argv) {
   Token token;
   try {
     plan.endpoint = resolve(*target);
-    token = fetch_token(plan.endpoint, *target, options.user, options.password);
+    std::fprintf(stderr, "chat4all-http-load: creating users %s, %s and %llu conversations\n",
+                 options.user.c_str(), options.peer.c_str(),
+                 static_cast<unsigned long long>(options.conversations));
+    token =
+        prepare_users(plan.endpoint, *target,
+                      Credentials{options.tenant, options.client_id, options.client_secret, true},
+                      options.user, options.peer, options.password);
+    for (std::uint64_t i = 0; i < options.conversations; ++i)
+      plan.conversation_ids.push_back(create_group(plan.endpoint, *target, token, options.peer));
   } catch (const std::exception& error) {
     std::fprintf(stderr, "chat4all-http-load: %s\n", error.what());
     return 1;
@@ -1033,7 +1061,7 @@ int run(int argc, char** argv) {
   std::uint64_t acknowledged = 0;
   for (const auto& outcome : total.outcomes) acknowledged += outcome.acknowledged ? 1 : 0;
   if (plan.ack_mode) {
-    write_ack_log(ack_log, plan.run_id, options.conversations, total.outcomes);
+    write_ack_log(ack_log, plan.run_id, plan.conversation_ids, total.outcomes);
     ack_log.close();
     if (!ack_log)
       std::fprintf(stderr, "chat4all-http-load: writing %s failed\n", options.ack_log.c_str());

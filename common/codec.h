@@ -86,4 +86,24 @@ std::optional<Body> decode_as(std::string_view bytes, wire::MessageType expected
 
 const char* status_name(wire::Status status);
 
+// A struct as msgpack bytes, for bodies carried inside another struct
+// (CommandRequest::body, stored records).
+template <typename T>
+std::string pack_body(const T& body) {
+  msgpack::sbuffer buffer(256);
+  msgpack::pack(buffer, body);
+  return std::string(buffer.data(), buffer.size());
+}
+
+// The struct back; nullopt when the bytes are not msgpack of that shape.
+template <typename T>
+std::optional<T> unpack_body(std::string_view bytes) {
+  try {
+    msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
+    return handle.get().as<T>();
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace chat4all::codec

@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <cassert>
+#include <charconv>
 #include <cstring>
 #include <stdexcept>
+
+#include "schema/wire.h"
 
 namespace chat4all {
 
@@ -56,8 +59,17 @@ Ring::Ring(std::vector<std::string> storage_nodes, std::uint32_t partition_count
   }
 }
 
-PartitionId Ring::partition_of(std::string_view conversation_id) const {
-  return static_cast<PartitionId>(placement_hash(conversation_id) % partition_count_);
+PartitionId Ring::partition_of(std::string_view key) const {
+  // wire::partition_key(p) names a partition itself (its outbox).
+  if (key.substr(0, wire::kPartitionKeyPrefix.size()) == wire::kPartitionKeyPrefix) {
+    const std::string_view number = key.substr(wire::kPartitionKeyPrefix.size());
+    std::uint32_t partition = 0;
+    auto [end, error] = std::from_chars(number.data(), number.data() + number.size(), partition);
+    if (error == std::errc() && end == number.data() + number.size() &&
+        partition < partition_count_)
+      return partition;
+  }
+  return static_cast<PartitionId>(placement_hash(key) % partition_count_);
 }
 
 const std::vector<std::string>& Ring::replicas(PartitionId partition) const {

@@ -28,7 +28,9 @@ class Ring {
   Ring(std::vector<std::string> storage_nodes, std::uint32_t partition_count,
        std::uint32_t replication_factor, std::uint32_t virtual_nodes = 64);
 
-  PartitionId partition_of(std::string_view conversation_id) const;
+  // The partition of a routing key: a conversation_id, tenant_key(),
+  // locator_key() (hashed), or partition_key(p) (p itself).
+  PartitionId partition_of(std::string_view key) const;
 
   // Node names in ring order; size is min(replication_factor, node count).
   const std::vector<std::string>& replicas(PartitionId partition) const;

@@ -30,23 +30,6 @@ struct StorageOutcome {
   bool ok() const { return status == wire::Status::kOk; }
 };
 
-template <typename T>
-std::string pack_body(const T& body) {
-  msgpack::sbuffer buffer(256);
-  msgpack::pack(buffer, body);
-  return std::string(buffer.data(), buffer.size());
-}
-
-template <typename T>
-std::optional<T> unpack_body(std::string_view bytes) {
-  try {
-    msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
-    return handle.get().as<T>();
-  } catch (const std::exception&) {
-    return std::nullopt;
-  }
-}
-
 class StorageClient {
  public:
   explicit StorageClient(RouterClient& routers) : routers_(routers) {}
@@ -55,16 +38,16 @@ class StorageClient {
   void command(std::string key, wire::CommandKind kind, const Body& body,
                std::function<void(StorageOutcome<Result>)> done, std::string trace_id = {}) {
     submit<Result>(wire::MessageType::kCommandRequest, wire::MessageType::kCommandReply,
-                   wire::CommandRequest{std::move(key), kind, pack_body(body)}, std::move(done),
-                   std::move(trace_id));
+                   wire::CommandRequest{std::move(key), kind, codec::pack_body(body)},
+                   std::move(done), std::move(trace_id));
   }
 
   template <typename Result, typename Body>
   void query(std::string key, wire::QueryKind kind, const Body& body,
              std::function<void(StorageOutcome<Result>)> done, std::string trace_id = {}) {
     submit<Result>(wire::MessageType::kQueryRequest, wire::MessageType::kQueryReply,
-                   wire::QueryRequest{std::move(key), kind, pack_body(body)}, std::move(done),
-                   std::move(trace_id));
+                   wire::QueryRequest{std::move(key), kind, codec::pack_body(body)},
+                   std::move(done), std::move(trace_id));
   }
 
   // A command whose result carries nothing (wire says "(empty)").
@@ -102,7 +85,7 @@ class StorageClient {
                       outcome.detail = std::move(answer->detail);
                       outcome.field = std::move(answer->field);
                       if (outcome.ok()) {
-                        outcome.value = unpack_body<Result>(answer->body);
+                        outcome.value = codec::unpack_body<Result>(answer->body);
                         if (!outcome.value) {
                           outcome.status = wire::Status::kInternal;
                           outcome.detail = "reply body does not match its kind";

@@ -161,7 +161,7 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   if (!root.IsMap()) throw TopologyError(source_name + ": the topology must be a YAML mapping");
   check.only_keys(
       root, "the topology",
-      {"cluster", "limits", "storage", "auth", "stream", "webhooks", "tenants", "dev", "nodes"});
+      {"cluster", "limits", "storage", "auth", "stream", "webhooks", "tenants", "nodes"});
 
   Topology topology;
   topology.source_path = source_name;
@@ -310,24 +310,6 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
         tenant.admin_clients.push_back(std::move(parsed));
       }
       topology.tenants.push_back(std::move(tenant));
-    }
-  }
-
-  if (const YAML::Node dev = root["dev"]) {
-    check.only_keys(dev, "dev", {"users"});
-    const YAML::Node users = dev["users"];
-    if (users && !users.IsSequence()) check.fail(users, "dev.users must be a list");
-    std::set<std::string> ids;
-    for (const auto& user : users) {
-      check.only_keys(user, "a dev user", {"id", "password_hash"});
-      DevUser parsed{check.scalar<std::string>(user, "id", "a dev user"),
-                     check.scalar<std::string>(user, "password_hash", "a dev user")};
-      if (parsed.password_hash.rfind("$argon2id$", 0) != 0)
-        check.fail(user["password_hash"],
-                   "password_hash of user '" + parsed.id +
-                       "' is not an argon2id hash (make one with 'chat4all hash-password')");
-      if (!ids.insert(parsed.id).second) check.fail(user, "duplicate dev user '" + parsed.id + "'");
-      topology.dev_users.push_back(std::move(parsed));
     }
   }
 

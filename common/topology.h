@@ -107,11 +107,6 @@ struct AuthSettings {
   std::filesystem::path token_secret_file;  // default: <data_dir>/secrets/token.key
 };
 
-struct DevUser {
-  std::string id;
-  std::string password_hash;  // argon2id, as crypto_pwhash_str produces
-};
-
 struct Topology {
   std::filesystem::path source_path;
   std::string cluster_name;
@@ -125,7 +120,6 @@ struct Topology {
   StreamSettings stream;
   WebhookSettings webhooks;
   std::vector<TenantSpec> tenants;
-  std::vector<DevUser> dev_users;
   std::vector<NodeSpec> nodes;
 
   const NodeSpec* find(const std::string& name) const;

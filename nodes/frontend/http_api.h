@@ -2,22 +2,34 @@
 // a parsed request in, a response out (at once or later, from another
 // thread, through the Respond callback, which is called exactly once).
 //
+// handle() routes by path (404 for an unknown one, 405 with Allow for a
+// method the path does not take), authenticates the bearer token into a
+// Caller, applies the per-token rate limit, checks the role and the
+// Content-Type, and hands the request to its endpoint. The endpoints live in
+// one file per area: api_identity.cc (token, users, identities, clients),
+// api_conversations.cc (conversations, members, horizons, history),
+// api_messages.cc (send, get, mark), api_webhooks.cc.
+//
 // Thread-safe: handle() may run on several event-loop threads at once.
+// Password and secret hashing runs in the LoginPool's threads, never on the
+// caller's; storage answers arrive on the RouterClient's thread.
 #pragma once
 
-#include <functional>
 #include <string>
-#include <unordered_map>
-#include <utility>
+#include <string_view>
+#include <variant>
 #include <vector>
 
 #include "common/auth.h"
 #include "common/json_log.h"
 #include "common/metrics.h"
+#include "common/router_client.h"
+#include "common/storage_client.h"
 #include "common/topology.h"
+#include "nodes/frontend/api_support.h"
 #include "nodes/frontend/login_pool.h"
 #include "nodes/frontend/message_validation.h"
-#include "common/router_client.h"
+#include "nodes/frontend/rate_limiter.h"
 
 namespace chat4all::frontend {
 
@@ -29,38 +41,114 @@ struct ApiRequest {
   std::string body;
 };
 
-struct ApiResponse {
-  int status = 200;
-  std::string body;
-  std::string content_type = "application/json";
-  std::vector<std::pair<std::string, std::string>> headers;
-};
-
 class HttpApi {
  public:
-  using Respond = std::function<void(ApiResponse)>;
-
   HttpApi(const Topology& topology, const NodeSpec& self, RouterClient& routers);
 
   void handle(const ApiRequest& request, Respond respond);
 
+  // The caller an "Authorization: Bearer ..." header value (or a bare token)
+  // names, or the 401 to answer. A token must name a tenant of the topology.
+  std::variant<Caller, ApiResponse> authenticate(std::string_view authorization) const;
+
  private:
-  void issue_token(const ApiRequest& request, Respond respond);
-  void send_message(const ApiRequest& request, const std::string& user_id, Respond respond);
-  void read_history(const std::string& conversation_id, std::string_view query, Respond respond);
-  // The caller's user id, or nullopt after answering 401.
-  std::optional<std::string> authenticate(const ApiRequest& request, Respond& respond);
+  // One routed request on its way through an endpoint.
+  struct Call {
+    Caller caller;                    // empty for public endpoints
+    std::vector<std::string> params;  // path parameters, percent-decoded, in order
+    std::string query;                // the raw query string
+    std::string trace_id;
+    Respond respond;
+  };
+  using Endpoint = void (HttpApi::*)(const ApiRequest&, Call);
+  enum class Access {
+    kPublic,  // no token
+    kToken,   // any token of the tenant
+    kUser,    // user tokens only (403 user_token_required)
+    kAdmin,   // admin tokens only (403 forbidden)
+  };
+  struct Route {
+    std::string_view method;
+    std::string_view pattern;  // "/v1/users/{}": "{}" matches one path segment
+    Access access;
+    bool json_body;  // 415 unless the body is JSON
+    Endpoint endpoint;
+  };
+  static const std::vector<Route>& routes();
+
+  // Service endpoints (http_api.cc).
+  void health(const ApiRequest& request, Call call);
+  void serve_metrics(const ApiRequest& request, Call call);
+  void serve_openapi(const ApiRequest& request, Call call);
+
+  // api_identity.cc
+  void issue_token(const ApiRequest& request, Call call);
+  void create_user(const ApiRequest& request, Call call);
+  void list_users(const ApiRequest& request, Call call);
+  void get_user(const ApiRequest& request, Call call);
+  void update_user(const ApiRequest& request, Call call);
+  void link_identity(const ApiRequest& request, Call call);
+  void unlink_identity(const ApiRequest& request, Call call);
+  void create_client(const ApiRequest& request, Call call);
+  void list_clients(const ApiRequest& request, Call call);
+  void delete_client(const ApiRequest& request, Call call);
+  // Verifies `secret` against `hash` (or the dummy hash when there is none) in
+  // the LoginPool and answers with a token for `subject` when it matches.
+  void verify_and_issue(Call call, std::string tenant, std::string subject, std::string role,
+                        std::optional<std::string> hash, std::string secret);
+  // Hashes `secret` in the LoginPool, then continues there with the hash.
+  void hash_then(Call call, std::string secret, std::function<void(Call, std::string)> next);
+
+  // api_conversations.cc
+  void create_conversation(const ApiRequest& request, Call call);
+  void list_conversations(const ApiRequest& request, Call call);
+  void get_conversation(const ApiRequest& request, Call call);
+  void add_members(const ApiRequest& request, Call call);
+  void remove_member(const ApiRequest& request, Call call);
+  void mark_conversation_read(const ApiRequest& request, Call call);
+  void mark_conversation_delivered(const ApiRequest& request, Call call);
+  void mark_horizon(const ApiRequest& request, Call call, const char* state);
+  void read_history(const ApiRequest& request, Call call);
+  // Indexes `users` as members (or former members) of a conversation, then
+  // answers with `response`.
+  void index_membership(Call call, std::string conversation_id, std::vector<std::string> users,
+                        bool joined, ApiResponse response);
+  // The group `conversation_id` as the caller sees it, to change its members:
+  // continues with its record, or answers 409 for a private conversation.
+  void with_group(Call call, const std::string& conversation_id,
+                  std::function<void(Call, wire::ConversationRecord)> next);
+  // Answers the conversation as `call`'s caller sees it (ConversationSummary).
+  void answer_summary(Call call, std::string conversation_id, int status);
+
+  // api_messages.cc
+  void send_message(const ApiRequest& request, Call call);
+  void get_message(const ApiRequest& request, Call call);
+  void mark_message_delivered(const ApiRequest& request, Call call);
+  void mark_message_read(const ApiRequest& request, Call call);
+  void mark_message(Call call, const char* state);
+  // Where the tenant's message `message_id` is stored: continues with its conversation_id.
+  void find_message(Call call, std::function<void(Call, std::string)> next);
+  void append(Call call, wire::AppendRequest append);
+
+  // api_webhooks.cc
+  void create_webhook(const ApiRequest& request, Call call);
+  void list_webhooks(const ApiRequest& request, Call call);
+  void get_webhook(const ApiRequest& request, Call call);
+  void delete_webhook(const ApiRequest& request, Call call);
+  void list_deliveries(const ApiRequest& request, Call call);
 
   const Topology& topology_;
   const NodeSpec& self_;
   RouterClient& routers_;
+  StorageClient storage_;
   auth::TokenSigner signer_;
-  std::unordered_map<std::string, std::string> password_hashes_;  // user id -> argon2id
   std::string unknown_user_hash_;  // verified against for unknown users: same cost, no oracle
   MessageLimits message_limits_;
   LoginPool logins_;
+  RateLimiter rate_limiter_;
   Log log_{"http_api"};
   Histogram& send_latency_;
+  Counter& rate_limited_;
 };
 
 }  // namespace chat4all::frontend

@@ -1,5 +1,6 @@
-// Validation of public API request bodies. Pure functions: JSON text in, a
-// wire request or an ApiError naming the field out. No I/O.
+// Validation of the message endpoints' input: POST /v1/messages and the
+// history query. Pure functions: text in, a wire request or an ApiError
+// naming the field out. No I/O.
 #pragma once
 
 #include <cstdint>
@@ -7,45 +8,62 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
+#include "nodes/frontend/validation_support.h"
 #include "schema/wire.h"
 
 namespace chat4all::frontend {
 
-// An error as the client sees it: HTTP status plus {"error":{code,message,field?}}.
-struct ApiError {
-  int http_status = 400;
-  std::string code;
-  std::string message;
-  std::string field;  // dotted path of the offending field; empty when none
-
-  std::string to_json() const;
-};
-
 struct MessageLimits {
   std::uint32_t text_bytes_max = 64 * 1024;
   std::uint32_t recipients_max = 256;
+  std::uint32_t metadata_bytes_max = 4 * 1024;
 };
 
-// Parses POST /v1/messages. `sender_id` comes from the token, never the body;
-// a missing message_id is generated from `now_ms`.
+// Channels a message may go out on (and users may link identities on).
+bool is_channel(std::string_view name);
+
+// Parses POST /v1/messages for `tenant_id`. `token_user_id` is the user of a
+// user token (the sender; a body `sender_id` naming someone else is 403) or
+// empty for an admin token, which must name the sender in `sender_id`. A
+// missing message_id is generated from `now_ms`. `channels` ["all"] is
+// stored as empty (the default), so both spellings are the same content.
 std::variant<wire::AppendRequest, ApiError> parse_send_message(std::string_view body,
-                                                               const std::string& sender_id,
+                                                               const std::string& tenant_id,
+                                                               const std::string& token_user_id,
                                                                const MessageLimits& limits,
                                                                std::int64_t now_ms);
 
-struct TokenRequest {
-  std::string user_id;
-  std::string password;
-};
-std::variant<TokenRequest, ApiError> parse_token_request(std::string_view body);
-
-// Query parameters of GET /v1/conversations/{id}/messages.
+// Query of GET /v1/conversations/{id}/messages: one of from_seq, before_seq,
+// since, cursor (none: from_seq=1), and limit.
 struct HistoryQuery {
-  std::uint64_t from_seq = 1;
+  bool backward = false;
+  std::uint64_t from_seq = 1;    // forward
+  std::uint64_t before_seq = 0;  // backward
+  std::int64_t since_ms = 0;     // forward from a time, when > 0
   std::uint32_t limit = 50;
 };
 std::variant<HistoryQuery, ApiError> parse_history_query(std::string_view query,
                                                          std::uint32_t page_max);
+
+// Where a page of history leaves the reader. Forward: the page ends the
+// history when it reaches last_seq (an empty page always does). Backward: when
+// it reaches seq 1 or is empty. next_from_seq continues forward in both
+// directions (1 after an empty backward page); next_cursor continues in the
+// page's direction and is absent at the end.
+struct HistoryPageEnd {
+  std::uint64_t next_from_seq = 1;
+  bool end_of_history = true;
+  std::optional<std::string> next_cursor;
+};
+HistoryPageEnd history_page_end(const HistoryQuery& query,
+                                const std::vector<wire::StoredMessage>& messages,
+                                std::uint64_t last_seq);
+
+// Opaque continuation of a history page: base64url of "f:<from_seq>" or
+// "b:<before_seq>". They name a seq and a direction, so they never expire.
+std::string encode_history_cursor(bool backward, std::uint64_t seq);
+std::optional<HistoryQuery> decode_history_cursor(std::string_view cursor);
 
 }  // namespace chat4all::frontend

@@ -274,7 +274,9 @@ void RouterNode::run(const std::atomic<bool>& stop) {
         const wire::Header& header = frame->header();
         std::string_view conversation_id;
         if (header.type == wire::MessageType::kAppendRequest ||
-            header.type == wire::MessageType::kReadRequest)
+            header.type == wire::MessageType::kReadRequest ||
+            header.type == wire::MessageType::kCommandRequest ||
+            header.type == wire::MessageType::kQueryRequest)
           conversation_id = frame->routing_key().value_or("");
         if (conversation_id.empty()) {
           stats.rejected_frames.add();

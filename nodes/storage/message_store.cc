@@ -8,6 +8,9 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "common/codec.h"
+#include "nodes/storage/domain.h"
+
 namespace chat4all::storage {
 
 namespace {
@@ -28,7 +31,10 @@ std::uint64_t read_seq(const void* data) {
 }
 
 constexpr std::size_t kPrefixBytes = 4;
-constexpr std::uint32_t kLayoutVersion = 2;
+// 3 added the `records` table to layout 2; a layout-2 store is upgraded in
+// place (the new table starts empty).
+constexpr std::uint32_t kLayoutVersion = 3;
+constexpr std::uint32_t kUpgradableLayoutVersion = 2;
 
 std::string u32_bytes(std::uint32_t value) {
   std::string out(4, '\0');
@@ -190,6 +196,110 @@ PersistedState load_state(MDB_txn* txn, MDB_dbi db, PartitionId partition) {
   return unpack<PersistedState>(value);
 }
 
+// A head record: the last seq and the stored time of that message (layout 2
+// stored only the seq).
+struct Head {
+  std::uint64_t seq = 0;
+  std::int64_t stored_at_ms = 0;
+};
+
+Head read_head(const MDB_val& value) {
+  Head head;
+  head.seq = read_seq(value.mv_data);
+  if (value.mv_size >= 16)
+    head.stored_at_ms =
+        static_cast<std::int64_t>(read_seq(static_cast<const char*>(value.mv_data) + 8));
+  return head;
+}
+
+std::string head_bytes(const Head& head) {
+  return seq_bytes(head.seq) + seq_bytes(static_cast<std::uint64_t>(head.stored_at_ms));
+}
+
+// The domain logic's view of one partition inside one LMDB transaction.
+class LmdbPartitionState final : public PartitionState {
+ public:
+  struct Tables {
+    MDB_dbi messages, heads, dedup, records;
+  };
+  LmdbPartitionState(MDB_txn* txn, const Tables& tables, PartitionId partition)
+      : txn_(txn), tables_(tables), partition_(partition), prefix_(partition_prefix(partition)) {}
+
+  std::optional<std::string> get(std::string_view key) const override {
+    const std::string full = prefix_ + std::string(key);
+    MDB_val k = as_val(full), value{};
+    const int rc = mdb_get(txn_, tables_.records, &k, &value);
+    if (rc == MDB_NOTFOUND) return std::nullopt;
+    must(rc, "read record");
+    return std::string(static_cast<const char*>(value.mv_data), value.mv_size);
+  }
+  void put(std::string_view key, std::string_view value) override {
+    const std::string full = prefix_ + std::string(key);
+    MDB_val k = as_val(full), v = as_val(value);
+    must(mdb_put(txn_, tables_.records, &k, &v, 0), "put record");
+  }
+  void erase(std::string_view key) override {
+    const std::string full = prefix_ + std::string(key);
+    MDB_val k = as_val(full);
+    const int rc = mdb_del(txn_, tables_.records, &k, nullptr);
+    if (rc != MDB_NOTFOUND) must(rc, "delete record");
+  }
+  void scan(std::string_view prefix, std::string_view after, const Visit& visit) const override {
+    const std::string full_prefix = prefix_ + std::string(prefix);
+    const std::string start = after.empty() ? full_prefix : prefix_ + std::string(after);
+    CursorGuard guard;
+    must(mdb_cursor_open(txn_, tables_.records, &guard.cursor), "open cursor");
+    MDB_val key = as_val(start), value{};
+    int rc = mdb_cursor_get(guard.cursor, &key, &value, MDB_SET_RANGE);
+    while (rc == MDB_SUCCESS && starts_with(key, full_prefix)) {
+      const std::string_view relative(static_cast<const char*>(key.mv_data) + prefix_.size(),
+                                      key.mv_size - prefix_.size());
+      if (after.empty() || relative != after) {
+        if (!visit(relative,
+                   std::string_view(static_cast<const char*>(value.mv_data), value.mv_size)))
+          return;
+      }
+      rc = mdb_cursor_get(guard.cursor, &key, &value, MDB_NEXT);
+    }
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) must(rc, "scan records");
+  }
+  std::optional<wire::StoredMessage> message(std::string_view conversation_id,
+                                             std::uint64_t seq) const override {
+    const std::string key_bytes = message_key(partition_, conversation_id, seq);
+    MDB_val key = as_val(key_bytes), value{};
+    const int rc = mdb_get(txn_, tables_.messages, &key, &value);
+    if (rc == MDB_NOTFOUND) return std::nullopt;
+    must(rc, "read message");
+    return unpack<wire::StoredMessage>(value);
+  }
+  std::uint64_t head(std::string_view conversation_id) const override {
+    return head_record(conversation_id).seq;
+  }
+  Head head_record(std::string_view conversation_id) const {
+    const std::string key_bytes = head_key(partition_, conversation_id);
+    MDB_val key = as_val(key_bytes), value{};
+    const int rc = mdb_get(txn_, tables_.heads, &key, &value);
+    if (rc == MDB_NOTFOUND) return {};
+    must(rc, "read head");
+    return read_head(value);
+  }
+  std::optional<std::uint64_t> seq_of(std::string_view conversation_id,
+                                      std::string_view message_id) const override {
+    const std::string key_bytes = dedup_key(partition_, conversation_id, message_id);
+    MDB_val key = as_val(key_bytes), value{};
+    const int rc = mdb_get(txn_, tables_.dedup, &key, &value);
+    if (rc == MDB_NOTFOUND) return std::nullopt;
+    must(rc, "read dedup");
+    return read_seq(value.mv_data);
+  }
+
+ private:
+  MDB_txn* txn_;
+  Tables tables_;
+  PartitionId partition_;
+  std::string prefix_;
+};
+
 }  // namespace
 
 MessageStore::MessageStore(const Options& options) : options_(options) {
@@ -214,6 +324,7 @@ MessageStore::MessageStore(const Options& options) : options_(options) {
     check(mdb_dbi_open(guard.txn, "messages", MDB_CREATE, &messages_db_), "open messages db");
     check(mdb_dbi_open(guard.txn, "heads", MDB_CREATE, &heads_db_), "open heads db");
     check(mdb_dbi_open(guard.txn, "dedup", MDB_CREATE, &dedup_db_), "open dedup db");
+    check(mdb_dbi_open(guard.txn, "records", MDB_CREATE, &records_db_), "open records db");
     check_layout(guard.txn);
     check(mdb_txn_commit(guard.txn), "commit db handles");
     guard.txn = nullptr;
@@ -233,7 +344,13 @@ void MessageStore::check_layout(MDB_txn* txn) {
   MDB_val key = as_val(layout_key), value{};
   const int rc = mdb_get(txn, meta_db, &key, &value);
   if (rc == MDB_SUCCESS) {
-    if (std::string_view(static_cast<const char*>(value.mv_data), value.mv_size) != current)
+    const std::string_view stored(static_cast<const char*>(value.mv_data), value.mv_size);
+    if (stored == u32_bytes(kUpgradableLayoutVersion)) {
+      MDB_val version = as_val(current);
+      check(mdb_put(txn, meta_db, &key, &version, 0), "upgrade layout version");
+      return;
+    }
+    if (stored != current)
       throw std::runtime_error(options_.directory.string() +
                                ": store has another layout version; this build reads layout " +
                                std::to_string(kLayoutVersion));
@@ -343,7 +460,7 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
               msgpack::unpack(ready.install->data.data(), ready.install->data.size());
           return handle.get().as<wire::PartitionSnapshot>();
         }();
-        for (MDB_dbi db : {messages_db_, heads_db_, dedup_db_})
+        for (MDB_dbi db : {messages_db_, heads_db_, dedup_db_, records_db_})
           delete_range(txn, db, prefix, prefix);
         delete_range(txn, log_db_, prefix, prefix);
         for (const auto& [key, value] : snapshot.messages)
@@ -352,6 +469,8 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
           put(heads_db_, prefix + key, value, "install head");
         for (const auto& [key, value] : snapshot.dedup)
           put(dedup_db_, prefix + key, value, "install dedup");
+        for (const auto& [key, value] : snapshot.records)
+          put(records_db_, prefix + key, value, "install record");
         state.snapshot_index = state.applied_index = ready.install->index;
         state.snapshot_term = ready.install->term;
       }
@@ -362,9 +481,9 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
           put(log_db_, log_key(partition, index++), pack(entry), "append log");
       }
 
-      // Apply committed entries. Heads touched earlier in the turn come from
-      // the map; LMDB would show them too, at a lookup per message.
-      std::unordered_map<std::string, std::uint64_t> heads;
+      // Apply committed entries.
+      LmdbPartitionState partition_state(txn, {messages_db_, heads_db_, dedup_db_, records_db_},
+                                         partition);
       auto& applied = outcomes[w];
       applied.resize(ready.to_apply.size());
       for (std::size_t k = 0; k < ready.to_apply.size(); ++k) {
@@ -382,46 +501,64 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
           applied[k] = AppendOutcome{wire::Status::kInvalid, 0, false, "undecodable log entry"};
           continue;
         }
-        const wire::AppendRequest& request = command.append;
+        AppendOutcome& outcome = applied[k];
+        if (command.command.kind != wire::CommandKind::kNone) {
+          DomainResult result =
+              apply_command(partition_state, partition, command.command, command.stored_at_ms);
+          outcome.status = result.status;
+          outcome.detail = std::move(result.detail);
+          outcome.field = std::move(result.field);
+          outcome.body = std::move(result.body);
+          outcome.events = std::move(result.events);
+          continue;
+        }
+        wire::AppendRequest& request = command.append;
+        // The digest covers the recipients as sent, so that a retry matches
+        // even if the members changed in between.
         const std::string digest = content_digest(request);
+        if (DomainResult check = check_append(partition_state, request);
+            check.status != wire::Status::kOk) {
+          outcome.status = check.status;
+          outcome.detail = std::move(check.detail);
+          outcome.field = std::move(check.field);
+          continue;
+        }
         const std::string id_key =
             dedup_key(partition, request.conversation_id, request.message_id);
         MDB_val key = as_val(id_key), value{};
         int rc = mdb_get(txn, dedup_db_, &key, &value);
         if (rc == MDB_SUCCESS) {
-          AppendOutcome& outcome = applied[k];
           outcome.seq = read_seq(value.mv_data);
           outcome.duplicate = true;
           const bool same =
               value.mv_size == 8 + kDigestBytes &&
               std::memcmp(static_cast<char*>(value.mv_data) + 8, digest.data(), kDigestBytes) == 0;
           outcome.status = same ? wire::Status::kOk : wire::Status::kConflict;
-          if (!same) outcome.detail = "message_id was already used for a different message";
+          if (!same) {
+            outcome.detail = "message_id was already used for a different message";
+            outcome.field = "message_id";
+          }
           continue;
         }
         if (rc != MDB_NOTFOUND) must(rc, "dedup lookup");
 
-        const std::string conversation_key = head_key(partition, request.conversation_id);
-        auto head = heads.find(conversation_key);
-        if (head == heads.end()) {
-          MDB_val head_key_val = as_val(conversation_key), head_value{};
-          rc = mdb_get(txn, heads_db_, &head_key_val, &head_value);
-          if (rc != MDB_NOTFOUND) must(rc, "head lookup");
-          const std::uint64_t last = rc == MDB_SUCCESS ? read_seq(head_value.mv_data) : 0;
-          head = heads.emplace(conversation_key, last).first;
-        }
-        const std::uint64_t seq = ++head->second;
-        wire::StoredMessage stored{request.conversation_id, seq,
-                                   request.message_id,      request.sender_id,
-                                   request.recipients,      request.payload,
-                                   request.received_at_ms,  command.stored_at_ms};
-        put(messages_db_, message_key(partition, request.conversation_id, seq), pack(stored),
+        Head head = partition_state.head_record(request.conversation_id);
+        head.seq += 1;
+        // Stored times never decrease along a conversation, whichever leader's
+        // clock stamped them, so that reads `since` a time can bisect.
+        head.stored_at_ms = std::max(head.stored_at_ms, command.stored_at_ms);
+        wire::StoredMessage stored{request.conversation_id, head.seq,           request.message_id,
+                                   request.sender_id,       request.recipients, request.payload,
+                                   request.received_at_ms,  head.stored_at_ms,  request.channels,
+                                   request.metadata};
+        put(messages_db_, message_key(partition, request.conversation_id, head.seq), pack(stored),
             "put message");
-        put(dedup_db_, id_key, seq_bytes(seq) + digest, "put dedup");
-        applied[k] = AppendOutcome{wire::Status::kOk, seq, false, {}};
+        put(dedup_db_, id_key, seq_bytes(head.seq) + digest, "put dedup");
+        put(heads_db_, head_key(partition, request.conversation_id), head_bytes(head), "put head");
+        note_appended(partition_state, partition, stored, request.tenant_id, outcome.events);
+        outcome.status = wire::Status::kOk;
+        outcome.seq = head.seq;
       }
-      for (const auto& [conversation_key, last] : heads)
-        put(heads_db_, conversation_key, seq_bytes(last), "put head");
 
       if (ready.trim_to) {
         const std::string last = log_key(partition, ready.trim_to);
@@ -493,6 +630,44 @@ HistoryPage MessageStore::read(PartitionId partition, std::string_view conversat
   return page;
 }
 
+wire::ReadReply MessageStore::read_history(PartitionId partition, const wire::ReadRequest& request,
+                                           std::uint32_t page_max) const {
+  wire::ReadReply reply;
+  TxnGuard guard;
+  try {
+    must(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
+    LmdbPartitionState state(guard.txn, {messages_db_, heads_db_, dedup_db_, records_db_},
+                             partition);
+    return storage::read_history(state, request, page_max);
+  } catch (const LmdbFailure& failure) {
+    reply.detail = std::string(failure.what) + ": " + mdb_strerror(failure.rc);
+  } catch (const std::exception& e) {
+    reply.detail = std::string("corrupt record: ") + e.what();
+  }
+  reply.status = wire::Status::kInternal;
+  return reply;
+}
+
+wire::QueryReply MessageStore::query(PartitionId partition,
+                                     const wire::QueryRequest& request) const {
+  wire::QueryReply reply;
+  TxnGuard guard;
+  try {
+    must(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
+    LmdbPartitionState state(guard.txn, {messages_db_, heads_db_, dedup_db_, records_db_},
+                             partition);
+    DomainResult result = run_query(state, request);
+    return wire::QueryReply{result.status, std::move(result.body), std::move(result.detail),
+                            std::move(result.field)};
+  } catch (const LmdbFailure& failure) {
+    reply.detail = std::string(failure.what) + ": " + mdb_strerror(failure.rc);
+  } catch (const std::exception& e) {
+    reply.detail = std::string("corrupt record: ") + e.what();
+  }
+  reply.status = wire::Status::kInternal;
+  return reply;
+}
+
 std::string MessageStore::snapshot(PartitionId partition, std::uint64_t& applied_index) const {
   TxnGuard guard;
   check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
@@ -509,6 +684,7 @@ std::string MessageStore::snapshot(PartitionId partition, std::uint64_t& applied
     for_each_with_prefix(guard.txn, messages_db_, prefix, collect(snapshot.messages));
     for_each_with_prefix(guard.txn, heads_db_, prefix, collect(snapshot.heads));
     for_each_with_prefix(guard.txn, dedup_db_, prefix, collect(snapshot.dedup));
+    for_each_with_prefix(guard.txn, records_db_, prefix, collect(snapshot.records));
   } catch (const LmdbFailure& failure) {
     throw std::runtime_error(std::string(failure.what) + ": " + mdb_strerror(failure.rc));
   }

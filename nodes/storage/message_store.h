@@ -10,6 +10,7 @@
 //   messages   : P conversation_id 0x00 seq(u64 BE) -> msgpack StoredMessage
 //   heads      : P conversation_id                -> last seq (u64 BE)
 //   dedup      : P conversation_id 0x00 message_id -> seq (u64 BE) + content digest (16 B)
+//   records    : P record key                     -> msgpack record (nodes/storage/domain.h)
 //
 // write_turn() is the group commit: the consensus output of every partition
 // in one loop turn (hard states, log appends and truncations, snapshot
@@ -42,11 +43,16 @@ struct MDB_txn;
 
 namespace chat4all::storage {
 
+// The outcome of applying one committed entry: an append (seq, duplicate) or
+// a command (body: its result struct), with the hints its leader publishes.
 struct AppendOutcome {
   wire::Status status = wire::Status::kInternal;
   std::uint64_t seq = 0;
   bool duplicate = false;
   std::string detail;
+  std::string body;
+  std::string field;
+  std::vector<wire::Event> events;
 };
 
 struct HistoryPage {
@@ -99,6 +105,13 @@ class MessageStore {
   HistoryPage read(PartitionId partition, std::string_view conversation_id, std::uint64_t from_seq,
                    std::uint32_t limit) const;
 
+  // A history read as the wire asks it (visibility, backward, since).
+  wire::ReadReply read_history(PartitionId partition, const wire::ReadRequest& request,
+                               std::uint32_t page_max) const;
+
+  // A query on the partition's applied records (nodes/storage/domain.h).
+  wire::QueryReply query(PartitionId partition, const wire::QueryRequest& request) const;
+
   // The partition's applied state (msgpack PartitionSnapshot) and the index
   // it reflects.
   std::string snapshot(PartitionId partition, std::uint64_t& applied_index) const;
@@ -119,7 +132,8 @@ class MessageStore {
 
   Options options_;
   MDB_env* env_ = nullptr;
-  unsigned int state_db_ = 0, log_db_ = 0, messages_db_ = 0, heads_db_ = 0, dedup_db_ = 0;
+  unsigned int state_db_ = 0, log_db_ = 0, messages_db_ = 0, heads_db_ = 0, dedup_db_ = 0,
+               records_db_ = 0;
   std::uint64_t map_size_bytes_ = 0;
 };
 

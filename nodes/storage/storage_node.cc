@@ -11,6 +11,11 @@
 #include "common/metrics_server.h"
 #include "common/transport.h"
 
+namespace {
+// Routing keys are ids or keys built from ids (schema/wire.h); anything longer is malformed.
+constexpr std::size_t kRoutingKeyBytesMax = 512;
+}  // namespace
+
 namespace chat4all::storage {
 
 using Clock = std::chrono::steady_clock;
@@ -22,8 +27,9 @@ struct StorageNode::Waiting {
   zmq::message_t token;
   wire::Header header;
   std::uint64_t term = 0;
-  std::string conversation_id;
+  std::string conversation_id;  // appends
   std::string message_id;
+  bool command = false;  // a CommandRequest: answered with a CommandReply
 };
 
 struct StorageNode::Partition {
@@ -37,6 +43,7 @@ struct StorageNode::Partition {
 struct StorageNode::Sockets {
   zmq::socket_t clients{transport::context(), zmq::socket_type::router};
   std::map<std::string, zmq::socket_t> peers;
+  std::optional<zmq::socket_t> events;  // PUB of wire::Event hints, when "events" is declared
 };
 
 struct StorageNode::Stats {
@@ -46,6 +53,11 @@ struct StorageNode::Stats {
   Counter& failed_appends =
       metrics().counter("chat4all_storage_append_failures_total", "Appends refused or failed");
   Counter& reads = metrics().counter("chat4all_storage_reads_total", "History reads served");
+  Counter& queries = metrics().counter("chat4all_storage_queries_total", "Record queries served");
+  Counter& commands =
+      metrics().counter("chat4all_storage_commands_total", "Record commands applied as leader");
+  Counter& events_published = metrics().counter("chat4all_storage_events_published_total",
+                                                "Change hints published on the events socket");
   Counter& redirects = metrics().counter("chat4all_storage_not_leader_total",
                                          "Requests for partitions this node does not lead");
   Counter& rejected_frames = transport::rejected_frames_counter();
@@ -114,6 +126,13 @@ void StorageNode::run(const std::atomic<bool>& stop) {
   sockets_ = std::make_unique<Sockets>();
   transport::configure(sockets_->clients, 100000);
   sockets_->clients.bind(transport::bind_address(self_, "rpc"));
+  if (self_.port("events")) {
+    sockets_->events.emplace(transport::context(), zmq::socket_type::pub);
+    // PUB drops at its high-water mark: hints are not the only copy
+    // (subscribers re-read from their cursors).
+    transport::configure(*sockets_->events, 100000);
+    sockets_->events->bind(transport::bind_address(self_, "events"));
+  }
   for (const NodeSpec* node : topology_.with_role(NodeRole::kStorage)) {
     if (node->name == self_.name) continue;
     zmq::socket_t socket(transport::context(), zmq::socket_type::dealer);
@@ -229,6 +248,22 @@ void StorageNode::handle_frames(std::vector<zmq::message_t>& frames) {
       }
       break;
     }
+    case wire::MessageType::kCommandRequest: {
+      auto request = frame->body<wire::CommandRequest>();
+      if (request && !request->key.empty() && request->key.size() <= kRoutingKeyBytesMax) {
+        handle_command(frames, header, std::move(*request));
+        return;
+      }
+      break;
+    }
+    case wire::MessageType::kQueryRequest: {
+      auto request = frame->body<wire::QueryRequest>();
+      if (request && !request->key.empty() && request->key.size() <= kRoutingKeyBytesMax) {
+        handle_query(frames, header, *request);
+        return;
+      }
+      break;
+    }
     case wire::MessageType::kReplicationBatch: {
       auto batch = frame->body<wire::ReplicationBatch>();
       if (batch && batch->from != self_.name && sockets_->peers.count(batch->from)) {
@@ -281,27 +316,82 @@ void StorageNode::handle_append(std::vector<zmq::message_t>& frames, const wire:
                               std::move(conversation_id), std::move(message_id)});
 }
 
-void StorageNode::handle_read(std::vector<zmq::message_t>& frames, const wire::Header& header,
-                              const wire::ReadRequest& request) {
-  const PartitionId partition_id = ring_.partition_of(request.conversation_id);
+void StorageNode::handle_command(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                                 wire::CommandRequest request) {
+  const PartitionId partition_id = ring_.partition_of(request.key);
+  auto it = partitions_.find(partition_id);
+  if (it == partitions_.end() || !it->second->replica->is_leader()) {
+    redirect(frames[0], frames[1], header, partition_id);
+    return;
+  }
+  Partition& partition = *it->second;
+  if (store_.nearly_full()) {
+    error_reply(frames[0], frames[1], header,
+                {wire::Status::kStorageFull,
+                 "storage is full (LMDB map near its configured maximum); nothing was written", "",
+                 partition_id, 0});
+    return;
+  }
+  msgpack::sbuffer encoded(256);
+  msgpack::pack(encoded, wire::ReplicatedCommand{{}, ids::now_ms(), std::move(request)});
+  auto proposal = partition.replica->propose(std::string(encoded.data(), encoded.size()));
+  if (!proposal.accepted) {
+    redirect(frames[0], frames[1], header, partition_id);
+    return;
+  }
+  Waiting waiting{std::move(frames[0]), std::move(frames[1]), header, proposal.term};
+  waiting.command = true;
+  partition.waiting.emplace(proposal.index, std::move(waiting));
+}
+
+bool StorageNode::serves_reads(PartitionId partition_id) const {
   auto it = partitions_.find(partition_id);
   // The leader's applied state holds every acknowledged write. With no leader
   // anywhere (no majority alive), a replica's committed state is the best
   // answer there is.
-  const bool serve = it != partitions_.end() && (it->second->replica->can_serve_reads() ||
-                                                 it->second->replica->leader().empty());
-  if (!serve) {
+  return it != partitions_.end() &&
+         (it->second->replica->can_serve_reads() || it->second->replica->leader().empty());
+}
+
+void StorageNode::handle_query(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                               const wire::QueryRequest& request) {
+  const PartitionId partition_id = ring_.partition_of(request.key);
+  if (!serves_reads(partition_id)) {
     redirect(frames[0], frames[1], header, partition_id);
     return;
   }
-  const std::uint32_t limit = std::min(request.limit, topology_.limits.history_page_max);
-  HistoryPage page = store_.read(partition_id, request.conversation_id, request.from_seq, limit);
+  stats_->queries.add();
+  wire::Header reply_header{wire::kWireVersion, wire::MessageType::kQueryReply, header.request_id,
+                            header.trace_id};
+  reply(frames[0], frames[1], codec::encode(reply_header, store_.query(partition_id, request)));
+}
+
+void StorageNode::handle_read(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                              const wire::ReadRequest& request) {
+  const PartitionId partition_id = ring_.partition_of(request.conversation_id);
+  if (!serves_reads(partition_id)) {
+    redirect(frames[0], frames[1], header, partition_id);
+    return;
+  }
   stats_->reads.add();
   wire::Header reply_header{wire::kWireVersion, wire::MessageType::kReadReply, header.request_id,
                             header.trace_id};
   reply(frames[0], frames[1],
-        codec::encode(reply_header, wire::ReadReply{page.status, std::move(page.messages),
-                                                    page.last_seq, page.detail}));
+        codec::encode(reply_header, store_.read_history(partition_id, request,
+                                                        topology_.limits.history_page_max)));
+}
+
+void StorageNode::publish(std::vector<wire::Event>& events) {
+  if (!sockets_->events) return;
+  const wire::Header header{wire::kWireVersion, wire::MessageType::kEvent, 0, ""};
+  for (const auto& event : events) {
+    const std::string topic = event.kind == "membership"
+                                  ? "user:" + event.tenant_id + ":" + event.user_id
+                                  : event.conversation_id;
+    if (transport::send_multipart(*sockets_->events, {topic, codec::encode(header, event)}))
+      stats_->events_published.add();
+  }
+  events.clear();
 }
 
 void StorageNode::handle_replication(const wire::ReplicationBatch& batch) {
@@ -360,10 +450,15 @@ bool StorageNode::run_turn() {
   }
   // Answers the clients whose entries this turn applies (see write_turn on
   // why this may precede the fsync).
+  std::vector<wire::Event> hints;
   auto answer_clients = [&](const std::vector<std::vector<AppendOutcome>>& outcomes) {
     for (std::size_t i = 0; i < readies.size(); ++i) {
       Partition& partition = *touched[i];
       const consensus::Ready& ready = readies[i];
+      // Only the leader publishes, so that a change is hinted once.
+      if (partition.replica->is_leader())
+        for (const auto& outcome : outcomes[i])
+          hints.insert(hints.end(), outcome.events.begin(), outcome.events.end());
       for (std::size_t k = 0; k < ready.to_apply.size(); ++k) {
         auto waiting = partition.waiting.find(ready.first_apply_index + k);
         if (waiting == partition.waiting.end()) continue;
@@ -372,13 +467,20 @@ bool StorageNode::run_turn() {
         if (ready.to_apply[k].term != client.term) {
           // Another leader's entry took this place; ours was never committed.
           redirect(client.peer, client.token, client.header, partition.id);
+        } else if (client.command) {
+          stats_->commands.add();
+          wire::Header header{wire::kWireVersion, wire::MessageType::kCommandReply,
+                              client.header.request_id, client.header.trace_id};
+          reply(client.peer, client.token,
+                codec::encode(header, wire::CommandReply{outcome.status, outcome.body,
+                                                         outcome.detail, outcome.field}));
         } else {
           if (outcome.status != wire::Status::kOk) {
             stats_->failed_appends.add();
-            log_.warn("append_refused", {{"trace_id", client.header.trace_id},
-                                         {"message_id", client.message_id},
-                                         {"status", codec::status_name(outcome.status)},
-                                         {"detail", outcome.detail}});
+            log_.debug("append_refused", {{"trace_id", client.header.trace_id},
+                                          {"message_id", client.message_id},
+                                          {"status", codec::status_name(outcome.status)},
+                                          {"detail", outcome.detail}});
           } else if (outcome.duplicate) {
             stats_->duplicates.add();
           } else {
@@ -410,6 +512,7 @@ bool StorageNode::run_turn() {
     }
     stats_->write_seconds.observe(std::chrono::duration<double>(Clock::now() - started).count());
     stats_->turns.add();
+    publish(hints);
   }
 
   for (auto& ready : readies)

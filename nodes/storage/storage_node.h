@@ -53,6 +53,13 @@ class StorageNode {
                      wire::AppendRequest request);
   void handle_read(std::vector<zmq::message_t>& frames, const wire::Header& header,
                    const wire::ReadRequest& request);
+  void handle_command(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                      wire::CommandRequest request);
+  void handle_query(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                    const wire::QueryRequest& request);
+  bool serves_reads(PartitionId partition) const;
+  // Sends the hints on the events socket (if any) and clears them.
+  void publish(std::vector<wire::Event>& events);
   void handle_replication(const wire::ReplicationBatch& batch);
   // Answers a request for partition `partition` that this node cannot serve
   // as leader: where to go instead, or that there is no leader yet.

@@ -126,16 +126,26 @@ pid_t spawn_chat4all(const std::vector<std::string>& args, const std::filesystem
   return pid;
 }
 
-const std::string& test_password_hash() {
-  static const std::string hash = auth::hash_password(kPassword);
+const std::string& admin_secret_hash() {
+  static const std::string hash = auth::hash_password(kAdminSecret);
   return hash;
+}
+
+std::map<std::string, std::string> json_headers(const std::string& token = "") {
+  std::map<std::string, std::string> headers{{"Content-Type", "application/json"}};
+  if (!token.empty()) headers["Authorization"] = "Bearer " + token;
+  return headers;
 }
 
 }  // namespace
 
+std::string admin_client_id(const std::string& tenant) {
+  return tenant + "-admin";
+}
+
 TestCluster::TestCluster(ClusterOptions options) : options_(options) {
   auth::init_crypto();
-  auto ports = free_ports(3 + 2 * static_cast<std::size_t>(options.storage_nodes));
+  auto ports = free_ports(3 + 3 * static_cast<std::size_t>(options.storage_nodes));
   std::size_t next = 0;
   http_port_ = ports[next++];
   ports_["frontend-1"]["http"] = http_port_;
@@ -147,13 +157,16 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
        << "limits:\n  request_timeout_ms: " << options.request_timeout_ms
        << "\n  router_timeout_ms: " << options.router_timeout_ms
        << "\n  text_bytes_max: " << options.text_bytes_max
-       << "\n  body_bytes_max: " << options.body_bytes_max << "\n"
+       << "\n  body_bytes_max: " << options.body_bytes_max
+       << "\n  token_requests_per_s: " << options.token_requests_per_s
+       << "\n  token_burst: " << options.token_burst << "\n"
        << "storage:\n  map_size_initial_mb: 1\n  map_size_max_mb: " << options.map_size_max_mb
        << "\n  log_retained_max: " << options.log_retained_max << "\n"
        << "auth:\n  token_ttl_s: " << options.token_ttl_s << "\n"
-       << "dev:\n  users:\n";
-  for (const auto& user : kUsers)
-    yaml << "    - {id: " << user << ", password_hash: \"" << test_password_hash() << "\"}\n";
+       << "tenants:\n";
+  for (const std::string tenant : {kTenant, kOtherTenant})
+    yaml << "  - {id: " << tenant << ", admin_clients: [{client_id: " << admin_client_id(tenant)
+         << ", secret_hash: \"" << admin_secret_hash() << "\"}]}\n";
   yaml << "nodes:\n"
        << "  - {name: frontend-1, role: frontend, host: 127.0.0.1, endpoints: {http: " << http_port_
        << "}}\n"
@@ -162,10 +175,12 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
   for (int i = 1; i <= options.storage_nodes; ++i) {
     const std::string name = "storage-" + std::to_string(i);
     ports_[name]["rpc"] = ports[next++];
+    ports_[name]["events"] = ports[next++];
     ports_[name]["metrics"] = ports[next++];
     yaml << "  - {name: " << name
          << ", role: storage, host: 127.0.0.1, endpoints: {rpc: " << ports_[name]["rpc"]
-         << ", metrics: " << ports_[name]["metrics"] << "}}\n";
+         << ", events: " << ports_[name]["events"] << ", metrics: " << ports_[name]["metrics"]
+         << "}}\n";
   }
   topology_path_ = write_file("topology.yaml", yaml.str());
 }
@@ -272,14 +287,17 @@ bool TestCluster::wait_ready(std::chrono::milliseconds timeout) {
   while (Clock::now() < deadline) {
     if (http_request(http_port_, "GET", "/healthz", "", {}, std::chrono::seconds(1)).status ==
         200) {
-      if (bearer.empty()) bearer = token();
-      // Ready means every storage node stores: probe a conversation each owns.
+      bool users = true;
+      for (const auto& user : kUsers) users = users && create_user(user);
+      if (users && bearer.empty()) bearer = token();
+      // Ready means every storage node stores: probe a conversation each leads.
       bool all = !bearer.empty();
       for (int i = 1; i <= options_.storage_nodes && all; ++i) {
         const std::string owner = "storage-" + std::to_string(i);
-        all = send_text(bearer, conversation_owned_by(owner, "readiness-probe"), "probe",
-                        "probe-message")
-                  .status == 202;
+        std::string& conversation = probe_conversations_[owner];
+        if (conversation.empty()) conversation = conversation_owned_by(owner, bearer);
+        all = !conversation.empty() &&
+              send_text(bearer, conversation, "probe", "probe-" + owner).status == 202;
       }
       if (all) return true;
     }
@@ -288,26 +306,64 @@ bool TestCluster::wait_ready(std::chrono::milliseconds timeout) {
   return false;
 }
 
-std::string TestCluster::conversation_owned_by(const std::string& node,
-                                               const std::string& prefix) const {
+bool TestCluster::owns(const std::string& node, const std::string& conversation_id) const {
   std::vector<std::string> storage_nodes;
   for (int i = 1; i <= options_.storage_nodes; ++i)
     storage_nodes.push_back("storage-" + std::to_string(i));
   const Ring ring(storage_nodes, kPartitionCount, options_.replication_factor);
-  for (int i = 0; i < 100000; ++i) {
-    std::string candidate = prefix + "-" + std::to_string(i);
-    if (ring.replicas(ring.partition_of(candidate)).front() == node) return candidate;
-  }
-  throw std::runtime_error("no conversation is owned by " + node);
+  return ring.replicas(ring.partition_of(conversation_id)).front() == node;
 }
 
-std::string TestCluster::token(const std::string& user) {
-  const auto result =
-      http_request(http_port_, "POST", "/v1/auth/token",
-                   nlohmann::json{{"user_id", user}, {"password", kPassword}}.dump(),
-                   {{"Content-Type", "application/json"}});
+std::string TestCluster::conversation_owned_by(const std::string& node, const std::string& token) {
+  // Each try lands on `node` with a chance of about one in storage_nodes.
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const std::string id = create_conversation(token, {"bob"});
+    if (id.empty()) return "";
+    if (owns(node, id)) return id;
+  }
+  return "";
+}
+
+std::string TestCluster::admin_token(const std::string& tenant) {
+  std::string& token = admin_tokens_[tenant];
+  if (!token.empty()) return token;
+  const auto result = http_request(http_port_, "POST", "/v1/auth/token",
+                                   nlohmann::json{{"grant_type", "client_credentials"},
+                                                  {"tenant_id", tenant},
+                                                  {"client_id", admin_client_id(tenant)},
+                                                  {"client_secret", kAdminSecret}}
+                                       .dump(),
+                                   json_headers());
+  if (result.status == 200) token = result.json().value("access_token", "");
+  return token;
+}
+
+bool TestCluster::create_user(const std::string& user_id, const std::string& tenant) {
+  const std::string admin = admin_token(tenant);
+  if (admin.empty()) return false;
+  const auto result = http_request(
+      http_port_, "POST", "/v1/users",
+      nlohmann::json{{"user_id", user_id}, {"password", kPassword}}.dump(), json_headers(admin));
+  return result.status == 201 || result.status == 409;
+}
+
+std::string TestCluster::token(const std::string& user, const std::string& tenant) {
+  const auto result = http_request(
+      http_port_, "POST", "/v1/auth/token",
+      nlohmann::json{{"tenant_id", tenant}, {"user_id", user}, {"password", kPassword}}.dump(),
+      json_headers());
   if (result.status != 200) return "";
   return result.json().value("access_token", "");
+}
+
+std::string TestCluster::create_conversation(const std::string& token,
+                                             const std::vector<std::string>& members,
+                                             const std::string& type) {
+  const auto result = http_request(http_port_, "POST", "/v1/conversations",
+                                   nlohmann::json{{"type", type}, {"members", members}}.dump(),
+                                   json_headers(token));
+  if (result.status != 201 && result.status != 200) return "";
+  return result.json().value("conversation_id", "");
 }
 
 HttpResult TestCluster::send_text(const std::string& token, const std::string& conversation_id,
@@ -315,8 +371,7 @@ HttpResult TestCluster::send_text(const std::string& token, const std::string& c
   nlohmann::json body = {{"conversation_id", conversation_id},
                          {"payload", {{"type", "text"}, {"text", text}}}};
   if (!message_id.empty()) body["message_id"] = message_id;
-  return http_request(http_port_, "POST", "/v1/messages", body.dump(),
-                      {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}});
+  return http_request(http_port_, "POST", "/v1/messages", body.dump(), json_headers(token));
 }
 
 HttpResult TestCluster::history(const std::string& token, const std::string& conversation_id,

@@ -50,13 +50,22 @@ struct ClusterOptions {
   std::uint32_t text_bytes_max = 4096;
   std::uint32_t body_bytes_max = 65536;
   std::uint32_t token_ttl_s = 3600;
-  std::uint64_t map_size_max_mb = 65536;   // LMDB map ceiling of each storage node
-  std::uint32_t log_retained_max = 65536;  // entries kept for a replica that is down
+  std::uint64_t map_size_max_mb = 65536;     // LMDB map ceiling of each storage node
+  std::uint32_t log_retained_max = 65536;    // entries kept for a replica that is down
+  std::uint32_t token_requests_per_s = 100;  // per-token rate limit of the frontend
+  std::uint32_t token_burst = 200;
 };
 
-// Users every test cluster knows, all with password kPassword.
+// The tenants of every test cluster, each with one admin client whose secret is
+// kAdminSecret. wait_ready() creates the users kUsers in kTenant, all with
+// password kPassword.
+inline constexpr const char* kTenant = "test";
+inline constexpr const char* kOtherTenant = "other";
+inline constexpr const char* kAdminSecret = "test-admin-secret";
 inline constexpr const char* kPassword = "test-password";
 inline const std::vector<std::string> kUsers = {"alice", "bob"};
+// The admin client of `tenant`: "<tenant>-admin".
+std::string admin_client_id(const std::string& tenant);
 
 class TestCluster {
  public:
@@ -82,15 +91,29 @@ class TestCluster {
   // stored; false if that did not happen in `timeout`.
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
-  std::string token(const std::string& user = "alice");
+  // A token of `tenant`'s admin client (kept for later calls); empty if none came back.
+  std::string admin_token(const std::string& tenant = kTenant);
+  // Creates `user_id` (password kPassword) with an admin token; true when it
+  // exists afterwards (created now or before).
+  bool create_user(const std::string& user_id, const std::string& tenant = kTenant);
+  // A user's token (password grant); empty if none came back.
+  std::string token(const std::string& user = "alice", const std::string& tenant = kTenant);
+  // POST /v1/conversations; the new (or existing private) conversation's id, or
+  // empty. `members` are besides the token's own user.
+  std::string create_conversation(const std::string& token, const std::vector<std::string>& members,
+                                  const std::string& type = "group");
   HttpResult send_text(const std::string& token, const std::string& conversation_id,
                        const std::string& text, const std::string& message_id = "");
   HttpResult history(const std::string& token, const std::string& conversation_id,
                      const std::string& query = "");
 
-  // A conversation id starting with `prefix` whose partition has `node` as its
-  // preferred leader (first in ring order): the leader whenever `node` is live.
-  std::string conversation_owned_by(const std::string& node, const std::string& prefix) const;
+  // Whether `node` is the preferred leader (first in ring order) of the
+  // partition of `conversation_id`: its leader whenever `node` is live.
+  bool owns(const std::string& node, const std::string& conversation_id) const;
+  // A new group conversation of alice and bob (created with `token`, alice's)
+  // whose partition `node` leads by preference. Conversation ids are chosen by
+  // the server, so this creates until one lands there; empty if none did.
+  std::string conversation_owned_by(const std::string& node, const std::string& token);
 
   std::uint16_t http_port() const { return http_port_; }
   // Value of an unlabelled metric on `node`'s metrics endpoint; -1 if absent.
@@ -114,6 +137,8 @@ class TestCluster {
   std::map<std::string, std::map<std::string, std::uint16_t>> ports_;
   pid_t up_pid_ = -1;
   std::map<std::string, pid_t> node_pids_;
+  std::map<std::string, std::string> probe_conversations_;  // storage node -> conversation
+  std::map<std::string, std::string> admin_tokens_;         // tenant -> token
 };
 
 // `count` distinct loopback ports that were free a moment ago.

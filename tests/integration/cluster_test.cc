@@ -9,6 +9,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "common/auth.h"
 #include "common/codec.h"
 #include "common/ids.h"
 #include "common/transport.h"
@@ -55,8 +56,8 @@ TEST(ClusterTest, StoppingAndStartingTheTopologyLosesNothing) {
   std::string token = cluster.token();
   std::vector<std::string> conversations;
   for (int c = 1; c <= 3; ++c)
-    conversations.push_back(
-        cluster.conversation_owned_by("storage-" + std::to_string(c), "restart"));
+    conversations.push_back(cluster.conversation_owned_by("storage-" + std::to_string(c), token));
+  for (const auto& conversation : conversations) ASSERT_FALSE(conversation.empty());
   for (int i = 0; i < 20; ++i)
     for (const auto& conversation : conversations)
       ASSERT_EQ(cluster.send_text(token, conversation, "m" + std::to_string(i)).status, 202);
@@ -111,13 +112,15 @@ TEST(ClusterTest, APreferredLeaderThatIsDownIsLedAround) {
   for (const char* node : {"frontend-1", "router-1", "storage-1", "storage-3"})
     cluster.start_node(node);
   // storage-2 never starts: the partitions it would lead elect another replica.
-  const std::string conversation = cluster.conversation_owned_by("storage-2", "led-around");
-  std::string token;
+  std::string token, conversation;
   HttpResult result;
   const auto deadline = Clock::now() + std::chrono::seconds(20);
   while (Clock::now() < deadline) {
-    if (token.empty()) token = cluster.token();
-    if (!token.empty()) {
+    if (token.empty() && cluster.create_user("alice") && cluster.create_user("bob"))
+      token = cluster.token();
+    if (!token.empty() && conversation.empty())
+      conversation = cluster.conversation_owned_by("storage-2", token);
+    if (!conversation.empty()) {
       result = cluster.send_text(token, conversation, "hello", "first");
       if (result.status == 202) break;
       EXPECT_TRUE(result.status == 503 || result.status == 504) << result.body;
@@ -137,7 +140,8 @@ TEST(ClusterTest, WithoutAMajorityWritesGet503AndReadsServeWhatWasCommitted) {
     cluster.start_node(node);
   ASSERT_TRUE(cluster.wait_ready());
   const std::string token = cluster.token();
-  const std::string conversation = cluster.conversation_owned_by("storage-1", "minority");
+  const std::string conversation = cluster.conversation_owned_by("storage-1", token);
+  ASSERT_FALSE(conversation.empty());
   for (int i = 1; i <= 3; ++i)
     ASSERT_EQ(cluster.send_text(token, conversation, "m" + std::to_string(i)).status, 202);
   // Let the followers learn the commit index (next heartbeat) before the cut.
@@ -178,7 +182,8 @@ TEST(ClusterTest, AReplicaBehindTheTrimmedLogCatchesUpFromASnapshot) {
     cluster.start_node(node);
   ASSERT_TRUE(cluster.wait_ready());
   const std::string token = cluster.token();
-  const std::string conversation = cluster.conversation_owned_by("storage-1", "behind");
+  const std::string conversation = cluster.conversation_owned_by("storage-1", token);
+  ASSERT_FALSE(conversation.empty());
   cluster.kill_node("storage-3");
   constexpr int kMessages = 150;
   for (int i = 1; i <= kMessages; ++i) {
@@ -217,7 +222,8 @@ TEST(ClusterTest, PausedLeaderIsReplacedAndARetryIsStoredOnce) {
     cluster.start_node(node);
   ASSERT_TRUE(cluster.wait_ready());
   const std::string token = cluster.token();
-  const std::string conversation = cluster.conversation_owned_by("storage-2", "paused");
+  const std::string conversation = cluster.conversation_owned_by("storage-2", token);
+  ASSERT_FALSE(conversation.empty());
   ASSERT_EQ(cluster.send_text(token, conversation, "before pause", "before").status, 202);
 
   cluster.signal_node("storage-2", SIGSTOP);
@@ -263,7 +269,11 @@ TEST(ClusterTest, AFullStoreRefusesWith507AndKeepsWhatItHad) {
   cluster.start_all();
   ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
   const std::string token = cluster.token();
-  const std::string conversation = cluster.conversation_owned_by("storage-1", "filling");
+  const std::string conversation = cluster.conversation_owned_by("storage-1", token);
+  ASSERT_FALSE(conversation.empty());
+  // Made before the store fills up: creating it needs room too.
+  const std::string other = cluster.conversation_owned_by("storage-2", token);
+  ASSERT_FALSE(other.empty());
   const std::string text(4000, 'f');
   int stored = 0;
   HttpResult refused;
@@ -287,26 +297,34 @@ TEST(ClusterTest, AFullStoreRefusesWith507AndKeepsWhatItHad) {
   }
   // Every replica holds a copy, so all of them are full: other partitions are
   // refused the same way, and the nodes stay up and keep serving reads.
-  auto other =
-      cluster.send_text(token, cluster.conversation_owned_by("storage-2", "other"), "no room");
-  EXPECT_EQ(other.status, 507) << other.body;
+  auto refused_elsewhere = cluster.send_text(token, other, "no room");
+  EXPECT_EQ(refused_elsewhere.status, 507) << refused_elsewhere.body;
   EXPECT_EQ(full_history(cluster, token, conversation).size(), static_cast<std::size_t>(stored));
 }
 
 TEST(ClusterTest, NoRouterGets503) {
   TestCluster cluster;
   cluster.start_node("frontend-1");
-  std::string token;
   const auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (token.empty() && Clock::now() < deadline) {
-    token = cluster.token();
-    if (token.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  ASSERT_FALSE(token.empty());
+  while (http_request(cluster.http_port(), "GET", "/healthz").status != 200 &&
+         Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  // Logins need the users' records from storage: unavailable, not "wrong password".
+  const auto login = http_request(
+      cluster.http_port(), "POST", "/v1/auth/token",
+      json{{"tenant_id", kTenant}, {"user_id", "alice"}, {"password", kPassword}}.dump(),
+      {{"Content-Type", "application/json"}});
+  EXPECT_EQ(login.status, 503) << login.body;
+  // A token signed with the cluster's own key (the frontend made it at start).
+  const auto key =
+      auth::load_or_create_token_key(cluster.directory() / "data" / "secrets" / "token.key");
+  const std::string token =
+      auth::TokenSigner(key).issue("alice", ids::now_ms() / 1000, 600, kTenant, "user");
   const auto started = Clock::now();
   auto result = cluster.send_text(token, "c1", "anyone?");
   EXPECT_EQ(result.status, 503) << result.body;
   EXPECT_EQ(result.json()["error"]["code"], "unavailable");
+  EXPECT_EQ(result.headers["retry-after"], "1");
   EXPECT_LT(Clock::now() - started, std::chrono::milliseconds(500));
 }
 

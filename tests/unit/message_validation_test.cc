@@ -1,4 +1,5 @@
-// Public API request validation: nodes/frontend/message_validation.h.
+// Validation of messages and history queries: nodes/frontend/message_validation.h, and the
+// ApiError shape of nodes/frontend/validation_support.h.
 #include "nodes/frontend/message_validation.h"
 
 #include <gtest/gtest.h>
@@ -6,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/auth.h"
 #include "common/ids.h"
 
 namespace chat4all::frontend {
@@ -17,7 +19,7 @@ constexpr std::int64_t kNow = 1700000000123;
 
 std::variant<wire::AppendRequest, ApiError> send(const std::string& body,
                                                  MessageLimits limits = {}) {
-  return parse_send_message(body, "alice", limits, kNow);
+  return parse_send_message(body, "dev", "alice", limits, kNow);
 }
 
 wire::AppendRequest expect_request(const std::variant<wire::AppendRequest, ApiError>& result) {
@@ -61,12 +63,84 @@ TEST(SendMessageTest, ParsesAFullRequest) {
   EXPECT_EQ(request.payload.type, "text");
   EXPECT_EQ(request.payload.text, "hello");
   EXPECT_EQ(request.received_at_ms, kNow);
+  EXPECT_EQ(request.tenant_id, "dev");
+  EXPECT_TRUE(request.channels.empty());
+  EXPECT_TRUE(request.metadata.empty());
 }
 
-TEST(SendMessageTest, SenderComesFromTheTokenNotTheBody) {
+TEST(SendMessageTest, SenderComesFromAUserToken) {
+  EXPECT_EQ(
+      expect_request(send(R"({"conversation_id":"c","from":"mallory",)" + kText + "}")).sender_id,
+      "alice");
+  EXPECT_EQ(expect_request(send(R"({"conversation_id":"c","sender_id":"alice",)" + kText + "}"))
+                .sender_id,
+            "alice");
+  expect_error(send(R"({"conversation_id":"c","sender_id":"mallory",)" + kText + "}"), 403,
+               "forbidden", "sender_id");
+}
+
+TEST(SendMessageTest, AnAdminNamesTheSender) {
+  auto as_admin = [](const std::string& body) {
+    return parse_send_message(body, "dev", "", MessageLimits{}, kNow);
+  };
+  EXPECT_EQ(expect_request(as_admin(R"({"conversation_id":"c","sender_id":"bob",)" + kText + "}"))
+                .sender_id,
+            "bob");
+  expect_error(as_admin(R"({"conversation_id":"c",)" + kText + "}"), 400, "missing_field",
+               "sender_id");
+  expect_error(as_admin(R"({"conversation_id":"c","sender_id":"b b",)" + kText + "}"), 400,
+               "invalid_field", "sender_id");
+}
+
+TEST(SendMessageTest, TheSenderIsNoRecipient) {
+  expect_error(send(R"({"conversation_id":"c","to":["bob","alice"],)" + kText + "}"), 400,
+               "invalid_field", "to[1]");
+  // Repeated recipients count once.
+  EXPECT_EQ(expect_request(send(R"({"conversation_id":"c","to":["bob","bob"],)" + kText + "}"))
+                .recipients,
+            (std::vector<std::string>{"bob"}));
+}
+
+TEST(SendMessageTest, Channels) {
+  auto channels = [](const std::string& value) {
+    return send(R"({"conversation_id":"c","channels":)" + value + "," + kText + "}");
+  };
+  EXPECT_EQ(expect_request(channels(R"(["whatsapp","instagram"])")).channels,
+            (std::vector<std::string>{"whatsapp", "instagram"}));
+  // ["all"] is the default, stored as no choice, so both spellings are one content.
+  EXPECT_TRUE(expect_request(channels(R"(["all"])")).channels.empty());
+  EXPECT_TRUE(expect_request(channels("null")).channels.empty());
+  expect_error(channels(R"(["all","whatsapp"])"), 400, "invalid_field", "channels");
+  expect_error(channels(R"(["whatsapp","all"])"), 400, "invalid_field", "channels");
+  expect_error(channels("[]"), 400, "invalid_field", "channels");
+  expect_error(channels(R"("whatsapp")"), 400, "invalid_field", "channels");
+  expect_error(channels(R"(["sms"])"), 400, "invalid_field", "channels[0]");
+  expect_error(channels(R"(["telegram",3])"), 400, "invalid_field", "channels[1]");
+  expect_error(channels(R"(["telegram","telegram"])"), 400, "invalid_field", "channels[1]");
+}
+
+TEST(SendMessageTest, FilePayloadNeedsAFileId) {
+  const auto request =
+      expect_request(send(R"({"conversation_id":"c","payload":{"type":"file","file_id":"f-1"}})"));
+  EXPECT_EQ(request.payload.type, "file");
+  EXPECT_EQ(request.payload.file_id, "f-1");
+  expect_error(send(R"({"conversation_id":"c","payload":{"type":"file","text":"x"}})"), 400,
+               "missing_field", "payload.file_id");
+  expect_error(send(R"({"conversation_id":"c","payload":{"type":"file","file_id":"a b"}})"), 400,
+               "invalid_field", "payload.file_id");
+}
+
+TEST(SendMessageTest, MetadataIsAnObjectStoredAsText) {
   const auto request = expect_request(
-      send(R"({"conversation_id":"c","sender_id":"mallory","from":"mallory",)" + kText + "}"));
-  EXPECT_EQ(request.sender_id, "alice");
+      send(R"({"conversation_id":"c","metadata":{"b":[1,2],"a":"x"},)" + kText + "}"));
+  EXPECT_EQ(json::parse(request.metadata), (json{{"a", "x"}, {"b", {1, 2}}}));
+  expect_error(send(R"({"conversation_id":"c","metadata":"x",)" + kText + "}"), 400,
+               "invalid_field", "metadata");
+  expect_error(send(R"({"conversation_id":"c","metadata":[1],)" + kText + "}"), 400,
+               "invalid_field", "metadata");
+  const std::string big = json{{"k", std::string(4096, 'v')}}.dump();
+  expect_error(send(R"({"conversation_id":"c","metadata":)" + big + "," + kText + "}"), 413,
+               "payload_too_large", "metadata");
 }
 
 TEST(SendMessageTest, GeneratesAMessageIdWhenAbsent) {
@@ -181,7 +255,7 @@ TEST(SendMessageTest, MissingPayloadType) {
 }
 
 TEST(SendMessageTest, UnknownPayloadType) {
-  for (const std::string type : {"file", "image", "Text", "", "text "})
+  for (const std::string type : {"image", "Text", "", "text ", "File"})
     expect_error(
         send(R"({"conversation_id":"c","payload":{"type":")" + type + R"(","text":"hi"}})"), 400,
         "unsupported_payload_type", "payload.type");
@@ -294,41 +368,6 @@ TEST(ApiErrorTest, ErrorsFromTheParserAreValidJson) {
   EXPECT_EQ(doc["error"]["code"], "invalid_field");
 }
 
-// ---- token requests ---------------------------------------------------------------
-
-TEST(TokenRequestTest, Parses) {
-  const auto result = parse_token_request(R"({"user_id":"alice","password":"s3cret pass"})");
-  ASSERT_TRUE(std::holds_alternative<TokenRequest>(result));
-  EXPECT_EQ(std::get<TokenRequest>(result).user_id, "alice");
-  EXPECT_EQ(std::get<TokenRequest>(result).password, "s3cret pass");
-  // An empty password is a (wrong) password, not a malformed request.
-  EXPECT_TRUE(std::holds_alternative<TokenRequest>(
-      parse_token_request(R"({"user_id":"alice","password":""})")));
-}
-
-TEST(TokenRequestTest, Errors) {
-  expect_error(parse_token_request("nope"), 400, "invalid_json", "");
-  expect_error(parse_token_request("[]"), 400, "invalid_json", "");
-  expect_error(parse_token_request(R"({"password":"x"})"), 400, "missing_field", "user_id");
-  expect_error(parse_token_request(R"({"user_id":5,"password":"x"})"), 400, "invalid_field",
-               "user_id");
-  expect_error(parse_token_request(R"({"user_id":"a b","password":"x"})"), 400, "invalid_field",
-               "user_id");
-  expect_error(parse_token_request(R"({"user_id":"alice"})"), 400, "missing_field", "password");
-  expect_error(parse_token_request(R"({"user_id":"alice","password":null})"), 400, "missing_field",
-               "password");
-  expect_error(parse_token_request(R"({"user_id":"alice","password":123})"), 400, "invalid_field",
-               "password");
-}
-
-TEST(TokenRequestTest, PasswordLengthIsBounded) {
-  auto body = [](std::size_t n) {
-    return json{{"user_id", "alice"}, {"password", std::string(n, 'p')}}.dump();
-  };
-  EXPECT_TRUE(std::holds_alternative<TokenRequest>(parse_token_request(body(1024))));
-  expect_error(parse_token_request(body(1025)), 400, "invalid_field", "password");
-}
-
 // ---- history queries --------------------------------------------------------------
 
 HistoryQuery expect_query(const std::variant<HistoryQuery, ApiError>& result) {
@@ -349,8 +388,8 @@ TEST(HistoryQueryTest, ParsesBoth) {
   HistoryQuery q = expect_query(parse_history_query("from_seq=17&limit=5", 500));
   EXPECT_EQ(q.from_seq, 17u);
   EXPECT_EQ(q.limit, 5u);
-  q = expect_query(parse_history_query("limit=500&from_seq=18446744073709551615", 500));
-  EXPECT_EQ(q.from_seq, 18446744073709551615ull);
+  q = expect_query(parse_history_query("limit=500&from_seq=9223372036854775807", 500));
+  EXPECT_EQ(q.from_seq, 9223372036854775807ull);
   EXPECT_EQ(q.limit, 500u);
   q = expect_query(parse_history_query("&limit=1&&", 500));  // empty pairs are skipped
   EXPECT_EQ(q.limit, 1u);
@@ -370,14 +409,14 @@ TEST(HistoryQueryTest, LimitBounds) {
 TEST(HistoryQueryTest, FromSeqMustBePositive) {
   expect_error(parse_history_query("from_seq=0", 500), 400, "invalid_field", "from_seq");
   expect_error(parse_history_query("from_seq=-1", 500), 400, "invalid_field", "from_seq");
-  expect_error(parse_history_query("from_seq=18446744073709551616", 500), 400, "invalid_field",
+  expect_error(parse_history_query("from_seq=9223372036854775808", 500), 400, "invalid_field",
                "from_seq");
 }
 
 TEST(HistoryQueryTest, NonNumericValues) {
   for (const std::string query :
        {"from_seq=abc", "from_seq=", "from_seq", "from_seq=1x", "from_seq=1.5", "from_seq=+3",
-        "from_seq= 3", "from_seq=0x10", "from_seq=%31"})
+        "from_seq= 3", "from_seq=0x10", "from_seq=%3"})
     expect_error(parse_history_query(query, 500), 400, "invalid_field", "from_seq");
   for (const std::string query : {"limit=ten", "limit=", "limit", "limit=5&limit=x"})
     expect_error(parse_history_query(query, 500), 400, "invalid_field", "limit");
@@ -397,6 +436,108 @@ TEST(HistoryQueryTest, UnknownParameter) {
   expect_error(parse_history_query("offset=5", 500), 400, "unknown_parameter", "offset");
   expect_error(parse_history_query("limit=5&sort=desc", 500), 400, "unknown_parameter", "sort");
   expect_error(parse_history_query("LIMIT=5", 500), 400, "unknown_parameter", "LIMIT");
+}
+
+TEST(HistoryQueryTest, ValuesArePercentDecoded) {
+  EXPECT_EQ(expect_query(parse_history_query("from_seq=%31%32", 500)).from_seq, 12u);
+}
+
+TEST(HistoryQueryTest, BackwardAndSince) {
+  HistoryQuery q = expect_query(parse_history_query("before_seq=40&limit=10", 500));
+  EXPECT_TRUE(q.backward);
+  EXPECT_EQ(q.before_seq, 40u);
+  EXPECT_EQ(q.limit, 10u);
+  q = expect_query(parse_history_query("since=1700000000000", 500));
+  EXPECT_FALSE(q.backward);
+  EXPECT_EQ(q.since_ms, 1700000000000);
+  EXPECT_EQ(q.from_seq, 1u);
+  expect_error(parse_history_query("before_seq=0", 500), 400, "invalid_field", "before_seq");
+  expect_error(parse_history_query("since=-5", 500), 400, "invalid_field", "since");
+}
+
+TEST(HistoryQueryTest, OnePositionAtMost) {
+  expect_error(parse_history_query("from_seq=3&before_seq=9", 500), 400, "conflicting_parameters",
+               "before_seq");
+  expect_error(parse_history_query("since=3&from_seq=9", 500), 400, "conflicting_parameters",
+               "from_seq");
+  expect_error(parse_history_query("from_seq=3&from_seq=4", 500), 400, "conflicting_parameters",
+               "from_seq");
+  expect_error(parse_history_query("cursor=" + encode_history_cursor(false, 5) + "&since=1", 500),
+               400, "conflicting_parameters", "since");
+}
+
+TEST(HistoryQueryTest, CursorsRoundTripAndKeepTheLimit) {
+  HistoryQuery q =
+      expect_query(parse_history_query("limit=7&cursor=" + encode_history_cursor(true, 31), 500));
+  EXPECT_TRUE(q.backward);
+  EXPECT_EQ(q.before_seq, 31u);
+  EXPECT_EQ(q.limit, 7u);
+  q = expect_query(
+      parse_history_query("cursor=" + encode_history_cursor(false, 12) + "&limit=3", 500));
+  EXPECT_FALSE(q.backward);
+  EXPECT_EQ(q.from_seq, 12u);
+  EXPECT_EQ(q.limit, 3u);
+}
+
+TEST(HistoryQueryTest, MalformedCursors) {
+  for (const std::string& cursor :
+       {std::string(""), std::string("zz"), std::string("!!!"), auth::base64url_encode("f:"),
+        auth::base64url_encode("f:0"), auth::base64url_encode("x:5"),
+        auth::base64url_encode("f:5x"), auth::base64url_encode("b:-1"),
+        auth::base64url_encode("f5"), std::string(100, 'A')})
+    expect_error(parse_history_query("cursor=" + cursor, 500), 400, "invalid_field", "cursor");
+}
+
+wire::StoredMessage at_seq(std::uint64_t seq) {
+  wire::StoredMessage message;
+  message.seq = seq;
+  return message;
+}
+
+TEST(HistoryPageEndTest, Forward) {
+  HistoryQuery forward;
+  forward.from_seq = 4;
+  HistoryPageEnd end = history_page_end(forward, {at_seq(4), at_seq(5)}, 9);
+  EXPECT_EQ(end.next_from_seq, 6u);
+  EXPECT_FALSE(end.end_of_history);
+  ASSERT_TRUE(end.next_cursor);
+  EXPECT_EQ(decode_history_cursor(*end.next_cursor)->from_seq, 6u);
+  EXPECT_FALSE(decode_history_cursor(*end.next_cursor)->backward);
+
+  end = history_page_end(forward, {at_seq(8), at_seq(9)}, 9);
+  EXPECT_EQ(end.next_from_seq, 10u);
+  EXPECT_TRUE(end.end_of_history);
+  EXPECT_FALSE(end.next_cursor);
+
+  // An empty page ends the history and continues where it started.
+  end = history_page_end(forward, {}, 3);
+  EXPECT_EQ(end.next_from_seq, 4u);
+  EXPECT_TRUE(end.end_of_history);
+  HistoryQuery since;
+  since.since_ms = 5;
+  end = history_page_end(since, {}, 3);
+  EXPECT_EQ(end.next_from_seq, 4u);
+  EXPECT_TRUE(end.end_of_history);
+}
+
+TEST(HistoryPageEndTest, Backward) {
+  HistoryQuery backward;
+  backward.backward = true;
+  backward.before_seq = 10;
+  HistoryPageEnd end = history_page_end(backward, {at_seq(7), at_seq(8), at_seq(9)}, 12);
+  EXPECT_FALSE(end.end_of_history);
+  EXPECT_EQ(end.next_from_seq, 10u);
+  ASSERT_TRUE(end.next_cursor);
+  const auto next = decode_history_cursor(*end.next_cursor);
+  EXPECT_TRUE(next->backward);
+  EXPECT_EQ(next->before_seq, 7u);
+
+  end = history_page_end(backward, {at_seq(1), at_seq(2)}, 12);
+  EXPECT_TRUE(end.end_of_history);
+  EXPECT_FALSE(end.next_cursor);
+  end = history_page_end(backward, {}, 0);
+  EXPECT_TRUE(end.end_of_history);
+  EXPECT_EQ(end.next_from_seq, 1u);
 }
 
 }  // namespace

@@ -106,7 +106,7 @@ TEST(TopologyTest, OmittedSectionsKeepTheirDefaults) {
   EXPECT_EQ(t.limits.history_page_max, defaults.history_page_max);
   EXPECT_EQ(t.storage.map_size_initial_mb, StorageSettings{}.map_size_initial_mb);
   EXPECT_EQ(t.auth.token_ttl_s, 3600u);
-  EXPECT_TRUE(t.dev_users.empty());
+  EXPECT_TRUE(t.tenants.empty());
 }
 
 TEST(TopologyTest, ParsesEverySection) {
@@ -131,10 +131,6 @@ storage:
 auth:
   token_ttl_s: 60
   token_secret_file: secrets/key.hex
-dev:
-  users:
-    - id: alice
-      password_hash: "$argon2id$v=19$m=65536,t=2,p=1$c2FsdHNhbHQ$aGFzaA"
 )" + kNodes);
   EXPECT_EQ(t.limits.request_timeout_ms, 111u);
   EXPECT_EQ(t.limits.router_timeout_ms, 99u);
@@ -154,9 +150,6 @@ dev:
   EXPECT_EQ(t.storage.log_retained_max, 100u);
   EXPECT_EQ(t.auth.token_ttl_s, 60u);
   EXPECT_EQ(t.auth.token_secret_file, kBase / "secrets/key.hex");
-  ASSERT_EQ(t.dev_users.size(), 1u);
-  EXPECT_EQ(t.dev_users[0].id, "alice");
-  EXPECT_EQ(t.dev_users[0].password_hash.rfind("$argon2id$", 0), 0u);
 }
 
 TEST(TopologyTest, RelativeDataDirIsResolvedAgainstTheBaseDir) {
@@ -287,7 +280,7 @@ TEST(TopologyErrorTest, UnknownKeys) {
                "unknown key 'timeout_ms' in limits", 8);
   expect_error(kCluster + "storage:\n  map_mb: 5\n" + kNodes, "unknown key 'map_mb' in storage", 8);
   expect_error(kCluster + "auth:\n  secret: x\n" + kNodes, "unknown key 'secret' in auth", 8);
-  expect_error(kCluster + "dev:\n  admins: []\n" + kNodes, "unknown key 'admins' in dev", 8);
+  expect_error(kCluster + "dev:\n  users: []\n" + kNodes, "unknown key 'dev' in the topology", 7);
   expect_error(
       kCluster + kNodes +
           "  - name: s9\n    role: storage\n    host: h\n    endpoints: {rpc: 1}\n    zone: a\n",
@@ -366,8 +359,6 @@ TEST(TopologyErrorTest, WrongTypes) {
   expect_error(kCluster + "nodes: {a: 1}\n", "nodes must be a non-empty list", 7);
   expect_error(kCluster + "nodes: []\n", "nodes must be a non-empty list", 7);
   expect_error(kCluster + "limits: 5\n" + kNodes, "limits must be a mapping", 7);
-  expect_error(kCluster + "dev:\n  users: alice\n" + kNodes, "dev.users must be a list", 8);
-  expect_error(kCluster + "dev:\n  users: [alice]\n" + kNodes, "a dev user must be a mapping", 8);
 }
 
 TEST(TopologyErrorTest, FrontendWithoutHttpEndpoint) {
@@ -411,26 +402,6 @@ TEST(TopologyErrorTest, NoRouterNode) {
     endpoints: {rpc: 7100}
 )",
                "the topology declares no router node", 8);
-}
-
-TEST(TopologyErrorTest, DevUserWithoutArgon2idHash) {
-  expect_error(
-      kCluster + "dev:\n  users:\n    - id: mallory\n      password_hash: hunter2\n" + kNodes,
-      "password_hash of user 'mallory' is not an argon2id hash", 10);
-  expect_error(kCluster +
-                   "dev:\n  users:\n    - id: mallory\n      password_hash: "
-                   "\"$argon2i$v=19$m=4096,t=3,p=1$c2FsdA$aGFzaA\"\n" +
-                   kNodes,
-               "is not an argon2id hash", 10);
-  expect_error(kCluster + "dev:\n  users:\n    - id: mallory\n" + kNodes,
-               "missing field 'password_hash' in a dev user", 9);
-}
-
-TEST(TopologyErrorTest, DuplicateDevUser) {
-  const std::string hash = "\"$argon2id$v=19$m=65536,t=2,p=1$c2FsdHNhbHQ$aGFzaA\"";
-  expect_error(kCluster + "dev:\n  users:\n    - {id: a, password_hash: " + hash +
-                   "}\n    - {id: a, password_hash: " + hash + "}\n" + kNodes,
-               "duplicate dev user 'a'", 10);
 }
 
 TEST(TopologyErrorTest, ErrorsAreTopologyErrors) {
@@ -506,7 +477,9 @@ TEST(TopologyFileTest, RepositoryLocalTopologyIsValid) {
   EXPECT_EQ(t.data_dir,
             (std::filesystem::path(CHAT4ALL_SOURCE_DIR) / "var/local").lexically_normal());
   for (const auto* frontend : t.with_role(NodeRole::kFrontend)) EXPECT_TRUE(frontend->port("http"));
-  for (const auto& user : t.dev_users) EXPECT_EQ(user.password_hash.rfind("$argon2id$", 0), 0u);
+  ASSERT_NE(t.tenant("dev"), nullptr);
+  for (const auto& client : t.tenant("dev")->admin_clients)
+    EXPECT_EQ(client.secret_hash.rfind("$argon2id$", 0), 0u);
   // Its cluster settings make a working ring.
   const Ring ring(t.storage_node_names(), t.partition_count, t.replication_factor, t.virtual_nodes);
   for (PartitionId p = 0; p < ring.partition_count(); ++p)

@@ -26,7 +26,8 @@ that nothing acknowledged was lost, duplicated or reordered.
 
   --ack-log FILE         the load generator's outcome log (required)
   --url URL              frontend base URL (default http://127.0.0.1:8080)
-  --user ID              user to read as (default alice)
+  --tenant ID            the tenant of the conversations (default dev)
+  --user ID              user to read as, a member of them (default alice)
   --password PASSWORD    that user's password (default chat4all-dev)
   --page N               messages per history page (default 500)
   --read-budget-s S      per conversation, keep retrying 503/504/connection failures this long
@@ -41,8 +42,9 @@ log or a failed login.
 struct Options {
   std::string ack_log;
   std::string url = "http://127.0.0.1:8080";
+  std::string tenant = bench::kDevTenant;
   std::string user = "alice";
-  std::string password = "chat4all-dev";
+  std::string password = bench::kDevSecret;
   std::uint32_t page = 500;
   double read_budget_s = 30;
   bool json = false;
@@ -73,6 +75,8 @@ std::optional<std::string> parse_options(int argc, char** argv, Options& options
       options.ack_log = value;
     } else if (name == "--url") {
       options.url = value;
+    } else if (name == "--tenant") {
+      options.tenant = value;
     } else if (name == "--user") {
       options.user = value;
     } else if (name == "--password") {
@@ -123,7 +127,8 @@ int run(int argc, char** argv) {
   bench::Token token;
   try {
     endpoint = bench::resolve(*target);
-    token = bench::fetch_token(endpoint, *target, options.user, options.password);
+    token = bench::fetch_token(endpoint, *target,
+                               bench::Credentials{options.tenant, options.user, options.password});
   } catch (const std::exception& error) {
     std::fprintf(stderr, "chat4all-check: %s\n", error.what());
     return 2;

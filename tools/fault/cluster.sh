@@ -109,9 +109,10 @@ cluster_write_topology() {
   http_port=$(free_port)
   router_rpc=$(free_port)
   router_metrics=$(free_port)
-  declare -gA rpc_port=() metrics_port=()
+  declare -gA rpc_port=() events_port=() metrics_port=()
   for node in "${storage_nodes[@]}"; do
     rpc_port[$node]=$(free_port)
+    events_port[$node]=$(free_port)
     metrics_port[$node]=$(free_port)
   done
   {
@@ -136,15 +137,16 @@ YAML
 auth:
   token_ttl_s: 3600
 YAML
-    # The development users (password chat4all-dev), exactly as the default topology has them.
-    awk '/^dev:/ {copy = 1} /^nodes:/ {copy = 0} copy' "$repo/topology/local.yaml"
+    # The dev tenant and its admin client (secret chat4all-dev), exactly as the default topology
+    # has them: the load tools log in with it and create their users and conversations.
+    awk '/^tenants:/ {copy = 1} /^nodes:/ {copy = 0} copy' "$repo/topology/local.yaml"
     cat <<YAML
 nodes:
   - {name: frontend-1, role: frontend, host: 127.0.0.1, endpoints: {http: $http_port}}
   - {name: router-1, role: router, host: 127.0.0.1, endpoints: {rpc: $router_rpc, metrics: $router_metrics}}
 YAML
     for node in "${storage_nodes[@]}"; do
-      echo "  - {name: $node, role: storage, host: 127.0.0.1, endpoints: {rpc: ${rpc_port[$node]}, metrics: ${metrics_port[$node]}}}"
+      echo "  - {name: $node, role: storage, host: 127.0.0.1, endpoints: {rpc: ${rpc_port[$node]}, events: ${events_port[$node]}, metrics: ${metrics_port[$node]}}}"
     done
   } >"$topology"
   "$chat4all" check "$topology" >/dev/null

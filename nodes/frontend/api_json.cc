@@ -1,0 +1,112 @@
+#include "nodes/frontend/api_json.h"
+
+namespace chat4all::frontend {
+
+using nlohmann::json;
+
+json object_from_text(const std::string& text) {
+  if (text.empty()) return json::object();
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return value.is_object() ? value : json::object();
+}
+
+json user_json(const wire::UserRecord& user, bool with_identities) {
+  json out = {{"user_id", user.user_id},
+              {"tenant_id", user.tenant_id},
+              {"display_name", user.display_name},
+              {"created_at", user.created_at_ms},
+              {"updated_at", user.updated_at_ms}};
+  if (with_identities) {
+    json identities = json::array();
+    for (const auto& identity : user.identities)
+      identities.push_back({{"channel", identity.channel}, {"address", identity.address}});
+    out["identities"] = std::move(identities);
+  }
+  return out;
+}
+
+json client_json(const wire::ClientRecord& client, const std::string& source) {
+  return {{"client_id", client.client_id},
+          {"name", client.name},
+          {"role", client.role.empty() ? "admin" : client.role},
+          {"source", source},
+          {"created_at", client.created_at_ms}};
+}
+
+json conversation_json(const wire::ConversationRecord& conversation) {
+  return {{"conversation_id", conversation.conversation_id},
+          {"tenant_id", conversation.tenant_id},
+          {"type", conversation.type},
+          {"name", conversation.name},
+          {"members", conversation.members},
+          {"created_by",
+           conversation.created_by.empty() ? json(nullptr) : json(conversation.created_by)},
+          {"metadata", object_from_text(conversation.metadata)},
+          {"created_at", conversation.created_at_ms},
+          {"updated_at", conversation.updated_at_ms}};
+}
+
+json summary_json(const wire::ConversationSummary& summary) {
+  json out = conversation_json(summary.conversation);
+  out["last_seq"] = summary.last_seq;
+  out["last_message"] =
+      summary.last_message.empty() ? json(nullptr) : message_json(summary.last_message.front());
+  out["unread_count"] = summary.unread_count;
+  out["read_up_to_seq"] = summary.horizons.read_up_to;
+  out["delivered_up_to_seq"] = summary.horizons.delivered_up_to;
+  return out;
+}
+
+json message_json(const wire::StoredMessage& message) {
+  json payload = {{"type", message.payload.type}};
+  if (message.payload.type == "file") {
+    payload["file_id"] = message.payload.file_id;
+  } else {
+    payload["text"] = message.payload.text;
+  }
+  return {{"message_id", message.message_id},
+          {"conversation_id", message.conversation_id},
+          {"seq", message.seq},
+          {"sender_id", message.sender_id},
+          {"to", message.recipients},
+          {"channels", message.channels.empty() ? json::array({"all"}) : json(message.channels)},
+          {"payload", std::move(payload)},
+          {"metadata", object_from_text(message.metadata)},
+          {"received_at", message.received_at_ms},
+          {"stored_at", message.stored_at_ms}};
+}
+
+json recipient_state_json(const wire::RecipientState& state) {
+  json history = json::array();
+  for (const auto& change : state.history)
+    history.push_back({{"state", change.state}, {"at", change.at_ms}});
+  return {{"recipient_id", state.recipient_id},
+          {"state", state.history.empty() ? wire::kStateSent : state.history.back().state},
+          {"history", std::move(history)}};
+}
+
+json webhook_json(const wire::WebhookRecord& webhook) {
+  return {{"webhook_id", webhook.webhook_id},
+          {"url", webhook.url},
+          {"events", webhook.events},
+          {"created_at", webhook.created_at_ms}};
+}
+
+json delivery_json(const wire::DeliveryRecord& delivery) {
+  json attempts = json::array();
+  for (const auto& attempt : delivery.attempts)
+    attempts.push_back(
+        {{"at", attempt.at_ms},
+         {"status_code", attempt.status_code == 0 ? json(nullptr) : json(attempt.status_code)},
+         {"error", attempt.error.empty() ? json(nullptr) : json(attempt.error)},
+         {"duration_ms", attempt.duration_ms}});
+  return {{"event_id", delivery.event_id},
+          {"event_type", delivery.event_type},
+          {"state", delivery.state},
+          {"attempts", std::move(attempts)},
+          {"created_at", delivery.created_at_ms},
+          {"next_attempt_at",
+           delivery.state == "retrying" ? json(delivery.next_attempt_at_ms) : json(nullptr)}};
+}
+
+}  // namespace chat4all::frontend

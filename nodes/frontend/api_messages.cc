@@ -1,0 +1,127 @@
+// Sending, reading and marking messages (HttpApi, see http_api.h).
+#include <chrono>
+
+#include "common/ids.h"
+#include "nodes/frontend/api_json.h"
+#include "nodes/frontend/http_api.h"
+
+namespace chat4all::frontend {
+
+using nlohmann::json;
+using Empty = StorageClient::Empty;
+
+namespace {
+
+constexpr FailureCodes kMessageCodes{.conflict = "message_id_conflict"};
+
+}  // namespace
+
+// The message_id is claimed in the tenant first (its locator), so that one id
+// can never name messages in two conversations; only then is it appended.
+// Both steps are idempotent, so a client retrying after a 504 repeats both.
+void HttpApi::send_message(const ApiRequest& request, Call call) {
+  auto parsed = parse_send_message(request.body, call.caller.tenant, call.caller.user(),
+                                   message_limits_, ids::now_ms());
+  if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
+  wire::AppendRequest append_request = std::get<wire::AppendRequest>(std::move(parsed));
+  const std::string key = wire::locator_key(call.caller.tenant, append_request.message_id);
+  const wire::LocateMessage locate{call.caller.tenant, append_request.message_id,
+                                   append_request.conversation_id};
+  storage_.command<Empty>(
+      key, wire::CommandKind::kLocateMessage, locate,
+      [this, call, append_request](StorageOutcome<Empty> outcome) mutable {
+        if (outcome.status == wire::Status::kConflict)
+          return call.respond(error_response(409, "message_id_conflict",
+                                             "message_id is used in another conversation",
+                                             "message_id"));
+        if (!outcome.ok()) return call.respond(storage_error(outcome, kMessageCodes));
+        append(std::move(call), std::move(append_request));
+      },
+      call.trace_id);
+}
+
+void HttpApi::append(Call call, wire::AppendRequest append_request) {
+  const auto started = std::chrono::steady_clock::now();
+  const wire::Header header{wire::kWireVersion, wire::MessageType::kAppendRequest,
+                            ids::next_request_id(), call.trace_id};
+  routers_.submit(
+      header.request_id, codec::encode(header, append_request),
+      [this, call, started](wire::Status status, std::optional<codec::Frame> reply) {
+        auto unwrapped = unwrap_reply<wire::AppendReply>(
+            status, reply, wire::MessageType::kAppendReply, kMessageCodes);
+        if (auto* failure = std::get_if<ApiResponse>(&unwrapped)) {
+          log_.debug("send_failed", {{"trace_id", call.trace_id}, {"status", failure->status}});
+          return call.respond(std::move(*failure));
+        }
+        const auto& answer = std::get<wire::AppendReply>(unwrapped);
+        ApiResponse response = json_response(202, {{"status", "accepted"},
+                                                   {"message_id", answer.message_id},
+                                                   {"conversation_id", answer.conversation_id},
+                                                   {"seq", answer.seq}});
+        response.headers.emplace_back("Location", "/v1/messages/" + answer.message_id);
+        if (answer.duplicate) response.headers.emplace_back("Idempotent-Replayed", "true");
+        send_latency_.observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        call.respond(std::move(response));
+      });
+}
+
+void HttpApi::find_message(Call call, std::function<void(Call, std::string)> next) {
+  const std::string& message_id = call.params[0];
+  if (auto error = check_id(message_id, "message_id")) return call.respond(error_response(*error));
+  storage_.query<std::string>(
+      wire::locator_key(call.caller.tenant, message_id), wire::QueryKind::kFindMessage,
+      wire::LocateMessage{call.caller.tenant, message_id, ""},
+      [call, next](StorageOutcome<std::string> outcome) {
+        if (!outcome.ok()) return call.respond(storage_error(outcome));
+        next(call, std::move(*outcome.value));
+      },
+      call.trace_id);
+}
+
+void HttpApi::get_message(const ApiRequest&, Call call) {
+  find_message(std::move(call), [this](Call call, std::string conversation_id) {
+    storage_.query<wire::MessageWithStates>(
+        conversation_id, wire::QueryKind::kGetMessage,
+        wire::ConversationLookup{call.caller.tenant, conversation_id, call.caller.requester(),
+                                 call.params[0]},
+        on_ok<wire::MessageWithStates>(call.respond,
+                                       [call](wire::MessageWithStates found) {
+                                         json body = message_json(found.message);
+                                         json states = json::array();
+                                         for (const auto& state : found.states)
+                                           states.push_back(recipient_state_json(state));
+                                         body["states"] = std::move(states);
+                                         call.respond(json_response(200, body));
+                                       }),
+        call.trace_id);
+  });
+}
+
+void HttpApi::mark_message_delivered(const ApiRequest&, Call call) {
+  mark_message(std::move(call), wire::kStateDelivered);
+}
+
+void HttpApi::mark_message_read(const ApiRequest&, Call call) {
+  mark_message(std::move(call), wire::kStateRead);
+}
+
+void HttpApi::mark_message(Call call, const char* state) {
+  find_message(std::move(call), [this, state](Call call, std::string conversation_id) {
+    const wire::MarkState mark{
+        call.caller.tenant, conversation_id, call.caller.subject, state, call.params[0], 0};
+    storage_.command<wire::MarkStateResult>(
+        conversation_id, wire::CommandKind::kMarkState, mark,
+        [call](StorageOutcome<wire::MarkStateResult> outcome) {
+          // A member that is not a recipient (the sender, or left out by `to`).
+          if (outcome.status == wire::Status::kInvalid && outcome.field == "message_id")
+            return call.respond(error_response(403, "not_a_recipient",
+                                               "only a recipient of the message may mark it"));
+          if (!outcome.ok()) return call.respond(storage_error(outcome));
+          call.respond(json_response(200, recipient_state_json(outcome.value->message_state)));
+        },
+        call.trace_id);
+  });
+}
+
+}  // namespace chat4all::frontend

@@ -1,0 +1,57 @@
+// Validation of the identity endpoints' bodies: tokens, users, channel
+// identities, service clients. Pure functions: JSON text in, a struct or an
+// ApiError naming the field out. Unknown fields are ignored.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "nodes/frontend/validation_support.h"
+#include "schema/records.h"
+
+namespace chat4all::frontend {
+
+// POST /v1/auth/token. grant_type "password" (the default: user_id and
+// password) or "client_credentials" (client_id and client_secret).
+struct TokenRequest {
+  bool client_credentials = false;
+  std::string tenant_id;
+  std::string subject;  // user_id or client_id
+  std::string secret;   // password or client_secret
+};
+std::variant<TokenRequest, ApiError> parse_token_request(std::string_view body);
+
+inline constexpr Length kPasswordBytes{8, 256};
+inline constexpr Length kDisplayNameBytes{0, 256};
+inline constexpr Length kAddressBytes{1, 128};
+inline constexpr std::size_t kIdentitiesMax = 5;
+
+// POST /v1/users: user_id, password, display_name?, identities? (one per channel).
+struct UserCreate {
+  std::string user_id;
+  std::string password;
+  std::string display_name;
+  std::vector<wire::Identity> identities;
+};
+std::variant<UserCreate, ApiError> parse_user_create(std::string_view body);
+
+// PATCH /v1/users/{id}: at least one of display_name, password.
+struct UserUpdate {
+  std::optional<std::string> display_name;
+  std::optional<std::string> password;
+};
+std::variant<UserUpdate, ApiError> parse_user_update(std::string_view body);
+
+// PUT /v1/users/{id}/identities/{channel}: {"address"}. `channel` comes from
+// the path and is checked here too (400 field "channel").
+std::variant<wire::Identity, ApiError> parse_identity_link(std::string_view body,
+                                                           const std::string& channel);
+FieldError check_channel(const std::string& channel, const std::string& field);
+
+// POST /v1/clients: {"name"}.
+std::variant<std::string, ApiError> parse_client_create(std::string_view body);
+
+}  // namespace chat4all::frontend

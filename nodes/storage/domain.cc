@@ -1,0 +1,798 @@
+#include "nodes/storage/domain.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+
+#include "common/codec.h"
+
+namespace chat4all::storage {
+
+namespace {
+
+using wire::Status;
+
+// ---- record keys (relative to the partition; see schema/README.md)
+// Names never contain '/' or '\0' (ids::is_valid_name / is_valid_id), so the
+// separators keep one record family, one tenant, one user together.
+
+std::string be64(std::uint64_t value) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(value >> (56 - 8 * i));
+  return out;
+}
+
+std::string user_key(std::string_view tenant, std::string_view user) {
+  return "U/" + std::string(tenant) + "/" + std::string(user);
+}
+std::string identity_key(std::string_view tenant, const wire::Identity& identity) {
+  return "I/" + std::string(tenant) + "/" + identity.channel + "/" + identity.address;
+}
+std::string client_key(std::string_view tenant, std::string_view client) {
+  return "C/" + std::string(tenant) + "/" + std::string(client);
+}
+std::string webhook_key(std::string_view tenant, std::string_view webhook) {
+  return "W/" + std::string(tenant) + "/" + std::string(webhook);
+}
+std::string delivery_prefix(std::string_view tenant, std::string_view webhook) {
+  return "D/" + std::string(tenant) + "/" + std::string(webhook) + "/";
+}
+std::string membership_prefix(std::string_view tenant, std::string_view user) {
+  return "M/" + std::string(tenant) + "/" + std::string(user) + "/";
+}
+std::string conversation_key(std::string_view conversation) {
+  return "V/" + std::string(conversation);
+}
+std::string state_key(std::string_view conversation, std::uint64_t seq, std::string_view user) {
+  std::string key = "S/" + std::string(conversation);
+  key.push_back('\0');
+  key += be64(seq);
+  key += user;
+  return key;
+}
+std::string horizons_key(std::string_view conversation, std::string_view user) {
+  std::string key = "H/" + std::string(conversation);
+  key.push_back('\0');
+  key += user;
+  return key;
+}
+std::string locator_record_key(std::string_view tenant, std::string_view message_id) {
+  return "L/" + std::string(tenant) + "/" + std::string(message_id);
+}
+constexpr std::string_view kOutboxPrefix = "O/";
+constexpr std::string_view kOutboxMetaKey = "o/meta";
+
+struct OutboxMeta {
+  std::uint64_t next_index = 1;
+  std::uint64_t acked_up_to = 0;
+  std::uint64_t dropped = 0;
+  MSGPACK_DEFINE(next_index, acked_up_to, dropped);
+};
+
+template <typename T>
+std::optional<T> load(const PartitionState& state, std::string_view key) {
+  auto bytes = state.get(key);
+  if (!bytes) return std::nullopt;
+  return codec::unpack_body<T>(*bytes);
+}
+
+template <typename T>
+void store(PartitionState& state, std::string_view key, const T& value) {
+  state.put(key, codec::pack_body(value));
+}
+
+DomainResult fail(Status status, std::string detail, std::string field = {}) {
+  DomainResult result;
+  result.status = status;
+  result.detail = std::move(detail);
+  result.field = std::move(field);
+  return result;
+}
+
+template <typename T>
+DomainResult ok(const T& value) {
+  DomainResult result;
+  result.body = codec::pack_body(value);
+  return result;
+}
+
+DomainResult ok_empty() {
+  DomainResult result;
+  result.body = codec::pack_body(std::vector<int>{});
+  return result;
+}
+
+template <typename T>
+std::optional<T> decode(const std::string& body) {
+  return codec::unpack_body<T>(body);
+}
+
+bool contains(const std::vector<std::string>& list, std::string_view item) {
+  return std::find(list.begin(), list.end(), item) != list.end();
+}
+
+int state_rank(std::string_view state) {
+  if (state == wire::kStateSent) return 0;
+  if (state == wire::kStateDelivered) return 1;
+  if (state == wire::kStateRead) return 2;
+  return -1;
+}
+
+const char* event_type_of(std::string_view state) {
+  return state == wire::kStateRead        ? "message.read"
+         : state == wire::kStateDelivered ? "message.delivered"
+                                          : "message.sent";
+}
+
+// ---- outbox
+
+void append_outbox(PartitionState& state, std::uint32_t partition, wire::OutboxEvent event) {
+  OutboxMeta meta = load<OutboxMeta>(state, kOutboxMetaKey).value_or(OutboxMeta{});
+  event.index = meta.next_index++;
+  char id[48];
+  std::snprintf(id, sizeof id, "evt_%08x_%016llx", partition,
+                static_cast<unsigned long long>(event.index));
+  event.event_id = id;
+  store(state, std::string(kOutboxPrefix) + be64(event.index), event);
+  // Bounded: without a dispatcher acknowledging, the oldest events go.
+  const std::uint64_t retained = event.index - meta.acked_up_to;
+  if (retained > kOutboxEventsMax) {
+    const std::uint64_t oldest = meta.acked_up_to + 1;
+    state.erase(std::string(kOutboxPrefix) + be64(oldest));
+    meta.acked_up_to = oldest;
+    ++meta.dropped;
+  }
+  store(state, kOutboxMetaKey, meta);
+}
+
+// ---- conversations
+
+// The conversation if it exists in `tenant` and `requester` may see it (a
+// member; empty requester: an admin of the tenant).
+std::optional<wire::ConversationRecord> visible_conversation(const PartitionState& state,
+                                                             std::string_view tenant,
+                                                             std::string_view conversation_id,
+                                                             std::string_view requester) {
+  auto record = load<wire::ConversationRecord>(state, conversation_key(conversation_id));
+  if (!record || record->tenant_id != tenant) return std::nullopt;
+  if (!requester.empty() && !contains(record->members, requester)) return std::nullopt;
+  return record;
+}
+
+DomainResult conversation_not_found() {
+  return fail(Status::kNotFound, "conversation not found", "conversation_id");
+}
+
+wire::RecipientState current_state(const PartitionState& state, const wire::StoredMessage& message,
+                                   std::string_view user) {
+  if (auto stored =
+          load<wire::RecipientState>(state, state_key(message.conversation_id, message.seq, user)))
+    return *stored;
+  wire::RecipientState fresh;
+  fresh.recipient_id = std::string(user);
+  fresh.history.push_back({wire::kStateSent, message.stored_at_ms});
+  return fresh;
+}
+
+// Moves `user`'s state of `message` forward to `target` (never back: a READ
+// implies DELIVERED; a DELIVERED after READ changes nothing).
+wire::RecipientState advance_state(PartitionState& state, std::uint32_t partition,
+                                   const wire::StoredMessage& message, const std::string& tenant,
+                                   const std::string& user, const char* target, std::int64_t at_ms,
+                                   std::vector<wire::Event>& events) {
+  wire::RecipientState recipient = current_state(state, message, user);
+  const int current = state_rank(recipient.history.back().state);
+  const int wanted = state_rank(target);
+  if (wanted <= current) return recipient;
+  for (int rank = current + 1; rank <= wanted; ++rank) {
+    const char* step = rank == 1 ? wire::kStateDelivered : wire::kStateRead;
+    recipient.history.push_back({step, at_ms});
+    wire::OutboxEvent outbox;
+    outbox.type = event_type_of(step);
+    outbox.tenant_id = tenant;
+    outbox.conversation_id = message.conversation_id;
+    outbox.seq = message.seq;
+    outbox.message_id = message.message_id;
+    outbox.sender_id = message.sender_id;
+    outbox.recipient_id = user;
+    outbox.state = step;
+    outbox.at_ms = at_ms;
+    append_outbox(state, partition, outbox);
+    wire::Event event;
+    event.kind = "state";
+    event.tenant_id = tenant;
+    event.conversation_id = message.conversation_id;
+    event.seq = message.seq;
+    event.message_id = message.message_id;
+    event.sender_id = message.sender_id;
+    event.recipient_id = user;
+    event.state = step;
+    event.at_ms = at_ms;
+    events.push_back(std::move(event));
+  }
+  store(state, state_key(message.conversation_id, message.seq, user), recipient);
+  return recipient;
+}
+
+void membership_events(const std::string& tenant, const std::string& conversation_id,
+                       const std::vector<std::string>& users, bool joined,
+                       std::vector<wire::Event>& events) {
+  for (const auto& user : users) {
+    wire::Event event;
+    event.kind = "membership";
+    event.tenant_id = tenant;
+    event.conversation_id = conversation_id;
+    event.user_id = user;
+    event.joined = joined;
+    events.push_back(std::move(event));
+  }
+}
+
+DomainResult create_conversation(PartitionState& state, wire::CreateConversation body,
+                                 std::int64_t at_ms) {
+  auto& record = body.conversation;
+  if (record.tenant_id.empty() || record.conversation_id.empty())
+    return fail(Status::kInvalid, "conversation needs a tenant and an id");
+  if (record.type != "private" && record.type != "group")
+    return fail(Status::kInvalid, "type must be private or group", "type");
+  if (record.members.empty() || (record.type == "private" && record.members.size() != 2))
+    return fail(Status::kInvalid, "a private conversation has exactly two members", "members");
+  if (auto existing =
+          load<wire::ConversationRecord>(state, conversation_key(record.conversation_id))) {
+    DomainResult result = fail(Status::kExists, "conversation exists", "conversation_id");
+    if (existing->tenant_id == record.tenant_id) result.body = codec::pack_body(*existing);
+    return result;
+  }
+  record.created_at_ms = record.updated_at_ms = at_ms;
+  store(state, conversation_key(record.conversation_id), record);
+  DomainResult result = ok(record);
+  membership_events(record.tenant_id, record.conversation_id, record.members, true, result.events);
+  return result;
+}
+
+DomainResult add_members(PartitionState& state, const wire::ChangeMembers& body,
+                         std::int64_t at_ms) {
+  auto record = visible_conversation(state, body.tenant_id, body.conversation_id, body.by);
+  if (!record) return conversation_not_found();
+  if (record->type != "group")
+    return fail(Status::kInvalid, "a private conversation has fixed members", "members");
+  std::vector<std::string> joined;
+  for (const auto& user : body.users) {
+    if (contains(record->members, user)) continue;
+    record->members.push_back(user);
+    joined.push_back(user);
+  }
+  record->updated_at_ms = at_ms;
+  store(state, conversation_key(record->conversation_id), *record);
+  DomainResult result = ok(*record);
+  membership_events(record->tenant_id, record->conversation_id, joined, true, result.events);
+  return result;
+}
+
+DomainResult remove_member(PartitionState& state, const wire::ChangeMembers& body,
+                           std::int64_t at_ms) {
+  auto record = visible_conversation(state, body.tenant_id, body.conversation_id, body.by);
+  if (!record) return conversation_not_found();
+  if (body.users.size() != 1) return fail(Status::kInvalid, "name one member to remove");
+  const std::string& user = body.users.front();
+  auto it = std::find(record->members.begin(), record->members.end(), user);
+  if (it == record->members.end()) return fail(Status::kNotFound, "not a member", "user_id");
+  if (!body.by.empty() && body.by != user && body.by != record->created_by)
+    return fail(Status::kInvalid, "only the creator of a conversation may remove other members",
+                "user_id");
+  record->members.erase(it);
+  record->updated_at_ms = at_ms;
+  store(state, conversation_key(record->conversation_id), *record);
+  DomainResult result = ok(*record);
+  membership_events(record->tenant_id, record->conversation_id, {user}, false, result.events);
+  return result;
+}
+
+DomainResult mark_state(PartitionState& state, std::uint32_t partition, const wire::MarkState& body,
+                        std::int64_t at_ms) {
+  auto record = visible_conversation(state, body.tenant_id, body.conversation_id, body.user_id);
+  if (!record || body.user_id.empty()) return conversation_not_found();
+  if (body.state != wire::kStateDelivered && body.state != wire::kStateRead)
+    return fail(Status::kInvalid, "state must be DELIVERED or READ", "state");
+  const char* target = body.state == wire::kStateRead ? wire::kStateRead : wire::kStateDelivered;
+  DomainResult result;
+  wire::MarkStateResult out;
+  const std::string key = horizons_key(body.conversation_id, body.user_id);
+  wire::Horizons horizons = load<wire::Horizons>(state, key).value_or(wire::Horizons{});
+  if (!body.message_id.empty()) {
+    auto seq = state.seq_of(body.conversation_id, body.message_id);
+    auto message = seq ? state.message(body.conversation_id, *seq) : std::nullopt;
+    if (!message) return fail(Status::kNotFound, "message not found", "message_id");
+    if (!contains(message->recipients, body.user_id))
+      return fail(Status::kInvalid, "the caller is not a recipient of this message", "message_id");
+    out.message_state = advance_state(state, partition, *message, record->tenant_id, body.user_id,
+                                      target, at_ms, result.events);
+  } else {
+    std::uint64_t& horizon =
+        target == wire::kStateRead ? horizons.read_up_to : horizons.delivered_up_to;
+    const std::uint64_t wanted =
+        std::min({body.up_to_seq, state.head(body.conversation_id), horizon + kHorizonStepMax});
+    for (std::uint64_t seq = horizon + 1; seq <= wanted; ++seq) {
+      auto message = state.message(body.conversation_id, seq);
+      if (message && contains(message->recipients, body.user_id))
+        advance_state(state, partition, *message, record->tenant_id, body.user_id, target, at_ms,
+                      result.events);
+    }
+    horizon = std::max(horizon, wanted);
+    // A read horizon implies the delivered one; the states are already READ.
+    horizons.delivered_up_to = std::max(horizons.delivered_up_to, horizons.read_up_to);
+    store(state, key, horizons);
+  }
+  out.horizons = horizons;
+  result.body = codec::pack_body(out);
+  return result;
+}
+
+// ---- tenant directory
+
+DomainResult create_user(PartitionState& state, wire::CreateUser body, std::int64_t at_ms) {
+  auto& user = body.user;
+  if (user.tenant_id.empty() || user.user_id.empty())
+    return fail(Status::kInvalid, "user needs a tenant and an id", "user_id");
+  const std::string key = user_key(user.tenant_id, user.user_id);
+  if (state.get(key)) return fail(Status::kExists, "user exists", "user_id");
+  for (const auto& identity : user.identities)
+    if (state.get(identity_key(user.tenant_id, identity)))
+      return fail(
+          Status::kExists,
+          "identity " + identity.channel + ":" + identity.address + " is linked to another user",
+          "identities");
+  user.created_at_ms = user.updated_at_ms = at_ms;
+  for (const auto& identity : user.identities)
+    state.put(identity_key(user.tenant_id, identity), user.user_id);
+  store(state, key, user);
+  return ok(user);
+}
+
+DomainResult update_user(PartitionState& state, const wire::UpdateUser& body, std::int64_t at_ms) {
+  const std::string key = user_key(body.tenant_id, body.user_id);
+  auto user = load<wire::UserRecord>(state, key);
+  if (!user) return fail(Status::kNotFound, "user not found", "user_id");
+  if (body.set_display_name) user->display_name = body.display_name;
+  if (body.set_password_hash) user->password_hash = body.password_hash;
+  user->updated_at_ms = at_ms;
+  store(state, key, *user);
+  return ok(*user);
+}
+
+DomainResult change_identity(PartitionState& state, const wire::IdentityChange& body, bool link,
+                             std::int64_t at_ms) {
+  const std::string key = user_key(body.tenant_id, body.user_id);
+  auto user = load<wire::UserRecord>(state, key);
+  if (!user) return fail(Status::kNotFound, "user not found", "user_id");
+  auto same_channel = [&](const wire::Identity& identity) {
+    return identity.channel == body.identity.channel;
+  };
+  if (link) {
+    auto owner = state.get(identity_key(body.tenant_id, body.identity));
+    if (owner && *owner != body.user_id)
+      return fail(Status::kExists, "address is linked to another user", "address");
+  }
+  auto old = std::find_if(user->identities.begin(), user->identities.end(), same_channel);
+  if (old != user->identities.end()) {
+    state.erase(identity_key(body.tenant_id, *old));
+    user->identities.erase(old);
+  } else if (!link) {
+    return fail(Status::kNotFound, "no identity on that channel", "channel");
+  }
+  if (link) {
+    state.put(identity_key(body.tenant_id, body.identity), body.user_id);
+    user->identities.push_back(body.identity);
+  }
+  user->updated_at_ms = at_ms;
+  store(state, key, *user);
+  return ok(*user);
+}
+
+DomainResult create_client(PartitionState& state, wire::CreateClient body, std::int64_t at_ms) {
+  auto& client = body.client;
+  const std::string key = client_key(client.tenant_id, client.client_id);
+  if (state.get(key)) return fail(Status::kExists, "client exists", "client_id");
+  client.created_at_ms = at_ms;
+  store(state, key, client);
+  return ok(client);
+}
+
+DomainResult delete_record(PartitionState& state, const std::string& key, const char* what) {
+  if (!state.get(key)) return fail(Status::kNotFound, std::string(what) + " not found");
+  state.erase(key);
+  return ok_empty();
+}
+
+std::vector<std::string> keys_with_prefix(const PartitionState& state, const std::string& prefix) {
+  std::vector<std::string> keys;
+  state.scan(prefix, {}, [&](std::string_view key, std::string_view) {
+    keys.emplace_back(key);
+    return true;
+  });
+  return keys;
+}
+
+DomainResult index_membership(PartitionState& state, const wire::IndexMembership& body) {
+  for (const auto& user : body.users) {
+    const std::string key = membership_prefix(body.tenant_id, user) + body.conversation_id;
+    if (body.joined)
+      state.put(key, "");
+    else
+      state.erase(key);
+  }
+  DomainResult result = ok_empty();
+  membership_events(body.tenant_id, body.conversation_id, body.users, body.joined, result.events);
+  return result;
+}
+
+DomainResult create_webhook(PartitionState& state, wire::CreateWebhook body, std::int64_t at_ms) {
+  auto& webhook = body.webhook;
+  const std::string key = webhook_key(webhook.tenant_id, webhook.webhook_id);
+  if (state.get(key)) return fail(Status::kExists, "webhook exists", "webhook_id");
+  webhook.created_at_ms = at_ms;
+  store(state, key, webhook);
+  return ok(webhook);
+}
+
+DomainResult delete_webhook(PartitionState& state, const wire::TenantLookup& body) {
+  DomainResult result = delete_record(state, webhook_key(body.tenant_id, body.id), "webhook");
+  if (result.status == Status::kOk)
+    for (const auto& key : keys_with_prefix(state, delivery_prefix(body.tenant_id, body.id)))
+      state.erase(key);
+  return result;
+}
+
+DomainResult record_delivery(PartitionState& state, const wire::RecordDelivery& body) {
+  const auto& delivery = body.delivery;
+  if (!state.get(webhook_key(delivery.tenant_id, delivery.webhook_id)))
+    return fail(Status::kNotFound, "webhook not found", "webhook_id");
+  store(state, delivery_prefix(delivery.tenant_id, delivery.webhook_id) + delivery.event_id,
+        delivery);
+  return ok_empty();
+}
+
+DomainResult locate_message(PartitionState& state, const wire::LocateMessage& body) {
+  const std::string key = locator_record_key(body.tenant_id, body.message_id);
+  if (auto existing = state.get(key)) {
+    if (*existing != body.conversation_id)
+      return fail(Status::kConflict, "message_id is already used in another conversation",
+                  "message_id");
+    return ok_empty();
+  }
+  state.put(key, body.conversation_id);
+  return ok_empty();
+}
+
+DomainResult ack_outbox(PartitionState& state, const wire::AckOutbox& body) {
+  OutboxMeta meta = load<OutboxMeta>(state, kOutboxMetaKey).value_or(OutboxMeta{});
+  const std::uint64_t up_to = std::min(body.up_to, meta.next_index - 1);
+  for (std::uint64_t index = meta.acked_up_to + 1; index <= up_to; ++index)
+    state.erase(std::string(kOutboxPrefix) + be64(index));
+  meta.acked_up_to = std::max(meta.acked_up_to, up_to);
+  store(state, kOutboxMetaKey, meta);
+  return ok_empty();
+}
+
+// ---- queries
+
+template <typename Record>
+std::vector<Record> list_records(const PartitionState& state, const std::string& prefix,
+                                 std::string_view after, std::uint32_t limit) {
+  std::vector<Record> records;
+  const std::uint32_t wanted = std::clamp<std::uint32_t>(limit, 1, 1000);
+  state.scan(prefix, after.empty() ? std::string() : prefix + std::string(after),
+             [&](std::string_view, std::string_view value) {
+               if (auto record = codec::unpack_body<Record>(value))
+                 records.push_back(std::move(*record));
+               return records.size() < wanted;
+             });
+  return records;
+}
+
+DomainResult conversation_summary(const PartitionState& state,
+                                  const wire::ConversationLookup& body) {
+  auto record =
+      visible_conversation(state, body.tenant_id, body.conversation_id, body.requester_id);
+  if (!record) return conversation_not_found();
+  wire::ConversationSummary summary;
+  summary.conversation = *record;
+  summary.last_seq = state.head(body.conversation_id);
+  if (summary.last_seq > 0)
+    if (auto last = state.message(body.conversation_id, summary.last_seq))
+      summary.last_message.push_back(std::move(*last));
+  if (!body.requester_id.empty()) {
+    summary.horizons =
+        load<wire::Horizons>(state, horizons_key(body.conversation_id, body.requester_id))
+            .value_or(wire::Horizons{});
+    // Newest first, so that a long unread run costs at most kUnreadCountMax reads.
+    for (std::uint64_t seq = summary.last_seq;
+         seq > summary.horizons.read_up_to && summary.unread_count < wire::kUnreadCountMax; --seq) {
+      auto message = state.message(body.conversation_id, seq);
+      if (message && contains(message->recipients, body.requester_id)) ++summary.unread_count;
+      if (summary.last_seq - seq + 1 >= wire::kUnreadCountMax) break;
+    }
+  }
+  return ok(summary);
+}
+
+DomainResult get_message(const PartitionState& state, const wire::ConversationLookup& body) {
+  auto record =
+      visible_conversation(state, body.tenant_id, body.conversation_id, body.requester_id);
+  if (!record) return fail(Status::kNotFound, "message not found", "message_id");
+  auto seq = state.seq_of(body.conversation_id, body.message_id);
+  auto message = seq ? state.message(body.conversation_id, *seq) : std::nullopt;
+  if (!message) return fail(Status::kNotFound, "message not found", "message_id");
+  wire::MessageWithStates out;
+  for (const auto& recipient : message->recipients)
+    out.states.push_back(current_state(state, *message, recipient));
+  out.message = std::move(*message);
+  return ok(out);
+}
+
+}  // namespace
+
+DomainResult apply_command(PartitionState& state, std::uint32_t partition,
+                           const wire::CommandRequest& command, std::int64_t at_ms) {
+  using Kind = wire::CommandKind;
+  auto malformed = [] { return fail(Status::kInvalid, "command body does not match its kind"); };
+#define CHAT4ALL_BODY(Type, name)         \
+  auto name = decode<Type>(command.body); \
+  if (!name) return malformed();
+  switch (command.kind) {
+    case Kind::kCreateUser: {
+      CHAT4ALL_BODY(wire::CreateUser, body);
+      return create_user(state, std::move(*body), at_ms);
+    }
+    case Kind::kUpdateUser: {
+      CHAT4ALL_BODY(wire::UpdateUser, body);
+      return update_user(state, *body, at_ms);
+    }
+    case Kind::kLinkIdentity:
+    case Kind::kUnlinkIdentity: {
+      CHAT4ALL_BODY(wire::IdentityChange, body);
+      return change_identity(state, *body, command.kind == Kind::kLinkIdentity, at_ms);
+    }
+    case Kind::kCreateClient: {
+      CHAT4ALL_BODY(wire::CreateClient, body);
+      return create_client(state, std::move(*body), at_ms);
+    }
+    case Kind::kDeleteClient: {
+      CHAT4ALL_BODY(wire::TenantLookup, body);
+      return delete_record(state, client_key(body->tenant_id, body->id), "client");
+    }
+    case Kind::kIndexMembership: {
+      CHAT4ALL_BODY(wire::IndexMembership, body);
+      return index_membership(state, *body);
+    }
+    case Kind::kCreateWebhook: {
+      CHAT4ALL_BODY(wire::CreateWebhook, body);
+      return create_webhook(state, std::move(*body), at_ms);
+    }
+    case Kind::kDeleteWebhook: {
+      CHAT4ALL_BODY(wire::TenantLookup, body);
+      return delete_webhook(state, *body);
+    }
+    case Kind::kRecordDelivery: {
+      CHAT4ALL_BODY(wire::RecordDelivery, body);
+      return record_delivery(state, *body);
+    }
+    case Kind::kCreateConversation: {
+      CHAT4ALL_BODY(wire::CreateConversation, body);
+      return create_conversation(state, std::move(*body), at_ms);
+    }
+    case Kind::kAddMembers: {
+      CHAT4ALL_BODY(wire::ChangeMembers, body);
+      return add_members(state, *body, at_ms);
+    }
+    case Kind::kRemoveMember: {
+      CHAT4ALL_BODY(wire::ChangeMembers, body);
+      return remove_member(state, *body, at_ms);
+    }
+    case Kind::kMarkState: {
+      CHAT4ALL_BODY(wire::MarkState, body);
+      return mark_state(state, partition, *body, at_ms);
+    }
+    case Kind::kLocateMessage: {
+      CHAT4ALL_BODY(wire::LocateMessage, body);
+      return locate_message(state, *body);
+    }
+    case Kind::kAckOutbox: {
+      CHAT4ALL_BODY(wire::AckOutbox, body);
+      return ack_outbox(state, *body);
+    }
+    case Kind::kNone:
+      break;
+  }
+#undef CHAT4ALL_BODY
+  return fail(Status::kInvalid, "unknown command kind");
+}
+
+DomainResult run_query(const PartitionState& state, const wire::QueryRequest& query) {
+  using Kind = wire::QueryKind;
+  auto malformed = [] { return fail(Status::kInvalid, "query body does not match its kind"); };
+#define CHAT4ALL_BODY(Type, name)       \
+  auto name = decode<Type>(query.body); \
+  if (!name) return malformed();
+  switch (query.kind) {
+    case Kind::kGetUser: {
+      CHAT4ALL_BODY(wire::TenantLookup, body);
+      auto user = load<wire::UserRecord>(state, user_key(body->tenant_id, body->id));
+      return user ? ok(*user) : fail(Status::kNotFound, "user not found", "user_id");
+    }
+    case Kind::kListUsers: {
+      CHAT4ALL_BODY(wire::TenantList, body);
+      return ok(list_records<wire::UserRecord>(state, user_key(body->tenant_id, ""), body->after,
+                                               body->limit));
+    }
+    case Kind::kGetClient: {
+      CHAT4ALL_BODY(wire::TenantLookup, body);
+      auto client = load<wire::ClientRecord>(state, client_key(body->tenant_id, body->id));
+      return client ? ok(*client) : fail(Status::kNotFound, "client not found", "client_id");
+    }
+    case Kind::kListClients: {
+      CHAT4ALL_BODY(wire::TenantList, body);
+      return ok(list_records<wire::ClientRecord>(state, client_key(body->tenant_id, ""),
+                                                 body->after, body->limit));
+    }
+    case Kind::kMissingUsers: {
+      CHAT4ALL_BODY(wire::UserSet, body);
+      std::vector<std::string> missing;
+      for (const auto& user : body->users)
+        if (!state.get(user_key(body->tenant_id, user))) missing.push_back(user);
+      return ok(missing);
+    }
+    case Kind::kListUserConversations: {
+      CHAT4ALL_BODY(wire::TenantList, body);
+      const std::string prefix = membership_prefix(body->tenant_id, body->owner);
+      std::vector<std::string> conversations;
+      const std::uint32_t wanted = std::clamp<std::uint32_t>(body->limit, 1, 1000);
+      state.scan(prefix, body->after.empty() ? std::string() : prefix + body->after,
+                 [&](std::string_view key, std::string_view) {
+                   conversations.emplace_back(key.substr(prefix.size()));
+                   return conversations.size() < wanted;
+                 });
+      return ok(conversations);
+    }
+    case Kind::kListWebhooks: {
+      CHAT4ALL_BODY(wire::TenantList, body);
+      return ok(list_records<wire::WebhookRecord>(state, webhook_key(body->tenant_id, ""),
+                                                  body->after, body->limit));
+    }
+    case Kind::kGetWebhook: {
+      CHAT4ALL_BODY(wire::TenantLookup, body);
+      auto webhook = load<wire::WebhookRecord>(state, webhook_key(body->tenant_id, body->id));
+      return webhook ? ok(*webhook) : fail(Status::kNotFound, "webhook not found", "webhook_id");
+    }
+    case Kind::kListDeliveries: {
+      CHAT4ALL_BODY(wire::TenantList, body);
+      if (!state.get(webhook_key(body->tenant_id, body->owner)))
+        return fail(Status::kNotFound, "webhook not found", "webhook_id");
+      return ok(list_records<wire::DeliveryRecord>(
+          state, delivery_prefix(body->tenant_id, body->owner), body->after, body->limit));
+    }
+    case Kind::kResolveIdentity: {
+      CHAT4ALL_BODY(wire::IdentityChange, body);
+      auto owner = state.get(identity_key(body->tenant_id, body->identity));
+      auto user =
+          owner ? load<wire::UserRecord>(state, user_key(body->tenant_id, *owner)) : std::nullopt;
+      return user ? ok(*user) : fail(Status::kNotFound, "no user has that identity", "address");
+    }
+    case Kind::kGetConversation: {
+      CHAT4ALL_BODY(wire::ConversationLookup, body);
+      auto record =
+          visible_conversation(state, body->tenant_id, body->conversation_id, body->requester_id);
+      return record ? ok(*record) : conversation_not_found();
+    }
+    case Kind::kGetMessage: {
+      CHAT4ALL_BODY(wire::ConversationLookup, body);
+      return get_message(state, *body);
+    }
+    case Kind::kConversationSummary: {
+      CHAT4ALL_BODY(wire::ConversationLookup, body);
+      return conversation_summary(state, *body);
+    }
+    case Kind::kFindMessage: {
+      CHAT4ALL_BODY(wire::LocateMessage, body);
+      auto conversation = state.get(locator_record_key(body->tenant_id, body->message_id));
+      return conversation ? ok(*conversation)
+                          : fail(Status::kNotFound, "message not found", "message_id");
+    }
+    case Kind::kReadOutbox: {
+      CHAT4ALL_BODY(wire::ReadOutbox, body);
+      std::vector<wire::OutboxEvent> events;
+      const std::uint32_t wanted = std::clamp<std::uint32_t>(body->limit, 1, 1024);
+      state.scan(kOutboxPrefix, std::string(kOutboxPrefix) + be64(body->after),
+                 [&](std::string_view, std::string_view value) {
+                   if (auto event = codec::unpack_body<wire::OutboxEvent>(value))
+                     events.push_back(std::move(*event));
+                   return events.size() < wanted;
+                 });
+      return ok(events);
+    }
+    case Kind::kNone:
+      break;
+  }
+#undef CHAT4ALL_BODY
+  return fail(Status::kInvalid, "unknown query kind");
+}
+
+DomainResult check_append(const PartitionState& state, wire::AppendRequest& append) {
+  if (append.tenant_id.empty()) return {};
+  auto record =
+      visible_conversation(state, append.tenant_id, append.conversation_id, append.sender_id);
+  if (!record || append.sender_id.empty()) return conversation_not_found();
+  if (append.recipients.empty()) {
+    for (const auto& member : record->members)
+      if (member != append.sender_id) append.recipients.push_back(member);
+    return {};
+  }
+  for (const auto& recipient : append.recipients)
+    if (recipient == append.sender_id || !contains(record->members, recipient))
+      return fail(Status::kInvalid, "recipient " + recipient + " is not another member", "to");
+  return {};
+}
+
+void note_appended(PartitionState& state, std::uint32_t partition,
+                   const wire::StoredMessage& message, const std::string& tenant_id,
+                   std::vector<wire::Event>& events) {
+  if (tenant_id.empty()) return;
+  wire::OutboxEvent outbox;
+  outbox.type = "message.sent";
+  outbox.tenant_id = tenant_id;
+  outbox.conversation_id = message.conversation_id;
+  outbox.seq = message.seq;
+  outbox.message_id = message.message_id;
+  outbox.sender_id = message.sender_id;
+  outbox.state = wire::kStateSent;
+  outbox.at_ms = message.stored_at_ms;
+  append_outbox(state, partition, outbox);
+  wire::Event event;
+  event.kind = "message";
+  event.tenant_id = tenant_id;
+  event.conversation_id = message.conversation_id;
+  event.seq = message.seq;
+  event.message_id = message.message_id;
+  event.sender_id = message.sender_id;
+  event.at_ms = message.stored_at_ms;
+  events.push_back(std::move(event));
+}
+
+wire::ReadReply read_history(const PartitionState& state, const wire::ReadRequest& request,
+                             std::uint32_t page_max) {
+  wire::ReadReply reply;
+  if (!request.tenant_id.empty() &&
+      !visible_conversation(state, request.tenant_id, request.conversation_id,
+                            request.requester_id)) {
+    reply.status = Status::kNotFound;
+    reply.detail = "conversation not found";
+    return reply;
+  }
+  reply.status = Status::kOk;
+  reply.last_seq = state.head(request.conversation_id);
+  const std::uint64_t limit = std::clamp<std::uint32_t>(request.limit, 1, page_max);
+  std::uint64_t first = std::max<std::uint64_t>(request.from_seq, 1);
+  std::uint64_t last = reply.last_seq;
+  if (request.before_seq > 0) {
+    last = std::min(last, request.before_seq - 1);
+    first = last >= limit ? last - limit + 1 : 1;
+  } else if (request.since_ms > 0) {
+    // stored_at_ms never decreases along a conversation: binary search.
+    std::uint64_t low = 1, high = reply.last_seq + 1;
+    while (low < high) {
+      const std::uint64_t middle = low + (high - low) / 2;
+      auto message = state.message(request.conversation_id, middle);
+      if (message && message->stored_at_ms < request.since_ms)
+        low = middle + 1;
+      else
+        high = middle;
+    }
+    first = low;
+  }
+  for (std::uint64_t seq = first; seq <= last && reply.messages.size() < limit; ++seq)
+    if (auto message = state.message(request.conversation_id, seq))
+      reply.messages.push_back(std::move(*message));
+  return reply;
+}
+
+}  // namespace chat4all::storage

@@ -1,0 +1,572 @@
+// Every endpoint of the public API v1 (docs/api.md) through a real topology,
+// its success and failure paths, and tenant isolation: a token of one tenant
+// sees nothing of another, and cannot tell a record of another tenant from
+// one that does not exist.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "common/auth.h"
+#include "common/ids.h"
+#include "tests/integration/cluster.h"
+
+namespace chat4all::testing {
+namespace {
+
+using nlohmann::json;
+
+std::map<std::string, std::string> bearer(const std::string& token) {
+  return {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}};
+}
+
+// One cluster for the suite (argon2id makes every user and login cost ~0.1 s
+// of a core, so users are few and shared): alice and bob of kTenant, made by
+// wait_ready(), and carol of kOtherTenant.
+class ApiV1Test : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    cluster_ = new TestCluster();
+    cluster_->start_all();
+    ASSERT_TRUE(cluster_->wait_ready()) << cluster_->read_log("up");
+    admin_ = cluster_->admin_token(kTenant);
+    other_admin_ = cluster_->admin_token(kOtherTenant);
+    ASSERT_TRUE(cluster_->create_user("carol", kOtherTenant));
+    alice_ = cluster_->token("alice");
+    bob_ = cluster_->token("bob");
+    carol_ = cluster_->token("carol", kOtherTenant);
+    for (const auto* token : {&admin_, &other_admin_, &alice_, &bob_, &carol_})
+      ASSERT_FALSE(token->empty());
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+
+  static HttpResult call(const std::string& method, const std::string& target,
+                         const std::string& token, const json& body = nullptr) {
+    return http_request(cluster_->http_port(), method, target, body.is_null() ? "" : body.dump(),
+                        bearer(token));
+  }
+  static void expect_error(const HttpResult& result, int status, const std::string& code,
+                           const std::string& field = "") {
+    EXPECT_EQ(result.status, status) << result.body;
+    const json body = result.json();
+    ASSERT_TRUE(body.is_object() && body.contains("error")) << result.body;
+    EXPECT_EQ(body["error"].value("code", ""), code) << result.body;
+    EXPECT_FALSE(body["error"].value("message", "").empty()) << result.body;
+    if (!field.empty()) {
+      EXPECT_EQ(body["error"].value("field", ""), field) << result.body;
+    }
+  }
+  static std::string group(const std::string& token, const std::vector<std::string>& members) {
+    const std::string id = cluster_->create_conversation(token, members);
+    EXPECT_FALSE(id.empty());
+    return id;
+  }
+  static std::string send(const std::string& token, const json& body) {
+    const auto result = call("POST", "/v1/messages", token, body);
+    EXPECT_EQ(result.status, 202) << result.body;
+    return result.json().value("message_id", "");
+  }
+  static json text(const std::string& conversation_id, const std::string& words) {
+    return {{"conversation_id", conversation_id}, {"payload", {{"type", "text"}, {"text", words}}}};
+  }
+
+  static TestCluster* cluster_;
+  static std::string admin_, other_admin_, alice_, bob_, carol_;
+};
+
+TestCluster* ApiV1Test::cluster_ = nullptr;
+std::string ApiV1Test::admin_, ApiV1Test::other_admin_, ApiV1Test::alice_, ApiV1Test::bob_,
+    ApiV1Test::carol_;
+
+TEST_F(ApiV1Test, UsersAreCreatedReadAndChanged) {
+  const std::string id = "dave-" + ids::new_trace_id().substr(0, 6);
+  auto created = call("POST", "/v1/users", admin_,
+                      {{"user_id", id},
+                       {"password", "dave-password"},
+                       {"display_name", "Dave"},
+                       {"identities", {{{"channel", "telegram"}, {"address", "@" + id}}}}});
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(created.headers["location"], "/v1/users/" + id);
+  EXPECT_EQ(created.json()["user_id"], id);
+  EXPECT_EQ(created.json()["tenant_id"], kTenant);
+  EXPECT_EQ(created.json()["identities"][0]["address"], "@" + id);
+  EXPECT_EQ(created.body.find("argon2"), std::string::npos);
+  EXPECT_EQ(created.body.find("password"), std::string::npos);
+
+  expect_error(call("POST", "/v1/users", admin_, {{"user_id", id}, {"password", "12345678"}}), 409,
+               "user_exists", "user_id");
+  expect_error(call("POST", "/v1/users", admin_,
+                    {{"user_id", id + "-2"},
+                     {"password", "12345678"},
+                     {"identities", {{{"channel", "telegram"}, {"address", "@" + id}}}}}),
+               409, "identity_taken");
+  expect_error(call("POST", "/v1/users", admin_, {{"user_id", "a b"}, {"password", "12345678"}}),
+               400, "invalid_field", "user_id");
+  expect_error(call("POST", "/v1/users", admin_, {{"user_id", "short"}, {"password", "1234"}}), 400,
+               "invalid_field", "password");
+  expect_error(call("POST", "/v1/users", alice_, {{"user_id", "x1"}, {"password", "12345678"}}),
+               403, "forbidden");
+  expect_error(http_request(cluster_->http_port(), "POST", "/v1/users", "user_id=x",
+                            {{"Authorization", "Bearer " + admin_},
+                             {"Content-Type", "application/x-www-form-urlencoded"}}),
+               415, "unsupported_media_type");
+
+  // Identities are shown to admins and the user itself only.
+  EXPECT_TRUE(call("GET", "/v1/users/" + id, admin_).json().contains("identities"));
+  const auto seen_by_alice = call("GET", "/v1/users/" + id, alice_);
+  ASSERT_EQ(seen_by_alice.status, 200) << seen_by_alice.body;
+  EXPECT_EQ(seen_by_alice.json()["display_name"], "Dave");
+  EXPECT_FALSE(seen_by_alice.json().contains("identities"));
+  expect_error(call("GET", "/v1/users/nobody-here", alice_), 404, "not_found");
+
+  // A user changes itself; not others.
+  EXPECT_TRUE(cluster_->token(id).empty());  // its password is not kPassword yet
+  auto patched = call("PATCH", "/v1/users/" + id, admin_, {{"password", kPassword}});
+  ASSERT_EQ(patched.status, 200) << patched.body;
+  const std::string dave_token = cluster_->token(id);
+  ASSERT_FALSE(dave_token.empty());
+  patched = call("PATCH", "/v1/users/" + id, dave_token, {{"display_name", "David"}});
+  ASSERT_EQ(patched.status, 200) << patched.body;
+  EXPECT_EQ(patched.json()["display_name"], "David");
+  EXPECT_TRUE(patched.json().contains("identities"));
+  expect_error(call("PATCH", "/v1/users/alice", dave_token, {{"display_name", "x"}}), 403,
+               "forbidden");
+  expect_error(call("PATCH", "/v1/users/" + id, dave_token, json::object()), 400, "missing_field",
+               "display_name");
+
+  // Identities: link (409 when another user has the address), unlink.
+  auto linked =
+      call("PUT", "/v1/users/" + id + "/identities/whatsapp", dave_token, {{"address", "+1555"}});
+  ASSERT_EQ(linked.status, 200) << linked.body;
+  EXPECT_EQ(linked.json()["identities"].size(), 2u);
+  expect_error(call("PUT", "/v1/users/alice/identities/telegram", admin_, {{"address", "@" + id}}),
+               409, "identity_taken", "address");
+  expect_error(call("PUT", "/v1/users/" + id + "/identities/sms", dave_token, {{"address", "1"}}),
+               400, "invalid_field", "channel");
+  expect_error(call("PUT", "/v1/users/alice/identities/whatsapp", dave_token, {{"address", "1"}}),
+               403, "forbidden");
+  const auto unlinked = call("DELETE", "/v1/users/" + id + "/identities/whatsapp", dave_token);
+  EXPECT_EQ(unlinked.status, 204) << unlinked.body;
+  EXPECT_EQ(call("GET", "/v1/users/" + id, admin_).json()["identities"].size(), 1u);
+
+  // The admin's list pages in user_id order.
+  const auto page = call("GET", "/v1/users?limit=1", admin_);
+  ASSERT_EQ(page.status, 200) << page.body;
+  ASSERT_EQ(page.json()["users"].size(), 1u);
+  const std::string first = page.json()["users"][0]["user_id"];
+  ASSERT_TRUE(page.json()["next_after"].is_string());
+  const auto next = call("GET", "/v1/users?limit=200&after=" + first, admin_);
+  ASSERT_EQ(next.status, 200) << next.body;
+  std::set<std::string> listed{first};
+  for (const auto& user : next.json()["users"]) listed.insert(user["user_id"]);
+  for (const std::string& user : {std::string("alice"), std::string("bob"), id})
+    EXPECT_EQ(listed.count(user), 1u) << user;
+  EXPECT_EQ(listed.count("carol"), 0u);  // another tenant's
+  expect_error(call("GET", "/v1/users", alice_), 403, "forbidden");
+  expect_error(call("GET", "/v1/users?limit=0", admin_), 400, "invalid_field", "limit");
+}
+
+TEST_F(ApiV1Test, ServiceClientsAreCreatedUsedAndDeleted) {
+  auto created = call("POST", "/v1/clients", admin_, {{"name", "billing"}});
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string client_id = created.json()["client_id"];
+  const std::string secret = created.json()["client_secret"];
+  EXPECT_EQ(client_id.rfind("cl_", 0), 0u);
+  EXPECT_GE(secret.size(), 32u);
+  EXPECT_EQ(created.json()["role"], "admin");
+  EXPECT_EQ(created.headers["cache-control"], "no-store");
+
+  auto login = [&](const std::string& with_secret) {
+    return http_request(cluster_->http_port(), "POST", "/v1/auth/token",
+                        json{{"grant_type", "client_credentials"},
+                             {"tenant_id", kTenant},
+                             {"client_id", client_id},
+                             {"client_secret", with_secret}}
+                            .dump(),
+                        {{"Content-Type", "application/json"}});
+  };
+  const auto token = login(secret);
+  ASSERT_EQ(token.status, 200) << token.body;
+  EXPECT_EQ(token.json()["role"], "admin");
+  expect_error(login(secret + "x"), 401, "invalid_credentials");
+
+  const auto list = call("GET", "/v1/clients", admin_);
+  ASSERT_EQ(list.status, 200) << list.body;
+  std::map<std::string, std::string> sources;
+  for (const auto& client : list.json()["clients"]) sources[client["client_id"]] = client["source"];
+  EXPECT_EQ(sources[client_id], "api");
+  EXPECT_EQ(sources[admin_client_id(kTenant)], "topology");
+  EXPECT_EQ(list.body.find(secret), std::string::npos);
+  EXPECT_EQ(list.body.find("argon2"), std::string::npos);
+
+  expect_error(call("DELETE", "/v1/clients/" + admin_client_id(kTenant), admin_), 409,
+               "client_managed_by_topology");
+  EXPECT_EQ(call("DELETE", "/v1/clients/" + client_id, admin_).status, 204);
+  expect_error(login(secret), 401, "invalid_credentials");
+  expect_error(call("DELETE", "/v1/clients/" + client_id, admin_), 404, "not_found");
+  expect_error(call("POST", "/v1/clients", alice_, {{"name", "x"}}), 403, "forbidden");
+}
+
+TEST_F(ApiV1Test, PrivateConversationsAreOnePerPair) {
+  auto created = call("POST", "/v1/conversations", alice_,
+                      {{"type", "private"}, {"members", {"bob"}}, {"name", "ab"}});
+  ASSERT_TRUE(created.status == 201 || created.status == 200) << created.body;
+  const std::string id = created.json()["conversation_id"];
+  EXPECT_EQ(id.rfind("dm_", 0), 0u);
+  EXPECT_EQ(created.json()["type"], "private");
+  EXPECT_EQ(
+      std::set<std::string>(created.json()["members"].begin(), created.json()["members"].end()),
+      (std::set<std::string>{"alice", "bob"}));
+  // Again, by either member: the same conversation, 200.
+  for (const auto& [token, other] : {std::pair{alice_, "bob"}, std::pair{bob_, "alice"}}) {
+    const auto again =
+        call("POST", "/v1/conversations", token, {{"type", "private"}, {"members", {other}}});
+    ASSERT_EQ(again.status, 200) << again.body;
+    EXPECT_EQ(again.json()["conversation_id"], id);
+  }
+  expect_error(call("POST", "/v1/conversations", alice_,
+                    {{"type", "private"}, {"members", {"bob", "carol"}}}),
+               400, "invalid_field", "members");
+  expect_error(
+      call("POST", "/v1/conversations", alice_, {{"type", "private"}, {"members", {"ghost"}}}), 400,
+      "unknown_members", "members");
+  // Members can not be removed from a private conversation.
+  expect_error(call("DELETE", "/v1/conversations/" + id + "/members/bob", admin_), 409,
+               "private_conversation");
+}
+
+TEST_F(ApiV1Test, GroupsListMembersAndSummaries) {
+  auto created = call("POST", "/v1/conversations", alice_,
+                      {{"type", "group"},
+                       {"members", {"bob"}},
+                       {"name", "Team"},
+                       {"metadata", {{"topic", "launch"}}}});
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string id = created.json()["conversation_id"];
+  EXPECT_EQ(id.rfind("c_", 0), 0u);
+  EXPECT_EQ(created.headers["location"], "/v1/conversations/" + id);
+  EXPECT_EQ(created.json()["created_by"], "alice");
+  EXPECT_EQ(created.json()["metadata"], (json{{"topic", "launch"}}));
+  expect_error(
+      call("POST", "/v1/conversations", alice_, {{"type", "group"}, {"members", {"bob", "ghost"}}}),
+      400, "unknown_members", "members");
+  expect_error(call("POST", "/v1/conversations", alice_, {{"type", "room"}, {"members", {"bob"}}}),
+               400, "invalid_field", "type");
+
+  send(alice_, text(id, "one"));
+  send(alice_, text(id, "two"));
+  // bob's view: two unread, the last message, his horizons.
+  const auto summary = call("GET", "/v1/conversations/" + id, bob_);
+  ASSERT_EQ(summary.status, 200) << summary.body;
+  EXPECT_EQ(summary.json()["last_seq"], 2);
+  EXPECT_EQ(summary.json()["unread_count"], 2);
+  EXPECT_EQ(summary.json()["last_message"]["payload"]["text"], "two");
+  EXPECT_EQ(summary.json()["read_up_to_seq"], 0);
+
+  // Both see it in their lists; paging by conversation_id.
+  for (const auto& token : {alice_, bob_}) {
+    const auto list = call("GET", "/v1/conversations?limit=200", token);
+    ASSERT_EQ(list.status, 200) << list.body;
+    bool found = false;
+    for (const auto& item : list.json()["conversations"])
+      found = found || item["conversation_id"] == id;
+    EXPECT_TRUE(found) << list.body.substr(0, 500);
+  }
+  const auto for_bob = call("GET", "/v1/conversations?limit=200&user_id=bob", admin_);
+  ASSERT_EQ(for_bob.status, 200) << for_bob.body;
+  expect_error(call("GET", "/v1/conversations", admin_), 400, "missing_field", "user_id");
+  expect_error(call("GET", "/v1/conversations?user_id=bob", alice_), 403, "forbidden");
+
+  // Horizons: read up to 1, then a lower value leaves it there.
+  auto horizon = call("POST", "/v1/conversations/" + id + "/read", bob_, {{"up_to_seq", 1}});
+  ASSERT_EQ(horizon.status, 200) << horizon.body;
+  EXPECT_EQ(horizon.json()["read_up_to_seq"], 1);
+  EXPECT_EQ(horizon.json()["last_seq"], 2);
+  EXPECT_EQ(horizon.json()["user_id"], "bob");
+  horizon = call("POST", "/v1/conversations/" + id + "/read", bob_, {{"up_to_seq", 0}});
+  EXPECT_EQ(horizon.json()["read_up_to_seq"], 1) << horizon.body;
+  horizon = call("POST", "/v1/conversations/" + id + "/delivered", bob_, {{"up_to_seq", 99}});
+  ASSERT_EQ(horizon.status, 200) << horizon.body;
+  EXPECT_EQ(horizon.json()["delivered_up_to_seq"], 2);  // clamped to last_seq
+  EXPECT_EQ(call("GET", "/v1/conversations/" + id, bob_).json()["unread_count"], 1);
+  expect_error(call("POST", "/v1/conversations/" + id + "/read", admin_, {{"up_to_seq", 1}}), 403,
+               "user_token_required");
+  expect_error(call("POST", "/v1/conversations/" + id + "/read", bob_, {{"up_to_seq", -1}}), 400,
+               "invalid_field", "up_to_seq");
+
+  // Members: bob leaves, and then sees nothing of it; the admin adds him back.
+  EXPECT_EQ(call("DELETE", "/v1/conversations/" + id + "/members/bob", bob_).status, 204);
+  expect_error(call("GET", "/v1/conversations/" + id, bob_), 404, "not_found");
+  expect_error(cluster_->history(bob_, id), 404, "not_found");
+  const auto added =
+      call("POST", "/v1/conversations/" + id + "/members", admin_, {{"members", {"bob"}}});
+  ASSERT_EQ(added.status, 200) << added.body;
+  EXPECT_EQ(call("GET", "/v1/conversations/" + id, bob_).status, 200);
+  expect_error(call("POST", "/v1/conversations/" + id + "/members", alice_, {{"members", {"zed"}}}),
+               400, "unknown_members", "members");
+  expect_error(call("POST", "/v1/conversations/" + id + "/members", alice_, {{"members", "bob"}}),
+               400, "invalid_field", "members");
+}
+
+TEST_F(ApiV1Test, MessagesCarryChannelsMetadataAndStates) {
+  const std::string id = group(alice_, {"bob"});
+  const std::string message_id = "m-" + ids::new_trace_id();
+  json body = text(id, "hello bob");
+  body["message_id"] = message_id;
+  body["to"] = {"bob"};
+  body["channels"] = {"whatsapp", "telegram"};
+  body["metadata"] = {{"priority", "high"}};
+  EXPECT_EQ(send(alice_, body), message_id);
+
+  auto got = call("GET", "/v1/messages/" + message_id, alice_);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(got.json()["conversation_id"], id);
+  EXPECT_EQ(got.json()["channels"], (json{"whatsapp", "telegram"}));
+  EXPECT_EQ(got.json()["metadata"], (json{{"priority", "high"}}));
+  EXPECT_EQ(got.json()["to"], (json{"bob"}));
+  ASSERT_EQ(got.json()["states"].size(), 1u) << got.body;
+  EXPECT_EQ(got.json()["states"][0]["recipient_id"], "bob");
+  EXPECT_EQ(got.json()["states"][0]["state"], "SENT");
+
+  auto delivered = call("POST", "/v1/messages/" + message_id + "/delivered", bob_);
+  ASSERT_EQ(delivered.status, 200) << delivered.body;
+  EXPECT_EQ(delivered.json()["state"], "DELIVERED");
+  auto read = call("POST", "/v1/messages/" + message_id + "/read", bob_);
+  ASSERT_EQ(read.status, 200) << read.body;
+  EXPECT_EQ(read.json()["state"], "READ");
+  // A late DELIVERED changes nothing.
+  EXPECT_EQ(call("POST", "/v1/messages/" + message_id + "/delivered", bob_).json()["state"],
+            "READ");
+  got = call("GET", "/v1/messages/" + message_id, alice_);
+  const json history = got.json()["states"][0]["history"];
+  ASSERT_EQ(history.size(), 3u) << got.body;
+  EXPECT_EQ(history[0]["state"], "SENT");
+  EXPECT_EQ(history[2]["state"], "READ");
+  expect_error(call("POST", "/v1/messages/" + message_id + "/read", admin_), 403,
+               "user_token_required");
+  expect_error(call("GET", "/v1/messages/no-such-message", alice_), 404, "not_found");
+
+  // An admin sends on behalf of a member, naming it.
+  json as_bob = text(id, "from the service");
+  as_bob["sender_id"] = "bob";
+  const std::string by_admin = send(admin_, as_bob);
+  EXPECT_EQ(call("GET", "/v1/messages/" + by_admin, admin_).json()["sender_id"], "bob");
+  expect_error(call("POST", "/v1/messages", admin_, text(id, "who?")), 400, "missing_field",
+               "sender_id");
+  json impersonation = text(id, "as bob");
+  impersonation["sender_id"] = "bob";
+  expect_error(call("POST", "/v1/messages", alice_, impersonation), 403, "forbidden", "sender_id");
+  // Not a member: the conversation does not exist for him.
+  const std::string alone = group(alice_, {});
+  expect_error(call("POST", "/v1/messages", bob_, text(alone, "let me in")), 404, "not_found");
+}
+
+TEST_F(ApiV1Test, HistoryPagesForwardBackwardAndByTime) {
+  const std::string id = group(alice_, {"bob"});
+  for (int i = 1; i <= 7; ++i) send(alice_, text(id, "m" + std::to_string(i)));
+  auto seqs = [](const HttpResult& page) {
+    std::vector<int> out;
+    for (const auto& message : page.json()["messages"]) out.push_back(message["seq"]);
+    return out;
+  };
+
+  // Forward with cursors.
+  auto page = cluster_->history(bob_, id, "limit=3");
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_EQ(page.json()["direction"], "forward");
+  EXPECT_EQ(seqs(page), (std::vector<int>{1, 2, 3}));
+  EXPECT_FALSE(page.json()["end_of_history"].get<bool>());
+  EXPECT_EQ(page.json()["next_from_seq"], 4);
+  EXPECT_TRUE(page.json()["has_more"].get<bool>());
+  page = cluster_->history(bob_, id,
+                           "limit=5&cursor=" + page.json()["next_cursor"].get<std::string>());
+  EXPECT_EQ(seqs(page), (std::vector<int>{4, 5, 6, 7}));
+  EXPECT_TRUE(page.json()["end_of_history"].get<bool>());
+  EXPECT_TRUE(page.json()["next_cursor"].is_null());
+  EXPECT_EQ(page.json()["last_seq"], 7);
+
+  // Backward from the newest, with cursors, down to seq 1.
+  page = cluster_->history(bob_, id, "before_seq=9007199254740991&limit=3");
+  ASSERT_EQ(page.status, 200) << page.body;
+  EXPECT_EQ(page.json()["direction"], "backward");
+  EXPECT_EQ(seqs(page), (std::vector<int>{5, 6, 7}));
+  std::vector<int> all = seqs(page);
+  while (!page.json()["end_of_history"].get<bool>()) {
+    page = cluster_->history(bob_, id,
+                             "limit=3&cursor=" + page.json()["next_cursor"].get<std::string>());
+    ASSERT_EQ(page.status, 200) << page.body;
+    auto older = seqs(page);
+    all.insert(all.begin(), older.begin(), older.end());
+  }
+  EXPECT_EQ(all, (std::vector<int>{1, 2, 3, 4, 5, 6, 7}));
+
+  // Since a time: everything stored at or after the fourth message.
+  const auto fourth = cluster_->history(bob_, id, "from_seq=4&limit=1");
+  const std::int64_t stored_at = fourth.json()["messages"][0]["stored_at"];
+  page = cluster_->history(bob_, id, "since=" + std::to_string(stored_at));
+  ASSERT_EQ(page.status, 200) << page.body;
+  ASSERT_FALSE(seqs(page).empty());
+  EXPECT_LE(seqs(page).front(), 4);
+  EXPECT_EQ(seqs(page).back(), 7);
+  const json message = page.json()["messages"].back();
+  for (const char* field : {"message_id", "conversation_id", "seq", "sender_id", "to", "channels",
+                            "payload", "metadata", "received_at", "stored_at"})
+    EXPECT_TRUE(message.contains(field)) << field;
+
+  // An admin reads every conversation of its tenant.
+  EXPECT_EQ(cluster_->history(admin_, id).status, 200);
+  expect_error(cluster_->history(bob_, id, "cursor=%%%"), 400, "invalid_field");
+}
+
+TEST_F(ApiV1Test, WebhooksAreRegisteredListedAndDeleted) {
+  auto created = call("POST", "/v1/webhooks", admin_,
+                      {{"url", "https://hooks.example.com/chat4all"},
+                       {"events", {"message.delivered", "message.read"}}});
+  ASSERT_EQ(created.status, 201) << created.body;
+  const std::string id = created.json()["webhook_id"];
+  const std::string secret = created.json()["secret"];
+  EXPECT_EQ(id.rfind("wh_", 0), 0u);
+  EXPECT_EQ(secret.rfind("whsec_", 0), 0u);
+
+  const std::string given = "whsec_" + std::string("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3");  // 24 bytes
+  auto with_secret =
+      call("POST", "/v1/webhooks", admin_,
+           {{"url", "http://127.0.0.1:9/x"}, {"events", {"message.sent"}}, {"secret", given}});
+  ASSERT_EQ(with_secret.status, 201) << with_secret.body;
+  EXPECT_EQ(with_secret.json()["secret"], given);
+
+  const auto got = call("GET", "/v1/webhooks/" + id, admin_);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(got.json()["url"], "https://hooks.example.com/chat4all");
+  EXPECT_FALSE(got.json().contains("secret"));
+  EXPECT_EQ(got.body.find(secret), std::string::npos);
+  const auto list = call("GET", "/v1/webhooks", admin_);
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_GE(list.json()["webhooks"].size(), 2u);
+  EXPECT_EQ(list.body.find("whsec_"), std::string::npos);
+  const auto deliveries = call("GET", "/v1/webhooks/" + id + "/deliveries", admin_);
+  ASSERT_EQ(deliveries.status, 200) << deliveries.body;
+  EXPECT_EQ(deliveries.json()["webhook_id"], id);
+  EXPECT_TRUE(deliveries.json()["deliveries"].is_array());
+
+  expect_error(
+      call("POST", "/v1/webhooks", admin_, {{"url", "ftp://x"}, {"events", {"message.sent"}}}), 400,
+      "invalid_field", "url");
+  expect_error(
+      call("POST", "/v1/webhooks", admin_, {{"url", "http://x"}, {"events", json::array()}}), 400,
+      "invalid_field", "events");
+  expect_error(call("POST", "/v1/webhooks", admin_,
+                    {{"url", "http://x"}, {"events", {"message.sent"}}, {"secret", "plain"}}),
+               400, "invalid_field", "secret");
+  expect_error(call("GET", "/v1/webhooks", alice_), 403, "forbidden");
+
+  EXPECT_EQ(call("DELETE", "/v1/webhooks/" + id, admin_).status, 204);
+  expect_error(call("GET", "/v1/webhooks/" + id, admin_), 404, "not_found");
+  expect_error(call("GET", "/v1/webhooks/" + id + "/deliveries", admin_), 404, "not_found");
+}
+
+// Everything of tenant A answers a token of tenant B exactly like something that
+// does not exist.
+TEST_F(ApiV1Test, ATenantSeesNothingOfAnother) {
+  const std::string conversation = group(alice_, {"bob"});
+  const std::string message_id = send(alice_, text(conversation, "tenant A only"));
+  const auto webhook = call("POST", "/v1/webhooks", admin_,
+                            {{"url", "https://a.example.com/"}, {"events", {"message.sent"}}});
+  ASSERT_EQ(webhook.status, 201);
+  const std::string webhook_id = webhook.json()["webhook_id"];
+
+  auto same_as_missing = [&](const std::string& method, const std::string& existing,
+                             const std::string& missing, const std::string& token,
+                             const json& body = nullptr) {
+    const auto a = call(method, existing, token, body);
+    const auto b = call(method, missing, token, body);
+    expect_error(a, 404, "not_found");
+    EXPECT_EQ(a.status, b.status) << existing << ": " << a.body << " / " << b.body;
+    EXPECT_EQ(a.json()["error"]["code"], b.json()["error"]["code"]);
+  };
+  for (const auto& token : {other_admin_, carol_}) {
+    same_as_missing("GET", "/v1/users/alice", "/v1/users/nobody-at-all", token);
+    same_as_missing("GET", "/v1/conversations/" + conversation, "/v1/conversations/c_missing",
+                    token);
+    same_as_missing("GET", "/v1/conversations/" + conversation + "/messages",
+                    "/v1/conversations/c_missing/messages", token);
+    same_as_missing("GET", "/v1/messages/" + message_id, "/v1/messages/missing-message", token);
+  }
+  same_as_missing("GET", "/v1/webhooks/" + webhook_id, "/v1/webhooks/wh_missing", other_admin_);
+  same_as_missing("GET", "/v1/webhooks/" + webhook_id + "/deliveries",
+                  "/v1/webhooks/wh_missing/deliveries", other_admin_);
+  same_as_missing("DELETE", "/v1/webhooks/" + webhook_id, "/v1/webhooks/wh_missing", other_admin_);
+  same_as_missing("POST", "/v1/conversations/" + conversation + "/members",
+                  "/v1/conversations/c_missing/members", other_admin_, {{"members", {"carol"}}});
+  same_as_missing("POST", "/v1/messages/" + message_id + "/read", "/v1/messages/missing/read",
+                  carol_);
+  // carol cannot write into it, nor put A's users into a conversation of hers.
+  expect_error(call("POST", "/v1/messages", carol_, text(conversation, "hi from B")), 404,
+               "not_found");
+  expect_error(
+      call("POST", "/v1/conversations", carol_, {{"type", "group"}, {"members", {"alice"}}}), 400,
+      "unknown_members", "members");
+  // Nothing of A is listed for B.
+  const auto users = call("GET", "/v1/users?limit=200", other_admin_);
+  ASSERT_EQ(users.status, 200);
+  for (const auto& user : users.json()["users"]) EXPECT_EQ(user["tenant_id"], kOtherTenant);
+  EXPECT_EQ(call("GET", "/v1/webhooks", other_admin_).body.find(webhook_id), std::string::npos);
+  // A message_id of A is free in B: ids are unique per tenant.
+  const std::string own = group(carol_, {});
+  json reuse = text(own, "same id, other tenant");
+  reuse["message_id"] = message_id;
+  EXPECT_EQ(send(carol_, reuse), message_id);
+  // ... and A's message is untouched by it.
+  EXPECT_EQ(call("GET", "/v1/messages/" + message_id, alice_).json()["payload"]["text"],
+            "tenant A only");
+}
+
+TEST_F(ApiV1Test, ServesItsOpenApiDocumentAndNamesUnknownPaths) {
+  const auto document = http_request(cluster_->http_port(), "GET", "/v1/openapi.yaml");
+  if (document.status == 200) {
+    EXPECT_EQ(document.headers["content-type"], "application/yaml");
+    EXPECT_NE(document.body.find("openapi:"), std::string::npos);
+  } else {
+    expect_error(document, 404, "not_found");  // built without schema/openapi.yaml
+  }
+  expect_error(call("GET", "/v1/users/alice/friends", alice_), 404, "not_found");
+  expect_error(call("GET", "/v1/conversations/%zz", alice_), 404, "not_found");
+}
+
+// Its own small cluster, with a tight limit: a token that makes too many
+// requests is told when to come back, and other tokens are not affected.
+TEST(ApiRateLimitTest, ATokenOverItsRateGets429WithRetryAfter) {
+  ClusterOptions options;
+  options.storage_nodes = 1;
+  options.replication_factor = 1;
+  options.token_requests_per_s = 2;
+  options.token_burst = 5;
+  TestCluster cluster(options);
+  cluster.start_all();
+  ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
+  const std::string alice = cluster.token("alice");
+  const std::string bob = cluster.token("bob");
+  int ok = 0;
+  HttpResult refused;
+  for (int i = 0; i < 10; ++i) {
+    auto result = http_request(cluster.http_port(), "GET", "/v1/users/alice", "", bearer(alice));
+    if (result.status == 200) {
+      ++ok;
+    } else {
+      refused = result;
+    }
+  }
+  // At most the burst and what refilled meanwhile; wait_ready() spent some of alice's.
+  EXPECT_GE(ok, 3);
+  EXPECT_LE(ok, 7);
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  EXPECT_EQ(refused.json()["error"]["code"], "rate_limited");
+  ASSERT_TRUE(refused.headers.count("retry-after"));
+  EXPECT_GE(std::stoi(refused.headers["retry-after"]), 1);
+  EXPECT_EQ(http_request(cluster.http_port(), "GET", "/v1/users/bob", "", bearer(bob)).status, 200);
+}
+
+}  // namespace
+}  // namespace chat4all::testing

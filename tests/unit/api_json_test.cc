@@ -1,0 +1,88 @@
+// Responses made from storage records: nodes/frontend/api_json.h.
+#include "nodes/frontend/api_json.h"
+
+#include <gtest/gtest.h>
+
+namespace chat4all::frontend {
+namespace {
+
+using nlohmann::json;
+
+TEST(ApiJsonTest, UsersNeverShowTheirHashAndIdentitiesOnlyWhenAsked) {
+  const wire::UserRecord user{
+      "dev", "alice", "Alice", "$argon2id$secret-hash", {{"whatsapp", "+55"}}, 10, 20};
+  const json full = user_json(user, true);
+  EXPECT_EQ(full["user_id"], "alice");
+  EXPECT_EQ(full["tenant_id"], "dev");
+  EXPECT_EQ(full["created_at"], 10);
+  EXPECT_EQ(full["updated_at"], 20);
+  EXPECT_EQ(full["identities"], (json::array({{{"channel", "whatsapp"}, {"address", "+55"}}})));
+  EXPECT_FALSE(user_json(user, false).contains("identities"));
+  for (const auto& shown : {full, user_json(user, false)})
+    EXPECT_EQ(shown.dump().find("argon2id"), std::string::npos);
+}
+
+TEST(ApiJsonTest, ClientsAndWebhooksNeverShowTheirSecrets) {
+  const wire::ClientRecord client{"dev", "cl_1", "svc", "$argon2id$hash", "admin", 5};
+  const json shown = client_json(client, "api");
+  EXPECT_EQ(shown["client_id"], "cl_1");
+  EXPECT_EQ(shown["role"], "admin");
+  EXPECT_EQ(shown["source"], "api");
+  EXPECT_EQ(shown.dump().find("argon2id"), std::string::npos);
+  const wire::WebhookRecord webhook{"dev", "wh_1", "http://a", {"message.read"}, "whsec_abc", 7};
+  EXPECT_FALSE(webhook_json(webhook).contains("secret"));
+  EXPECT_EQ(webhook_json(webhook).dump().find("whsec_"), std::string::npos);
+}
+
+TEST(ApiJsonTest, Messages) {
+  wire::StoredMessage message;
+  message.conversation_id = "c";
+  message.seq = 3;
+  message.message_id = "m";
+  message.sender_id = "alice";
+  message.recipients = {"bob"};
+  message.payload = {"text", "hi", ""};
+  message.received_at_ms = 1;
+  message.stored_at_ms = 2;
+  json shown = message_json(message);
+  EXPECT_EQ(shown["channels"], json::array({"all"}));
+  EXPECT_EQ(shown["metadata"], json::object());
+  EXPECT_EQ(shown["payload"], (json{{"type", "text"}, {"text", "hi"}}));
+  EXPECT_EQ(shown["received_at"], 1);
+  EXPECT_EQ(shown["stored_at"], 2);
+  message.channels = {"telegram"};
+  message.metadata = R"({"k":1})";
+  message.payload = {"file", "", "f-9"};
+  shown = message_json(message);
+  EXPECT_EQ(shown["channels"], json::array({"telegram"}));
+  EXPECT_EQ(shown["metadata"], (json{{"k", 1}}));
+  EXPECT_EQ(shown["payload"], (json{{"type", "file"}, {"file_id", "f-9"}}));
+  EXPECT_EQ(object_from_text("[1]"), json::object());
+  EXPECT_EQ(object_from_text("{broken"), json::object());
+}
+
+TEST(ApiJsonTest, StatesAndSummaries) {
+  const wire::RecipientState state{"bob", {{"SENT", 1}, {"DELIVERED", 2}, {"READ", 3}}};
+  const json shown = recipient_state_json(state);
+  EXPECT_EQ(shown["state"], "READ");
+  EXPECT_EQ(shown["history"].size(), 3u);
+  EXPECT_EQ(shown["history"][1], (json{{"state", "DELIVERED"}, {"at", 2}}));
+
+  wire::ConversationSummary summary;
+  summary.conversation = {"dev", "c_1", "group", "Team", "", {"alice", "bob"}, "", 1, 2};
+  summary.last_seq = 9;
+  summary.unread_count = 4;
+  summary.horizons = {7, 5};
+  json out = summary_json(summary);
+  EXPECT_EQ(out["last_message"], nullptr);
+  EXPECT_EQ(out["created_by"], nullptr);
+  EXPECT_EQ(out["read_up_to_seq"], 5);
+  EXPECT_EQ(out["delivered_up_to_seq"], 7);
+  EXPECT_EQ(out["unread_count"], 4);
+  EXPECT_EQ(out["metadata"], json::object());
+  summary.last_message.push_back(wire::StoredMessage{"c_1", 9});
+  EXPECT_EQ(summary_json(summary)["last_message"]["seq"], 9);
+}
+
+}  // namespace
+}  // namespace chat4all::frontend

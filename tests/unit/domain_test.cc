@@ -1,0 +1,361 @@
+// The partition state machine beyond the log (nodes/storage/domain.h) on an
+// in-memory PartitionState: directory, membership, states, horizons, history.
+#include "nodes/storage/domain.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "common/codec.h"
+
+namespace chat4all::storage {
+namespace {
+
+using wire::Status;
+
+class MemoryState final : public PartitionState {
+ public:
+  std::optional<std::string> get(std::string_view key) const override {
+    auto it = records.find(std::string(key));
+    if (it == records.end()) return std::nullopt;
+    return it->second;
+  }
+  void put(std::string_view key, std::string_view value) override {
+    records[std::string(key)] = std::string(value);
+  }
+  void erase(std::string_view key) override { records.erase(std::string(key)); }
+  void scan(std::string_view prefix, std::string_view after, const Visit& visit) const override {
+    for (auto it = records.lower_bound(std::string(after.empty() ? prefix : after));
+         it != records.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
+      if (!after.empty() && it->first == after) continue;
+      if (!visit(it->first, it->second)) return;
+    }
+  }
+  std::optional<wire::StoredMessage> message(std::string_view conversation,
+                                             std::uint64_t seq) const override {
+    auto it = messages.find({std::string(conversation), seq});
+    if (it == messages.end()) return std::nullopt;
+    return it->second;
+  }
+  std::uint64_t head(std::string_view conversation) const override {
+    auto it = heads.find(std::string(conversation));
+    return it == heads.end() ? 0 : it->second;
+  }
+  std::optional<std::uint64_t> seq_of(std::string_view conversation,
+                                      std::string_view message_id) const override {
+    for (const auto& [key, message] : messages)
+      if (key.first == conversation && message.message_id == message_id) return key.second;
+    return std::nullopt;
+  }
+
+  // What the message store does for an append, minus dedup.
+  DomainResult append(wire::AppendRequest request, std::int64_t at_ms) {
+    DomainResult check = check_append(*this, request);
+    if (check.status != Status::kOk) return check;
+    const std::uint64_t seq = ++heads[request.conversation_id];
+    wire::StoredMessage stored{request.conversation_id,
+                               seq,
+                               request.message_id,
+                               request.sender_id,
+                               request.recipients,
+                               request.payload,
+                               at_ms,
+                               at_ms};
+    messages[{request.conversation_id, seq}] = stored;
+    note_appended(*this, 7, stored, request.tenant_id, check.events);
+    return check;
+  }
+
+  std::map<std::string, std::string> records;
+  std::map<std::pair<std::string, std::uint64_t>, wire::StoredMessage> messages;
+  std::map<std::string, std::uint64_t> heads;
+};
+
+template <typename Body>
+DomainResult command(MemoryState& state, std::string key, wire::CommandKind kind, const Body& body,
+                     std::int64_t at_ms = 1000) {
+  return apply_command(state, 7, wire::CommandRequest{std::move(key), kind, codec::pack_body(body)},
+                       at_ms);
+}
+
+template <typename Result, typename Body>
+Result query_ok(const MemoryState& state, wire::QueryKind kind, const Body& body) {
+  DomainResult result = run_query(state, wire::QueryRequest{"k", kind, codec::pack_body(body)});
+  EXPECT_EQ(result.status, Status::kOk) << result.detail;
+  return codec::unpack_body<Result>(result.body).value();
+}
+
+wire::ConversationRecord conversation(const std::string& tenant, const std::string& id,
+                                      std::vector<std::string> members,
+                                      const std::string& type = "group") {
+  wire::ConversationRecord record;
+  record.tenant_id = tenant;
+  record.conversation_id = id;
+  record.type = type;
+  record.members = std::move(members);
+  record.created_by = record.members.front();
+  return record;
+}
+
+wire::AppendRequest message(const std::string& tenant, const std::string& conversation,
+                            const std::string& id, const std::string& sender) {
+  wire::AppendRequest request;
+  request.tenant_id = tenant;
+  request.conversation_id = conversation;
+  request.message_id = id;
+  request.sender_id = sender;
+  request.payload = {"text", "hi " + id};
+  return request;
+}
+
+std::vector<std::string> states_of(const wire::RecipientState& state) {
+  std::vector<std::string> states;
+  for (const auto& change : state.history) states.push_back(change.state);
+  return states;
+}
+
+TEST(DomainTest, UsersAndIdentitiesAreUniquePerTenant) {
+  MemoryState state;
+  wire::UserRecord alice{"acme", "alice", "Alice", "hash", {{"whatsapp", "+5511"}}};
+  EXPECT_EQ(command(state, "t", wire::CommandKind::kCreateUser, wire::CreateUser{alice}).status,
+            Status::kOk);
+  EXPECT_EQ(command(state, "t", wire::CommandKind::kCreateUser, wire::CreateUser{alice}).status,
+            Status::kExists);
+  wire::UserRecord bob{"acme", "bob", "", "hash", {{"whatsapp", "+5511"}}};
+  DomainResult taken = command(state, "t", wire::CommandKind::kCreateUser, wire::CreateUser{bob});
+  EXPECT_EQ(taken.status, Status::kExists);
+  EXPECT_EQ(taken.field, "identities");
+  // The same user id in another tenant is another user.
+  alice.tenant_id = "other";
+  EXPECT_EQ(command(state, "t", wire::CommandKind::kCreateUser, wire::CreateUser{alice}).status,
+            Status::kOk);
+  auto found = query_ok<wire::UserRecord>(state, wire::QueryKind::kResolveIdentity,
+                                          wire::IdentityChange{"acme", "", {"whatsapp", "+5511"}});
+  EXPECT_EQ(found.user_id, "alice");
+  EXPECT_EQ(found.tenant_id, "acme");
+  auto missing = query_ok<std::vector<std::string>>(state, wire::QueryKind::kMissingUsers,
+                                                    wire::UserSet{"acme", {"alice", "zed"}});
+  EXPECT_EQ(missing, std::vector<std::string>{"zed"});
+  // Relinking moves the address index with it.
+  EXPECT_EQ(command(state, "t", wire::CommandKind::kLinkIdentity,
+                    wire::IdentityChange{"acme", "alice", {"whatsapp", "+5522"}})
+                .status,
+            Status::kOk);
+  bob.identities = {{"whatsapp", "+5511"}};
+  EXPECT_EQ(command(state, "t", wire::CommandKind::kCreateUser, wire::CreateUser{bob}).status,
+            Status::kOk);
+}
+
+TEST(DomainTest, OnlyMembersOfTheTenantMayWriteAndRead) {
+  MemoryState state;
+  ASSERT_EQ(command(state, "c1", wire::CommandKind::kCreateConversation,
+                    wire::CreateConversation{conversation("acme", "c1", {"alice", "bob"})})
+                .status,
+            Status::kOk);
+  DomainResult sent = state.append(message("acme", "c1", "m1", "alice"), 10);
+  ASSERT_EQ(sent.status, Status::kOk);
+  EXPECT_EQ(state.messages.at({"c1", 1}).recipients, std::vector<std::string>{"bob"});
+  EXPECT_EQ(state.append(message("acme", "c1", "m2", "mallory"), 11).status, Status::kNotFound);
+  EXPECT_EQ(state.append(message("other", "c1", "m3", "alice"), 12).status, Status::kNotFound);
+  EXPECT_EQ(state.append(message("acme", "nope", "m4", "alice"), 13).status, Status::kNotFound);
+  auto to_stranger = message("acme", "c1", "m5", "alice");
+  to_stranger.recipients = {"mallory"};
+  EXPECT_EQ(state.append(to_stranger, 14).field, "to");
+
+  wire::ReadRequest read{"c1", 1, 50, "acme", "bob"};
+  EXPECT_EQ(read_history(state, read, 500).messages.size(), 1u);
+  read.requester_id = "mallory";
+  EXPECT_EQ(read_history(state, read, 500).status, Status::kNotFound);
+  read.requester_id = "";
+  read.tenant_id = "other";
+  EXPECT_EQ(read_history(state, read, 500).status, Status::kNotFound);
+}
+
+TEST(DomainTest, PrivateConversationsHaveFixedMembersAndReturnTheExistingOne) {
+  MemoryState state;
+  auto record = conversation("acme", "dm_1", {"alice", "bob"}, "private");
+  ASSERT_EQ(command(state, "dm_1", wire::CommandKind::kCreateConversation,
+                    wire::CreateConversation{record})
+                .status,
+            Status::kOk);
+  DomainResult again = command(state, "dm_1", wire::CommandKind::kCreateConversation,
+                               wire::CreateConversation{record});
+  EXPECT_EQ(again.status, Status::kExists);
+  EXPECT_EQ(codec::unpack_body<wire::ConversationRecord>(again.body)->members, record.members);
+  EXPECT_EQ(command(state, "dm_1", wire::CommandKind::kAddMembers,
+                    wire::ChangeMembers{"acme", "dm_1", "alice", {"carol"}})
+                .status,
+            Status::kInvalid);
+  record.members.push_back("carol");
+  record.conversation_id = "dm_2";
+  EXPECT_EQ(command(state, "dm_2", wire::CommandKind::kCreateConversation,
+                    wire::CreateConversation{record})
+                .status,
+            Status::kInvalid);
+}
+
+TEST(DomainTest, MembersJoinAndLeave) {
+  MemoryState state;
+  command(state, "g", wire::CommandKind::kCreateConversation,
+          wire::CreateConversation{conversation("acme", "g", {"alice", "bob"})});
+  DomainResult added = command(state, "g", wire::CommandKind::kAddMembers,
+                               wire::ChangeMembers{"acme", "g", "bob", {"carol", "alice"}});
+  ASSERT_EQ(added.status, Status::kOk);
+  EXPECT_EQ(codec::unpack_body<wire::ConversationRecord>(added.body)->members.size(), 3u);
+  ASSERT_EQ(added.events.size(), 1u);  // only carol joined
+  EXPECT_EQ(added.events[0].user_id, "carol");
+  // Not the creator: may not remove others, may leave.
+  EXPECT_EQ(command(state, "g", wire::CommandKind::kRemoveMember,
+                    wire::ChangeMembers{"acme", "g", "bob", {"carol"}})
+                .status,
+            Status::kInvalid);
+  EXPECT_EQ(command(state, "g", wire::CommandKind::kRemoveMember,
+                    wire::ChangeMembers{"acme", "g", "bob", {"bob"}})
+                .status,
+            Status::kOk);
+  EXPECT_EQ(state.append(message("acme", "g", "m1", "bob"), 5).status, Status::kNotFound);
+  EXPECT_EQ(command(state, "g", wire::CommandKind::kRemoveMember,
+                    wire::ChangeMembers{"acme", "g", "alice", {"carol"}})
+                .status,
+            Status::kOk);
+}
+
+TEST(DomainTest, StatesOnlyMoveForwardWithTheirHistory) {
+  MemoryState state;
+  command(state, "c", wire::CommandKind::kCreateConversation,
+          wire::CreateConversation{conversation("acme", "c", {"alice", "bob", "carol"})});
+  state.append(message("acme", "c", "m1", "alice"), 100);
+  auto mark = [&](const std::string& user, const char* target, std::int64_t at) {
+    return command(state, "c", wire::CommandKind::kMarkState,
+                   wire::MarkState{"acme", "c", user, target, "m1", 0}, at);
+  };
+  // READ first: DELIVERED and READ are both recorded, at the same time.
+  DomainResult read = mark("bob", wire::kStateRead, 200);
+  ASSERT_EQ(read.status, Status::kOk);
+  auto result = codec::unpack_body<wire::MarkStateResult>(read.body).value();
+  EXPECT_EQ(states_of(result.message_state),
+            (std::vector<std::string>{"SENT", "DELIVERED", "READ"}));
+  EXPECT_EQ(read.events.size(), 2u);
+  // A late DELIVERED changes nothing and emits nothing.
+  DomainResult late = mark("bob", wire::kStateDelivered, 300);
+  EXPECT_EQ(late.events.size(), 0u);
+  EXPECT_EQ(states_of(codec::unpack_body<wire::MarkStateResult>(late.body)->message_state).size(),
+            3u);
+  EXPECT_EQ(mark("alice", wire::kStateRead, 300).status, Status::kInvalid);  // the sender
+  EXPECT_EQ(mark("mallory", wire::kStateRead, 300).status, Status::kNotFound);
+
+  auto with_states = query_ok<wire::MessageWithStates>(
+      state, wire::QueryKind::kGetMessage, wire::ConversationLookup{"acme", "c", "carol", "m1"});
+  ASSERT_EQ(with_states.states.size(), 2u);
+  EXPECT_EQ(with_states.states[0].recipient_id, "bob");
+  EXPECT_EQ(with_states.states[0].history.back().at_ms, 200);
+  EXPECT_EQ(states_of(with_states.states[1]), std::vector<std::string>{"SENT"});
+  EXPECT_EQ(with_states.states[1].history[0].at_ms, 100);
+
+  auto outbox = query_ok<std::vector<wire::OutboxEvent>>(state, wire::QueryKind::kReadOutbox,
+                                                         wire::ReadOutbox{7, 0, 100});
+  ASSERT_EQ(outbox.size(), 3u);  // sent, delivered, read
+  EXPECT_EQ(outbox[0].type, "message.sent");
+  EXPECT_EQ(outbox[2].type, "message.read");
+  EXPECT_EQ(outbox[2].recipient_id, "bob");
+  EXPECT_NE(outbox[1].event_id, outbox[2].event_id);
+  command(state, "#partition:7", wire::CommandKind::kAckOutbox, wire::AckOutbox{7, 2});
+  outbox = query_ok<std::vector<wire::OutboxEvent>>(state, wire::QueryKind::kReadOutbox,
+                                                    wire::ReadOutbox{7, 0, 100});
+  ASSERT_EQ(outbox.size(), 1u);
+  EXPECT_EQ(outbox[0].index, 3u);
+}
+
+TEST(DomainTest, ReadHorizonMovesForwardOnlyAndCountsUnread) {
+  MemoryState state;
+  command(state, "c", wire::CommandKind::kCreateConversation,
+          wire::CreateConversation{conversation("acme", "c", {"alice", "bob"})});
+  for (int i = 1; i <= 5; ++i)
+    state.append(message("acme", "c", "m" + std::to_string(i), i == 3 ? "bob" : "alice"), i);
+  auto summary = query_ok<wire::ConversationSummary>(state, wire::QueryKind::kConversationSummary,
+                                                     wire::ConversationLookup{"acme", "c", "bob"});
+  EXPECT_EQ(summary.last_seq, 5u);
+  EXPECT_EQ(summary.unread_count, 4u);  // bob's own message is not unread
+  ASSERT_EQ(summary.last_message.size(), 1u);
+  EXPECT_EQ(summary.last_message[0].message_id, "m5");
+
+  auto horizon = [&](std::uint64_t up_to) {
+    DomainResult result = command(state, "c", wire::CommandKind::kMarkState,
+                                  wire::MarkState{"acme", "c", "bob", "READ", "", up_to});
+    EXPECT_EQ(result.status, Status::kOk);
+    return codec::unpack_body<wire::MarkStateResult>(result.body)->horizons;
+  };
+  EXPECT_EQ(horizon(4).read_up_to, 4u);
+  EXPECT_EQ(horizon(2).read_up_to, 4u);       // never back
+  EXPECT_EQ(horizon(99).read_up_to, 5u);      // clamped to the last seq
+  EXPECT_EQ(horizon(5).delivered_up_to, 5u);  // read implies delivered
+  summary = query_ok<wire::ConversationSummary>(state, wire::QueryKind::kConversationSummary,
+                                                wire::ConversationLookup{"acme", "c", "bob"});
+  EXPECT_EQ(summary.unread_count, 0u);
+  auto m4 = query_ok<wire::MessageWithStates>(state, wire::QueryKind::kGetMessage,
+                                              wire::ConversationLookup{"acme", "c", "alice", "m4"});
+  EXPECT_EQ(m4.states[0].history.back().state, "READ");
+}
+
+TEST(DomainTest, HistoryPagesBackwardAndSinceATime) {
+  MemoryState state;
+  command(state, "c", wire::CommandKind::kCreateConversation,
+          wire::CreateConversation{conversation("acme", "c", {"alice", "bob"})});
+  for (int i = 1; i <= 10; ++i)
+    state.append(message("acme", "c", "m" + std::to_string(i), "alice"), i * 100);
+  wire::ReadRequest request{"c", 1, 3, "acme", "bob"};
+  request.before_seq = 11;
+  auto page = read_history(state, request, 500);
+  ASSERT_EQ(page.messages.size(), 3u);
+  EXPECT_EQ(page.messages.front().seq, 8u);
+  EXPECT_EQ(page.messages.back().seq, 10u);
+  request.before_seq = 3;
+  page = read_history(state, request, 500);
+  ASSERT_EQ(page.messages.size(), 2u);
+  EXPECT_EQ(page.messages.front().seq, 1u);
+  request.before_seq = 0;
+  request.since_ms = 450;
+  page = read_history(state, request, 500);
+  ASSERT_EQ(page.messages.size(), 3u);
+  EXPECT_EQ(page.messages.front().seq, 5u);
+  request.since_ms = 5000;
+  EXPECT_TRUE(read_history(state, request, 500).messages.empty());
+}
+
+TEST(DomainTest, AMessageIdBelongsToOneConversationOfItsTenant) {
+  MemoryState state;
+  EXPECT_EQ(command(state, "l", wire::CommandKind::kLocateMessage,
+                    wire::LocateMessage{"acme", "m1", "c1"})
+                .status,
+            Status::kOk);
+  EXPECT_EQ(command(state, "l", wire::CommandKind::kLocateMessage,
+                    wire::LocateMessage{"acme", "m1", "c1"})
+                .status,
+            Status::kOk);  // a retry
+  EXPECT_EQ(command(state, "l", wire::CommandKind::kLocateMessage,
+                    wire::LocateMessage{"acme", "m1", "c2"})
+                .status,
+            Status::kConflict);
+  EXPECT_EQ(command(state, "l", wire::CommandKind::kLocateMessage,
+                    wire::LocateMessage{"other", "m1", "c2"})
+                .status,
+            Status::kOk);
+  EXPECT_EQ(query_ok<std::string>(state, wire::QueryKind::kFindMessage,
+                                  wire::LocateMessage{"acme", "m1", ""}),
+            "c1");
+  EXPECT_EQ(run_query(state, wire::QueryRequest{"l", wire::QueryKind::kFindMessage,
+                                                codec::pack_body(wire::LocateMessage{"x", "m1"})})
+                .status,
+            Status::kNotFound);
+}
+
+TEST(DomainTest, MalformedBodiesAreRefusedWithoutChange) {
+  MemoryState state;
+  DomainResult result =
+      apply_command(state, 7, wire::CommandRequest{"t", wire::CommandKind::kCreateUser, "\xc1"}, 1);
+  EXPECT_EQ(result.status, Status::kInvalid);
+  EXPECT_TRUE(state.records.empty());
+}
+
+}  // namespace
+}  // namespace chat4all::storage

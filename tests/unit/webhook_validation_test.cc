@@ -1,0 +1,72 @@
+// Webhook registrations: nodes/frontend/webhook_validation.h.
+#include "nodes/frontend/webhook_validation.h"
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/validation_test_util.h"
+
+namespace chat4all::frontend {
+namespace {
+
+using nlohmann::json;
+using testing::expect_api_error;
+using testing::expect_ok;
+
+std::string body(const std::string& url, const json& events, const json& secret = nullptr) {
+  json document = {{"url", url}, {"events", events}};
+  if (!secret.is_null()) document["secret"] = secret;
+  return document.dump();
+}
+
+TEST(WebhookCreateTest, Parses) {
+  const auto webhook = expect_ok(parse_webhook_create(body(
+      "https://hooks.example.com/chat?x=1", {"message.read", "message.sent", "message.read"})));
+  EXPECT_EQ(webhook.url, "https://hooks.example.com/chat?x=1");
+  EXPECT_EQ(webhook.events, (std::vector<std::string>{"message.read", "message.sent"}));
+  EXPECT_TRUE(webhook.secret.empty());
+}
+
+TEST(WebhookCreateTest, Urls) {
+  for (const std::string url :
+       {"http://a", "https://a.b:8443/x", "http://127.0.0.1:9/", "http://[::1]:80/p#f"})
+    EXPECT_TRUE(is_webhook_url(url)) << url;
+  for (const std::string url : {"ftp://a", "a.example.com", "http://", "http:///x", "http://a b",
+                                "http://u:p@host/", "http://a:/", "http://a:0", "http://a:65536",
+                                "http://a:8x", "http://[]/", "http://[::1", "https://a/\x01"})
+    EXPECT_FALSE(is_webhook_url(url)) << url;
+  expect_api_error(parse_webhook_create(body("ftp://a", {"message.sent"})), 400, "invalid_field",
+                   "url");
+  expect_api_error(
+      parse_webhook_create(body("https://a/" + std::string(2048, 'p'), {"message.sent"})), 400,
+      "invalid_field", "url");
+  expect_api_error(parse_webhook_create(R"({"events":["message.sent"]})"), 400, "missing_field",
+                   "url");
+}
+
+TEST(WebhookCreateTest, Events) {
+  expect_api_error(parse_webhook_create(R"({"url":"http://a"})"), 400, "missing_field", "events");
+  expect_api_error(parse_webhook_create(body("http://a", json::array())), 400, "invalid_field",
+                   "events");
+  expect_api_error(parse_webhook_create(body("http://a", {"message.sent", "user.created"})), 400,
+                   "invalid_field", "events[1]");
+  expect_api_error(parse_webhook_create(body("http://a", "message.sent")), 400, "invalid_field",
+                   "events");
+}
+
+TEST(WebhookCreateTest, Secrets) {
+  const std::string sixteen = encode_webhook_secret(std::string(16, 'k'));
+  EXPECT_EQ(sixteen.rfind("whsec_", 0), 0u);
+  EXPECT_EQ(expect_ok(parse_webhook_create(body("http://a", {"message.sent"}, sixteen))).secret,
+            sixteen);
+  EXPECT_TRUE(std::holds_alternative<WebhookCreate>(parse_webhook_create(
+      body("http://a", {"message.sent"}, encode_webhook_secret(std::string(64, 'k'))))));
+  for (const std::string& secret :
+       {encode_webhook_secret(std::string(15, 'k')), encode_webhook_secret(std::string(65, 'k')),
+        std::string("whsec_not base64!"), std::string("sk_") + sixteen.substr(6), sixteen.substr(6),
+        std::string("whsec_")})
+    expect_api_error(parse_webhook_create(body("http://a", {"message.sent"}, secret)), 400,
+                     "invalid_field", "secret");
+}
+
+}  // namespace
+}  // namespace chat4all::frontend
