@@ -142,6 +142,7 @@ class Dispatcher {
   struct TenantWebhooks {
     std::vector<wire::WebhookRecord> webhooks;
     Clock::time_point fetched_at;
+    std::int64_t fetched_at_ms = 0;  // wall clock, compared with the events' times
     bool fetching = false;
     std::vector<std::pair<PartitionId, std::uint64_t>> waiting;  // events to resolve
   };
@@ -183,15 +184,21 @@ class Dispatcher {
     TenantWebhooks& tenant = tenants_[tenant_id];
     tenant.waiting.emplace_back(id, index);
     if (tenant.fetching) return;
+    // The cached list serves only events that happened before it was read, so
+    // that a webhook registered just before an event always gets it.
+    const std::int64_t event_at_ms = partitions_[id].events[index].event.at_ms;
     if (tenant.fetched_at != Clock::time_point{} &&
-        Clock::now() - tenant.fetched_at < kWebhooksCacheTtl)
+        Clock::now() - tenant.fetched_at < kWebhooksCacheTtl &&
+        tenant.fetched_at_ms > event_at_ms)
       return start_waiting(tenant_id);
     tenant.fetching = true;
+    const std::int64_t fetch_started_ms = ids::now_ms();
     storage_.query<std::vector<wire::WebhookRecord>>(
         wire::tenant_key(tenant_id), wire::QueryKind::kListWebhooks,
         wire::TenantList{tenant_id, "", "", 1000},
-        [this, tenant_id](StorageOutcome<std::vector<wire::WebhookRecord>> outcome) {
-          post([this, tenant_id, outcome = std::move(outcome)]() mutable {
+        [this, tenant_id,
+         fetch_started_ms](StorageOutcome<std::vector<wire::WebhookRecord>> outcome) {
+          post([this, tenant_id, fetch_started_ms, outcome = std::move(outcome)]() mutable {
             TenantWebhooks& tenant = tenants_[tenant_id];
             tenant.fetching = false;
             if (!outcome.ok()) {
@@ -202,6 +209,7 @@ class Dispatcher {
             }
             tenant.webhooks = std::move(*outcome.value);
             tenant.fetched_at = Clock::now();
+            tenant.fetched_at_ms = fetch_started_ms;
             start_waiting(tenant_id);
           });
         });

@@ -526,7 +526,7 @@ TEST_F(ApiV1Test, ATenantSeesNothingOfAnother) {
 TEST_F(ApiV1Test, ServesItsOpenApiDocumentAndNamesUnknownPaths) {
   const auto document = http_request(cluster_->http_port(), "GET", "/v1/openapi.yaml");
   if (document.status == 200) {
-    EXPECT_EQ(document.headers["content-type"], "application/yaml");
+    EXPECT_EQ(document.headers.at("content-type"), "application/yaml");
     EXPECT_NE(document.body.find("openapi:"), std::string::npos);
   } else {
     expect_error(document, 404, "not_found");  // built without schema/openapi.yaml
