@@ -25,6 +25,7 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
+constexpr auto kStreamDrain = std::chrono::seconds(1);
 
 struct HttpMetrics {
   Counter& ok = metrics().counter("chat4all_http_responses_total", "HTTP responses by class",
@@ -211,11 +212,20 @@ void FrontendNode::run(const std::atomic<bool>& stop) {
   };
   accept();
 
+  // On stop, stream sessions are closed with 1001 and get kStreamDrain to
+  // finish the close handshake before the event loop stops.
   asio::steady_timer stop_watch(io);
+  std::optional<std::chrono::steady_clock::time_point> drain_deadline;
   std::function<void()> watch = [&] {
     stop_watch.expires_after(std::chrono::milliseconds(100));
     stop_watch.async_wait([&](beast::error_code) {
-      if (stop.load()) return io.stop();
+      if (stop.load() && !drain_deadline) {
+        drain_deadline = std::chrono::steady_clock::now() + kStreamDrain;
+        streams.close_all();
+      }
+      if (drain_deadline &&
+          (streams.open_sessions() == 0 || std::chrono::steady_clock::now() >= *drain_deadline))
+        return io.stop();
       watch();
     });
   };

@@ -73,6 +73,26 @@ std::variant<StreamAdmission, StreamRefusal> StreamHub::admit(std::string_view a
                          verified.claims.expires_at_s, SessionSlot(this)};
 }
 
+void StreamHub::track(const std::shared_ptr<StreamConnection>& connection) {
+  std::lock_guard lock(connections_mutex_);
+  connections_[connection.get()] = connection;
+}
+
+void StreamHub::untrack(const StreamConnection* connection) {
+  std::lock_guard lock(connections_mutex_);
+  connections_.erase(connection);
+}
+
+void StreamHub::close_all() {
+  std::vector<std::shared_ptr<StreamConnection>> open;
+  {
+    std::lock_guard lock(connections_mutex_);
+    for (const auto& [identity, connection] : connections_)
+      if (auto alive = connection.lock()) open.push_back(std::move(alive));
+  }
+  for (const auto& connection : open) connection->go_away();
+}
+
 void StreamHub::release_slot() {
   sessions_.fetch_sub(1);
   metrics_.sessions.add(-1);

@@ -13,8 +13,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <variant>
 
 #include "common/auth.h"
@@ -36,6 +39,14 @@ struct StreamMetrics {
 };
 
 class StreamHub;
+
+// What the hub may ask of an open session, from any thread.
+class StreamConnection {
+ public:
+  virtual ~StreamConnection() = default;
+  // Closes the connection with 1001 (going away); returns at once.
+  virtual void go_away() = 0;
+};
 
 // One of the hub's stream.connections_max places, held by a session for as
 // long as it is open; move-only, released on destruction or release().
@@ -86,6 +97,13 @@ class StreamHub {
 
   void stop_events() { events_.stop(); }
 
+  // Open sessions register here so that a stopping frontend can close them
+  // with 1001 (close_all) rather than drop them; at most connections_max.
+  void track(const std::shared_ptr<StreamConnection>& connection);
+  void untrack(const StreamConnection* connection);
+  void close_all();
+  std::uint32_t open_sessions() const { return sessions_.load(); }
+
   const StreamSettings& settings() const { return topology_.stream; }
   const Topology& topology() const { return topology_; }
   EventSubscriber& events() { return events_; }
@@ -99,6 +117,9 @@ class StreamHub {
   auth::TokenSigner signer_;
   StreamMetrics metrics_;
   std::atomic<std::uint32_t> sessions_{0};
+  std::mutex connections_mutex_;
+  std::unordered_map<const StreamConnection*, std::weak_ptr<StreamConnection>>
+      connections_;  // guarded by connections_mutex_
   EventSubscriber events_;
 };
 

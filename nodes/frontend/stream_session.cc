@@ -33,6 +33,13 @@ StreamSession::StreamSession(asio::ip::tcp::socket socket, StreamAdmission admis
 StreamSession::~StreamSession() {
   // Normally finish() did this; not when the event loop was torn down first.
   for (const auto& topic : topics_) hub_.events().unsubscribe(topic, this);
+  hub_.untrack(this);
+}
+
+void StreamSession::go_away() {
+  asio::post(executor_, [self = shared_from_this()] {
+    self->close_with(websocket::close_code::going_away, "server shutting down", "shutdown");
+  });
 }
 
 void StreamSession::start(http::request<http::string_body> upgrade) {
@@ -54,6 +61,7 @@ void StreamSession::start(http::request<http::string_body> upgrade) {
 void StreamSession::on_accept(beast::error_code ec) {
   if (ec) return finish("handshake_failed");
   phase_ = Phase::kStarting;
+  hub_.track(shared_from_this());
   log_.debug("session_started", {{"tenant_id", who_.tenant_id}, {"user_id", who_.user_id}});
   subscribe(user_topic(who_.tenant_id, who_.user_id));
   expiry_timer_.expires_after(std::chrono::milliseconds(
@@ -503,6 +511,7 @@ void StreamSession::finish(const char* why) {
   for (const auto& topic : topics_) hub_.events().unsubscribe(topic, this);
   topics_.clear();
   who_.slot.release();
+  hub_.untrack(this);
   outbound_.erase(writing_ ? std::next(outbound_.begin()) : outbound_.begin(), outbound_.end());
   // Cancels whatever is still pending on the socket; their handlers drop the
   // last references to this session.

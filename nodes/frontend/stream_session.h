@@ -33,8 +33,9 @@
 //      most one in flight per conversation. A failed mark is retried at the
 //      next write or resync, and when the session ends.
 //   6. Closing: 1008 "slow consumer" (below), 1008 "token expired" when the
-//      token's exp passes; the WebSocket layer pings every kPingInterval and
-//      drops a peer silent for twice that.
+//      token's exp passes, 1001 when the frontend stops (StreamHub::close_all);
+//      the WebSocket layer pings every kPingInterval and drops a peer silent
+//      for twice that.
 //
 // Bounds and what happens at them
 //   - Outbound queue: stream.queue_bytes_max bytes of frames not yet written.
@@ -85,7 +86,9 @@
 
 namespace chat4all::frontend {
 
-class StreamSession : public EventListener, public std::enable_shared_from_this<StreamSession> {
+class StreamSession : public EventListener,
+                      public StreamConnection,
+                      public std::enable_shared_from_this<StreamSession> {
  public:
   static constexpr std::chrono::milliseconds kResumeWait{2000};
   static constexpr std::chrono::milliseconds kMarkCoalesce{50};
@@ -111,6 +114,9 @@ class StreamSession : public EventListener, public std::enable_shared_from_this<
 
   // Subscriber thread: queue the hint for the strand (bounded) and return.
   void on_event(const wire::Event& event) override;
+
+  // Any thread: close with 1001, the frontend is stopping.
+  void go_away() override;
 
  private:
   using WebSocket = boost::beast::websocket::stream<boost::beast::tcp_stream>;
