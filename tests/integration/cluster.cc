@@ -163,6 +163,9 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
        << "storage:\n  map_size_initial_mb: 1\n  map_size_max_mb: " << options.map_size_max_mb
        << "\n  log_retained_max: " << options.log_retained_max << "\n"
        << "auth:\n  token_ttl_s: " << options.token_ttl_s << "\n"
+       << "stream:\n  queue_bytes_max: " << options.stream_queue_bytes_max
+       << "\n  resync_ms: " << options.stream_resync_ms
+       << "\n  connections_max: " << options.stream_connections_max << "\n"
        << "tenants:\n";
   for (const std::string tenant : {kTenant, kOtherTenant})
     yaml << "  - {id: " << tenant << ", admin_clients: [{client_id: " << admin_client_id(tenant)

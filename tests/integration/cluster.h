@@ -54,6 +54,11 @@ struct ClusterOptions {
   std::uint32_t log_retained_max = 65536;    // entries kept for a replica that is down
   std::uint32_t token_requests_per_s = 100;  // per-token rate limit of the frontend
   std::uint32_t token_burst = 200;
+
+  // GET /v1/stream (the topology's `stream:` section).
+  std::uint32_t stream_queue_bytes_max = 4u << 20;
+  std::uint32_t stream_resync_ms = 2000;
+  std::uint32_t stream_connections_max = 10000;
 };
 
 // The tenants of every test cluster, each with one admin client whose secret is
