@@ -350,7 +350,13 @@ void StreamSession::on_write(beast::error_code ec) {
     hub_.stream_metrics().messages_pushed.add();
   }
   if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
-  schedule_marks();
+  // Everything queued is out: mark now, so that DELIVERED follows the push
+  // closely. While frames keep coming the marks wait for the queue to empty
+  // or kMarkCoalesce, whichever is first, and cover all that was written.
+  if (outbound_.empty())
+    flush_marks();
+  else
+    schedule_marks();
   write_next();
   pump_reads();
 }
@@ -490,9 +496,8 @@ void StreamSession::close_with(websocket::close_code code, const char* reason, c
   flush_marks();  // what was written is delivered
   // The close frame goes out after the write in progress; a client that does
   // not read never takes it, so the connection is cut after a grace period.
-  socket_.async_close(
-      websocket::close_reason(websocket::close_code::policy_error, "client too slow"),
-      [self = shared_from_this()](beast::error_code) { self->finish("too_slow"); });
+  socket_.async_close(websocket::close_reason(code, reason),
+                      [self = shared_from_this(), why](beast::error_code) { self->finish(why); });
   close_timer_.expires_after(kCloseGrace);
   close_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
     if (!ec) self->finish("close_unanswered");

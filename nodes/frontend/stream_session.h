@@ -28,9 +28,10 @@
 //      (best effort: a lost hint loses that frame; GET /v1/messages/{id} has
 //      the states).
 //   5. DELIVERED: once a message frame's write completed, the conversation's
-//      written horizon moves; within kMarkCoalesceMs one kMarkState
-//      (DELIVERED, up_to_seq = that horizon) per conversation records it, at
-//      most one in flight per conversation. A failed mark is retried at the
+//      written horizon moves; one kMarkState (DELIVERED, up_to_seq = that
+//      horizon) per conversation records it as soon as the queue is empty, or
+//      after kMarkCoalesce while frames keep coming, at most one in flight per
+//      conversation. A failed mark is retried at the
 //      next write or resync, and when the session ends.
 //   6. Closing: 1008 "slow consumer" (below), 1008 "token expired" when the
 //      token's exp passes, 1001 when the frontend stops (StreamHub::close_all);
