@@ -8,6 +8,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <future>
 #include <iostream>
@@ -88,8 +89,62 @@ class StreamClient {
   void send(const json& frame) { send(frame.dump()); }
 
   // The next frame, or nullopt when none came within `timeout` or the
-  // connection closed (closed() then says so).
+  // connection closed (closed() then says so). Frames next_of_type() passed
+  // over come first.
   std::optional<json> next(std::chrono::milliseconds timeout) {
+    if (!passed_over_.empty()) {
+      json frame = std::move(passed_over_.front());
+      passed_over_.pop_front();
+      return frame;
+    }
+    return receive(timeout);
+  }
+
+  // The next frame of `type` (of `conversation_id`, when given); the others
+  // (pongs, states, frames of conversations other tests made) are kept for
+  // later calls.
+  std::optional<json> next_of_type(const std::string& type, std::chrono::milliseconds timeout,
+                                   const std::string& conversation_id = "") {
+    auto matches = [&](const json& frame) {
+      return frame["type"] == type &&
+             (conversation_id.empty() || conversation_of(frame) == conversation_id);
+    };
+    for (auto it = passed_over_.begin(); it != passed_over_.end(); ++it) {
+      if (!matches(*it)) continue;
+      json frame = std::move(*it);
+      passed_over_.erase(it);
+      return frame;
+    }
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      auto frame =
+          receive(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+      if (!frame) return std::nullopt;
+      if (matches(*frame)) return frame;
+      passed_over_.push_back(std::move(*frame));
+    }
+    return std::nullopt;
+  }
+
+  static std::string conversation_of(const json& frame) {
+    const json& holder = frame.contains("message") ? frame["message"] : frame;
+    return holder.value("conversation_id", "");
+  }
+
+  bool closed() const { return closed_; }
+  std::uint16_t close_code() const { return close_code_; }
+  const std::string& close_reason() const { return close_reason_; }
+
+  void close() {
+    if (closed_) return;
+    bool done = false;
+    socket_.async_close(websocket::close_code::normal, [&](beast::error_code) { done = true; });
+    run_until([&] { return done && !reading_; }, 3s);
+    closed_ = true;
+  }
+
+ private:
+  std::optional<json> receive(std::chrono::milliseconds timeout) {
     if (closed_) return std::nullopt;
     if (!reading_) {
       reading_ = true;
@@ -104,6 +159,7 @@ class StreamClient {
     if (read_error_) {
       closed_ = true;
       close_code_ = socket_.reason().code;
+      close_reason_ = std::string(socket_.reason().reason.data(), socket_.reason().reason.size());
       return std::nullopt;
     }
     json frame = json::parse(beast::buffers_to_string(inbound_.data()), nullptr, false);
@@ -111,38 +167,6 @@ class StreamClient {
     return frame;
   }
 
-  // The next frame of `type` (of `conversation_id`, when given), skipping
-  // others: pongs, states, and frames of conversations other tests made.
-  std::optional<json> next_of_type(const std::string& type, std::chrono::milliseconds timeout,
-                                   const std::string& conversation_id = "") {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      auto frame =
-          next(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
-      if (!frame) return std::nullopt;
-      if ((*frame)["type"] != type) continue;
-      if (conversation_id.empty() || conversation_of(*frame) == conversation_id) return frame;
-    }
-    return std::nullopt;
-  }
-
-  static std::string conversation_of(const json& frame) {
-    const json& holder = frame.contains("message") ? frame["message"] : frame;
-    return holder.value("conversation_id", "");
-  }
-
-  bool closed() const { return closed_; }
-  std::uint16_t close_code() const { return close_code_; }
-
-  void close() {
-    if (closed_) return;
-    bool done = false;
-    socket_.async_close(websocket::close_code::normal, [&](beast::error_code) { done = true; });
-    run_until([&] { return done && !reading_; }, 3s);
-    closed_ = true;
-  }
-
- private:
   bool run_until(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
     const auto deadline = Clock::now() + timeout;
     while (!done()) {
@@ -162,6 +186,8 @@ class StreamClient {
   beast::error_code read_error_;
   bool closed_ = false;
   std::uint16_t close_code_ = 0;
+  std::string close_reason_;
+  std::deque<json> passed_over_;
 };
 
 // The HTTP answer to an upgrade request of /v1/stream, for refusals.
@@ -415,6 +441,7 @@ TEST_F(StreamTest, ClientThatDoesNotReadIsClosedWith1008) {
   }
   ASSERT_TRUE(slow->closed());
   EXPECT_EQ(slow->close_code(), websocket::close_code::policy_error);
+  EXPECT_EQ(slow->close_reason(), "slow consumer");
   EXPECT_LT(received, static_cast<std::uint64_t>(sent));
   std::cout << "      (closed after " << sent << " messages; " << received
             << " reached the client)\n";
@@ -475,6 +502,21 @@ TEST_F(StreamTest, RefusesBadTokensPlainRequestsAndConnectionsBeyondTheBound) {
   const auto deadline = Clock::now() + 5s;
   while (sessions() != 0 && Clock::now() < deadline) std::this_thread::sleep_for(50ms);
   EXPECT_EQ(sessions(), 0);
+}
+
+// On its own cluster: it stops it.
+TEST(StreamShutdownTest, AStoppingFrontendClosesItsStreamsWith1001) {
+  TestCluster cluster;
+  cluster.start_all();
+  ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
+  StreamClient device(cluster.http_port(), cluster.token("bob"));
+  device.send(json{{"type", "resume"}, {"cursors", json::object()}});
+  ASSERT_TRUE(device.next_of_type("ready", 10s));
+  EXPECT_TRUE(cluster.stop_all());
+  while (device.next(10s)) {
+  }
+  ASSERT_TRUE(device.closed());
+  EXPECT_EQ(device.close_code(), websocket::close_code::going_away);
 }
 
 }  // namespace
