@@ -17,6 +17,7 @@ bool StreamCursorTracker::add(const std::string& conversation_id, std::uint64_t 
   if (conversations_.contains(conversation_id) || full()) return false;
   Conversation conversation;
   conversation.head = last_seq;
+  conversation.catch_up_to = last_seq;
   conversation.marked = std::min(delivered_up_to, last_seq);
   const auto resume = resume_cursors_.find(conversation_id);
   conversation.cursor =
@@ -65,7 +66,8 @@ void StreamCursorTracker::want_all() {
   for (const auto& entry : conversations_) wanting_.insert(wanting_.end(), entry.first);
 }
 
-std::vector<StreamCursorTracker::Read> StreamCursorTracker::take_reads(std::size_t budget) {
+std::vector<StreamCursorTracker::Read> StreamCursorTracker::take_reads(std::size_t budget,
+                                                                       bool catch_up_allowed) {
   std::vector<Read> reads;
   if (budget == 0 || wanting_.empty()) return reads;
   // Round-robin: start after the conversation read last time, wrap around once.
@@ -78,9 +80,11 @@ std::vector<StreamCursorTracker::Read> StreamCursorTracker::take_reads(std::size
     if (reads.size() == budget) break;
     Conversation& conversation = conversations_.at(id);
     if (conversation.read_in_flight) continue;  // stays wanted: read again after this reply
+    const bool catching_up = conversation.cursor < conversation.catch_up_to;
+    if (catching_up && !catch_up_allowed) continue;
     conversation.read_in_flight = true;
     wanting_.erase(id);
-    reads.push_back({id, conversation.cursor + 1});
+    reads.push_back({id, conversation.cursor + 1, catching_up});
     last_read_ = id;
   }
   return reads;

@@ -47,6 +47,10 @@ class StreamCursorTracker {
   struct Read {
     std::string conversation_id;
     std::uint64_t from_seq = 1;
+    // Still below the last seq the conversation had when it was added: the
+    // backlog the client came back for, which it takes at its own pace. Above
+    // it, messages are live: stored while the client was connected.
+    bool catching_up = false;
   };
   struct Mark {
     std::string conversation_id;
@@ -86,7 +90,9 @@ class StreamCursorTracker {
   // for conversations that want one and have none in flight; taken round-robin
   // across calls so that a busy conversation cannot starve the others. Each
   // returned read is in flight until on_page() or on_read_failed().
-  std::vector<Read> take_reads(std::size_t budget);
+  // Without `catch_up_allowed`, only live reads are taken; catching-up
+  // conversations stay wanted.
+  std::vector<Read> take_reads(std::size_t budget, bool catch_up_allowed = true);
   bool wants_reads() const { return !wanting_.empty(); }
 
   // The reply to the read in flight: the messages to hand to the client now,
@@ -120,7 +126,8 @@ class StreamCursorTracker {
  private:
   struct Conversation {
     std::uint64_t cursor = 0;
-    std::uint64_t head = 0;  // highest seq known to exist
+    std::uint64_t head = 0;         // highest seq known to exist
+    std::uint64_t catch_up_to = 0;  // last seq when it was added
     bool read_in_flight = false;
     std::uint64_t written = 0;  // highest seq written to the socket (or held by the client)
     std::uint64_t marked = 0;   // highest DELIVERED horizon storage confirmed

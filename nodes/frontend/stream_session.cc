@@ -260,8 +260,13 @@ void StreamSession::pump_reads() {
   if (phase_ != Phase::kStreaming) return;
   while (reads_in_flight_ < kReadsInFlightMax) {
     const std::size_t room = read_room_bytes();
-    if (room == 0) break;
-    auto reads = tracker_.take_reads(1);
+    // The backlog is read only when a message of the largest size fits (or
+    // nothing is queued, so that a queue smaller than one still moves), so a
+    // client catching up at its own pace is never taken for a slow one. Live
+    // messages are read at once: a client that does not take them fills the
+    // queue and is closed.
+    const bool room_for_backlog = room >= message_frame_bytes_estimate_ || outbound_.empty();
+    auto reads = tracker_.take_reads(1, room_for_backlog);
     if (reads.empty()) break;
     const auto& read = reads.front();
     // As many messages as the room holds at the largest text size, at least one.
@@ -278,19 +283,20 @@ void StreamSession::pump_reads() {
     request.limit = limit;
     request.tenant_id = who_.tenant_id;
     request.requester_id = who_.user_id;
-    routers_.submit(header.request_id, codec::encode(header, request),
-                    [self = shared_from_this(), conversation_id = read.conversation_id, reserved](
-                        wire::Status status, std::optional<codec::Frame> reply) {
-                      asio::post(self->executor_, [self, conversation_id, reserved, status,
-                                                   reply = std::move(reply)]() mutable {
-                        self->on_page(conversation_id, reserved, status, std::move(reply));
-                      });
-                    });
+    routers_.submit(
+        header.request_id, codec::encode(header, request),
+        [self = shared_from_this(), conversation_id = read.conversation_id, reserved,
+         paced = read.catching_up](wire::Status status, std::optional<codec::Frame> reply) {
+          asio::post(self->executor_, [self, conversation_id, reserved, paced, status,
+                                       reply = std::move(reply)]() mutable {
+            self->on_page(conversation_id, reserved, paced, status, std::move(reply));
+          });
+        });
   }
 }
 
 void StreamSession::on_page(const std::string& conversation_id, std::size_t reserved_bytes,
-                            wire::Status status, std::optional<codec::Frame> reply) {
+                            bool paced, wire::Status status, std::optional<codec::Frame> reply) {
   --reads_in_flight_;
   reserved_bytes_ -= reserved_bytes;
   if (phase_ != Phase::kStreaming) return;
@@ -313,7 +319,7 @@ void StreamSession::on_page(const std::string& conversation_id, std::size_t rese
   } else {
     for (auto& message :
          tracker_.on_page(conversation_id, std::move(answer->messages), answer->last_seq)) {
-      enqueue({message_frame(message), conversation_id, message.seq});
+      enqueue({message_frame(message), conversation_id, message.seq, paced});
       if (phase_ != Phase::kStreaming) return;  // too slow: closed
     }
   }
@@ -322,8 +328,10 @@ void StreamSession::on_page(const std::string& conversation_id, std::size_t rese
 
 void StreamSession::enqueue(OutboundFrame frame) {
   if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
-  // A frame alone always goes out, however large: only a backlog is slowness.
-  if (!outbound_.empty() && queued_bytes_ + frame.text.size() > queue_bytes_max_)
+  // Backlog pages were read to fit; everything else (live messages, states,
+  // pongs, errors) is pushed at the client: one that lets it pile up beyond
+  // the bound is too slow. A frame alone always goes out, however large.
+  if (!frame.paced && !outbound_.empty() && queued_bytes_ + frame.text.size() > queue_bytes_max_)
     return close_too_slow();
   queued_bytes_ += frame.text.size();
   outbound_.push_back(std::move(frame));

@@ -40,18 +40,24 @@
 //
 // Bounds and what happens at them
 //   - Outbound queue: stream.queue_bytes_max bytes of frames not yet written.
-//     A frame that does not fit (and is not alone) means the client is too
-//     slow: the queue is dropped, the connection is closed with 1008 "slow
-//     consumer" (counted), and the TCP connection is cut if the close
-//     handshake has not finished within kCloseGrace (the close frame waits
-//     behind the write in progress, which a client that does not read never
-//     takes). The client reconnects and resumes from its cursors.
-//   - Reads: at most kReadsInFlightMax per session, one per conversation, and
-//     only while the queue plus the pages in flight leave room: each page asks
-//     for as many messages as fit in the room at the largest text size
-//     (limits.text_bytes_max + kFrameOverheadBytes each), 1..kPageMessagesMax.
-//     A client that does not read therefore stops the reading; what it would
-//     get next is still in the log.
+//     Two kinds of messages go through it. The backlog (what a conversation
+//     held when it was added: what the client came back for) is read only to
+//     fit: each page asks for as many messages as the room left (queue and
+//     pages in flight) holds at the largest size (limits.text_bytes_max +
+//     kFrameOverheadBytes), and none is read while less than one such message
+//     fits; a client catching up is paced by the log, and what it has not got
+//     yet stays there, not in memory. Live messages (stored while connected),
+//     states, pongs and errors are pushed at once.
+//   - Slow consumer: a pushed frame that does not fit (and is not alone)
+//     means the client does not keep up with what happens now: the queue is
+//     dropped, the connection is closed with 1008 "slow consumer" (counted),
+//     and the TCP connection is cut if the close handshake has not finished
+//     within kCloseGrace (the close frame waits behind the write in progress,
+//     which a client that does not read never takes). The client reconnects
+//     and resumes from its cursors, its backlog paced again.
+//   - Reads: at most kReadsInFlightMax per session, one per conversation,
+//     1..kPageMessagesMax messages each; a backlog page may pass the bound
+//     only by how much its messages exceed the size estimate (metadata).
 //   - Conversations per session: kConversationsMax (more are not streamed;
 //     logged). Summaries: kSummariesInFlightMax at once. Client frames:
 //     kClientFrameBytesMax. Hints waiting for the strand: kHintsPendingMax;
@@ -127,6 +133,7 @@ class StreamSession : public EventListener,
     std::string text;
     std::string conversation_id;  // a message frame: its conversation and seq
     std::uint64_t seq = 0;        // 0: not a message frame
+    bool paced = false;           // a backlog message, read only when it fit
   };
   struct Summary {
     std::string conversation_id;
@@ -153,8 +160,9 @@ class StreamSession : public EventListener,
 
   // Reading and sending.
   void pump_reads();
-  void on_page(const std::string& conversation_id, std::size_t reserved_bytes, wire::Status status,
-               std::optional<codec::Frame> reply);
+  // `paced`: a backlog page, read to fit the queue.
+  void on_page(const std::string& conversation_id, std::size_t reserved_bytes, bool paced,
+               wire::Status status, std::optional<codec::Frame> reply);
   void enqueue(OutboundFrame frame);
   void write_next();
   void on_write(boost::beast::error_code ec);

@@ -150,6 +150,27 @@ TEST(StreamCursorTracker, ReadsAreTakenRoundRobinWithinTheBudget) {
   EXPECT_EQ(second[1].from_seq, 11u);
 }
 
+TEST(StreamCursorTracker, BacklogAtAddIsCatchingUpAndWhatComesLaterIsLive) {
+  Tracker tracker(10);
+  tracker.add("old", 0, 3);  // three messages stored before the client came
+  tracker.add("new", 0, 0);
+  tracker.on_hint("new", 1);
+  auto reads = tracker.take_reads(5, /*catch_up_allowed=*/false);
+  ASSERT_EQ(reads.size(), 1u);  // the backlog waits for room, live messages do not
+  EXPECT_EQ(reads[0].conversation_id, "new");
+  EXPECT_FALSE(reads[0].catching_up);
+  reads = tracker.take_reads(5);
+  ASSERT_EQ(reads.size(), 1u);
+  EXPECT_EQ(reads[0].conversation_id, "old");
+  EXPECT_TRUE(reads[0].catching_up);
+  tracker.on_hint("old", 5);
+  tracker.on_page("old", messages("old", 1, 3), 5);  // caught up with the backlog
+  reads = tracker.take_reads(5, /*catch_up_allowed=*/false);
+  ASSERT_EQ(reads.size(), 1u);
+  EXPECT_EQ(reads[0].from_seq, 4u);
+  EXPECT_FALSE(reads[0].catching_up);
+}
+
 TEST(StreamCursorTracker, FailedReadIsRetriedOnlyByTheNextHintOrResync) {
   Tracker tracker(10);
   tracker.add("c1", 0, 3);
