@@ -42,6 +42,11 @@ std::optional<Frame> decode(std::string_view bytes, std::string* error) {
     case wire::MessageType::kReadReply:
     case wire::MessageType::kErrorReply:
     case wire::MessageType::kReplicationBatch:
+    case wire::MessageType::kCommandRequest:
+    case wire::MessageType::kCommandReply:
+    case wire::MessageType::kQueryRequest:
+    case wire::MessageType::kQueryReply:
+    case wire::MessageType::kEvent:
       break;
     default:
       return fail("unknown message type " + std::to_string(int(frame.header_.type)));

@@ -85,8 +85,11 @@ struct AppendRequest {
   std::string tenant_id;
   std::vector<std::string> channels;  // delivery channels chosen; empty: the default
   std::string metadata;               // JSON object text, opaque to storage
+  // An admin named the sender: a sender who is not a member is then a bad
+  // sender_id (kInvalid) rather than an invisible conversation (kNotFound).
+  bool sender_named_by_admin = false;
   MSGPACK_DEFINE(conversation_id, message_id, sender_id, recipients, payload, received_at_ms,
-                 tenant_id, channels, metadata);
+                 tenant_id, channels, metadata, sender_named_by_admin);
 };
 
 // storage -> router -> frontend: the message is durable (status kOk).
@@ -97,7 +100,8 @@ struct AppendReply {
   std::uint64_t seq = 0;
   bool duplicate = false;  // the message_id was already stored; seq is the original one
   std::string detail;
-  MSGPACK_DEFINE(status, conversation_id, message_id, seq, duplicate, detail);
+  std::string field;  // the request field a refusal concerns, if any
+  MSGPACK_DEFINE(status, conversation_id, message_id, seq, duplicate, detail, field);
 };
 
 // frontend -> router -> storage: read a conversation's history in seq order.

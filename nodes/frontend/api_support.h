@@ -134,8 +134,11 @@ std::variant<Reply, ApiResponse> unwrap_reply(wire::Status status,
   }
   auto answer = reply->header().type == expected ? reply->body<Reply>() : std::nullopt;
   if (!answer) return storage_error(wire::Status::kInternal, "malformed reply", "");
-  if (answer->status != wire::Status::kOk)
-    return storage_error(answer->status, answer->detail, "", codes);
+  if (answer->status != wire::Status::kOk) {
+    std::string field;
+    if constexpr (requires { answer->field; }) field = answer->field;
+    return storage_error(answer->status, answer->detail, field, codes);
+  }
   return std::move(*answer);
 }
 

@@ -3,12 +3,17 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
 #include <memory>
 #include <optional>
 #include <thread>
+#include <variant>
 
-#include "nodes/frontend/http_api.h"
+#include "common/ids.h"
 #include "common/router_client.h"
+#include "nodes/frontend/http_api.h"
+#include "nodes/frontend/stream_hub.h"
+#include "nodes/frontend/stream_session.h"
 
 namespace chat4all::frontend {
 
@@ -33,11 +38,18 @@ struct HttpMetrics {
 
 // One client connection: read a request, answer it (possibly later, from
 // another thread: the answer is posted back to this connection's strand),
-// then read the next. Requests on one connection are answered in order.
+// then read the next. Requests on one connection are answered in order. A
+// WebSocket upgrade of GET /v1/stream hands the connection to a StreamSession.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, HttpApi& api, HttpMetrics& stats, std::uint32_t body_bytes_max)
-      : stream_(std::move(socket)), api_(api), stats_(stats), body_bytes_max_(body_bytes_max) {
+  Session(tcp::socket socket, HttpApi& api, StreamHub& streams, RouterClient& routers,
+          HttpMetrics& stats, std::uint32_t body_bytes_max)
+      : stream_(std::move(socket)),
+        api_(api),
+        streams_(streams),
+        routers_(routers),
+        stats_(stats),
+        body_bytes_max_(body_bytes_max) {
     stats_.connections.add(1);
   }
   ~Session() { stats_.connections.add(-1); }
@@ -68,6 +80,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto& request = parser_->get();
     keep_alive_ = request.keep_alive();
     version_ = request.version();
+    if (is_stream_target({request.target().data(), request.target().size()})) return open_stream();
     ApiRequest api_request{std::string(request.method_string()), std::string(request.target()),
                            std::string(request[http::field::authorization]),
                            std::string(request[http::field::content_type]),
@@ -86,6 +99,31 @@ class Session : public std::enable_shared_from_this<Session> {
       respond(ApiResponse{
           500, ApiError{500, "internal", "internal error", ""}.to_json(), "application/json", {}});
     }
+  }
+
+  // GET /v1/stream: authenticated and within the connection bound, the
+  // connection becomes a stream session; otherwise a plain JSON error.
+  void open_stream() {
+    auto& request = parser_->get();
+    auto refuse = [&](const StreamRefusal& refusal) {
+      ApiResponse response{refusal.http_status, refusal.body(), "application/json", {}};
+      if (refusal.http_status == 426) response.headers.emplace_back("Upgrade", "websocket");
+      if (refusal.http_status == 401)
+        response.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+      if (refusal.http_status == 503) response.headers.emplace_back("Retry-After", "1");
+      write(std::move(response));
+    };
+    if (!beast::websocket::is_upgrade(request))
+      return refuse({426, "upgrade_required", "GET /v1/stream is a WebSocket: send an upgrade"});
+    const auto authorization = request[http::field::authorization];
+    const auto target = request.target();
+    auto admitted = streams_.admit({authorization.data(), authorization.size()},
+                                   {target.data(), target.size()}, ids::now_ms() / 1000);
+    if (auto* refusal = std::get_if<StreamRefusal>(&admitted)) return refuse(*refusal);
+    std::make_shared<StreamSession>(stream_.release_socket(),
+                                    std::move(std::get<StreamAdmission>(admitted)), streams_,
+                                    routers_)
+        ->start(parser_->release());
   }
 
   void write(ApiResponse api_response) {
@@ -118,6 +156,8 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_{16 * 1024};
   std::optional<http::request_parser<http::string_body>> parser_;
   HttpApi& api_;
+  StreamHub& streams_;
+  RouterClient& routers_;
   HttpMetrics& stats_;
   std::uint32_t body_bytes_max_;
   bool keep_alive_ = true;
@@ -135,9 +175,12 @@ void FrontendNode::run(const std::atomic<bool>& stop) {
   for (const NodeSpec* router : topology_.with_role(NodeRole::kRouter))
     router_addresses.push_back(router->zmq_address("rpc"));
   // Destruction runs bottom-up: the router client's thread (whose callbacks
-  // post to `io` and own sessions) stops before `io` goes, and `stats`, which
-  // session destructors touch, outlives both.
+  // post to `io` and own sessions) stops before `io` goes, and `stats` and
+  // `streams`, which session destructors touch, outlive both. The event
+  // subscriber's thread, which posts to stream sessions, is stopped below
+  // before `io` goes.
   HttpMetrics stats;
+  StreamHub streams(topology_);
   const std::uint32_t threads = topology_.limits.http_threads;
   asio::io_context io(static_cast<int>(threads));
   RouterClient routers(router_addresses, topology_.limits.request_timeout_ms,
@@ -155,7 +198,8 @@ void FrontendNode::run(const std::atomic<bool>& stop) {
     acceptor.async_accept(asio::make_strand(io), [&](beast::error_code ec, tcp::socket socket) {
       if (!ec) {
         socket.set_option(tcp::no_delay(true));
-        std::make_shared<Session>(std::move(socket), api, stats, topology_.limits.body_bytes_max)
+        std::make_shared<Session>(std::move(socket), api, streams, routers, stats,
+                                  topology_.limits.body_bytes_max)
             ->start();
       } else if (ec == asio::error::operation_aborted) {
         return;
@@ -183,6 +227,7 @@ void FrontendNode::run(const std::atomic<bool>& stop) {
   for (std::uint32_t i = 1; i < threads; ++i) workers.emplace_back([&] { io.run(); });
   io.run();
   for (auto& worker : workers) worker.join();
+  streams.stop_events();
   log_.info("stopped");
 }
 

@@ -123,6 +123,7 @@ std::variant<wire::AppendRequest, ApiError> parse_send_message(std::string_view 
     return *error;
   if (token_user_id.empty()) {
     // An admin token speaks for the member it names.
+    request.sender_named_by_admin = true;
   } else if (request.sender_id.empty() || request.sender_id == token_user_id) {
     request.sender_id = token_user_id;
   } else {

@@ -17,6 +17,7 @@
 #include "common/auth.h"
 #include "common/json_log.h"
 #include "common/topology.h"
+#include "nodes/connector/connector_node.h"
 #include "nodes/frontend/frontend_node.h"
 #include "nodes/router/router_node.h"
 #include "nodes/runner/supervisor.h"
@@ -77,8 +78,8 @@ int run_node(const std::string& topology_path, const std::string& name) {
       chat4all::storage::StorageNode(topology, *self).run(stop_requested);
       break;
     case chat4all::NodeRole::kConnector:
-      log.error("connector nodes are not part of this build");
-      return 1;
+      chat4all::connector::ConnectorNode(topology, *self).run(stop_requested);
+      break;
   }
   return 0;
 }

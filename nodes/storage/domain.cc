@@ -524,8 +524,11 @@ DomainResult get_message(const PartitionState& state, const wire::ConversationLo
   auto message = seq ? state.message(body.conversation_id, *seq) : std::nullopt;
   if (!message) return fail(Status::kNotFound, "message not found", "message_id");
   wire::MessageWithStates out;
+  // The sender and admins see every recipient's state; anyone else only their own.
+  const bool sees_all = body.requester_id.empty() || body.requester_id == message->sender_id;
   for (const auto& recipient : message->recipients)
-    out.states.push_back(current_state(state, *message, recipient));
+    if (sees_all || recipient == body.requester_id)
+      out.states.push_back(current_state(state, *message, recipient));
   out.message = std::move(*message);
   return ok(out);
 }
@@ -719,9 +722,11 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
 
 DomainResult check_append(const PartitionState& state, wire::AppendRequest& append) {
   if (append.tenant_id.empty()) return {};
-  auto record =
-      visible_conversation(state, append.tenant_id, append.conversation_id, append.sender_id);
+  auto record = visible_conversation(state, append.tenant_id, append.conversation_id,
+                                     append.sender_named_by_admin ? "" : append.sender_id);
   if (!record || append.sender_id.empty()) return conversation_not_found();
+  if (!contains(record->members, append.sender_id))
+    return fail(Status::kInvalid, "sender " + append.sender_id + " is not a member", "sender_id");
   if (append.recipients.empty()) {
     for (const auto& member : record->members)
       if (member != append.sender_id) append.recipients.push_back(member);

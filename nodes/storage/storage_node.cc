@@ -491,7 +491,8 @@ bool StorageNode::run_turn() {
           reply(client.peer, client.token,
                 codec::encode(header, wire::AppendReply{outcome.status, client.conversation_id,
                                                         client.message_id, outcome.seq,
-                                                        outcome.duplicate, outcome.detail}));
+                                                        outcome.duplicate, outcome.detail,
+                                                        outcome.field}));
         }
         partition.waiting.erase(waiting);
       }

@@ -1,0 +1,385 @@
+#include "nodes/connector/connector_node.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include "common/ids.h"
+#include "common/metrics.h"
+#include "common/metrics_server.h"
+#include "common/ring.h"
+#include "common/router_client.h"
+#include "common/storage_client.h"
+#include "common/webhook_signature.h"
+#include "nodes/connector/http_sender.h"
+#include "nodes/connector/retry_policy.h"
+#include "nodes/connector/url_guard.h"
+
+namespace chat4all::connector {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+constexpr auto kOutboxPollInterval = std::chrono::milliseconds(250);
+constexpr auto kWebhooksCacheTtl = std::chrono::seconds(2);
+constexpr std::uint32_t kOutboxPageEvents = 64;
+constexpr std::size_t kEventsInFlightPerPartitionMax = 256;
+constexpr std::size_t kInboxMax = 100000;
+
+// Work handed to the dispatcher's thread from other threads. Bounded: at the
+// bound a completion is dropped and its event is delivered again after the
+// outbox is re-read (at least once).
+class Inbox {
+ public:
+  bool post(std::function<void()> task) {
+    std::lock_guard lock(mutex_);
+    if (tasks_.size() >= kInboxMax) return false;
+    tasks_.push_back(std::move(task));
+    ready_.notify_one();
+    return true;
+  }
+  std::deque<std::function<void()>> take(Clock::time_point until) {
+    std::unique_lock lock(mutex_);
+    ready_.wait_until(lock, until, [&] { return !tasks_.empty(); });
+    return std::exchange(tasks_, {});
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<std::function<void()>> tasks_;
+};
+
+struct Stats {
+  Counter& attempts =
+      metrics().counter("chat4all_connector_webhook_attempts_total", "Webhook POST attempts made");
+  Counter& delivered = metrics().counter("chat4all_connector_webhook_delivered_total",
+                                         "Webhook deliveries answered 2xx");
+  Counter& failed = metrics().counter("chat4all_connector_webhook_failed_total",
+                                      "Webhook deliveries given up (final answer or attempts)");
+  Counter& events =
+      metrics().counter("chat4all_connector_outbox_events_total", "Outbox events read and handled");
+  Gauge& in_flight =
+      metrics().gauge("chat4all_connector_webhook_deliveries_pending", "Deliveries not ended");
+};
+
+std::string event_body(const wire::OutboxEvent& event) {
+  json data = {
+      {"message_id", event.message_id},
+      {"conversation_id", event.conversation_id},
+      {"seq", event.seq},
+      {"sender_id", event.sender_id},
+      {"recipient_id", event.recipient_id.empty() ? json(nullptr) : json(event.recipient_id)},
+      {"state", event.state},
+      {"at", event.at_ms}};
+  return json{{"id", event.event_id},
+              {"type", event.type},
+              {"timestamp", event.at_ms},
+              {"data", std::move(data)}}
+      .dump();
+}
+
+class Dispatcher {
+ public:
+  Dispatcher(const Topology& topology, std::vector<PartitionId> partitions, StorageClient& storage,
+             Log& log)
+      : topology_(topology),
+        storage_(storage),
+        log_(log),
+        sender_(topology.webhooks.in_flight_max, topology.webhooks.in_flight_max * 4),
+        policy_{topology.webhooks.attempts_max, topology.webhooks.backoff_initial_ms,
+                topology.webhooks.backoff_max_ms},
+        url_policy_{topology.webhooks.allow_loopback, topology.webhooks.allow_private} {
+    for (PartitionId p : partitions) partitions_[p];
+  }
+
+  void run(const std::atomic<bool>& stop) {
+    while (!stop.load(std::memory_order_relaxed)) {
+      const auto now = Clock::now();
+      for (auto& [id, partition] : partitions_)
+        if (!partition.reading && partition.next_poll <= now &&
+            partition.events.size() < kEventsInFlightPerPartitionMax)
+          poll(id, partition);
+      while (!timers_.empty() && timers_.begin()->first <= now) {
+        auto task = std::move(timers_.begin()->second);
+        timers_.erase(timers_.begin());
+        task();
+      }
+      auto until = now + std::chrono::milliseconds(100);
+      if (!timers_.empty()) until = std::min(until, timers_.begin()->first);
+      for (auto& task : inbox_.take(until)) task();
+    }
+  }
+
+ private:
+  struct Delivery {
+    wire::WebhookRecord webhook;
+    wire::DeliveryRecord record;
+  };
+  struct Event {
+    wire::OutboxEvent event;
+    std::size_t deliveries_open = 0;
+    bool resolved = false;  // webhooks looked up, deliveries started
+  };
+  struct Partition {
+    std::uint64_t after = 0;                // every event up to here is acknowledged
+    std::map<std::uint64_t, Event> events;  // read, not yet acknowledged
+    bool reading = false;
+    Clock::time_point next_poll{};
+  };
+  struct TenantWebhooks {
+    std::vector<wire::WebhookRecord> webhooks;
+    Clock::time_point fetched_at;
+    std::int64_t fetched_at_ms = 0;  // wall clock, compared with the events' times
+    bool fetching = false;
+    std::vector<std::pair<PartitionId, std::uint64_t>> waiting;  // events to resolve
+  };
+
+  void post(std::function<void()> task) { (void)inbox_.post(std::move(task)); }
+
+  void poll(PartitionId id, Partition& partition) {
+    partition.reading = true;
+    const std::uint64_t after =
+        partition.events.empty() ? partition.after : partition.events.rbegin()->first;
+    storage_.query<std::vector<wire::OutboxEvent>>(
+        wire::partition_key(id), wire::QueryKind::kReadOutbox,
+        wire::ReadOutbox{id, after, kOutboxPageEvents},
+        [this, id](StorageOutcome<std::vector<wire::OutboxEvent>> outcome) {
+          post([this, id, outcome = std::move(outcome)]() mutable {
+            on_outbox(id, std::move(outcome));
+          });
+        });
+  }
+
+  void on_outbox(PartitionId id, StorageOutcome<std::vector<wire::OutboxEvent>> outcome) {
+    Partition& partition = partitions_[id];
+    partition.reading = false;
+    const bool full = outcome.ok() && outcome.value->size() == kOutboxPageEvents;
+    partition.next_poll = full ? Clock::now() : Clock::now() + kOutboxPollInterval;
+    if (!outcome.ok()) return;
+    for (auto& event : *outcome.value) {
+      if (event.index <= partition.after || partition.events.count(event.index)) continue;
+      const std::uint64_t index = event.index;
+      const std::string tenant = event.tenant_id;
+      partition.events[index].event = std::move(event);
+      stats_.events.add();
+      resolve_later(tenant, id, index);
+    }
+  }
+
+  // Finds the tenant's webhooks (cached briefly) and starts the event's deliveries.
+  void resolve_later(const std::string& tenant_id, PartitionId id, std::uint64_t index) {
+    TenantWebhooks& tenant = tenants_[tenant_id];
+    tenant.waiting.emplace_back(id, index);
+    if (tenant.fetching) return;
+    // The cached list serves only events that happened before it was read, so
+    // that a webhook registered just before an event always gets it.
+    const std::int64_t event_at_ms = partitions_[id].events[index].event.at_ms;
+    if (tenant.fetched_at != Clock::time_point{} &&
+        Clock::now() - tenant.fetched_at < kWebhooksCacheTtl &&
+        tenant.fetched_at_ms > event_at_ms)
+      return start_waiting(tenant_id);
+    tenant.fetching = true;
+    const std::int64_t fetch_started_ms = ids::now_ms();
+    storage_.query<std::vector<wire::WebhookRecord>>(
+        wire::tenant_key(tenant_id), wire::QueryKind::kListWebhooks,
+        wire::TenantList{tenant_id, "", "", 1000},
+        [this, tenant_id,
+         fetch_started_ms](StorageOutcome<std::vector<wire::WebhookRecord>> outcome) {
+          post([this, tenant_id, fetch_started_ms, outcome = std::move(outcome)]() mutable {
+            TenantWebhooks& tenant = tenants_[tenant_id];
+            tenant.fetching = false;
+            if (!outcome.ok()) {
+              // Storage unreachable: forget these events; the outbox is read again.
+              for (auto [id, index] : std::exchange(tenant.waiting, {}))
+                partitions_[id].events.erase(index);
+              return;
+            }
+            tenant.webhooks = std::move(*outcome.value);
+            tenant.fetched_at = Clock::now();
+            tenant.fetched_at_ms = fetch_started_ms;
+            start_waiting(tenant_id);
+          });
+        });
+  }
+
+  void start_waiting(const std::string& tenant_id) {
+    TenantWebhooks& tenant = tenants_[tenant_id];
+    for (auto [id, index] : std::exchange(tenant.waiting, {})) {
+      auto found = partitions_[id].events.find(index);
+      if (found == partitions_[id].events.end()) continue;
+      Event& event = found->second;
+      event.resolved = true;
+      for (const auto& webhook : tenant.webhooks) {
+        if (std::find(webhook.events.begin(), webhook.events.end(), event.event.type) ==
+            webhook.events.end())
+          continue;
+        ++event.deliveries_open;
+        auto delivery = std::make_shared<Delivery>();
+        delivery->webhook = webhook;
+        delivery->record = {tenant_id,        webhook.webhook_id, event.event.event_id,
+                            event.event.type, "retrying",         {},
+                            ids::now_ms()};
+        stats_.in_flight.add(1);
+        attempt(id, index, delivery);
+      }
+      if (event.deliveries_open == 0) finish_event(id, index);
+    }
+  }
+
+  void attempt(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    auto found = partitions_[id].events.find(index);
+    if (found == partitions_[id].events.end()) return;
+    const wire::OutboxEvent& event = found->second.event;
+    stats_.attempts.add();
+    const std::int64_t started_ms = ids::now_ms();
+    // Checked before every attempt, and the connection pinned to the address
+    // checked: DNS cannot swap in a private address in between.
+    GuardResult guard = check_url(delivery->webhook.url, url_policy_);
+    auto key = webhook::secret_bytes(delivery->webhook.secret);
+    if (!guard.ok() || !key) {
+      HttpResult refused;
+      refused.error = HttpResult::Error::kOther;
+      refused.error_message = guard.ok() ? "webhook secret is malformed" : guard.error;
+      AttemptOutcome outcome;
+      outcome.error = TransportError::kRefusedByGuard;
+      return attempt_ended(id, index, delivery, started_ms, refused, outcome);
+    }
+    const std::string body = event_body(event);
+    const std::int64_t timestamp_s = started_ms / 1000;
+    HttpPost post;
+    post.url = delivery->webhook.url;
+    post.pinned_address = guard.address;
+    post.timeout_ms = topology_.webhooks.timeout_ms;
+    post.headers = {{"content-type", "application/json"},
+                    {"user-agent", "chat4all-webhooks/1"},
+                    {"webhook-id", event.event_id},
+                    {"webhook-timestamp", std::to_string(timestamp_s)},
+                    {"webhook-signature", webhook::sign(*key, event.event_id, timestamp_s, body)}};
+    post.body = body;
+    const bool queued =
+        sender_.submit(std::move(post), [this, id, index, delivery, started_ms](HttpResult result) {
+          post_result(id, index, delivery, started_ms, std::move(result));
+        });
+    if (!queued) {
+      // The sender is at its bound: try again shortly, not counted as an attempt.
+      timers_.emplace(Clock::now() + std::chrono::milliseconds(200),
+                      [this, id, index, delivery] { attempt(id, index, delivery); });
+    }
+  }
+
+  void post_result(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery,
+                   std::int64_t started_ms, HttpResult result) {
+    post([this, id, index, delivery, started_ms, result = std::move(result)] {
+      attempt_ended(id, index, delivery, started_ms, result, outcome_of(result));
+    });
+  }
+
+  void attempt_ended(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery,
+                     std::int64_t started_ms, const HttpResult& result,
+                     const AttemptOutcome& outcome) {
+    wire::DeliveryAttempt attempt_record{started_ms, result.status_code, result.error_message,
+                                         result.duration_ms};
+    delivery->record.attempts.push_back(std::move(attempt_record));
+    const auto attempt_number = static_cast<std::uint32_t>(delivery->record.attempts.size());
+    std::uint64_t random = 0;
+    randombytes_buf(&random, sizeof random);
+    const RetryDecision decision = decide_retry(attempt_number, outcome, policy_, random);
+    delivery->record.state = delivery_state_name(decision.final_state);
+    delivery->record.next_attempt_at_ms = decision.retry ? ids::now_ms() + decision.delay_ms : 0;
+    storage_.command<StorageClient::Empty>(
+        wire::tenant_key(delivery->record.tenant_id), wire::CommandKind::kRecordDelivery,
+        wire::RecordDelivery{delivery->record}, [](StorageOutcome<StorageClient::Empty>) {});
+    if (decision.retry) {
+      timers_.emplace(Clock::now() + std::chrono::milliseconds(decision.delay_ms),
+                      [this, id, index, delivery] { attempt(id, index, delivery); });
+      return;
+    }
+    (decision.final_state == DeliveryState::kDelivered ? stats_.delivered : stats_.failed).add();
+    log_.debug("webhook_delivery_ended", {{"webhook_id", delivery->webhook.webhook_id},
+                                          {"event_id", delivery->record.event_id},
+                                          {"state", delivery->record.state},
+                                          {"attempts", attempt_number}});
+    stats_.in_flight.add(-1);
+    auto found = partitions_[id].events.find(index);
+    if (found == partitions_[id].events.end()) return;
+    if (--found->second.deliveries_open == 0) finish_event(id, index);
+  }
+
+  // An event whose deliveries all ended; acknowledges the outbox up to the
+  // first event still open.
+  void finish_event(PartitionId id, std::uint64_t index) {
+    Partition& partition = partitions_[id];
+    auto found = partition.events.find(index);
+    if (found != partition.events.end()) found->second.resolved = true;
+    std::uint64_t up_to = partition.after;
+    for (auto it = partition.events.begin(); it != partition.events.end();) {
+      if (!it->second.resolved || it->second.deliveries_open > 0) break;
+      up_to = it->first;
+      it = partition.events.erase(it);
+    }
+    if (up_to == partition.after) return;
+    partition.after = up_to;
+    storage_.command<StorageClient::Empty>(wire::partition_key(id), wire::CommandKind::kAckOutbox,
+                                           wire::AckOutbox{id, up_to},
+                                           [](StorageOutcome<StorageClient::Empty>) {});
+  }
+
+  const Topology& topology_;
+  StorageClient& storage_;
+  Log& log_;
+  Stats stats_;
+  Inbox inbox_;  // before sender_: the sender's thread posts here until it is stopped
+  HttpSender sender_;
+  RetryPolicy policy_;
+  UrlPolicy url_policy_;
+  std::map<PartitionId, Partition> partitions_;
+  std::map<std::string, TenantWebhooks> tenants_;
+  std::multimap<Clock::time_point, std::function<void()>> timers_;
+};
+
+}  // namespace
+
+ConnectorNode::ConnectorNode(const Topology& topology, const NodeSpec& self)
+    : topology_(topology), self_(self) {}
+
+void ConnectorNode::run(const std::atomic<bool>& stop) {
+  std::optional<MetricsServer> metrics_server;
+  if (auto port = self_.port("metrics")) metrics_server.emplace(metrics(), self_.host, *port);
+
+  std::vector<std::string> connectors;
+  for (const NodeSpec* node : topology_.with_role(NodeRole::kConnector))
+    connectors.push_back(node->name);
+  std::sort(connectors.begin(), connectors.end());
+  const auto position = static_cast<std::uint32_t>(
+      std::find(connectors.begin(), connectors.end(), self_.name) - connectors.begin());
+  std::vector<PartitionId> partitions;
+  for (PartitionId p = 0; p < topology_.partition_count; ++p)
+    if (p % connectors.size() == position) partitions.push_back(p);
+
+  std::vector<std::string> routers;
+  for (const NodeSpec* node : topology_.with_role(NodeRole::kRouter))
+    routers.push_back(node->zmq_address("rpc"));
+  auto router_client = std::make_unique<RouterClient>(routers, topology_.limits.request_timeout_ms,
+                                                      topology_.limits.pending_requests_max);
+  StorageClient storage(*router_client);
+  log_.info("started", {{"partitions", partitions.size()}, {"connectors", connectors.size()}});
+  Dispatcher dispatcher(topology_, std::move(partitions), storage, log_);
+  dispatcher.run(stop);
+  router_client.reset();  // no storage reply reaches the dispatcher after this
+  log_.info("stopped");
+}
+
+}  // namespace chat4all::connector

@@ -1,0 +1,103 @@
+#include "nodes/connector/retry_policy.h"
+
+#include <algorithm>
+
+#include "nodes/connector/http_sender.h"
+
+namespace chat4all::connector {
+
+const char* delivery_state_name(DeliveryState state) {
+  switch (state) {
+    case DeliveryState::kDelivered:
+      return "delivered";
+    case DeliveryState::kFailed:
+      return "failed";
+    case DeliveryState::kRetrying:
+      return "retrying";
+  }
+  return "failed";
+}
+
+bool is_retryable_status(int status_code) {
+  return status_code == 408 || status_code == 429 || (status_code >= 500 && status_code <= 599);
+}
+
+namespace {
+
+bool is_retryable(const AttemptOutcome& outcome) {
+  switch (outcome.error) {
+    case TransportError::kNone:
+      return is_retryable_status(outcome.status_code);
+    case TransportError::kTimeout:
+    case TransportError::kConnect:
+    case TransportError::kOther:
+      // No answer at all: the receiver may be restarting or the network failing; trying again
+      // later is what at-least-once delivery asks for.
+      return true;
+    case TransportError::kRefusedByGuard:
+      // The URL or what it resolves to is forbidden; repeating the check soon will not change
+      // that, and hammering DNS for it would be pointless.
+      return false;
+  }
+  return false;
+}
+
+// min(backoff_max_ms, backoff_initial_ms * 2^(attempt - 1)) without overflow: past 32
+// doublings any 32-bit initial value is beyond any 32-bit cap.
+std::uint64_t backoff_ceiling_ms(std::uint32_t attempt, const RetryPolicy& policy) {
+  const std::uint32_t doublings = std::min<std::uint32_t>(attempt - 1, 32);
+  return std::min<std::uint64_t>(std::uint64_t{policy.backoff_initial_ms} << doublings,
+                                 policy.backoff_max_ms);
+}
+
+}  // namespace
+
+RetryDecision decide_retry(std::uint32_t attempt, const AttemptOutcome& outcome,
+                           const RetryPolicy& policy, std::uint64_t random) {
+  RetryDecision decision;
+  if (outcome.error == TransportError::kNone && outcome.status_code >= 200 &&
+      outcome.status_code <= 299) {
+    decision.final_state = DeliveryState::kDelivered;
+    return decision;
+  }
+  const std::uint32_t attempts_max = std::max<std::uint32_t>(policy.attempts_max, 1);
+  if (!is_retryable(outcome) || attempt >= attempts_max) {
+    decision.final_state = DeliveryState::kFailed;
+    return decision;
+  }
+  // Full jitter: uniform in [0, ceiling]. The modulo's bias is below 2^-32 for any ceiling
+  // that fits in 32 bits.
+  const std::uint64_t ceiling_ms = backoff_ceiling_ms(std::max<std::uint32_t>(attempt, 1), policy);
+  std::uint64_t delay_ms = random % (ceiling_ms + 1);
+  if (outcome.retry_after_s) {
+    const std::uint64_t retry_after_ms = std::uint64_t{*outcome.retry_after_s} * 1000;
+    delay_ms = std::max(delay_ms, std::min<std::uint64_t>(retry_after_ms, policy.backoff_max_ms));
+  }
+  decision.retry = true;
+  decision.delay_ms = static_cast<std::uint32_t>(delay_ms);
+  decision.final_state = DeliveryState::kRetrying;
+  return decision;
+}
+
+AttemptOutcome outcome_of(const HttpResult& result) {
+  AttemptOutcome outcome;
+  outcome.status_code = result.status_code;
+  outcome.retry_after_s = result.retry_after_s;
+  switch (result.error) {
+    case HttpResult::Error::kNone:
+      outcome.error = TransportError::kNone;
+      break;
+    case HttpResult::Error::kTimeout:
+      outcome.error = TransportError::kTimeout;
+      break;
+    case HttpResult::Error::kConnect:
+      outcome.error = TransportError::kConnect;
+      break;
+    case HttpResult::Error::kOther:
+      outcome.error = TransportError::kOther;
+      break;
+  }
+  return outcome;
+}
+
+}  // namespace chat4all::connector

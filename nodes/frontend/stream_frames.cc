@@ -1,0 +1,93 @@
+#include "nodes/frontend/stream_frames.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/ids.h"
+#include "nodes/frontend/message_json.h"
+
+namespace chat4all::frontend {
+
+using nlohmann::json;
+
+namespace {
+
+std::string dump(const json& frame) {
+  // Stored text is not guaranteed to be valid UTF-8 forever; a bad byte is
+  // replaced rather than failing the frame (and with it the connection).
+  return frame.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+ClientFrame invalid(std::string code, std::string message) {
+  ClientFrame frame;
+  frame.kind = ClientFrame::Kind::kInvalid;
+  frame.error_code = std::move(code);
+  frame.error_message = std::move(message);
+  return frame;
+}
+
+}  // namespace
+
+ClientFrame parse_client_frame(std::string_view text, std::size_t cursors_max) {
+  const json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) return invalid("invalid_json", "the frame is not valid JSON");
+  if (!parsed.is_object()) return invalid("invalid_frame", "a frame is a JSON object");
+  const auto type = parsed.find("type");
+  if (type == parsed.end() || !type->is_string())
+    return invalid("invalid_frame", "the frame has no string \"type\"");
+  const std::string& kind = type->get_ref<const std::string&>();
+  if (kind == "ping") return ClientFrame{ClientFrame::Kind::kPing, {}, {}, {}};
+  if (kind != "resume")
+    return invalid("unknown_type", "unknown frame type \"" + kind + "\" (resume, ping)");
+
+  ClientFrame frame{ClientFrame::Kind::kResume, {}, {}, {}};
+  const auto cursors = parsed.find("cursors");
+  if (cursors == parsed.end() || cursors->is_null()) return frame;
+  if (!cursors->is_object())
+    return invalid("invalid_frame", "\"cursors\" maps conversation ids to seqs");
+  if (cursors->size() > cursors_max)
+    return invalid("invalid_frame", "at most " + std::to_string(cursors_max) + " cursors");
+  for (const auto& [conversation_id, seq] : cursors->items()) {
+    if (!ids::is_valid_id(conversation_id))
+      return invalid("invalid_frame", "\"" + conversation_id + "\" is not a conversation id");
+    if (!seq.is_number_unsigned())
+      return invalid("invalid_frame",
+                     "the cursor of \"" + conversation_id + "\" is not a non-negative integer");
+    frame.cursors[conversation_id] = seq.get<std::uint64_t>();
+  }
+  return frame;
+}
+
+std::string ready_frame(const std::string& user_id,
+                        const std::vector<StreamCursorTracker::ConversationPosition>& positions) {
+  json conversations = json::array();
+  for (const auto& position : positions)
+    conversations.push_back({{"conversation_id", position.conversation_id},
+                             {"last_seq", position.last_seq},
+                             {"cursor", position.cursor}});
+  return dump(
+      {{"type", "ready"}, {"user_id", user_id}, {"conversations", std::move(conversations)}});
+}
+
+std::string message_frame(const wire::StoredMessage& message) {
+  return dump({{"type", "message"}, {"message", public_message_json(message)}});
+}
+
+std::string state_frame(const wire::Event& event) {
+  return dump({{"type", "state"},
+               {"message_id", event.message_id},
+               {"conversation_id", event.conversation_id},
+               {"seq", event.seq},
+               {"recipient_id", event.recipient_id},
+               {"state", event.state},
+               {"at", event.at_ms}});
+}
+
+std::string pong_frame() {
+  return R"({"type":"pong"})";
+}
+
+std::string error_frame(const std::string& code, const std::string& message) {
+  return dump({{"type", "error"}, {"error", {{"code", code}, {"message", message}}}});
+}
+
+}  // namespace chat4all::frontend

@@ -1,0 +1,45 @@
+// The frames of GET /v1/stream (docs/api.md, "Real time"): parsing what a
+// client sends and building what the server sends. JSON text frames only.
+//
+// Pure functions, safe from any thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nodes/frontend/stream_cursor_tracker.h"
+#include "schema/wire.h"
+
+namespace chat4all::frontend {
+
+// What a client frame asks for. kInvalid carries the error to answer with
+// (the connection stays open: one bad frame is the client's bug, not a reason
+// to drop its stream).
+struct ClientFrame {
+  enum class Kind { kResume, kPing, kInvalid };
+  Kind kind = Kind::kInvalid;
+  StreamCursorTracker::Cursors cursors;  // kResume
+  std::string error_code;                // kInvalid: invalid_json | invalid_frame | unknown_type
+  std::string error_message;
+};
+
+// `{"type":"resume","cursors":{"<conversation_id>":<last seq seen>}}` (cursors
+// may be absent or empty), `{"type":"ping"}`; anything else is kInvalid. At
+// most `cursors_max` cursors; ids must be valid conversation ids and seqs
+// non-negative integers.
+ClientFrame parse_client_frame(std::string_view text, std::size_t cursors_max);
+
+std::string ready_frame(const std::string& user_id,
+                        const std::vector<StreamCursorTracker::ConversationPosition>& positions);
+// `{"type":"message","message":{…}}`, the message as REST history shows it.
+std::string message_frame(const wire::StoredMessage& message);
+// `{"type":"state","message_id","conversation_id","seq","recipient_id","state","at"}`
+// from an event hint of kind "state".
+std::string state_frame(const wire::Event& event);
+std::string pong_frame();
+std::string error_frame(const std::string& code, const std::string& message);
+
+}  // namespace chat4all::frontend

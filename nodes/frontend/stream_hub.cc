@@ -1,0 +1,111 @@
+#include "nodes/frontend/stream_hub.h"
+
+#include <nlohmann/json.hpp>
+
+namespace chat4all::frontend {
+
+namespace {
+
+std::vector<std::string> event_addresses(const Topology& topology) {
+  std::vector<std::string> addresses;
+  for (const NodeSpec* storage : topology.with_role(NodeRole::kStorage))
+    if (storage->port("events")) addresses.push_back(storage->zmq_address("events"));
+  return addresses;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+SessionSlot& SessionSlot::operator=(SessionSlot&& other) noexcept {
+  if (this != &other) {
+    release();
+    hub_ = std::exchange(other.hub_, nullptr);
+  }
+  return *this;
+}
+
+void SessionSlot::release() {
+  if (hub_) std::exchange(hub_, nullptr)->release_slot();
+}
+
+std::string StreamRefusal::body() const {
+  return nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
+}
+
+StreamHub::StreamHub(const Topology& topology)
+    : topology_(topology),
+      signer_(auth::load_or_create_token_key(topology.auth.token_secret_file)),
+      events_(event_addresses(topology), metrics_.hints) {}
+
+std::variant<StreamAdmission, StreamRefusal> StreamHub::admit(std::string_view authorization,
+                                                              std::string_view target,
+                                                              std::int64_t now_s) {
+  std::string token;
+  if (authorization.size() > 7 &&
+      (authorization.substr(0, 7) == "Bearer " || authorization.substr(0, 7) == "bearer "))
+    token = authorization.substr(7);
+  else if (authorization.empty())
+    token = access_token_parameter(target);
+  const auth::VerifiedToken verified = signer_.verify(token, now_s);
+  if (!verified.ok())
+    return StreamRefusal{401, "unauthorized", auth::token_error_message(verified.error)};
+  if (verified.claims.tenant.empty())
+    return StreamRefusal{401, "unauthorized", "the token names no tenant"};
+  if (verified.claims.role == "admin")
+    return StreamRefusal{401, "unauthorized", "the stream is a user's: use a user token"};
+
+  const std::uint32_t max = topology_.stream.connections_max;
+  std::uint32_t open = sessions_.load();
+  do {
+    if (open >= max)
+      return StreamRefusal{503, "unavailable",
+                           "this frontend holds its maximum of " + std::to_string(max) +
+                               " stream connections; retry later or elsewhere"};
+  } while (!sessions_.compare_exchange_weak(open, open + 1));
+  metrics_.sessions.add(1);
+  return StreamAdmission{verified.claims.tenant, verified.claims.subject, SessionSlot(this)};
+}
+
+void StreamHub::release_slot() {
+  sessions_.fetch_sub(1);
+  metrics_.sessions.add(-1);
+}
+
+bool is_stream_target(std::string_view target) {
+  return target.substr(0, target.find('?')) == "/v1/stream";
+}
+
+std::string access_token_parameter(std::string_view target) {
+  const auto question = target.find('?');
+  if (question == std::string_view::npos) return "";
+  std::string_view query = target.substr(question + 1);
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    constexpr std::string_view kName = "access_token=";
+    if (pair.substr(0, kName.size()) != kName) continue;
+    std::string value;
+    const std::string_view encoded = pair.substr(kName.size());
+    for (std::size_t i = 0; i < encoded.size(); ++i) {
+      if (encoded[i] == '%' && i + 2 < encoded.size() && hex_digit(encoded[i + 1]) >= 0 &&
+          hex_digit(encoded[i + 2]) >= 0) {
+        value.push_back(
+            static_cast<char>(hex_digit(encoded[i + 1]) * 16 + hex_digit(encoded[i + 2])));
+        i += 2;
+      } else {
+        value.push_back(encoded[i] == '+' ? ' ' : encoded[i]);
+      }
+    }
+    return value;
+  }
+  return "";
+}
+
+}  // namespace chat4all::frontend

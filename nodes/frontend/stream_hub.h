@@ -1,0 +1,110 @@
+// What every stream connection of one frontend shares: admission (token and
+// connection bound), the event-hint subscriber, the settings and the metrics.
+//
+// Lifetime: created before the HTTP io_context and destroyed after it, since
+// sessions that the io_context still holds release their slot and their
+// subscriptions here when it destroys them. stop_events() must run after the
+// event loop stops and before the io_context is destroyed: the subscriber
+// thread posts to sessions' strands.
+//
+// Thread-safe: admit() runs on any event-loop thread; slots are released
+// from wherever a session ends.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "common/auth.h"
+#include "common/metrics.h"
+#include "common/topology.h"
+#include "nodes/frontend/event_subscriber.h"
+
+namespace chat4all::frontend {
+
+struct StreamMetrics {
+  Gauge& sessions = metrics().gauge("chat4all_frontend_stream_sessions", "Open stream sessions");
+  Counter& messages_pushed = metrics().counter("chat4all_frontend_stream_messages_pushed_total",
+                                               "Message frames written to stream connections");
+  Counter& slow_disconnects = metrics().counter(
+      "chat4all_frontend_stream_slow_disconnects_total",
+      "Stream connections closed (1008) because stream.queue_bytes_max was queued for them");
+  Counter& hints = metrics().counter("chat4all_frontend_stream_hints_total",
+                                     "Event hints received by the frontend");
+};
+
+class StreamHub;
+
+// One of the hub's stream.connections_max places, held by a session for as
+// long as it is open; move-only, released on destruction or release().
+class SessionSlot {
+ public:
+  SessionSlot() = default;
+  explicit SessionSlot(StreamHub* hub) : hub_(hub) {}
+  SessionSlot(SessionSlot&& other) noexcept : hub_(std::exchange(other.hub_, nullptr)) {}
+  SessionSlot& operator=(SessionSlot&& other) noexcept;
+  ~SessionSlot() { release(); }
+  void release();
+
+ private:
+  StreamHub* hub_ = nullptr;
+};
+
+// A connection allowed to upgrade: who it is, and its slot.
+struct StreamAdmission {
+  std::string tenant_id;
+  std::string user_id;
+  SessionSlot slot;
+};
+
+// Why not: answered as plain HTTP with `{"error":{"code","message"}}`.
+struct StreamRefusal {
+  int http_status = 401;
+  std::string code;
+  std::string message;
+  std::string body() const;  // the JSON error body
+};
+
+class StreamHub {
+ public:
+  // Reads the token key (the same file HttpApi signs with) and connects the
+  // subscriber to the "events" endpoint of every storage node that has one.
+  explicit StreamHub(const Topology& topology);
+  StreamHub(const StreamHub&) = delete;
+  StreamHub& operator=(const StreamHub&) = delete;
+
+  // Authenticates an upgrade request (Authorization: Bearer, or else the
+  // `access_token` query parameter of `target`) and takes a slot. Refused with
+  // 401 for a missing, bad or expired token, a token without a tenant, or an
+  // admin token (the stream is a user's); 503 when connections_max sessions
+  // are open.
+  std::variant<StreamAdmission, StreamRefusal> admit(std::string_view authorization,
+                                                     std::string_view target, std::int64_t now_s);
+
+  void stop_events() { events_.stop(); }
+
+  const StreamSettings& settings() const { return topology_.stream; }
+  const Topology& topology() const { return topology_; }
+  EventSubscriber& events() { return events_; }
+  StreamMetrics& stream_metrics() { return metrics_; }
+
+ private:
+  friend class SessionSlot;
+  void release_slot();
+
+  const Topology& topology_;
+  auth::TokenSigner signer_;
+  StreamMetrics metrics_;
+  std::atomic<std::uint32_t> sessions_{0};
+  EventSubscriber events_;
+};
+
+// True when `target` (path and query) is GET /v1/stream's.
+bool is_stream_target(std::string_view target);
+
+// The `access_token` query parameter of `target`, percent-decoded; empty when absent.
+std::string access_token_parameter(std::string_view target);
+
+}  // namespace chat4all::frontend

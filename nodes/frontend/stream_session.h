@@ -1,0 +1,208 @@
+// One GET /v1/stream connection (docs/api.md, "Real time"): a WebSocket that
+// pushes a user's messages, per conversation in seq order and each at most
+// once per connection, read from the durable log by cursor.
+//
+// Life of a session
+//   1. The HTTP server authenticated the upgrade (StreamHub::admit) and hands
+//      over the socket and the request; start() completes the handshake.
+//   2. Resume: the client may send `{"type":"resume","cursors":{…}}` first.
+//      The session waits for the first client frame at most kResumeWaitMs;
+//      whatever it is (a ping is answered, an invalid frame gets an error)
+//      ends the wait, and only a resume supplies cursors. A client that wants
+//      no cursors starts at once with `{"type":"resume"}`. Meanwhile the
+//      user's conversations are listed (kListUserConversations) and
+//      summarised (kConversationSummary: last seq, DELIVERED horizon).
+//   3. `ready` lists every conversation with its last seq and its cursor: the
+//      resume cursor if the client gave one, else the user's DELIVERED
+//      horizon, either clamped to the last seq. A resume frame later on is
+//      answered with an error and changes nothing, since moving a cursor back
+//      would send a message twice on one connection.
+//   4. Streaming: reads (wire::ReadRequest as the user, from cursor + 1) are
+//      issued when an event hint names a seq beyond the cursor, when a page
+//      leaves more to read, and for every conversation every
+//      stream.resync_ms, which also lists the conversations again to pick up
+//      new ones. Hints only make this sooner; correctness never depends on
+//      them. A "membership" hint adds (summary first) or drops a
+//      conversation; a read answered not-found (the user left) drops it too.
+//      "state" hints about messages the user sent become `state` frames
+//      (best effort: a lost hint loses that frame; GET /v1/messages/{id} has
+//      the states).
+//   5. DELIVERED: once a message frame's write completed, the conversation's
+//      written horizon moves; within kMarkCoalesceMs one kMarkState
+//      (DELIVERED, up_to_seq = that horizon) per conversation records it, at
+//      most one in flight per conversation. A failed mark is retried at the
+//      next write or resync, and when the session ends.
+//
+// Bounds and what happens at them
+//   - Outbound queue: stream.queue_bytes_max bytes of frames not yet written.
+//     A frame that does not fit (and is not alone) means the client is too
+//     slow: the queue is dropped, the connection is closed with 1008 "client
+//     too slow" (counted), and the TCP connection is cut if the close
+//     handshake has not finished within kSlowCloseGraceMs. The client
+//     reconnects and resumes from its cursors.
+//   - Reads: at most kReadsInFlightMax per session, one per conversation, and
+//     only while the queue plus the pages in flight leave room: each page asks
+//     for as many messages as fit in the room at the largest text size
+//     (limits.text_bytes_max + kFrameOverheadBytes each), 1..kPageMessagesMax.
+//     A client that does not read therefore stops the reading; what it would
+//     get next is still in the log.
+//   - Conversations per session: kConversationsMax (more are not streamed;
+//     logged). Summaries: kSummariesInFlightMax at once. Client frames:
+//     kClientFrameBytesMax. Hints waiting for the strand: kHintsPendingMax;
+//     beyond, they are dropped and every conversation is re-read instead.
+//
+// Threading: every member is used on the session's strand only, except
+// on_event() (the subscriber's thread), which touches only the hint inbox
+// under its mutex and posts to the strand. Replies of the router client
+// (its own thread) are posted to the strand too. The session lives as long as
+// an operation or posted handler holds it; when it ends it unsubscribes,
+// cancels its timers and releases its slot.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/json_log.h"
+#include "common/router_client.h"
+#include "common/storage_client.h"
+#include "nodes/frontend/event_subscriber.h"
+#include "nodes/frontend/stream_cursor_tracker.h"
+#include "nodes/frontend/stream_hub.h"
+
+namespace chat4all::frontend {
+
+class StreamSession : public EventListener, public std::enable_shared_from_this<StreamSession> {
+ public:
+  static constexpr std::chrono::milliseconds kResumeWait{1000};
+  static constexpr std::chrono::milliseconds kMarkCoalesce{50};
+  static constexpr std::chrono::milliseconds kSlowCloseGrace{5000};
+  static constexpr std::size_t kConversationsMax = 2000;
+  static constexpr std::size_t kReadsInFlightMax = 4;
+  static constexpr std::size_t kSummariesInFlightMax = 4;
+  static constexpr std::uint32_t kPageMessagesMax = 64;
+  static constexpr std::uint32_t kListPageMax = 200;
+  static constexpr std::size_t kFrameOverheadBytes = 1024;
+  static constexpr std::size_t kClientFrameBytesMax = 1 << 20;
+  static constexpr std::size_t kHintsPendingMax = 1024;
+
+  StreamSession(boost::asio::ip::tcp::socket socket, StreamAdmission admission, StreamHub& hub,
+                RouterClient& routers);
+  ~StreamSession() override;
+  StreamSession(const StreamSession&) = delete;
+  StreamSession& operator=(const StreamSession&) = delete;
+
+  // Completes the WebSocket handshake answering `upgrade`; any thread.
+  void start(boost::beast::http::request<boost::beast::http::string_body> upgrade);
+
+  // Subscriber thread: queue the hint for the strand (bounded) and return.
+  void on_event(const wire::Event& event) override;
+
+ private:
+  using WebSocket = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+  enum class Phase { kHandshake, kStarting, kStreaming, kClosing, kFinished };
+
+  struct OutboundFrame {
+    std::string text;
+    std::string conversation_id;  // a message frame: its conversation and seq
+    std::uint64_t seq = 0;        // 0: not a message frame
+  };
+  struct Summary {
+    std::string conversation_id;
+    std::uint64_t delivered_up_to = 0;
+    std::uint64_t last_seq = 0;
+  };
+
+  void on_accept(boost::beast::error_code ec);
+  void read_frame();
+  void on_frame(boost::beast::error_code ec);
+  void end_resume_wait(std::optional<StreamCursorTracker::Cursors> cursors);
+
+  // Conversations: listing (start and resync), summaries, adding, dropping.
+  void list_conversations(std::string after);
+  void on_conversation_page(StorageOutcome<std::vector<std::string>> outcome);
+  void request_summary(const std::string& conversation_id);
+  void pump_summaries();
+  void on_summary(const std::string& conversation_id,
+                  StorageOutcome<wire::ConversationSummary> outcome);
+  void add_conversation(const Summary& summary);
+  void drop_conversation(const std::string& conversation_id);
+  bool starting_done() const;
+  void maybe_ready();
+
+  // Reading and sending.
+  void pump_reads();
+  void on_page(const std::string& conversation_id, std::size_t reserved_bytes, wire::Status status,
+               std::optional<codec::Frame> reply);
+  void enqueue(OutboundFrame frame);
+  void write_next();
+  void on_write(boost::beast::error_code ec);
+
+  // DELIVERED marks.
+  void schedule_marks();
+  void flush_marks();
+
+  void drain_hints();
+  void handle_hint(const wire::Event& event);
+  void schedule_resync();
+  void resync();
+
+  void close_too_slow();
+  void finish(const char* why);
+  void subscribe(const std::string& topic);
+  void unsubscribe(const std::string& topic);
+  std::size_t read_room_bytes() const;
+
+  WebSocket socket_;
+  StreamAdmission who_;
+  StreamHub& hub_;
+  RouterClient& routers_;
+  StorageClient storage_;
+  const std::size_t queue_bytes_max_;
+  const std::size_t message_frame_bytes_estimate_;
+  boost::asio::any_io_executor executor_;  // the connection's strand
+
+  Phase phase_ = Phase::kHandshake;
+  boost::beast::flat_buffer inbound_;
+  boost::asio::steady_timer resume_timer_;
+  boost::asio::steady_timer resync_timer_;
+  boost::asio::steady_timer mark_timer_;
+  boost::asio::steady_timer close_timer_;
+  bool resume_decided_ = false;
+  StreamCursorTracker::Cursors resume_cursors_;
+
+  StreamCursorTracker tracker_{kConversationsMax};
+  std::set<std::string> topics_;             // subscribed: the user's and each conversation's
+  std::vector<Summary> starting_summaries_;  // before ready: added once the cursors are known
+  bool listing_ = false;                     // a listing is under way (at most one)
+  std::size_t listed_count_ = 0;             // conversations seen by the listing under way
+  std::deque<std::string> summary_queue_;    // bounded by kConversationsMax via summary_wanted_
+  std::set<std::string> summary_wanted_;     // queued or in flight
+  std::size_t summaries_in_flight_ = 0;
+  bool conversations_capped_logged_ = false;
+
+  std::deque<OutboundFrame> outbound_;  // the front one is being written while writing_
+  std::size_t queued_bytes_ = 0;
+  bool writing_ = false;
+  std::size_t reads_in_flight_ = 0;
+  std::size_t reserved_bytes_ = 0;  // pages in flight, at the estimate
+  bool marks_scheduled_ = false;
+
+  std::mutex hints_mutex_;
+  std::vector<wire::Event> hints_pending_;  // guarded by hints_mutex_
+  bool hints_overflowed_ = false;           // guarded by hints_mutex_
+  bool hints_drain_posted_ = false;         // guarded by hints_mutex_
+
+  Log log_{"stream"};
+};
+
+}  // namespace chat4all::frontend
