@@ -5,6 +5,7 @@
 #include "nodes/frontend/api_json.h"
 #include "nodes/frontend/conversation_validation.h"
 #include "nodes/frontend/http_api.h"
+#include "nodes/frontend/message_json.h"
 
 namespace chat4all::frontend {
 
@@ -320,7 +321,8 @@ void HttpApi::read_history(const ApiRequest&, Call call) {
           return call.respond(std::move(*failure));
         const auto& answer = std::get<wire::ReadReply>(unwrapped);
         json messages = json::array();
-        for (const auto& message : answer.messages) messages.push_back(message_json(message));
+        for (const auto& message : answer.messages)
+          messages.push_back(public_message_json(message));
         const HistoryPageEnd end = history_page_end(page, answer.messages, answer.last_seq);
         call.respond(json_response(
             200, {{"conversation_id", conversation_id},

@@ -2,6 +2,7 @@
 #include <sodium.h>
 
 #include "common/ids.h"
+#include "nodes/connector/url_guard.h"
 #include "nodes/frontend/api_json.h"
 #include "nodes/frontend/http_api.h"
 #include "nodes/frontend/webhook_validation.h"
@@ -11,6 +12,9 @@ namespace chat4all::frontend {
 using nlohmann::json;
 using Empty = StorageClient::Empty;
 
+// The URL is resolved first, off the event loop (url_checks_): a host whose
+// addresses are not all public is refused unless the topology allows it. The
+// connector checks it again before every call, as DNS answers change.
 void HttpApi::create_webhook(const ApiRequest& request, Call call) {
   auto parsed = parse_webhook_create(request.body);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
@@ -20,24 +24,33 @@ void HttpApi::create_webhook(const ApiRequest& request, Call call) {
     randombytes_buf(bytes.data(), bytes.size());
     create.secret = encode_webhook_secret(bytes);
   }
-  const wire::WebhookRecord webhook{call.caller.tenant, ids::new_random_id("wh_"),
-                                    create.url,         create.events,
-                                    create.secret,      ids::now_ms()};
-  storage_.command<wire::WebhookRecord>(
-      wire::tenant_key(call.caller.tenant), wire::CommandKind::kCreateWebhook,
-      wire::CreateWebhook{webhook},
-      on_ok<wire::WebhookRecord>(call.respond,
-                                 [call](wire::WebhookRecord stored) {
-                                   json body = webhook_json(stored);
-                                   // Shown once: later reads never include it.
-                                   body["secret"] = stored.secret;
-                                   ApiResponse response = json_response(201, body);
-                                   response.headers.emplace_back(
-                                       "Location", "/v1/webhooks/" + stored.webhook_id);
-                                   response.headers.emplace_back("Cache-Control", "no-store");
-                                   call.respond(std::move(response));
-                                 }),
-      call.trace_id);
+  const connector::UrlPolicy policy{topology_.webhooks.allow_loopback,
+                                    topology_.webhooks.allow_private};
+  const bool queued = url_checks_.try_submit([this, call, create, policy] {
+    const connector::GuardResult guard = connector::check_url(create.url, policy);
+    if (!guard.ok())
+      return call.respond(error_response(400, "url_not_allowed", "url: " + guard.error, "url"));
+    const wire::WebhookRecord webhook{call.caller.tenant, ids::new_random_id("wh_"),
+                                      create.url,         create.events,
+                                      create.secret,      ids::now_ms()};
+    storage_.command<wire::WebhookRecord>(
+        wire::tenant_key(call.caller.tenant), wire::CommandKind::kCreateWebhook,
+        wire::CreateWebhook{webhook},
+        on_ok<wire::WebhookRecord>(call.respond,
+                                   [call](wire::WebhookRecord stored) {
+                                     json body = webhook_json(stored);
+                                     // Shown once: later reads never include it.
+                                     body["secret"] = stored.secret;
+                                     ApiResponse response = json_response(201, body);
+                                     response.headers.emplace_back(
+                                         "Location", "/v1/webhooks/" + stored.webhook_id);
+                                     response.headers.emplace_back("Cache-Control", "no-store");
+                                     call.respond(std::move(response));
+                                   }),
+        call.trace_id);
+  });
+  if (!queued)
+    call.respond(error_response(429, "busy", "too many webhook registrations in progress; retry"));
 }
 
 void HttpApi::list_webhooks(const ApiRequest&, Call call) {

@@ -167,6 +167,9 @@ class HttpApi {
   std::string unknown_user_hash_;  // verified against for unknown users: same cost, no oracle
   MessageLimits message_limits_;
   LoginPool logins_;
+  // Resolves webhook URLs (connector::check_url: getaddrinfo blocks for as long as DNS takes),
+  // apart from the logins so that a slow resolver cannot hold them up.
+  LoginPool url_checks_;
   RateLimiter rate_limiter_;
   Log log_{"http_api"};
   Histogram& send_latency_;
