@@ -126,6 +126,8 @@ class HttpApi {
   void list_conversations(const ApiRequest& request, Call call);
   void get_conversation(const ApiRequest& request, Call call);
   void add_members(const ApiRequest& request, Call call);
+  void add_members_to(Call call, const std::string& conversation_id,
+                      const std::vector<std::string>& users);
   void remove_member(const ApiRequest& request, Call call);
   void mark_conversation_read(const ApiRequest& request, Call call);
   void mark_conversation_delivered(const ApiRequest& request, Call call);

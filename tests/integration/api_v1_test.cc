@@ -498,8 +498,10 @@ TEST_F(ApiV1Test, ATenantSeesNothingOfAnother) {
   same_as_missing("GET", "/v1/webhooks/" + webhook_id + "/deliveries",
                   "/v1/webhooks/wh_missing/deliveries", other_admin_);
   same_as_missing("DELETE", "/v1/webhooks/" + webhook_id, "/v1/webhooks/wh_missing", other_admin_);
-  same_as_missing("POST", "/v1/conversations/" + conversation + "/members",
-                  "/v1/conversations/c_missing/members", other_admin_, {{"members", {"carol"}}});
+  // Naming users of either tenant: the conversation is what is missing.
+  for (const char* user : {"carol", "alice"})
+    same_as_missing("POST", "/v1/conversations/" + conversation + "/members",
+                    "/v1/conversations/c_missing/members", other_admin_, {{"members", {user}}});
   same_as_missing("POST", "/v1/messages/" + message_id + "/read", "/v1/messages/missing/read",
                   carol_);
   // carol cannot write into it, nor put A's users into a conversation of hers.
