@@ -45,6 +45,21 @@ ApiResponse created(const json& body, const std::string& location) {
   return response;
 }
 
+// The stored argon2id hash of a user or client (`hash`, a field of its record): `next` gets
+// the storage status and the hash when there is one.
+template <typename Record, typename Next>
+void fetch_secret_hash(StorageClient& storage, const wire::TenantLookup& lookup,
+                       wire::QueryKind kind, std::string Record::*hash, Next next,
+                       const std::string& trace_id) {
+  storage.query<Record>(
+      wire::tenant_key(lookup.tenant_id), kind, lookup,
+      [next, hash](StorageOutcome<Record> outcome) {
+        next(outcome.status, outcome.ok() ? std::optional((*outcome.value).*hash) : std::nullopt,
+             outcome.detail);
+      },
+      trace_id);
+}
+
 ApiResponse busy() {
   return error_response(429, "too_many_logins",
                         "too many password checks in progress; retry shortly");
@@ -81,23 +96,11 @@ void HttpApi::issue_token(const ApiRequest& request, Call call) {
   };
   const wire::TenantLookup lookup{credentials.tenant_id, credentials.subject};
   if (credentials.client_credentials) {
-    storage_.query<wire::ClientRecord>(
-        wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetClient, lookup,
-        [continue_with](StorageOutcome<wire::ClientRecord> outcome) {
-          continue_with(outcome.status,
-                        outcome.ok() ? std::optional(outcome.value->secret_hash) : std::nullopt,
-                        outcome.detail);
-        },
-        call.trace_id);
+    fetch_secret_hash(storage_, lookup, wire::QueryKind::kGetClient,
+                      &wire::ClientRecord::secret_hash, continue_with, call.trace_id);
   } else {
-    storage_.query<wire::UserRecord>(
-        wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetUser, lookup,
-        [continue_with](StorageOutcome<wire::UserRecord> outcome) {
-          continue_with(outcome.status,
-                        outcome.ok() ? std::optional(outcome.value->password_hash) : std::nullopt,
-                        outcome.detail);
-        },
-        call.trace_id);
+    fetch_secret_hash(storage_, lookup, wire::QueryKind::kGetUser, &wire::UserRecord::password_hash,
+                      continue_with, call.trace_id);
   }
 }
 
