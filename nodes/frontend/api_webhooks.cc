@@ -43,25 +43,10 @@ void HttpApi::create_webhook(const ApiRequest& request, Call call) {
 void HttpApi::list_webhooks(const ApiRequest&, Call call) {
   auto parsed = parse_page_query(call.query);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
-  const PageQuery page = std::get<PageQuery>(parsed);
-  storage_.query<std::vector<wire::WebhookRecord>>(
-      wire::tenant_key(call.caller.tenant), wire::QueryKind::kListWebhooks,
-      wire::TenantList{call.caller.tenant, "", page.after, page.limit},
-      on_ok<std::vector<wire::WebhookRecord>>(call.respond,
-                                              [call,
-                                               page](std::vector<wire::WebhookRecord> webhooks) {
-                                                json items = json::array();
-                                                for (const auto& webhook : webhooks)
-                                                  items.push_back(webhook_json(webhook));
-                                                call.respond(json_response(
-                                                    200, {{"webhooks", std::move(items)},
-                                                          {"next_after",
-                                                           next_after(webhooks, page.limit,
-                                                                      [](const auto& webhook) {
-                                                                        return webhook.webhook_id;
-                                                                      })}}));
-                                              }),
-      call.trace_id);
+  list_page<wire::WebhookRecord>(
+      std::move(call), wire::QueryKind::kListWebhooks, "", std::get<PageQuery>(parsed), "webhooks",
+      json::object(), [](const wire::WebhookRecord& webhook) { return webhook_json(webhook); },
+      [](const wire::WebhookRecord& webhook) { return webhook.webhook_id; });
 }
 
 void HttpApi::get_webhook(const ApiRequest&, Call call) {
@@ -91,27 +76,12 @@ void HttpApi::list_deliveries(const ApiRequest&, Call call) {
   if (auto error = check_id(webhook_id, "webhook_id")) return call.respond(error_response(*error));
   auto parsed = parse_page_query(call.query);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
-  const PageQuery page = std::get<PageQuery>(parsed);
   // Storage answers kNotFound for a webhook that is not the tenant's, not an empty list.
-  storage_.query<std::vector<wire::DeliveryRecord>>(
-      wire::tenant_key(call.caller.tenant), wire::QueryKind::kListDeliveries,
-      wire::TenantList{call.caller.tenant, webhook_id, page.after, page.limit},
-      on_ok<std::vector<wire::DeliveryRecord>>(call.respond,
-                                               [call, webhook_id, page](
-                                                   std::vector<wire::DeliveryRecord> deliveries) {
-                                                 json items = json::array();
-                                                 for (const auto& delivery : deliveries)
-                                                   items.push_back(delivery_json(delivery));
-                                                 call.respond(json_response(
-                                                     200, {{"webhook_id", webhook_id},
-                                                           {"deliveries", std::move(items)},
-                                                           {"next_after",
-                                                            next_after(deliveries, page.limit,
-                                                                       [](const auto& delivery) {
-                                                                         return delivery.event_id;
-                                                                       })}}));
-                                               }),
-      call.trace_id);
+  list_page<wire::DeliveryRecord>(
+      std::move(call), wire::QueryKind::kListDeliveries, webhook_id, std::get<PageQuery>(parsed),
+      "deliveries", json{{"webhook_id", webhook_id}},
+      [](const wire::DeliveryRecord& delivery) { return delivery_json(delivery); },
+      [](const wire::DeliveryRecord& delivery) { return delivery.event_id; });
 }
 
 }  // namespace chat4all::frontend
