@@ -35,11 +35,20 @@ ClientFrame parse_client_frame(std::string_view text, std::size_t cursors_max) {
   if (type == parsed.end() || !type->is_string())
     return invalid("invalid_frame", "the frame has no string \"type\"");
   const std::string& kind = type->get_ref<const std::string&>();
-  if (kind == "ping") return ClientFrame{ClientFrame::Kind::kPing, {}, {}, {}};
+  if (kind == "ping") {
+    ClientFrame frame{ClientFrame::Kind::kPing, {}, {}, {}, {}};
+    const auto id = parsed.find("id");
+    if (id == parsed.end() || id->is_null()) return frame;
+    if (!id->is_string() || id->get_ref<const std::string&>().size() > kPingIdBytesMax)
+      return invalid("invalid_frame", "a ping \"id\" is a string of at most " +
+                                          std::to_string(kPingIdBytesMax) + " bytes");
+    frame.ping_id = id->get<std::string>();
+    return frame;
+  }
   if (kind != "resume")
     return invalid("unknown_type", "unknown frame type \"" + kind + "\" (resume, ping)");
 
-  ClientFrame frame{ClientFrame::Kind::kResume, {}, {}, {}};
+  ClientFrame frame{ClientFrame::Kind::kResume, {}, {}, {}, {}};
   const auto cursors = parsed.find("cursors");
   if (cursors == parsed.end() || cursors->is_null()) return frame;
   if (!cursors->is_object())
@@ -82,8 +91,10 @@ std::string state_frame(const wire::Event& event) {
                {"at", event.at_ms}});
 }
 
-std::string pong_frame() {
-  return R"({"type":"pong"})";
+std::string pong_frame(const std::optional<std::string>& ping_id) {
+  json frame = {{"type", "pong"}};
+  if (ping_id) frame["id"] = *ping_id;
+  return dump(frame);
 }
 
 std::string error_frame(const std::string& code, const std::string& message) {

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,24 +23,27 @@ struct ClientFrame {
   enum class Kind { kResume, kPing, kInvalid };
   Kind kind = Kind::kInvalid;
   StreamCursorTracker::Cursors cursors;  // kResume
+  std::optional<std::string> ping_id;    // kPing: echoed in the pong
   std::string error_code;                // kInvalid: invalid_json | invalid_frame | unknown_type
   std::string error_message;
 };
 
 // `{"type":"resume","cursors":{"<conversation_id>":<last seq seen>}}` (cursors
-// may be absent or empty), `{"type":"ping"}`; anything else is kInvalid. At
-// most `cursors_max` cursors; ids must be valid conversation ids and seqs
-// non-negative integers.
+// may be absent or empty), `{"type":"ping","id"?}`; anything else is kInvalid.
+// At most `cursors_max` cursors; ids must be valid conversation ids and seqs
+// non-negative integers; a ping id is a string of at most kPingIdBytesMax.
 ClientFrame parse_client_frame(std::string_view text, std::size_t cursors_max);
+inline constexpr std::size_t kPingIdBytesMax = 128;
 
 std::string ready_frame(const std::string& user_id,
                         const std::vector<StreamCursorTracker::ConversationPosition>& positions);
 // `{"type":"message","message":{…}}`, the message as REST history shows it.
 std::string message_frame(const wire::StoredMessage& message);
 // `{"type":"state","message_id","conversation_id","seq","recipient_id","state","at"}`
-// from an event hint of kind "state".
+// from an event hint of kind "state" (DELIVERED or READ; SENT is not streamed:
+// the 202 said it).
 std::string state_frame(const wire::Event& event);
-std::string pong_frame();
+std::string pong_frame(const std::optional<std::string>& ping_id);
 std::string error_frame(const std::string& code, const std::string& message);
 
 }  // namespace chat4all::frontend

@@ -58,7 +58,7 @@ std::variant<StreamAdmission, StreamRefusal> StreamHub::admit(std::string_view a
   if (verified.claims.tenant.empty())
     return StreamRefusal{401, "unauthorized", "the token names no tenant"};
   if (verified.claims.role == "admin")
-    return StreamRefusal{401, "unauthorized", "the stream is a user's: use a user token"};
+    return StreamRefusal{403, "user_token_required", "the stream is a user's: use a user token"};
 
   const std::uint32_t max = topology_.stream.connections_max;
   std::uint32_t open = sessions_.load();
@@ -69,7 +69,8 @@ std::variant<StreamAdmission, StreamRefusal> StreamHub::admit(std::string_view a
                                " stream connections; retry later or elsewhere"};
   } while (!sessions_.compare_exchange_weak(open, open + 1));
   metrics_.sessions.add(1);
-  return StreamAdmission{verified.claims.tenant, verified.claims.subject, SessionSlot(this)};
+  return StreamAdmission{verified.claims.tenant, verified.claims.subject,
+                         verified.claims.expires_at_s, SessionSlot(this)};
 }
 
 void StreamHub::release_slot() {

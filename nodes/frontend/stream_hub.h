@@ -56,6 +56,7 @@ class SessionSlot {
 struct StreamAdmission {
   std::string tenant_id;
   std::string user_id;
+  std::int64_t token_expires_at_s = 0;  // the session is closed (1008) then
   SessionSlot slot;
 };
 
@@ -77,9 +78,9 @@ class StreamHub {
 
   // Authenticates an upgrade request (Authorization: Bearer, or else the
   // `access_token` query parameter of `target`) and takes a slot. Refused with
-  // 401 for a missing, bad or expired token, a token without a tenant, or an
-  // admin token (the stream is a user's); 503 when connections_max sessions
-  // are open.
+  // 401 for a missing, bad or expired token or one without a tenant, 403
+  // `user_token_required` for an admin token (the stream is a user's), 503
+  // when connections_max sessions are open.
   std::variant<StreamAdmission, StreamRefusal> admit(std::string_view authorization,
                                                      std::string_view target, std::int64_t now_s);
 

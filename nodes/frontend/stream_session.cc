@@ -27,7 +27,8 @@ StreamSession::StreamSession(asio::ip::tcp::socket socket, StreamAdmission admis
       resume_timer_(executor_),
       resync_timer_(executor_),
       mark_timer_(executor_),
-      close_timer_(executor_) {}
+      close_timer_(executor_),
+      expiry_timer_(executor_) {}
 
 StreamSession::~StreamSession() {
   // Normally finish() did this; not when the event loop was torn down first.
@@ -38,7 +39,10 @@ void StreamSession::start(http::request<http::string_body> upgrade) {
   asio::dispatch(executor_, [self = shared_from_this(), upgrade = std::move(upgrade)] {
     auto& socket = self->socket_;
     beast::get_lowest_layer(socket).expires_never();  // the WebSocket's own timeouts rule now
-    socket.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    auto timeouts = websocket::stream_base::timeout::suggested(beast::role_type::server);
+    timeouts.idle_timeout = 2 * kPingInterval;  // a ping at half of it
+    timeouts.keep_alive_pings = true;
+    socket.set_option(timeouts);
     socket.set_option(websocket::stream_base::decorator(
         [](websocket::response_type& response) { response.set(http::field::server, "chat4all"); }));
     socket.read_message_max(kClientFrameBytesMax);
@@ -52,6 +56,12 @@ void StreamSession::on_accept(beast::error_code ec) {
   phase_ = Phase::kStarting;
   log_.debug("session_started", {{"tenant_id", who_.tenant_id}, {"user_id", who_.user_id}});
   subscribe(user_topic(who_.tenant_id, who_.user_id));
+  expiry_timer_.expires_after(std::chrono::milliseconds(
+      std::max<std::int64_t>(0, who_.token_expires_at_s * 1000 - ids::now_ms())));
+  expiry_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec)
+      self->close_with(websocket::close_code::policy_error, "token expired", "token_expired");
+  });
   resume_timer_.expires_after(kResumeWait);
   resume_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
     if (!ec && !self->resume_decided_) self->end_resume_wait(std::nullopt);
@@ -77,7 +87,8 @@ void StreamSession::on_frame(beast::error_code ec) {
   ClientFrame frame =
       socket_.got_text()
           ? parse_client_frame(text, kConversationsMax)
-          : ClientFrame{ClientFrame::Kind::kInvalid, {}, "invalid_frame", "frames are JSON text"};
+          : ClientFrame{
+                ClientFrame::Kind::kInvalid, {}, {}, "invalid_frame", "frames are JSON text"};
   switch (frame.kind) {
     case ClientFrame::Kind::kResume:
       if (!resume_decided_) {
@@ -89,7 +100,7 @@ void StreamSession::on_frame(beast::error_code ec) {
       }
       break;
     case ClientFrame::Kind::kPing:
-      enqueue({pong_frame(), "", 0});
+      enqueue({pong_frame(frame.ping_id), "", 0});
       if (!resume_decided_) end_resume_wait(std::nullopt);
       break;
     case ClientFrame::Kind::kInvalid:
@@ -360,13 +371,18 @@ void StreamSession::flush_marks() {
     storage_.command<wire::MarkStateResult>(
         mark.conversation_id, wire::CommandKind::kMarkState, body,
         [self = shared_from_this(), mark](StorageOutcome<wire::MarkStateResult> outcome) {
-          asio::post(self->executor_, [self, mark, ok = outcome.ok(), status = outcome.status] {
+          // Storage moves a horizon a bounded step at a time: what it reached
+          // is what counts, and the rest is marked by the next flush.
+          const std::uint64_t reached = outcome.ok() ? outcome.value->horizons.delivered_up_to : 0;
+          asio::post(self->executor_, [self, mark, ok = outcome.ok(), status = outcome.status,
+                                       reached] {
             if (!ok)
               self->log_.debug("mark_delivered_failed", {{"user_id", self->who_.user_id},
                                                          {"conversation_id", mark.conversation_id},
                                                          {"up_to_seq", mark.up_to_seq},
                                                          {"status", codec::status_name(status)}});
-            self->tracker_.on_mark_done(mark.conversation_id, mark.up_to_seq, ok);
+            self->tracker_.on_mark_done(mark.conversation_id, std::min(mark.up_to_seq, reached),
+                                        ok);
           });
         });
   }
@@ -408,7 +424,9 @@ void StreamSession::handle_hint(const wire::Event& event) {
   if (event.kind == "message") {
     tracker_.on_hint(event.conversation_id, event.seq);
   } else if (event.kind == "state") {
-    if (phase_ == Phase::kStreaming && event.sender_id == who_.user_id &&
+    const bool streamed_state =
+        event.state == wire::kStateDelivered || event.state == wire::kStateRead;
+    if (phase_ == Phase::kStreaming && streamed_state && event.sender_id == who_.user_id &&
         tracker_.contains(event.conversation_id))
       enqueue({state_frame(event), "", 0});
   } else if (event.kind == "membership" && event.user_id == who_.user_id) {
@@ -443,27 +461,33 @@ void StreamSession::resync() {
 
 void StreamSession::close_too_slow() {
   if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
-  phase_ = Phase::kClosing;
   hub_.stream_metrics().slow_disconnects.add();
   log_.info("slow_client_closed", {{"tenant_id", who_.tenant_id},
                                    {"user_id", who_.user_id},
                                    {"queued_bytes", queued_bytes_},
                                    {"queue_bytes_max", queue_bytes_max_}});
+  close_with(websocket::close_code::policy_error, "slow consumer", "slow_consumer");
+}
+
+void StreamSession::close_with(websocket::close_code code, const char* reason, const char* why) {
+  if (phase_ == Phase::kClosing || phase_ == Phase::kFinished) return;
+  phase_ = Phase::kClosing;
   // Drop the queue, except the frame being written (its buffer is in use).
   outbound_.erase(writing_ ? std::next(outbound_.begin()) : outbound_.begin(), outbound_.end());
   queued_bytes_ = outbound_.empty() ? 0 : outbound_.front().text.size();
   resume_timer_.cancel();
   resync_timer_.cancel();
   mark_timer_.cancel();
+  expiry_timer_.cancel();
   flush_marks();  // what was written is delivered
   // The close frame goes out after the write in progress; a client that does
   // not read never takes it, so the connection is cut after a grace period.
   socket_.async_close(
       websocket::close_reason(websocket::close_code::policy_error, "client too slow"),
       [self = shared_from_this()](beast::error_code) { self->finish("too_slow"); });
-  close_timer_.expires_after(kSlowCloseGrace);
+  close_timer_.expires_after(kCloseGrace);
   close_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
-    if (!ec) self->finish("too_slow_unresponsive");
+    if (!ec) self->finish("close_unanswered");
   });
 }
 
@@ -474,6 +498,7 @@ void StreamSession::finish(const char* why) {
   resync_timer_.cancel();
   mark_timer_.cancel();
   close_timer_.cancel();
+  expiry_timer_.cancel();
   flush_marks();
   for (const auto& topic : topics_) hub_.events().unsubscribe(topic, this);
   topics_.clear();

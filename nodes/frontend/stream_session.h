@@ -6,7 +6,7 @@
 //   1. The HTTP server authenticated the upgrade (StreamHub::admit) and hands
 //      over the socket and the request; start() completes the handshake.
 //   2. Resume: the client may send `{"type":"resume","cursors":{…}}` first.
-//      The session waits for the first client frame at most kResumeWaitMs;
+//      The session waits for the first client frame at most kResumeWait;
 //      whatever it is (a ping is answered, an invalid frame gets an error)
 //      ends the wait, and only a resume supplies cursors. A client that wants
 //      no cursors starts at once with `{"type":"resume"}`. Meanwhile the
@@ -32,14 +32,18 @@
 //      (DELIVERED, up_to_seq = that horizon) per conversation records it, at
 //      most one in flight per conversation. A failed mark is retried at the
 //      next write or resync, and when the session ends.
+//   6. Closing: 1008 "slow consumer" (below), 1008 "token expired" when the
+//      token's exp passes; the WebSocket layer pings every kPingInterval and
+//      drops a peer silent for twice that.
 //
 // Bounds and what happens at them
 //   - Outbound queue: stream.queue_bytes_max bytes of frames not yet written.
 //     A frame that does not fit (and is not alone) means the client is too
-//     slow: the queue is dropped, the connection is closed with 1008 "client
-//     too slow" (counted), and the TCP connection is cut if the close
-//     handshake has not finished within kSlowCloseGraceMs. The client
-//     reconnects and resumes from its cursors.
+//     slow: the queue is dropped, the connection is closed with 1008 "slow
+//     consumer" (counted), and the TCP connection is cut if the close
+//     handshake has not finished within kCloseGrace (the close frame waits
+//     behind the write in progress, which a client that does not read never
+//     takes). The client reconnects and resumes from its cursors.
 //   - Reads: at most kReadsInFlightMax per session, one per conversation, and
 //     only while the queue plus the pages in flight leave room: each page asks
 //     for as many messages as fit in the room at the largest text size
@@ -83,9 +87,10 @@ namespace chat4all::frontend {
 
 class StreamSession : public EventListener, public std::enable_shared_from_this<StreamSession> {
  public:
-  static constexpr std::chrono::milliseconds kResumeWait{1000};
+  static constexpr std::chrono::milliseconds kResumeWait{2000};
   static constexpr std::chrono::milliseconds kMarkCoalesce{50};
-  static constexpr std::chrono::milliseconds kSlowCloseGrace{5000};
+  static constexpr std::chrono::milliseconds kCloseGrace{30000};
+  static constexpr std::chrono::seconds kPingInterval{30};
   static constexpr std::size_t kConversationsMax = 2000;
   static constexpr std::size_t kReadsInFlightMax = 4;
   static constexpr std::size_t kSummariesInFlightMax = 4;
@@ -157,6 +162,8 @@ class StreamSession : public EventListener, public std::enable_shared_from_this<
   void resync();
 
   void close_too_slow();
+  // Starts the close handshake with `code` and `reason`; nothing more is sent.
+  void close_with(boost::beast::websocket::close_code code, const char* reason, const char* why);
   void finish(const char* why);
   void subscribe(const std::string& topic);
   void unsubscribe(const std::string& topic);
@@ -177,6 +184,7 @@ class StreamSession : public EventListener, public std::enable_shared_from_this<
   boost::asio::steady_timer resync_timer_;
   boost::asio::steady_timer mark_timer_;
   boost::asio::steady_timer close_timer_;
+  boost::asio::steady_timer expiry_timer_;
   bool resume_decided_ = false;
   StreamCursorTracker::Cursors resume_cursors_;
 

@@ -35,6 +35,10 @@ TEST(StreamFrames, ParsesResumeWithCursors) {
 TEST(StreamFrames, ParsesPing) {
   EXPECT_EQ(parse_client_frame(R"({"type":"ping"})", 3).kind, Kind::kPing);
   EXPECT_EQ(parse_client_frame(R"({"type":"ping","extra":1})", 3).kind, Kind::kPing);
+  EXPECT_FALSE(parse_client_frame(R"({"type":"ping"})", 3).ping_id);
+  EXPECT_EQ(parse_client_frame(R"({"type":"ping","id":"p-1"})", 3).ping_id, "p-1");
+  expect_invalid(R"({"type":"ping","id":7})", "invalid_frame");
+  expect_invalid(R"({"type":"ping","id":")" + std::string(129, 'x') + R"("})", "invalid_frame");
 }
 
 TEST(StreamFrames, RefusesMalformedFramesWithACode) {
@@ -121,7 +125,8 @@ TEST(StreamFrames, ServerFrames) {
                                                    {"recipient_id", "bob"},
                                                    {"state", "READ"},
                                                    {"at", 55}}));
-  EXPECT_EQ(json::parse(pong_frame()), (json{{"type", "pong"}}));
+  EXPECT_EQ(json::parse(pong_frame(std::nullopt)), (json{{"type", "pong"}}));
+  EXPECT_EQ(json::parse(pong_frame("p-1")), (json{{"type", "pong"}, {"id", "p-1"}}));
   EXPECT_EQ(json::parse(error_frame("unknown_type", "no")),
             (json{{"type", "error"}, {"error", {{"code", "unknown_type"}, {"message", "no"}}}}));
 }
