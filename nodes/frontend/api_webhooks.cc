@@ -1,7 +1,6 @@
 // Webhook registrations and their deliveries (HttpApi, see http_api.h).
-#include <sodium.h>
-
 #include "common/ids.h"
+#include "common/webhook_signature.h"
 #include "nodes/connector/url_guard.h"
 #include "nodes/frontend/api_json.h"
 #include "nodes/frontend/http_api.h"
@@ -19,11 +18,7 @@ void HttpApi::create_webhook(const ApiRequest& request, Call call) {
   auto parsed = parse_webhook_create(request.body);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
   WebhookCreate create = std::get<WebhookCreate>(std::move(parsed));
-  if (create.secret.empty()) {
-    std::string bytes(kWebhookSecretBytesGenerated, '\0');
-    randombytes_buf(bytes.data(), bytes.size());
-    create.secret = encode_webhook_secret(bytes);
-  }
+  if (create.secret.empty()) create.secret = webhook::generate_secret();
   const connector::UrlPolicy policy{topology_.webhooks.allow_loopback,
                                     topology_.webhooks.allow_private};
   const bool queued = url_checks_.try_submit([this, call, create, policy] {

@@ -13,19 +13,11 @@
 
 namespace chat4all::frontend {
 
-// Secrets are "whsec_" + standard base64 of this many bytes.
-inline constexpr std::size_t kWebhookSecretBytesMin = 16;
-inline constexpr std::size_t kWebhookSecretBytesMax = 64;
-inline constexpr std::size_t kWebhookSecretBytesGenerated = 24;
-
 struct WebhookCreate {
   std::string url;
   std::vector<std::string> events;  // distinct, in the order given
-  std::string secret;               // empty: the server generates one
+  std::string secret;               // empty: the server generates one (common/webhook_signature.h)
 };
 std::variant<WebhookCreate, ApiError> parse_webhook_create(std::string_view body);
-
-// "whsec_" + base64 of `bytes`.
-std::string encode_webhook_secret(std::string_view bytes);
 
 }  // namespace chat4all::frontend
