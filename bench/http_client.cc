@@ -125,14 +125,16 @@ namespace {
 
 const Headers kJson = {{"Content-Type", "application/json"}};
 
-// A request retried a few times while the server is busy (no answer, 429, 503), as the first
-// requests to a cluster that has just started may find it. Throws when no answer comes back.
+// A request retried a few times while the server is busy or between leaders (a transient
+// answer), as the first requests to a cluster that has just started may find it.
+// Throws when no answer comes back. A retried creation may have happened once already: users
+// answer 409 then, and a conversation is made twice (the extra one is simply not used).
 HttpAnswer request_patiently(const tcp::endpoint& endpoint, const Target& target, http::verb method,
                              const std::string& path, const std::string& body,
                              const Headers& headers) {
   for (int attempt = 1;; ++attempt) {
     HttpAnswer answer = http_request(endpoint, target, method, path, body, headers, kLoginTimeout);
-    const bool busy = answer.status == 0 || answer.status == 429 || answer.status == 503;
+    const bool busy = is_transient(answer);
     if (busy && attempt < kLoginAttempts) {
       std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
@@ -204,8 +206,8 @@ std::string create_group(const tcp::endpoint& endpoint, const Target& target, co
 }
 
 bool is_transient(const HttpAnswer& answer) {
-  return answer.status == 0 || answer.status == 500 || answer.status == 502 ||
-         answer.status == 503 || answer.status == 504;
+  return answer.status == 0 || answer.status == 429 || answer.status == 500 ||
+         answer.status == 502 || answer.status == 503 || answer.status == 504;
 }
 
 std::string percent_encode(std::string_view text) {

@@ -92,8 +92,8 @@ Token prepare_users(const boost::asio::ip::tcp::endpoint& endpoint, const Target
 std::string create_group(const boost::asio::ip::tcp::endpoint& endpoint, const Target& target,
                          const Token& token, const std::string& peer);
 
-// No answer, 500, 502, 503 or 504: the outcome may change on a retry (a node restarting, an
-// election under way).
+// No answer, 429, 500, 502, 503 or 504: the outcome may change on a retry (the token's rate
+// limit, a node restarting, an election under way).
 bool is_transient(const HttpAnswer& answer);
 
 // Percent-encodes everything but RFC 3986's unreserved characters, for a path segment.

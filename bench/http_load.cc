@@ -100,7 +100,7 @@ Sends POST /v1/messages to a Chat4All frontend and reports throughput and latenc
                          after limits.request_timeout_ms)
   --threads N            client I/O threads (default 1)
   --ack-log FILE         behave like a careful client and record every message's outcome in
-                         FILE: a message answered 500/502/503/504, or lost with its connection,
+                         FILE: a message answered 429/500/502/503/504, or lost with its connection,
                          is sent again with the same message_id until it is acknowledged or its
                          retry budget is spent (then its outcome is "unknown"); see
                          tools/fault/README.md for the format
@@ -487,9 +487,10 @@ class Connection {
   }
 
   // Failures where the message may yet be stored, or not at all, so that sending it again
-  // under the same message_id is both safe and needed.
+  // under the same message_id is both safe and needed; and 429, which stored nothing and asks
+  // for exactly that, later.
   static bool retryable_status(int status) {
-    return status == 500 || status == 502 || status == 503 || status == 504;
+    return status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
   }
 
   Clock::duration retry_backoff() const {

@@ -188,8 +188,7 @@ class Dispatcher {
     // that a webhook registered just before an event always gets it.
     const std::int64_t event_at_ms = partitions_[id].events[index].event.at_ms;
     if (tenant.fetched_at != Clock::time_point{} &&
-        Clock::now() - tenant.fetched_at < kWebhooksCacheTtl &&
-        tenant.fetched_at_ms > event_at_ms)
+        Clock::now() - tenant.fetched_at < kWebhooksCacheTtl && tenant.fetched_at_ms > event_at_ms)
       return start_waiting(tenant_id);
     tenant.fetching = true;
     const std::int64_t fetch_started_ms = ids::now_ms();

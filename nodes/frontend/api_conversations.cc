@@ -5,6 +5,7 @@
 #include "nodes/frontend/api_json.h"
 #include "nodes/frontend/conversation_validation.h"
 #include "nodes/frontend/http_api.h"
+#include "nodes/frontend/message_json.h"
 
 namespace chat4all::frontend {
 
@@ -182,8 +183,8 @@ void HttpApi::with_group(Call call, const std::string& conversation_id,
       call.trace_id);
 }
 
-// Unknown users first, then the group (private ones and the member limit are
-// checked on what it holds now), then the change, then the users' index.
+// The group (private ones and the member limit are checked on what it holds
+// now), then unknown users, then the change, then the users' index.
 void HttpApi::add_members(const ApiRequest& request, Call call) {
   const std::string conversation_id = call.params[0];
   if (auto error = check_id(conversation_id, "conversation_id"))
@@ -193,37 +194,44 @@ void HttpApi::add_members(const ApiRequest& request, Call call) {
   const auto users = std::get<std::vector<std::string>>(std::move(parsed));
   const std::uint32_t members_max = topology_.limits.members_max;
 
-  auto add = [this, conversation_id, users, members_max](Call call,
-                                                         wire::ConversationRecord group) {
-    std::size_t total = group.members.size();
-    for (const auto& user : users)
-      if (std::find(group.members.begin(), group.members.end(), user) == group.members.end())
-        ++total;
-    if (total > members_max)
-      return call.respond(error_response(
-          400, "invalid_field",
-          "a conversation has at most " + std::to_string(members_max) + " members", "members"));
-    storage_.command<wire::ConversationRecord>(
-        conversation_id, wire::CommandKind::kAddMembers,
-        wire::ChangeMembers{call.caller.tenant, conversation_id, call.caller.requester(), users},
-        on_ok<wire::ConversationRecord>(
-            call.respond,
-            [this, call, conversation_id, users](wire::ConversationRecord conversation) {
-              index_membership(call, conversation_id, users, true,
-                               json_response(200, conversation_json(conversation)));
-            }),
-        call.trace_id);
-  };
-  storage_.query<std::vector<std::string>>(
-      wire::tenant_key(call.caller.tenant), wire::QueryKind::kMissingUsers,
-      wire::UserSet{call.caller.tenant, users},
-      on_ok<std::vector<std::string>>(
+  // The group first: a conversation the caller cannot see answers 404 whatever the users.
+  with_group(
+      std::move(call), conversation_id,
+      [this, conversation_id, users, members_max](Call call, wire::ConversationRecord group) {
+        std::size_t total = group.members.size();
+        for (const auto& user : users)
+          if (std::find(group.members.begin(), group.members.end(), user) == group.members.end())
+            ++total;
+        if (total > members_max)
+          return call.respond(error_response(
+              400, "invalid_field",
+              "a conversation has at most " + std::to_string(members_max) + " members", "members"));
+        storage_.query<std::vector<std::string>>(
+            wire::tenant_key(call.caller.tenant), wire::QueryKind::kMissingUsers,
+            wire::UserSet{call.caller.tenant, users},
+            on_ok<std::vector<std::string>>(
+                call.respond,
+                [this, call, conversation_id, users](std::vector<std::string> missing) {
+                  if (!missing.empty())
+                    return call.respond(error_response(400, "unknown_members",
+                                                       "these users do not exist: " + join(missing),
+                                                       "members"));
+                  add_members_to(call, conversation_id, users);
+                }),
+            call.trace_id);
+      });
+}
+
+void HttpApi::add_members_to(Call call, const std::string& conversation_id,
+                             const std::vector<std::string>& users) {
+  storage_.command<wire::ConversationRecord>(
+      conversation_id, wire::CommandKind::kAddMembers,
+      wire::ChangeMembers{call.caller.tenant, conversation_id, call.caller.requester(), users},
+      on_ok<wire::ConversationRecord>(
           call.respond,
-          [this, call, conversation_id, add](std::vector<std::string> missing) {
-            if (!missing.empty())
-              return call.respond(error_response(
-                  400, "unknown_members", "these users do not exist: " + join(missing), "members"));
-            with_group(call, conversation_id, add);
+          [this, call, conversation_id, users](wire::ConversationRecord conversation) {
+            index_membership(call, conversation_id, users, true,
+                             json_response(200, conversation_json(conversation)));
           }),
       call.trace_id);
 }
@@ -320,7 +328,8 @@ void HttpApi::read_history(const ApiRequest&, Call call) {
           return call.respond(std::move(*failure));
         const auto& answer = std::get<wire::ReadReply>(unwrapped);
         json messages = json::array();
-        for (const auto& message : answer.messages) messages.push_back(message_json(message));
+        for (const auto& message : answer.messages)
+          messages.push_back(public_message_json(message));
         const HistoryPageEnd end = history_page_end(page, answer.messages, answer.last_seq);
         call.respond(json_response(
             200, {{"conversation_id", conversation_id},

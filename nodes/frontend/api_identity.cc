@@ -45,6 +45,21 @@ ApiResponse created(const json& body, const std::string& location) {
   return response;
 }
 
+// The stored argon2id hash of a user or client (`hash`, a field of its record): `next` gets
+// the storage status and the hash when there is one.
+template <typename Record, typename Next>
+void fetch_secret_hash(StorageClient& storage, const wire::TenantLookup& lookup,
+                       wire::QueryKind kind, std::string Record::*hash, Next next,
+                       const std::string& trace_id) {
+  storage.query<Record>(
+      wire::tenant_key(lookup.tenant_id), kind, lookup,
+      [next, hash](StorageOutcome<Record> outcome) {
+        next(outcome.status, outcome.ok() ? std::optional((*outcome.value).*hash) : std::nullopt,
+             outcome.detail);
+      },
+      trace_id);
+}
+
 ApiResponse busy() {
   return error_response(429, "too_many_logins",
                         "too many password checks in progress; retry shortly");
@@ -81,23 +96,11 @@ void HttpApi::issue_token(const ApiRequest& request, Call call) {
   };
   const wire::TenantLookup lookup{credentials.tenant_id, credentials.subject};
   if (credentials.client_credentials) {
-    storage_.query<wire::ClientRecord>(
-        wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetClient, lookup,
-        [continue_with](StorageOutcome<wire::ClientRecord> outcome) {
-          continue_with(outcome.status,
-                        outcome.ok() ? std::optional(outcome.value->secret_hash) : std::nullopt,
-                        outcome.detail);
-        },
-        call.trace_id);
+    fetch_secret_hash(storage_, lookup, wire::QueryKind::kGetClient,
+                      &wire::ClientRecord::secret_hash, continue_with, call.trace_id);
   } else {
-    storage_.query<wire::UserRecord>(
-        wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetUser, lookup,
-        [continue_with](StorageOutcome<wire::UserRecord> outcome) {
-          continue_with(outcome.status,
-                        outcome.ok() ? std::optional(outcome.value->password_hash) : std::nullopt,
-                        outcome.detail);
-        },
-        call.trace_id);
+    fetch_secret_hash(storage_, lookup, wire::QueryKind::kGetUser, &wire::UserRecord::password_hash,
+                      continue_with, call.trace_id);
   }
 }
 
@@ -161,24 +164,10 @@ void HttpApi::create_user(const ApiRequest& request, Call call) {
 void HttpApi::list_users(const ApiRequest&, Call call) {
   auto parsed = parse_page_query(call.query);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
-  const PageQuery page = std::get<PageQuery>(parsed);
-  storage_.query<std::vector<wire::UserRecord>>(
-      wire::tenant_key(call.caller.tenant), wire::QueryKind::kListUsers,
-      wire::TenantList{call.caller.tenant, "", page.after, page.limit},
-      on_ok<std::vector<wire::UserRecord>>(call.respond,
-                                           [call, page](std::vector<wire::UserRecord> users) {
-                                             json items = json::array();
-                                             for (const auto& user : users)
-                                               items.push_back(user_json(user, true));
-                                             call.respond(json_response(
-                                                 200,
-                                                 {{"users", std::move(items)},
-                                                  {"next_after", next_after(users, page.limit,
-                                                                            [](const auto& user) {
-                                                                              return user.user_id;
-                                                                            })}}));
-                                           }),
-      call.trace_id);
+  list_page<wire::UserRecord>(
+      std::move(call), wire::QueryKind::kListUsers, "", std::get<PageQuery>(parsed), "users",
+      json::object(), [](const wire::UserRecord& user) { return user_json(user, true); },
+      [](const wire::UserRecord& user) { return user.user_id; });
 }
 
 void HttpApi::get_user(const ApiRequest&, Call call) {
@@ -297,28 +286,17 @@ void HttpApi::list_clients(const ApiRequest&, Call call) {
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
   const PageQuery page = std::get<PageQuery>(parsed);
   // The topology's admin clients lead the first page; they are few and not paged.
-  json topology_clients = json::array();
+  json clients = json::array();
   if (page.after.empty())
     for (const auto& client : topology_.tenant(call.caller.tenant)->admin_clients)
-      topology_clients.push_back(
-          client_json(wire::ClientRecord{call.caller.tenant, client.client_id, client.client_id, "",
-                                         "admin", 0},
-                      "topology"));
-  storage_.query<std::vector<wire::ClientRecord>>(
-      wire::tenant_key(call.caller.tenant), wire::QueryKind::kListClients,
-      wire::TenantList{call.caller.tenant, "", page.after, page.limit},
-      on_ok<std::vector<wire::ClientRecord>>(
-          call.respond,
-          [call, page, topology_clients](std::vector<wire::ClientRecord> clients) mutable {
-            for (const auto& client : clients)
-              topology_clients.push_back(client_json(client, "api"));
-            call.respond(json_response(
-                200, {{"clients", std::move(topology_clients)},
-                      {"next_after", next_after(clients, page.limit, [](const auto& client) {
-                         return client.client_id;
-                       })}}));
-          }),
-      call.trace_id);
+      clients.push_back(client_json(wire::ClientRecord{call.caller.tenant, client.client_id,
+                                                       client.client_id, "", "admin", 0},
+                                    "topology"));
+  list_page<wire::ClientRecord>(
+      std::move(call), wire::QueryKind::kListClients, "", page, "clients",
+      json{{"clients", std::move(clients)}},
+      [](const wire::ClientRecord& client) { return client_json(client, "api"); },
+      [](const wire::ClientRecord& client) { return client.client_id; });
 }
 
 void HttpApi::delete_client(const ApiRequest&, Call call) {

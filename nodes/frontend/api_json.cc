@@ -1,14 +1,10 @@
 #include "nodes/frontend/api_json.h"
 
+#include "nodes/frontend/message_json.h"
+
 namespace chat4all::frontend {
 
 using nlohmann::json;
-
-json object_from_text(const std::string& text) {
-  if (text.empty()) return json::object();
-  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  return value.is_object() ? value : json::object();
-}
 
 json user_json(const wire::UserRecord& user, bool with_identities) {
   json out = {{"user_id", user.user_id},
@@ -41,7 +37,7 @@ json conversation_json(const wire::ConversationRecord& conversation) {
           {"members", conversation.members},
           {"created_by",
            conversation.created_by.empty() ? json(nullptr) : json(conversation.created_by)},
-          {"metadata", object_from_text(conversation.metadata)},
+          {"metadata", metadata_json(conversation.metadata)},
           {"created_at", conversation.created_at_ms},
           {"updated_at", conversation.updated_at_ms}};
 }
@@ -49,31 +45,13 @@ json conversation_json(const wire::ConversationRecord& conversation) {
 json summary_json(const wire::ConversationSummary& summary) {
   json out = conversation_json(summary.conversation);
   out["last_seq"] = summary.last_seq;
-  out["last_message"] =
-      summary.last_message.empty() ? json(nullptr) : message_json(summary.last_message.front());
+  out["last_message"] = summary.last_message.empty()
+                            ? json(nullptr)
+                            : public_message_json(summary.last_message.front());
   out["unread_count"] = summary.unread_count;
   out["read_up_to_seq"] = summary.horizons.read_up_to;
   out["delivered_up_to_seq"] = summary.horizons.delivered_up_to;
   return out;
-}
-
-json message_json(const wire::StoredMessage& message) {
-  json payload = {{"type", message.payload.type}};
-  if (message.payload.type == "file") {
-    payload["file_id"] = message.payload.file_id;
-  } else {
-    payload["text"] = message.payload.text;
-  }
-  return {{"message_id", message.message_id},
-          {"conversation_id", message.conversation_id},
-          {"seq", message.seq},
-          {"sender_id", message.sender_id},
-          {"to", message.recipients},
-          {"channels", message.channels.empty() ? json::array({"all"}) : json(message.channels)},
-          {"payload", std::move(payload)},
-          {"metadata", object_from_text(message.metadata)},
-          {"received_at", message.received_at_ms},
-          {"stored_at", message.stored_at_ms}};
 }
 
 json recipient_state_json(const wire::RecipientState& state) {

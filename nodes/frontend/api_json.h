@@ -1,6 +1,6 @@
-// The JSON the public API answers with, made from storage records. Pure
-// functions. Secrets (password_hash, secret_hash, webhook secrets) are never
-// written by any of them.
+// The JSON the public API answers with, made from storage records (messages:
+// nodes/frontend/message_json.h, shared with the stream). Pure functions. Secrets (password_hash,
+// secret_hash, webhook secrets) are never written by any of them.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -17,13 +17,8 @@ nlohmann::json client_json(const wire::ClientRecord& client, const std::string& 
 nlohmann::json conversation_json(const wire::ConversationRecord& conversation);
 // The conversation as one member sees it: last message, unread count, horizons.
 nlohmann::json summary_json(const wire::ConversationSummary& summary);
-// A stored message as history, GET /v1/messages/{id} and the stream show it.
-nlohmann::json message_json(const wire::StoredMessage& message);
 nlohmann::json recipient_state_json(const wire::RecipientState& state);
 nlohmann::json webhook_json(const wire::WebhookRecord& webhook);  // without its secret
 nlohmann::json delivery_json(const wire::DeliveryRecord& delivery);
-
-// A stored JSON object text (metadata) as an object; {} when empty or not an object.
-nlohmann::json object_from_text(const std::string& text);
 
 }  // namespace chat4all::frontend

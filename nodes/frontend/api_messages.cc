@@ -4,6 +4,7 @@
 #include "common/ids.h"
 #include "nodes/frontend/api_json.h"
 #include "nodes/frontend/http_api.h"
+#include "nodes/frontend/message_json.h"
 
 namespace chat4all::frontend {
 
@@ -87,7 +88,7 @@ void HttpApi::get_message(const ApiRequest&, Call call) {
                                  call.params[0]},
         on_ok<wire::MessageWithStates>(call.respond,
                                        [call](wire::MessageWithStates found) {
-                                         json body = message_json(found.message);
+                                         json body = public_message_json(found.message);
                                          json states = json::array();
                                          for (const auto& state : found.states)
                                            states.push_back(recipient_state_json(state));

@@ -50,6 +50,10 @@ bool match(std::string_view pattern, const std::vector<std::string_view>& path,
   return true;
 }
 
+// Webhook registrations are rare; one resolver thread and a short queue bound them.
+constexpr std::uint32_t kUrlCheckThreads = 1;
+constexpr std::uint32_t kUrlChecksQueuedMax = 16;
+
 std::int64_t now_s() {
   return ids::now_ms() / 1000;
 }
@@ -65,6 +69,7 @@ HttpApi::HttpApi(const Topology& topology, const NodeSpec& self, RouterClient& r
       unknown_user_hash_(auth::hash_password("not-a-user-" + ids::new_trace_id())),
       message_limits_{topology.limits.text_bytes_max, topology.limits.members_max},
       logins_(topology.limits.login_concurrency_max, topology.limits.login_queue_max),
+      url_checks_(kUrlCheckThreads, kUrlChecksQueuedMax),
       rate_limiter_(topology.limits.token_requests_per_s, topology.limits.token_burst),
       send_latency_(metrics().latency_histogram("chat4all_frontend_send_seconds",
                                                 "POST /v1/messages, request to 202")),

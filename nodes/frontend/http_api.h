@@ -81,6 +81,28 @@ class HttpApi {
   void serve_metrics(const ApiRequest& request, Call call);
   void serve_openapi(const ApiRequest& request, Call call);
 
+  // A page of the tenant's records of `kind` (a TenantList query on the
+  // tenant's directory, narrowed to `owner`): answers `body` with the records
+  // rendered into body[items] (after those it holds already) and next_after.
+  template <typename Record, typename Render, typename IdOf>
+  void list_page(Call call, wire::QueryKind kind, std::string owner, const PageQuery& page,
+                 const char* items, nlohmann::json body, Render render, IdOf id_of) {
+    const wire::TenantList list{call.caller.tenant, std::move(owner), page.after, page.limit};
+    storage_.query<std::vector<Record>>(
+        wire::tenant_key(call.caller.tenant), kind, list,
+        on_ok<std::vector<Record>>(call.respond,
+                                   [call, items, body = std::move(body), render, id_of,
+                                    limit = page.limit](std::vector<Record> records) mutable {
+                                     if (!body.contains(items))
+                                       body[items] = nlohmann::json::array();
+                                     for (const auto& record : records)
+                                       body[items].push_back(render(record));
+                                     body["next_after"] = next_after(records, limit, id_of);
+                                     call.respond(json_response(200, body));
+                                   }),
+        call.trace_id);
+  }
+
   // api_identity.cc
   void issue_token(const ApiRequest& request, Call call);
   void create_user(const ApiRequest& request, Call call);
@@ -104,6 +126,8 @@ class HttpApi {
   void list_conversations(const ApiRequest& request, Call call);
   void get_conversation(const ApiRequest& request, Call call);
   void add_members(const ApiRequest& request, Call call);
+  void add_members_to(Call call, const std::string& conversation_id,
+                      const std::vector<std::string>& users);
   void remove_member(const ApiRequest& request, Call call);
   void mark_conversation_read(const ApiRequest& request, Call call);
   void mark_conversation_delivered(const ApiRequest& request, Call call);
@@ -145,6 +169,9 @@ class HttpApi {
   std::string unknown_user_hash_;  // verified against for unknown users: same cost, no oracle
   MessageLimits message_limits_;
   LoginPool logins_;
+  // Resolves webhook URLs (connector::check_url: getaddrinfo blocks for as long as DNS takes),
+  // apart from the logins so that a slow resolver cannot hold them up.
+  LoginPool url_checks_;
   RateLimiter rate_limiter_;
   Log log_{"http_api"};
   Histogram& send_latency_;

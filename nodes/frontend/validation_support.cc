@@ -78,26 +78,31 @@ FieldError check_id(const std::string& value, const std::string& field) {
   return bad_field(field, field + " must be 1-128 characters of A-Z a-z 0-9 . _ : @ -");
 }
 
-FieldError read_id(const json& object, const char* key, bool required, std::string& out,
-                   const std::string& path) {
+namespace {
+
+// A string field that `check(value, name)` accepts.
+FieldError read_checked(const json& object, const char* key, bool required, std::string& out,
+                        const std::string& path,
+                        FieldError (*check)(const std::string&, const std::string&)) {
   const std::string& name = path.empty() ? std::string(key) : path;
   const std::string* value = nullptr;
   if (auto error = string_field(object, key, required, name, value)) return error;
   if (value == nullptr) return std::nullopt;
-  if (auto error = check_id(*value, name)) return error;
+  if (auto error = check(*value, name)) return error;
   out = *value;
   return std::nullopt;
 }
 
+}  // namespace
+
+FieldError read_id(const json& object, const char* key, bool required, std::string& out,
+                   const std::string& path) {
+  return read_checked(object, key, required, out, path, check_id);
+}
+
 FieldError read_name(const json& object, const char* key, bool required, std::string& out,
                      const std::string& path) {
-  const std::string& name = path.empty() ? std::string(key) : path;
-  const std::string* value = nullptr;
-  if (auto error = string_field(object, key, required, name, value)) return error;
-  if (value == nullptr) return std::nullopt;
-  if (auto error = check_name(*value, name)) return error;
-  out = *value;
-  return std::nullopt;
+  return read_checked(object, key, required, out, path, check_name);
 }
 
 FieldError read_name_list(const json& object, const char* key, bool required, std::size_t items_max,

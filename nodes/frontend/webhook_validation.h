@@ -1,7 +1,7 @@
 // Validation of POST /v1/webhooks. Pure: JSON text in, the webhook's fields or
-// an ApiError naming the field out. Unknown fields are ignored. Whether the
-// URL's host resolves to an allowed address is not checked here (that needs
-// DNS); only its syntax is.
+// an ApiError naming the field out. Unknown fields are ignored. The URL's
+// syntax is checked here (connector::parse_http_url); whether its host
+// resolves to an allowed address needs DNS and is connector::check_url's job.
 #pragma once
 
 #include <string>
@@ -13,23 +13,11 @@
 
 namespace chat4all::frontend {
 
-inline constexpr std::size_t kWebhookUrlBytesMax = 2048;
-// Secrets are "whsec_" + standard base64 of this many bytes.
-inline constexpr std::size_t kWebhookSecretBytesMin = 16;
-inline constexpr std::size_t kWebhookSecretBytesMax = 64;
-inline constexpr std::size_t kWebhookSecretBytesGenerated = 24;
-
 struct WebhookCreate {
   std::string url;
   std::vector<std::string> events;  // distinct, in the order given
-  std::string secret;               // empty: the server generates one
+  std::string secret;               // empty: the server generates one (common/webhook_signature.h)
 };
 std::variant<WebhookCreate, ApiError> parse_webhook_create(std::string_view body);
-
-// http(s)://host[:port][/...], no spaces or control characters, no userinfo.
-bool is_webhook_url(std::string_view url);
-
-// "whsec_" + base64 of `bytes`.
-std::string encode_webhook_secret(std::string_view bytes);
 
 }  // namespace chat4all::frontend

@@ -353,7 +353,14 @@ async function main() {
       assertExactly(b1, P, Array.from({ length: last }, (_, i) => i + 1), 'every seq from 1');
     });
     await runner.check('a device without cursors resumes from the delivered horizon', async () => {
-      const horizon = (await api.call('GET', `/v1/conversations/${P}`, { token: b.token, expect: 200 })).json.delivered_up_to_seq;
+      // Marking DELIVERED follows the socket write asynchronously (one command per
+      // conversation after writes complete), so the horizon catches up shortly after.
+      const readHorizon = async () =>
+        (await api.call('GET', `/v1/conversations/${P}`, { token: b.token, expect: 200 })).json.delivered_up_to_seq;
+      const horizon = await waitFor(async () => {
+        const value = await readHorizon();
+        return value === b1.lastSeq(P) ? value : 0;
+      }, 3000) || await readHorizon();
       assert.equal(horizon, b1.lastSeq(P), 'b1 had everything pushed, so the horizon is its last seq');
       const fresh = await Device.open('b3', b.token);
       const ready = await fresh.resume({});

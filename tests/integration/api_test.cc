@@ -11,10 +11,6 @@ namespace {
 
 using nlohmann::json;
 
-std::map<std::string, std::string> bearer(const std::string& token) {
-  return {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}};
-}
-
 // One cluster for the whole suite: these tests only add conversations of
 // their own, so they can share it and the suite stays fast.
 class ApiTest : public ::testing::Test {
@@ -45,18 +41,6 @@ class ApiTest : public ::testing::Test {
   HttpResult post_message(const std::string& body, const std::string& token = alice_) {
     return http_request(cluster_->http_port(), "POST", "/v1/messages", body, bearer(token));
   }
-  void expect_error(const HttpResult& result, int status, const std::string& code,
-                    const std::string& field = "") {
-    EXPECT_EQ(result.status, status) << result.body;
-    const json body = result.json();
-    ASSERT_TRUE(body.is_object()) << result.body;
-    ASSERT_TRUE(body.contains("error")) << result.body;
-    EXPECT_EQ(body["error"].value("code", ""), code) << result.body;
-    EXPECT_FALSE(body["error"].value("message", "").empty()) << result.body;
-    if (!field.empty()) {
-      EXPECT_EQ(body["error"].value("field", ""), field) << result.body;
-    }
-  }
 };
 
 TestCluster* ApiTest::cluster_ = nullptr;
@@ -82,16 +66,16 @@ TEST_F(ApiTest, TokenIsIssuedOnlyForRightPassword) {
   EXPECT_EQ(ok.headers["cache-control"], "no-store");
 
   // Wrong password, unknown user and unknown tenant: one answer.
-  expect_error(login(kTenant, "bob", "wrong"), 401, "invalid_credentials");
-  expect_error(login(kTenant, "mallory", kPassword), 401, "invalid_credentials");
-  expect_error(login("nowhere", "bob", kPassword), 401, "invalid_credentials");
+  expect_api_error(login(kTenant, "bob", "wrong"), 401, "invalid_credentials");
+  expect_api_error(login(kTenant, "mallory", kPassword), 401, "invalid_credentials");
+  expect_api_error(login("nowhere", "bob", kPassword), 401, "invalid_credentials");
   // bob exists only in the first tenant.
-  expect_error(login(kOtherTenant, "bob", kPassword), 401, "invalid_credentials");
-  expect_error(http_request(port, "POST", "/v1/auth/token",
-                            json{{"tenant_id", kTenant}, {"user_id", "bob"}}.dump(), json_type),
-               400, "missing_field", "password");
-  expect_error(http_request(port, "POST", "/v1/auth/token", "{not json", json_type), 400,
-               "invalid_json");
+  expect_api_error(login(kOtherTenant, "bob", kPassword), 401, "invalid_credentials");
+  expect_api_error(http_request(port, "POST", "/v1/auth/token",
+                                json{{"tenant_id", kTenant}, {"user_id", "bob"}}.dump(), json_type),
+                   400, "missing_field", "password");
+  expect_api_error(http_request(port, "POST", "/v1/auth/token", "{not json", json_type), 400,
+                   "invalid_json");
 }
 
 TEST_F(ApiTest, AdminClientsGetAdminTokens) {
@@ -109,10 +93,10 @@ TEST_F(ApiTest, AdminClientsGetAdminTokens) {
   ASSERT_EQ(ok.status, 200) << ok.body;
   EXPECT_EQ(ok.json()["role"], "admin");
   EXPECT_EQ(ok.json()["subject"], admin_client_id(kTenant));
-  expect_error(login(admin_client_id(kTenant), "wrong"), 401, "invalid_credentials");
-  expect_error(login("cl_nobody", kAdminSecret), 401, "invalid_credentials");
+  expect_api_error(login(admin_client_id(kTenant), "wrong"), 401, "invalid_credentials");
+  expect_api_error(login("cl_nobody", kAdminSecret), 401, "invalid_credentials");
   // Another tenant's admin client is not this tenant's.
-  expect_error(login(admin_client_id(kOtherTenant), kAdminSecret), 401, "invalid_credentials");
+  expect_api_error(login(admin_client_id(kOtherTenant), kAdminSecret), 401, "invalid_credentials");
 }
 
 TEST_F(ApiTest, RefusesMissingExpiredMalformedAndForgedTokens) {
@@ -120,10 +104,10 @@ TEST_F(ApiTest, RefusesMissingExpiredMalformedAndForgedTokens) {
       json{{"conversation_id", conversation_}, {"payload", {{"type", "text"}, {"text", "hi"}}}}
           .dump();
   const auto port = cluster_->http_port();
-  expect_error(
+  expect_api_error(
       http_request(port, "POST", "/v1/messages", body, {{"Content-Type", "application/json"}}), 401,
       "unauthorized");
-  expect_error(post_message(body, "not-a-token"), 401, "unauthorized");
+  expect_api_error(post_message(body, "not-a-token"), 401, "unauthorized");
 
   // Tokens made with the cluster's own key, so only the property under test is wrong.
   const auto key =
@@ -131,33 +115,33 @@ TEST_F(ApiTest, RefusesMissingExpiredMalformedAndForgedTokens) {
   const auth::TokenSigner signer(key);
   const std::int64_t now_s = ids::now_ms() / 1000;
   EXPECT_EQ(post_message(body, signer.issue("alice", now_s, 600, kTenant, "user")).status, 202);
-  expect_error(post_message(body, signer.issue("alice", now_s - 7200, 60, kTenant, "user")), 401,
-               "unauthorized");
+  expect_api_error(post_message(body, signer.issue("alice", now_s - 7200, 60, kTenant, "user")),
+                   401, "unauthorized");
   // A token of no tenant, or of one the topology does not have, names nothing.
-  expect_error(post_message(body, signer.issue("alice", now_s, 600)), 401, "unauthorized");
-  expect_error(post_message(body, signer.issue("alice", now_s, 600, "nowhere", "user")), 401,
-               "unauthorized");
+  expect_api_error(post_message(body, signer.issue("alice", now_s, 600)), 401, "unauthorized");
+  expect_api_error(post_message(body, signer.issue("alice", now_s, 600, "nowhere", "user")), 401,
+                   "unauthorized");
 
   auth::TokenKey other_key{};
   other_key[0] = 1;
-  expect_error(
+  expect_api_error(
       post_message(body, auth::TokenSigner(other_key).issue("alice", now_s, 600, kTenant, "user")),
       401, "unauthorized");
 
   const std::string claims = auth::base64url_encode(
       json{{"sub", "alice"}, {"ten", kTenant}, {"exp", now_s + 600}, {"iat", now_s}}.dump());
-  expect_error(post_message(body, auth::base64url_encode(R"({"alg":"none","typ":"JWT"})") + "." +
-                                      claims + "."),
-               401, "unauthorized");
+  expect_api_error(post_message(body, auth::base64url_encode(R"({"alg":"none","typ":"JWT"})") +
+                                          "." + claims + "."),
+                   401, "unauthorized");
   // A valid HS256 signature under a header that names another algorithm.
   const std::string genuine = signer.issue("alice", now_s, 600, kTenant, "user");
   const std::string swapped =
       auth::base64url_encode(R"({"alg":"HS512","typ":"JWT"})") + genuine.substr(genuine.find('.'));
-  expect_error(post_message(body, swapped), 401, "unauthorized");
+  expect_api_error(post_message(body, swapped), 401, "unauthorized");
   // Signature of one token on the claims of another user.
   const std::string bob = signer.issue("bob", now_s, 600, kTenant, "user");
   const std::string forged = bob.substr(0, bob.rfind('.')) + genuine.substr(genuine.rfind('.'));
-  expect_error(post_message(body, forged), 401, "unauthorized");
+  expect_api_error(post_message(body, forged), 401, "unauthorized");
 }
 
 TEST_F(ApiTest, MessagesGetGapFreeSequenceAndPageInOrder) {
@@ -208,11 +192,11 @@ TEST_F(ApiTest, SameMessageIdIsStoredOnce) {
   EXPECT_EQ(again.headers["idempotent-replayed"], "true");
   auto other = cluster_->send_text(alice_, conversation, "second", id_2);
   EXPECT_EQ(other.json()["seq"].get<int>(), 2);
-  expect_error(cluster_->send_text(alice_, conversation, "different text", id_1), 409,
-               "message_id_conflict", "message_id");
+  expect_api_error(cluster_->send_text(alice_, conversation, "different text", id_1), 409,
+                   "message_id_conflict", "message_id");
   // A message_id is unique in the tenant: the same one in another conversation is refused.
-  expect_error(cluster_->send_text(alice_, conversation_, "once", id_1), 409, "message_id_conflict",
-               "message_id");
+  expect_api_error(cluster_->send_text(alice_, conversation_, "once", id_1), 409,
+                   "message_id_conflict", "message_id");
 
   auto history = cluster_->history(alice_, conversation);
   ASSERT_EQ(history.status, 200);
@@ -223,59 +207,60 @@ TEST_F(ApiTest, SameMessageIdIsStoredOnce) {
 
 TEST_F(ApiTest, BadInputGetsAnErrorNamingTheField) {
   const std::string c = new_conversation();
-  expect_error(post_message("this is not json"), 400, "invalid_json");
-  expect_error(post_message("[1,2]"), 400, "invalid_json");
-  expect_error(post_message(R"({"payload":{"type":"text","text":"x"}})"), 400, "missing_field",
-               "conversation_id");
-  expect_error(post_message(R"({"conversation_id":7,"payload":{"type":"text","text":"x"}})"), 400,
-               "invalid_field", "conversation_id");
-  expect_error(
+  expect_api_error(post_message("this is not json"), 400, "invalid_json");
+  expect_api_error(post_message("[1,2]"), 400, "invalid_json");
+  expect_api_error(post_message(R"({"payload":{"type":"text","text":"x"}})"), 400, "missing_field",
+                   "conversation_id");
+  expect_api_error(post_message(R"({"conversation_id":7,"payload":{"type":"text","text":"x"}})"),
+                   400, "invalid_field", "conversation_id");
+  expect_api_error(
       post_message(R"({"conversation_id":"has space","payload":{"type":"text","text":"x"}})"), 400,
       "invalid_field", "conversation_id");
-  expect_error(post_message(R"({"conversation_id":"c"})"), 400, "missing_field", "payload");
-  expect_error(post_message(R"({"conversation_id":"c","channels":["sms"],)"
-                            R"("payload":{"type":"text","text":"x"}})"),
-               400, "invalid_field", "channels[0]");
-  expect_error(post_message(R"({"conversation_id":"c","payload":{"type":"sticker"}})"), 400,
-               "unsupported_payload_type", "payload.type");
-  expect_error(post_message(R"({"conversation_id":"c","payload":{"type":"text"}})"), 400,
-               "missing_field", "payload.text");
-  expect_error(post_message(R"({"conversation_id":"c","payload":{"type":"text","text":5}})"), 400,
-               "invalid_field", "payload.text");
-  expect_error(
+  expect_api_error(post_message(R"({"conversation_id":"c"})"), 400, "missing_field", "payload");
+  expect_api_error(post_message(R"({"conversation_id":"c","channels":["sms"],)"
+                                R"("payload":{"type":"text","text":"x"}})"),
+                   400, "invalid_field", "channels[0]");
+  expect_api_error(post_message(R"({"conversation_id":"c","payload":{"type":"sticker"}})"), 400,
+                   "unsupported_payload_type", "payload.type");
+  expect_api_error(post_message(R"({"conversation_id":"c","payload":{"type":"text"}})"), 400,
+                   "missing_field", "payload.text");
+  expect_api_error(post_message(R"({"conversation_id":"c","payload":{"type":"text","text":5}})"),
+                   400, "invalid_field", "payload.text");
+  expect_api_error(
       post_message(
           R"({"conversation_id":"c","to":["bob",3],"payload":{"type":"text","text":"x"}})"),
       400, "invalid_field", "to[1]");
   const std::string long_text(5000, 'x');  // the test cluster allows 4096 bytes
-  expect_error(post_message(json{{"conversation_id", "c"},
-                                 {"payload", {{"type", "text"}, {"text", long_text}}}}
-                                .dump()),
-               413, "payload_too_large", "payload.text");
+  expect_api_error(post_message(json{{"conversation_id", "c"},
+                                     {"payload", {{"type", "text"}, {"text", long_text}}}}
+                                    .dump()),
+                   413, "payload_too_large", "payload.text");
   const std::string huge_body(70000, ' ');  // over body_bytes_max (65536)
-  expect_error(post_message(huge_body), 413, "payload_too_large");
-  expect_error(http_request(cluster_->http_port(), "POST", "/v1/messages", "a=b",
-                            {{"Authorization", "Bearer " + alice_},
-                             {"Content-Type", "application/x-www-form-urlencoded"}}),
-               415, "unsupported_media_type");
-  expect_error(cluster_->history(alice_, c, "limit=0"), 400, "invalid_field", "limit");
-  expect_error(cluster_->history(alice_, c, "from_seq=abc"), 400, "invalid_field", "from_seq");
-  expect_error(cluster_->history(alice_, c, "colour=blue"), 400, "unknown_parameter", "colour");
-  expect_error(cluster_->history(alice_, c, "cursor=bm90LWEtY3Vyc29y"), 400, "invalid_field",
-               "cursor");
-  expect_error(cluster_->history(alice_, c, "from_seq=1&before_seq=5"), 400,
-               "conflicting_parameters", "before_seq");
-  expect_error(http_request(cluster_->http_port(), "GET", "/v1/nothing-here"), 404, "not_found");
+  expect_api_error(post_message(huge_body), 413, "payload_too_large");
+  expect_api_error(http_request(cluster_->http_port(), "POST", "/v1/messages", "a=b",
+                                {{"Authorization", "Bearer " + alice_},
+                                 {"Content-Type", "application/x-www-form-urlencoded"}}),
+                   415, "unsupported_media_type");
+  expect_api_error(cluster_->history(alice_, c, "limit=0"), 400, "invalid_field", "limit");
+  expect_api_error(cluster_->history(alice_, c, "from_seq=abc"), 400, "invalid_field", "from_seq");
+  expect_api_error(cluster_->history(alice_, c, "colour=blue"), 400, "unknown_parameter", "colour");
+  expect_api_error(cluster_->history(alice_, c, "cursor=bm90LWEtY3Vyc29y"), 400, "invalid_field",
+                   "cursor");
+  expect_api_error(cluster_->history(alice_, c, "from_seq=1&before_seq=5"), 400,
+                   "conflicting_parameters", "before_seq");
+  expect_api_error(http_request(cluster_->http_port(), "GET", "/v1/nothing-here"), 404,
+                   "not_found");
   // Bytes that are not UTF-8 in the target are echoed safely, not fatal.
-  expect_error(http_request(cluster_->http_port(), "GET", "/v1/\xff\xfe"), 404, "not_found");
-  expect_error(cluster_->history(alice_, c, "\xff=1"), 400, "unknown_parameter");
+  expect_api_error(http_request(cluster_->http_port(), "GET", "/v1/\xff\xfe"), 404, "not_found");
+  expect_api_error(cluster_->history(alice_, c, "\xff=1"), 400, "unknown_parameter");
   EXPECT_EQ(http_request(cluster_->http_port(), "GET", "/healthz").status, 200);
   const auto not_allowed =
       http_request(cluster_->http_port(), "DELETE", "/v1/messages", "", bearer(alice_));
-  expect_error(not_allowed, 405, "method_not_allowed");
+  expect_api_error(not_allowed, 405, "method_not_allowed");
   EXPECT_EQ(not_allowed.headers.at("allow"), "POST");
   const auto not_allowed_either =
       http_request(cluster_->http_port(), "PUT", "/v1/users/alice", "", bearer(alice_));
-  expect_error(not_allowed_either, 405, "method_not_allowed");
+  expect_api_error(not_allowed_either, 405, "method_not_allowed");
   EXPECT_EQ(not_allowed_either.headers.at("allow"), "GET, PATCH");
   // Every answer carries a trace id.
   EXPECT_EQ(not_allowed.headers.at("x-trace-id").size(), 32u);

@@ -1,6 +1,7 @@
 #include "tests/integration/cluster.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -62,6 +63,24 @@ HttpResult http_request(std::uint16_t port, const std::string& method, const std
     result.status = 0;
   }
   return result;
+}
+
+std::map<std::string, std::string> bearer(const std::string& token) {
+  std::map<std::string, std::string> headers{{"Content-Type", "application/json"}};
+  if (!token.empty()) headers["Authorization"] = "Bearer " + token;
+  return headers;
+}
+
+void expect_api_error(const HttpResult& result, int status, const std::string& code,
+                      const std::string& field) {
+  EXPECT_EQ(result.status, status) << result.body;
+  const nlohmann::json body = result.json();
+  ASSERT_TRUE(body.is_object() && body.contains("error")) << result.body;
+  EXPECT_EQ(body["error"].value("code", ""), code) << result.body;
+  EXPECT_FALSE(body["error"].value("message", "").empty()) << result.body;
+  if (!field.empty()) {
+    EXPECT_EQ(body["error"].value("field", ""), field) << result.body;
+  }
 }
 
 TempDir::TempDir() {
@@ -129,12 +148,6 @@ pid_t spawn_chat4all(const std::vector<std::string>& args, const std::filesystem
 const std::string& admin_secret_hash() {
   static const std::string hash = auth::hash_password(kAdminSecret);
   return hash;
-}
-
-std::map<std::string, std::string> json_headers(const std::string& token = "") {
-  std::map<std::string, std::string> headers{{"Content-Type", "application/json"}};
-  if (!token.empty()) headers["Authorization"] = "Bearer " + token;
-  return headers;
 }
 
 }  // namespace
@@ -286,21 +299,21 @@ double TestCluster::metric(const std::string& node, const std::string& name) con
 
 bool TestCluster::wait_ready(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
-  std::string bearer;
+  std::string alice;
   while (Clock::now() < deadline) {
     if (http_request(http_port_, "GET", "/healthz", "", {}, std::chrono::seconds(1)).status ==
         200) {
       bool users = true;
       for (const auto& user : kUsers) users = users && create_user(user);
-      if (users && bearer.empty()) bearer = token();
+      if (users && alice.empty()) alice = token();
       // Ready means every storage node stores: probe a conversation each leads.
-      bool all = !bearer.empty();
+      bool all = !alice.empty();
       for (int i = 1; i <= options_.storage_nodes && all; ++i) {
         const std::string owner = "storage-" + std::to_string(i);
         std::string& conversation = probe_conversations_[owner];
-        if (conversation.empty()) conversation = conversation_owned_by(owner, bearer);
+        if (conversation.empty()) conversation = conversation_owned_by(owner, alice);
         all = !conversation.empty() &&
-              send_text(bearer, conversation, "probe", "probe-" + owner).status == 202;
+              send_text(alice, conversation, "probe", "probe-" + owner).status == 202;
       }
       if (all) return true;
     }
@@ -336,7 +349,7 @@ std::string TestCluster::admin_token(const std::string& tenant) {
                                                   {"client_id", admin_client_id(tenant)},
                                                   {"client_secret", kAdminSecret}}
                                        .dump(),
-                                   json_headers());
+                                   bearer(""));
   if (result.status == 200) token = result.json().value("access_token", "");
   return token;
 }
@@ -346,7 +359,7 @@ bool TestCluster::create_user(const std::string& user_id, const std::string& ten
   if (admin.empty()) return false;
   const auto result = http_request(
       http_port_, "POST", "/v1/users",
-      nlohmann::json{{"user_id", user_id}, {"password", kPassword}}.dump(), json_headers(admin));
+      nlohmann::json{{"user_id", user_id}, {"password", kPassword}}.dump(), bearer(admin));
   return result.status == 201 || result.status == 409;
 }
 
@@ -354,7 +367,7 @@ std::string TestCluster::token(const std::string& user, const std::string& tenan
   const auto result = http_request(
       http_port_, "POST", "/v1/auth/token",
       nlohmann::json{{"tenant_id", tenant}, {"user_id", user}, {"password", kPassword}}.dump(),
-      json_headers());
+      bearer(""));
   if (result.status != 200) return "";
   return result.json().value("access_token", "");
 }
@@ -362,9 +375,9 @@ std::string TestCluster::token(const std::string& user, const std::string& tenan
 std::string TestCluster::create_conversation(const std::string& token,
                                              const std::vector<std::string>& members,
                                              const std::string& type) {
-  const auto result = http_request(http_port_, "POST", "/v1/conversations",
-                                   nlohmann::json{{"type", type}, {"members", members}}.dump(),
-                                   json_headers(token));
+  const auto result =
+      http_request(http_port_, "POST", "/v1/conversations",
+                   nlohmann::json{{"type", type}, {"members", members}}.dump(), bearer(token));
   if (result.status != 201 && result.status != 200) return "";
   return result.json().value("conversation_id", "");
 }
@@ -374,7 +387,7 @@ HttpResult TestCluster::send_text(const std::string& token, const std::string& c
   nlohmann::json body = {{"conversation_id", conversation_id},
                          {"payload", {{"type", "text"}, {"text", text}}}};
   if (!message_id.empty()) body["message_id"] = message_id;
-  return http_request(http_port_, "POST", "/v1/messages", body.dump(), json_headers(token));
+  return http_request(http_port_, "POST", "/v1/messages", body.dump(), bearer(token));
 }
 
 HttpResult TestCluster::history(const std::string& token, const std::string& conversation_id,

@@ -26,6 +26,14 @@ struct HttpResult {
   nlohmann::json json() const;
 };
 
+// Content-Type: application/json, and Authorization: Bearer `token` unless it is empty.
+std::map<std::string, std::string> bearer(const std::string& token);
+
+// Checks an error answer: its status and {"error":{"code","message","field"?}} (the field
+// only when `field` is given).
+void expect_api_error(const HttpResult& result, int status, const std::string& code,
+                      const std::string& field = "");
+
 // One request on a fresh connection; bounded by `timeout`.
 HttpResult http_request(std::uint16_t port, const std::string& method, const std::string& target,
                         const std::string& body = "",

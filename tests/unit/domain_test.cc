@@ -245,12 +245,17 @@ TEST(DomainTest, StatesOnlyMoveForwardWithTheirHistory) {
   EXPECT_EQ(mark("mallory", wire::kStateRead, 300).status, Status::kNotFound);
 
   auto with_states = query_ok<wire::MessageWithStates>(
-      state, wire::QueryKind::kGetMessage, wire::ConversationLookup{"acme", "c", "carol", "m1"});
-  ASSERT_EQ(with_states.states.size(), 2u);
+      state, wire::QueryKind::kGetMessage, wire::ConversationLookup{"acme", "c", "alice", "m1"});
+  ASSERT_EQ(with_states.states.size(), 2u);  // the sender sees every recipient
   EXPECT_EQ(with_states.states[0].recipient_id, "bob");
   EXPECT_EQ(with_states.states[0].history.back().at_ms, 200);
   EXPECT_EQ(states_of(with_states.states[1]), std::vector<std::string>{"SENT"});
   EXPECT_EQ(with_states.states[1].history[0].at_ms, 100);
+
+  auto own = query_ok<wire::MessageWithStates>(
+      state, wire::QueryKind::kGetMessage, wire::ConversationLookup{"acme", "c", "carol", "m1"});
+  ASSERT_EQ(own.states.size(), 1u);  // another recipient sees only its own
+  EXPECT_EQ(own.states[0].recipient_id, "carol");
 
   auto outbox = query_ok<std::vector<wire::OutboxEvent>>(state, wire::QueryKind::kReadOutbox,
                                                          wire::ReadOutbox{7, 0, 100});

@@ -129,6 +129,10 @@ limits:
   router_timeout_ms: 1500
   history_page_max: 500
   http_threads: 1
+  # The load generator and the checker each use one user token; the product's per-token limit
+  # (100/s) would make this a test of the rate limiter.
+  token_requests_per_s: 1000000
+  token_burst: 1000000
 storage:
   map_size_initial_mb: 16
 YAML
