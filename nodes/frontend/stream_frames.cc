@@ -3,7 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/ids.h"
-#include "nodes/frontend/api_json.h"
+#include "nodes/frontend/message_json.h"
 
 namespace chat4all::frontend {
 
@@ -78,7 +78,7 @@ std::string ready_frame(const std::string& user_id,
 }
 
 std::string message_frame(const wire::StoredMessage& message) {
-  return dump({{"type", "message"}, {"message", message_json(message)}});
+  return dump({{"type", "message"}, {"message", public_message_json(message)}});
 }
 
 std::string state_frame(const wire::Event& event) {

@@ -37,8 +37,7 @@ inline constexpr std::size_t kPingIdBytesMax = 128;
 
 std::string ready_frame(const std::string& user_id,
                         const std::vector<StreamCursorTracker::ConversationPosition>& positions);
-// `{"type":"message","message":{…}}`, the message as REST history shows it
-// (api_json.h's message_json: one shape everywhere).
+// `{"type":"message","message":{…}}`, the message as REST history shows it.
 std::string message_frame(const wire::StoredMessage& message);
 // `{"type":"state","message_id","conversation_id","seq","recipient_id","state","at"}`
 // from an event hint of kind "state" (DELIVERED or READ; SENT is not streamed:

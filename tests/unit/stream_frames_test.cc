@@ -1,11 +1,12 @@
-// Frames of GET /v1/stream: nodes/frontend/stream_frames.h.
+// Frames of GET /v1/stream and the shared message JSON:
+// nodes/frontend/stream_frames.h, nodes/frontend/message_json.h.
 #include "nodes/frontend/stream_frames.h"
 
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "nodes/frontend/api_json.h"
+#include "nodes/frontend/message_json.h"
 #include "nodes/frontend/stream_hub.h"
 
 namespace chat4all::frontend {
@@ -73,7 +74,7 @@ wire::StoredMessage sample_message() {
 TEST(StreamFrames, MessageFrameCarriesTheHistoryShape) {
   const json frame = json::parse(message_frame(sample_message()));
   EXPECT_EQ(frame["type"], "message");
-  EXPECT_EQ(frame["message"], message_json(sample_message()));
+  EXPECT_EQ(frame["message"], public_message_json(sample_message()));
   const json& message = frame["message"];
   EXPECT_EQ(message["message_id"], "m-7");
   EXPECT_EQ(message["conversation_id"], "conv-1");
@@ -85,6 +86,19 @@ TEST(StreamFrames, MessageFrameCarriesTheHistoryShape) {
   EXPECT_EQ(message["metadata"], (json{{"k", "v"}}));
   EXPECT_EQ(message["received_at"], 1000);
   EXPECT_EQ(message["stored_at"], 1002);
+}
+
+TEST(StreamFrames, MessageJsonOfAFileAndOfMissingMetadata) {
+  wire::StoredMessage message = sample_message();
+  message.payload = {"file", "", "file-1"};
+  message.metadata.clear();
+  const json shown = public_message_json(message);
+  EXPECT_EQ(shown["payload"], (json{{"type", "file"}, {"file_id", "file-1"}}));
+  EXPECT_EQ(shown["metadata"], json::object());
+  message.metadata = "[1]";  // never stored by the frontend; shown as no metadata
+  EXPECT_EQ(public_message_json(message)["metadata"], json::object());
+  message.channels.clear();  // none chosen: the default, every channel
+  EXPECT_EQ(public_message_json(message)["channels"], json::array({"all"}));
 }
 
 TEST(StreamFrames, ServerFrames) {
