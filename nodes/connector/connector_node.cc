@@ -238,7 +238,37 @@ class Dispatcher {
     }
   }
 
+  // Every attempt first asks whether the webhook still exists, so that one
+  // deleted while its event waited or was being retried is called no more.
   void attempt(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    const wire::TenantLookup lookup{delivery->record.tenant_id, delivery->webhook.webhook_id};
+    storage_.query<wire::WebhookRecord>(
+        wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetWebhook, lookup,
+        [this, id, index, delivery](StorageOutcome<wire::WebhookRecord> outcome) {
+          post([this, id, index, delivery, status = outcome.status] {
+            if (status == wire::Status::kNotFound) return abandon(id, index, delivery);
+            if (status != wire::Status::kOk) {
+              // Storage unreachable: ask again shortly.
+              timers_.emplace(Clock::now() + std::chrono::milliseconds(500),
+                              [this, id, index, delivery] { attempt(id, index, delivery); });
+              return;
+            }
+            send_attempt(id, index, delivery);
+          });
+        });
+  }
+
+  // The webhook was deleted: its delivery ends without a record (they went with it).
+  void abandon(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    stats_.in_flight.add(-1);
+    log_.debug("webhook_gone", {{"webhook_id", delivery->webhook.webhook_id},
+                                {"event_id", delivery->record.event_id}});
+    auto found = partitions_[id].events.find(index);
+    if (found != partitions_[id].events.end() && --found->second.deliveries_open == 0)
+      finish_event(id, index);
+  }
+
+  void send_attempt(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
     auto found = partitions_[id].events.find(index);
     if (found == partitions_[id].events.end()) return;
     const wire::OutboxEvent& event = found->second.event;
@@ -275,7 +305,7 @@ class Dispatcher {
     if (!queued) {
       // The sender is at its bound: try again shortly, not counted as an attempt.
       timers_.emplace(Clock::now() + std::chrono::milliseconds(200),
-                      [this, id, index, delivery] { attempt(id, index, delivery); });
+                      [this, id, index, delivery] { send_attempt(id, index, delivery); });
     }
   }
 

@@ -1,5 +1,6 @@
 #include "nodes/frontend/frontend_node.h"
 
+#include <array>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -72,6 +73,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_read(beast::error_code ec) {
     if (ec == http::error::body_limit) {
       keep_alive_ = false;
+      linger_after_write_ = true;
       const ApiError too_large{
           413, "payload_too_large",
           "the request body exceeds " + std::to_string(body_bytes_max_) + " bytes", ""};
@@ -143,6 +145,7 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_after(kIdleTimeout);
     http::async_write(stream_, *response,
                       [self = shared_from_this(), response](beast::error_code ec, std::size_t) {
+                        if (!ec && self->linger_after_write_) return self->linger();
                         if (ec || !self->keep_alive_) return self->close();
                         self->read();
                       });
@@ -153,8 +156,33 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
+  // After answering 413 mid-body: the client is still sending. Closing at once
+  // would reset the connection and it would see a broken pipe instead of the
+  // answer, so read and discard what it still sends, up to a bound in bytes
+  // and time, and close when it finishes.
+  void linger() {
+    close();
+    stream_.expires_after(kLingerTimeout);
+    linger_next();
+  }
+  void linger_next() {
+    stream_.async_read_some(asio::buffer(discard_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t bytes) {
+                              self->lingered_bytes_ += bytes;
+                              if (ec || self->lingered_bytes_ > kLingerBytesMax)
+                                return;  // dropped: socket closes
+                              self->linger_next();
+                            });
+  }
+
+  static constexpr auto kLingerTimeout = std::chrono::seconds(5);
+  static constexpr std::size_t kLingerBytesMax = 64u << 20;
+
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_{16 * 1024};
+  bool linger_after_write_ = false;
+  std::size_t lingered_bytes_ = 0;
+  std::array<char, 16 * 1024> discard_{};
   std::optional<http::request_parser<http::string_body>> parser_;
   HttpApi& api_;
   StreamHub& streams_;

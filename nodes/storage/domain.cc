@@ -257,10 +257,14 @@ DomainResult add_members(PartitionState& state, const wire::ChangeMembers& body,
   if (record->type != "group")
     return fail(Status::kInvalid, "a private conversation has fixed members", "members");
   std::vector<std::string> joined;
+  // A new member starts at the join: what came before is neither unread nor
+  // pushed to their devices (history still shows it).
+  const std::uint64_t head = state.head(body.conversation_id);
   for (const auto& user : body.users) {
     if (contains(record->members, user)) continue;
     record->members.push_back(user);
     joined.push_back(user);
+    store(state, horizons_key(body.conversation_id, user), wire::Horizons{head, head});
   }
   record->updated_at_ms = at_ms;
   store(state, conversation_key(record->conversation_id), *record);

@@ -198,9 +198,15 @@ TEST(DomainTest, MembersJoinAndLeave) {
   MemoryState state;
   command(state, "g", wire::CommandKind::kCreateConversation,
           wire::CreateConversation{conversation("acme", "g", {"alice", "bob"})});
+  ASSERT_EQ(state.append(message("acme", "g", "before", "alice"), 1).status, Status::kOk);
   DomainResult added = command(state, "g", wire::CommandKind::kAddMembers,
                                wire::ChangeMembers{"acme", "g", "bob", {"carol", "alice"}});
   ASSERT_EQ(added.status, Status::kOk);
+  // A new member starts at the join: nothing earlier is unread or undelivered.
+  auto joined = query_ok<wire::ConversationSummary>(state, wire::QueryKind::kConversationSummary,
+                                                    wire::ConversationLookup{"acme", "g", "carol"});
+  EXPECT_EQ(joined.unread_count, 0u);
+  EXPECT_EQ(joined.horizons.delivered_up_to, 1u);
   EXPECT_EQ(codec::unpack_body<wire::ConversationRecord>(added.body)->members.size(), 3u);
   ASSERT_EQ(added.events.size(), 1u);  // only carol joined
   EXPECT_EQ(added.events[0].user_id, "carol");
