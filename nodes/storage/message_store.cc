@@ -586,86 +586,44 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
   }
 }
 
-HistoryPage MessageStore::read(PartitionId partition, std::string_view conversation_id,
-                               std::uint64_t from_seq, std::uint32_t limit) const {
-  HistoryPage page;
+template <typename Reply, typename Read>
+Reply MessageStore::with_read_state(PartitionId partition, Read read) const {
+  Reply reply;
   TxnGuard guard;
-  if (int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn); rc != MDB_SUCCESS) {
-    page.detail = std::string("read transaction: ") + mdb_strerror(rc);
-    return page;
+  try {
+    must(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
+    const LmdbPartitionState state(guard.txn, {messages_db_, heads_db_, dedup_db_, records_db_},
+                                   partition);
+    return read(state);
+  } catch (const LmdbFailure& failure) {
+    reply.detail = std::string(failure.what) + ": " + mdb_strerror(failure.rc);
+  } catch (const std::exception& e) {
+    reply.detail = std::string("corrupt record: ") + e.what();
   }
-  const std::string conversation_key = head_key(partition, conversation_id);
-  MDB_val head_key_val = as_val(conversation_key), head_value{};
-  if (mdb_get(guard.txn, heads_db_, &head_key_val, &head_value) == MDB_SUCCESS)
-    page.last_seq = read_seq(head_value.mv_data);
-
-  CursorGuard cursor_guard;
-  if (int rc = mdb_cursor_open(guard.txn, messages_db_, &cursor_guard.cursor); rc != MDB_SUCCESS) {
-    page.detail = std::string("cursor: ") + mdb_strerror(rc);
-    return page;
-  }
-  MDB_cursor* cursor = cursor_guard.cursor;
-  const std::string start = message_key(partition, conversation_id, from_seq);
-  const std::size_t prefix_size = conversation_key.size() + 1;
-  MDB_val key = as_val(start), value{};
-  int rc = mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE);
-  while (rc == MDB_SUCCESS && page.messages.size() < limit) {
-    if (key.mv_size != prefix_size + 8 || std::memcmp(key.mv_data, start.data(), prefix_size) != 0)
-      break;
-    try {
-      page.messages.push_back(unpack<wire::StoredMessage>(value));
-    } catch (const std::exception& e) {
-      page.messages.clear();
-      page.detail = std::string("corrupt message record: ") + e.what();
-      return page;
-    }
-    rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT);
-  }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
-    page.messages.clear();
-    page.detail = std::string("read: ") + mdb_strerror(rc);
-    return page;
-  }
-  page.status = wire::Status::kOk;
-  return page;
+  reply.status = wire::Status::kInternal;
+  return reply;
 }
 
 wire::ReadReply MessageStore::read_history(PartitionId partition, const wire::ReadRequest& request,
                                            std::uint32_t page_max) const {
-  wire::ReadReply reply;
-  TxnGuard guard;
-  try {
-    must(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
-    LmdbPartitionState state(guard.txn, {messages_db_, heads_db_, dedup_db_, records_db_},
-                             partition);
+  return with_read_state<wire::ReadReply>(partition, [&](const PartitionState& state) {
     return storage::read_history(state, request, page_max);
-  } catch (const LmdbFailure& failure) {
-    reply.detail = std::string(failure.what) + ": " + mdb_strerror(failure.rc);
-  } catch (const std::exception& e) {
-    reply.detail = std::string("corrupt record: ") + e.what();
-  }
-  reply.status = wire::Status::kInternal;
-  return reply;
+  });
+}
+
+wire::ReadReply MessageStore::read(PartitionId partition, std::string_view conversation_id,
+                                   std::uint64_t from_seq, std::uint32_t limit) const {
+  return read_history(partition, wire::ReadRequest{std::string(conversation_id), from_seq, limit},
+                      limit);
 }
 
 wire::QueryReply MessageStore::query(PartitionId partition,
                                      const wire::QueryRequest& request) const {
-  wire::QueryReply reply;
-  TxnGuard guard;
-  try {
-    must(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
-    LmdbPartitionState state(guard.txn, {messages_db_, heads_db_, dedup_db_, records_db_},
-                             partition);
+  return with_read_state<wire::QueryReply>(partition, [&](const PartitionState& state) {
     DomainResult result = run_query(state, request);
     return wire::QueryReply{result.status, std::move(result.body), std::move(result.detail),
                             std::move(result.field)};
-  } catch (const LmdbFailure& failure) {
-    reply.detail = std::string(failure.what) + ": " + mdb_strerror(failure.rc);
-  } catch (const std::exception& e) {
-    reply.detail = std::string("corrupt record: ") + e.what();
-  }
-  reply.status = wire::Status::kInternal;
-  return reply;
+  });
 }
 
 std::string MessageStore::snapshot(PartitionId partition, std::uint64_t& applied_index) const {

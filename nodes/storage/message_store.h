@@ -55,13 +55,6 @@ struct AppendOutcome {
   std::vector<wire::Event> events;
 };
 
-struct HistoryPage {
-  wire::Status status = wire::Status::kInternal;
-  std::vector<wire::StoredMessage> messages;
-  std::uint64_t last_seq = 0;
-  std::string detail;
-};
-
 // One partition's share of a turn: its Ready, as the consensus core gave it.
 struct PartitionWrite {
   PartitionId partition = 0;
@@ -101,9 +94,10 @@ class MessageStore {
                          std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error,
                          const OutcomesReady& outcomes_ready = {});
 
-  // Messages with seq >= from_seq, in order, at most `limit`.
-  HistoryPage read(PartitionId partition, std::string_view conversation_id, std::uint64_t from_seq,
-                   std::uint32_t limit) const;
+  // Messages with seq >= from_seq, in order, at most `limit`: read_history
+  // without a tenant (no visibility check).
+  wire::ReadReply read(PartitionId partition, std::string_view conversation_id,
+                       std::uint64_t from_seq, std::uint32_t limit) const;
 
   // A history read as the wire asks it (visibility, backward, since).
   wire::ReadReply read_history(PartitionId partition, const wire::ReadRequest& request,
@@ -128,6 +122,10 @@ class MessageStore {
                         std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error,
                         const OutcomesReady& outcomes_ready);
   bool grow_map();
+  // Runs `read` on the partition's applied state in a read transaction; an
+  // LMDB error or an undecodable record gives a kInternal Reply naming it.
+  template <typename Reply, typename Read>
+  Reply with_read_state(PartitionId partition, Read read) const;
   void check_layout(MDB_txn* txn);
 
   Options options_;

@@ -288,37 +288,25 @@ void StorageNode::handle_frames(std::vector<zmq::message_t>& frames) {
 void StorageNode::handle_append(std::vector<zmq::message_t>& frames, const wire::Header& header,
                                 wire::AppendRequest request) {
   const PartitionId partition_id = ring_.partition_of(request.conversation_id);
-  auto it = partitions_.find(partition_id);
-  if (it == partitions_.end() || !it->second->replica->is_leader()) {
-    redirect(frames[0], frames[1], header, partition_id);
-    return;
-  }
-  Partition& partition = *it->second;
-  if (store_.nearly_full()) {
-    stats_->failed_appends.add();
-    error_reply(frames[0], frames[1], header,
-                {wire::Status::kStorageFull,
-                 "storage is full (LMDB map near its configured maximum); nothing was written", "",
-                 partition_id, 0});
-    return;
-  }
-  std::string conversation_id = request.conversation_id;
-  std::string message_id = request.message_id;
-  msgpack::sbuffer encoded(512);
-  msgpack::pack(encoded, wire::ReplicatedCommand{std::move(request), ids::now_ms()});
-  auto proposal = partition.replica->propose(std::string(encoded.data(), encoded.size()));
-  if (!proposal.accepted) {
-    redirect(frames[0], frames[1], header, partition_id);
-    return;
-  }
-  partition.waiting.emplace(
-      proposal.index, Waiting{std::move(frames[0]), std::move(frames[1]), header, proposal.term,
-                              std::move(conversation_id), std::move(message_id)});
+  Waiting waiting;
+  waiting.conversation_id = request.conversation_id;
+  waiting.message_id = request.message_id;
+  propose(frames, header, partition_id, wire::ReplicatedCommand{std::move(request), ids::now_ms()},
+          std::move(waiting));
 }
 
 void StorageNode::handle_command(std::vector<zmq::message_t>& frames, const wire::Header& header,
                                  wire::CommandRequest request) {
   const PartitionId partition_id = ring_.partition_of(request.key);
+  Waiting waiting;
+  waiting.command = true;
+  propose(frames, header, partition_id,
+          wire::ReplicatedCommand{{}, ids::now_ms(), std::move(request)}, std::move(waiting));
+}
+
+void StorageNode::propose(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                          PartitionId partition_id, const wire::ReplicatedCommand& command,
+                          Waiting waiting) {
   auto it = partitions_.find(partition_id);
   if (it == partitions_.end() || !it->second->replica->is_leader()) {
     redirect(frames[0], frames[1], header, partition_id);
@@ -326,21 +314,24 @@ void StorageNode::handle_command(std::vector<zmq::message_t>& frames, const wire
   }
   Partition& partition = *it->second;
   if (store_.nearly_full()) {
+    if (!waiting.command) stats_->failed_appends.add();
     error_reply(frames[0], frames[1], header,
                 {wire::Status::kStorageFull,
                  "storage is full (LMDB map near its configured maximum); nothing was written", "",
                  partition_id, 0});
     return;
   }
-  msgpack::sbuffer encoded(256);
-  msgpack::pack(encoded, wire::ReplicatedCommand{{}, ids::now_ms(), std::move(request)});
+  msgpack::sbuffer encoded(512);
+  msgpack::pack(encoded, command);
   auto proposal = partition.replica->propose(std::string(encoded.data(), encoded.size()));
   if (!proposal.accepted) {
     redirect(frames[0], frames[1], header, partition_id);
     return;
   }
-  Waiting waiting{std::move(frames[0]), std::move(frames[1]), header, proposal.term};
-  waiting.command = true;
+  waiting.peer = std::move(frames[0]);
+  waiting.token = std::move(frames[1]);
+  waiting.header = header;
+  waiting.term = proposal.term;
   partition.waiting.emplace(proposal.index, std::move(waiting));
 }
 
@@ -489,10 +480,10 @@ bool StorageNode::run_turn() {
           wire::Header header{wire::kWireVersion, wire::MessageType::kAppendReply,
                               client.header.request_id, client.header.trace_id};
           reply(client.peer, client.token,
-                codec::encode(header, wire::AppendReply{outcome.status, client.conversation_id,
-                                                        client.message_id, outcome.seq,
-                                                        outcome.duplicate, outcome.detail,
-                                                        outcome.field}));
+                codec::encode(header,
+                              wire::AppendReply{outcome.status, client.conversation_id,
+                                                client.message_id, outcome.seq, outcome.duplicate,
+                                                outcome.detail, outcome.field}));
         }
         partition.waiting.erase(waiting);
       }

@@ -57,6 +57,11 @@ class StorageNode {
                       wire::CommandRequest request);
   void handle_query(std::vector<zmq::message_t>& frames, const wire::Header& header,
                     const wire::QueryRequest& request);
+  // Proposes `command` to the partition's core if this node leads it (else
+  // redirects, or refuses with storage_full near the map's maximum); the
+  // client waits in `waiting` until the entry is applied.
+  void propose(std::vector<zmq::message_t>& frames, const wire::Header& header,
+               PartitionId partition, const wire::ReplicatedCommand& command, Waiting waiting);
   bool serves_reads(PartitionId partition) const;
   // Sends the hints on the events socket (if any) and clears them.
   void publish(std::vector<wire::Event>& events);

@@ -75,14 +75,14 @@ std::vector<wire::AppendRequest> big_batch(const std::string& conversation,
   return batch;
 }
 
-std::vector<std::uint64_t> seqs(const HistoryPage& page) {
+std::vector<std::uint64_t> seqs(const wire::ReadReply& page) {
   std::vector<std::uint64_t> result;
   for (const auto& m : page.messages) result.push_back(m.seq);
   return result;
 }
 
 // Everything of a page, as one comparable value.
-std::string page_bytes(const HistoryPage& page) {
+std::string page_bytes(const wire::ReadReply& page) {
   msgpack::sbuffer buffer;
   msgpack::pack(buffer, std::tie(page.status, page.messages, page.last_seq, page.detail));
   return std::string(buffer.data(), buffer.size());
@@ -183,8 +183,8 @@ class MessageStoreTest : public ::testing::Test {
     EXPECT_EQ(outcomes.size(), 1u);
     return outcomes.empty() ? AppendOutcome{} : outcomes.at(0);
   }
-  HistoryPage read(const std::string& conversation, std::uint64_t from = 1,
-                   std::uint32_t limit = 1000, PartitionId partition = kP) {
+  wire::ReadReply read(const std::string& conversation, std::uint64_t from = 1,
+                       std::uint32_t limit = 1000, PartitionId partition = kP) {
     return store().read(partition, conversation, from, limit);
   }
 
@@ -202,7 +202,7 @@ TEST_F(MessageStoreTest, SeqsStartAtOneAndAreSequential) {
     EXPECT_FALSE(outcome.duplicate);
     EXPECT_EQ(outcome.detail, "");
   }
-  const HistoryPage page = read("conv", 1, 100);
+  const wire::ReadReply page = read("conv", 1, 100);
   EXPECT_EQ(page.status, Status::kOk);
   EXPECT_EQ(page.last_seq, 5u);
   EXPECT_EQ(seqs(page), (std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
@@ -230,7 +230,7 @@ TEST_F(MessageStoreTest, StoredMessageKeepsEveryField) {
   request.received_at_ms = 1234;
   const Ready ready = append_and_apply(store(), kP, {command_entry(request, 1, 987654321)});
   ASSERT_EQ(write(store(), kP, ready).result, WriteResult::kDurable);
-  const HistoryPage page = read("conv-9");
+  const wire::ReadReply page = read("conv-9");
   ASSERT_EQ(page.messages.size(), 1u);
   const wire::StoredMessage& m = page.messages[0];
   EXPECT_EQ(m.conversation_id, "conv-9");
@@ -273,7 +273,7 @@ TEST_F(MessageStoreTest, DuplicateReturnsTheOriginalSeqAndWritesNothing) {
   EXPECT_EQ(outcome.seq, 1u);
   EXPECT_TRUE(outcome.duplicate);
 
-  const HistoryPage page = read("conv");
+  const wire::ReadReply page = read("conv");
   EXPECT_EQ(page.last_seq, 2u);
   ASSERT_EQ(page.messages.size(), 2u);
   EXPECT_EQ(page.messages[0].payload.text, "first");
@@ -301,7 +301,7 @@ TEST_F(MessageStoreTest, SameMessageIdWithOtherContentIsAConflict) {
     EXPECT_EQ(outcome.seq, 1u);
     EXPECT_FALSE(outcome.detail.empty());
   }
-  const HistoryPage page = read("conv");
+  const wire::ReadReply page = read("conv");
   EXPECT_EQ(page.last_seq, 1u);
   ASSERT_EQ(page.messages.size(), 1u);
   EXPECT_EQ(page.messages[0].payload.text, "original");
@@ -329,7 +329,7 @@ TEST_F(MessageStoreTest, DuplicateInsideOneTurn) {
   EXPECT_TRUE(outcomes[2].duplicate);
   EXPECT_EQ(outcomes[3].status, Status::kConflict);
   EXPECT_EQ(outcomes[3].seq, 2u);
-  const HistoryPage page = read("conv");
+  const wire::ReadReply page = read("conv");
   EXPECT_EQ(page.last_seq, 2u);
   EXPECT_EQ(seqs(page), (std::vector<std::uint64_t>{1, 2}));
 }
@@ -366,7 +366,7 @@ TEST_F(MessageStoreTest, ReadPages) {
 
 TEST_F(MessageStoreTest, ReadOfAnUnknownConversationIsEmpty) {
   append(message("known", "m"));
-  const HistoryPage page = read("unknown");
+  const wire::ReadReply page = read("unknown");
   EXPECT_EQ(page.status, Status::kOk);
   EXPECT_TRUE(page.messages.empty());
   EXPECT_EQ(page.last_seq, 0u);
@@ -378,7 +378,7 @@ TEST_F(MessageStoreTest, ConversationsWhoseIdsArePrefixesDoNotMix) {
     for (int i = 1; i <= 3; ++i)
       append(message(conversation, "m" + std::to_string(i), conversation));
   for (const std::string conversation : {"c", "c-2", "c.x", "c2", "b", "d"}) {
-    const HistoryPage page = read(conversation, 1, 100);
+    const wire::ReadReply page = read(conversation, 1, 100);
     EXPECT_EQ(page.last_seq, 3u) << conversation;
     ASSERT_EQ(page.messages.size(), 3u) << conversation;
     for (const auto& m : page.messages) {
@@ -392,7 +392,7 @@ TEST_F(MessageStoreTest, ConversationsWhoseIdsArePrefixesDoNotMix) {
 TEST_F(MessageStoreTest, DataSurvivesReopening) {
   append_batch({message("a", "1", "one"), message("a", "2", "two"), message("b", "1")});
   reopen();
-  HistoryPage page = read("a");
+  wire::ReadReply page = read("a");
   EXPECT_EQ(page.last_seq, 2u);
   ASSERT_EQ(page.messages.size(), 2u);
   EXPECT_EQ(page.messages[1].payload.text, "two");
@@ -641,7 +641,7 @@ TEST_F(MessageStoreTest, FirstNewIndexReplacesTheTail) {
   grow.to_apply = {restored.entries[0], grow.new_entries[0]};
   const Turn turn = write(store(), kP, grow);
   ASSERT_EQ(turn.result, WriteResult::kDurable) << turn.error;
-  const HistoryPage page = read("conv");
+  const wire::ReadReply page = read("conv");
   ASSERT_EQ(page.messages.size(), 2u);
   EXPECT_EQ(page.messages[0].message_id, "t1-1");
   EXPECT_EQ(page.messages[1].message_id, "t3-2");
@@ -850,8 +850,8 @@ TEST_F(MessageStoreTest, SameCommittedLogGivesSameStateOnTwoStores) {
 
   for (int c = 0; c < 7; ++c) {
     const std::string conversation = "conv-" + std::to_string(c);
-    const HistoryPage page_a = a.read(kP, conversation, 1, 1000);
-    const HistoryPage page_b = b.read(kP, conversation, 1, 1000);
+    const wire::ReadReply page_a = a.read(kP, conversation, 1, 1000);
+    const wire::ReadReply page_b = b.read(kP, conversation, 1, 1000);
     EXPECT_EQ(page_a.status, Status::kOk);
     EXPECT_GT(page_a.messages.size(), 10u);
     EXPECT_EQ(seqs(page_a).back(), page_a.last_seq) << "gap-free: seqs 1..last";
@@ -928,7 +928,7 @@ TEST_F(MessageStoreTest, SnapshotInstallReplacesThePartitionState) {
   EXPECT_EQ(b.load_partition(kP - 1).entries.size(), 1u);
 
   // Both replicas go on identically: dedup, conflicts and new seqs.
-  const HistoryPage original = a.read(kP, "conv-2", 1, 1);
+  const wire::ReadReply original = a.read(kP, "conv-2", 1, 1);
   ASSERT_EQ(original.messages.size(), 1u);
   const wire::StoredMessage& first = original.messages[0];
   wire::AppendRequest retry = message("conv-2", first.message_id, first.payload.text);
@@ -1075,7 +1075,7 @@ TEST_F(MessageStoreTest, FullStoreRefusesTheWholeTurnAndKeepsEarlierData) {
   EXPECT_EQ(small.map_size_bytes(), kMap);
 
   // Nothing of the failed turn is visible; the earlier data is intact.
-  HistoryPage page = small.read(kP, "conv", 1, 1000);
+  wire::ReadReply page = small.read(kP, "conv", 1, 1000);
   EXPECT_EQ(page.status, Status::kOk);
   EXPECT_EQ(page.last_seq, 2u);
   ASSERT_EQ(page.messages.size(), 2u);
@@ -1107,7 +1107,7 @@ TEST_F(MessageStoreTest, FullStoreStaysConsistentAcrossReopen) {
     EXPECT_EQ(write(small, kP, big).result, WriteResult::kFull);
   }
   MessageStore reopened(options(kMap, kMap));
-  const HistoryPage page = reopened.read(kP, "conv", 1, 1000);
+  const wire::ReadReply page = reopened.read(kP, "conv", 1, 1000);
   EXPECT_EQ(page.last_seq, 1u);
   EXPECT_EQ(page.messages.size(), 1u);
   const Restored restored = reopened.load_partition(kP);
@@ -1130,7 +1130,7 @@ TEST_F(MessageStoreTest, MapGrowsByDoublingUpToItsMaximum) {
   EXPECT_LE(grown, kMax);
   EXPECT_EQ(grown % kInitial, 0u);
   EXPECT_EQ((grown / kInitial) & (grown / kInitial - 1), 0u) << "initial times a power of two";
-  const HistoryPage page = growing.read(kP, "conv", 1, 1000);
+  const wire::ReadReply page = growing.read(kP, "conv", 1, 1000);
   EXPECT_EQ(page.last_seq, 100u);
   EXPECT_EQ(page.messages.size(), 100u);
 
