@@ -824,6 +824,24 @@ async function main() {
       assert.equal(page.json.webhook_id, hook.webhook_id);
       await api.error('GET', `/v1/webhooks/no-such-${run}/deliveries`, { token: s.admin }, { status: 404 });
     });
+    await runner.check('a 503 is retried with the same webhook-id, and both attempts are recorded', async () => {
+      const flaky = await api.call('POST', '/v1/webhooks', {
+        token: s.admin, expect: 201, body: { url: `${receiver.url}/flaky/${run}`, events: ['message.read'] },
+      });
+      const sent = await sendText(a, s.private, 'retry me', { message_id: `w-${run}-2` });
+      await api.call('POST', `/v1/messages/${sent.message_id}/read`, { token: b.token, expect: 200 });
+      const posts = () => receiver.received.filter((e) => e.url === `/flaky/${run}` && JSON.parse(e.body).data?.message_id === sent.message_id);
+      const both = await waitFor(async () => (posts().length >= 2 ? posts() : null), options.waitMs, 200);
+      assert.ok(both, `expected a failed and a retried POST, got ${posts().length}`);
+      assert.equal(both[0].headers['webhook-id'], both[1].headers['webhook-id'], 'the event id is the same across retries');
+      const record = await waitFor(async () => {
+        const all = await listAll(`/v1/webhooks/${enc(flaky.json.webhook_id)}/deliveries`, 'deliveries', s.admin);
+        return all.find((d) => d.event_id === both[0].headers['webhook-id'] && d.state === 'delivered');
+      }, options.waitMs, 500);
+      assert.ok(record, 'the delivery is recorded as delivered');
+      assert.deepEqual(record.attempts.map((x) => x.status_code), [503, 204]);
+      await api.call('DELETE', `/v1/webhooks/${enc(flaky.json.webhook_id)}`, { token: s.admin, expect: 204 });
+    });
     await runner.check('delete the webhook', async () => {
       await api.call('DELETE', `/v1/webhooks/${enc(hook.webhook_id)}`, { token: s.admin, expect: 204 });
     });

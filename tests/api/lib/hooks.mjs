@@ -38,7 +38,9 @@ export async function startHookServer({ status = 204 } = {}) {
         body: Buffer.concat(chunks).toString('utf8'), at: Date.now(),
       };
       received.push(entry);
-      res.writeHead(status);
+      // A path with /flaky/ fails its first request (503), to exercise retries.
+      const first = req.url.includes('/flaky/') && received.filter((e) => e.url === req.url).length === 1;
+      res.writeHead(first ? 503 : status);
       res.end();
       for (const waiter of waiters) waiter();
     });
