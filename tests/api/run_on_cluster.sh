@@ -48,9 +48,13 @@ done
 sleep 1.5
 status=0
 node "$here/$script" --base-url "http://127.0.0.1:$http_port" --tenant dev \
-  --admin-client-id dev-admin --admin-client-secret chat4all-dev || status=$?
+  --admin-client-id dev-admin --admin-client-secret chat4all-dev 2>&1 | tee "$work/test.log" ||
+  status=$?
 if [[ $status -ne 0 ]]; then
-  echo "--- last lines of the cluster log"
-  tail -n 40 "$work/cluster.log"
+  echo "--- warnings and errors of the cluster log (last 30)"
+  grep -vE '"level":"(info|debug)"' "$work/cluster.log" | tail -n 30 || true
+  # Again, last: CI shows only the end of a failing test's output.
+  echo "--- what failed"
+  grep -E '^(FAIL|      |stream test stopped|contract test stopped|stopped after)' "$work/test.log" | tail -n 40 || true
 fi
 exit $status
