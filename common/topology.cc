@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <climits>
 #include <fstream>
 #include <set>
@@ -43,6 +44,21 @@ const TenantSpec* Topology::tenant(const std::string& id) const {
   for (const auto& tenant : tenants)
     if (tenant.id == id) return &tenant;
   return nullptr;
+}
+
+const ChannelSpec* Topology::channel(const std::string& name) const {
+  for (const auto& channel : channels)
+    if (channel.name == name) return &channel;
+  return nullptr;
+}
+
+std::vector<const NodeSpec*> Topology::connectors_of(const std::string& channel) const {
+  std::vector<const NodeSpec*> result;
+  for (const auto* node : with_role(NodeRole::kConnector))
+    if (node->channels.empty() ||
+        std::find(node->channels.begin(), node->channels.end(), channel) != node->channels.end())
+      result.push_back(node);
+  return result;
 }
 
 const NodeSpec* Topology::find(const std::string& name) const {
@@ -159,9 +175,9 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     check.fail_at_line(e.mark.line + 1, "invalid YAML: " + e.msg);
   }
   if (!root.IsMap()) throw TopologyError(source_name + ": the topology must be a YAML mapping");
-  check.only_keys(
-      root, "the topology",
-      {"cluster", "limits", "storage", "auth", "stream", "webhooks", "tenants", "nodes"});
+  check.only_keys(root, "the topology",
+                  {"cluster", "limits", "storage", "auth", "stream", "webhooks", "tenants",
+                   "channels", "nodes"});
 
   Topology topology;
   topology.source_path = source_name;
@@ -313,13 +329,72 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     }
   }
 
+  if (const YAML::Node channels = root["channels"]) {
+    if (!channels.IsSequence()) check.fail(channels, "channels must be a list");
+    for (const auto& entry : channels) {
+      check.only_keys(entry, "a channel",
+                      {"name", "adapter", "tenant", "settings", "inbound_channels", "attempts_max",
+                       "backoff_initial_ms", "backoff_max_ms", "timeout_ms", "concurrency",
+                       "breaker_failures", "breaker_open_ms"});
+      ChannelSpec channel;
+      channel.line = entry.Mark().line + 1;
+      channel.name = check.scalar<std::string>(entry, "name", "a channel");
+      const std::string where = "channel '" + channel.name + "'";
+      if (!ids::is_valid_name(channel.name) || channel.name == kChannelAll ||
+          channel.name == kChannelInternal)
+        check.fail(entry["name"], "channel name '" + channel.name +
+                                      "' must be 1-64 characters of a-z A-Z 0-9 . _ - and not "
+                                      "'all' or 'internal'");
+      if (topology.channel(channel.name))
+        check.fail(entry, "duplicate channel '" + channel.name + "'");
+      channel.adapter = channel.name;
+      check.optional_scalar(entry, "adapter", where, channel.adapter);
+      channel.tenant_id = check.scalar<std::string>(entry, "tenant", where);
+      if (!topology.tenant(channel.tenant_id))
+        check.fail(entry["tenant"], where + " names tenant '" + channel.tenant_id +
+                                        "', which the topology does not declare");
+      if (const YAML::Node settings = entry["settings"]) {
+        if (!settings.IsMap()) check.fail(settings, where + ".settings must be a mapping");
+        for (const auto& item : settings)
+          channel.settings[item.first.Scalar()] =
+              check.convert<std::string>(item.second, where + ".settings." + item.first.Scalar());
+      }
+      if (const YAML::Node inbound = entry["inbound_channels"]) {
+        if (!inbound.IsSequence() || inbound.size() == 0)
+          check.fail(inbound, where + ".inbound_channels must be a non-empty list");
+        channel.inbound_channels.clear();
+        for (const auto& item : inbound)
+          channel.inbound_channels.push_back(
+              check.convert<std::string>(item, where + ".inbound_channels"));
+      }
+      check.optional_scalar(entry, "attempts_max", where, channel.attempts_max);
+      check.optional_scalar(entry, "backoff_initial_ms", where, channel.backoff_initial_ms);
+      check.optional_scalar(entry, "backoff_max_ms", where, channel.backoff_max_ms);
+      check.optional_scalar(entry, "timeout_ms", where, channel.timeout_ms);
+      check.optional_scalar(entry, "concurrency", where, channel.concurrency);
+      check.optional_scalar(entry, "breaker_failures", where, channel.breaker_failures);
+      check.optional_scalar(entry, "breaker_open_ms", where, channel.breaker_open_ms);
+      if (channel.attempts_max == 0 || channel.attempts_max > 1000)
+        check.fail(entry, where + ": attempts_max must be between 1 and 1000");
+      if (channel.backoff_initial_ms == 0 || channel.backoff_max_ms < channel.backoff_initial_ms)
+        check.fail(entry, where +
+                              ": backoffs must satisfy 0 < backoff_initial_ms <= "
+                              "backoff_max_ms");
+      if (channel.timeout_ms == 0 || channel.concurrency == 0 || channel.concurrency > 1024)
+        check.fail(entry, where + ": timeout_ms must be positive, concurrency 1-1024");
+      if (channel.breaker_failures == 0 || channel.breaker_open_ms == 0)
+        check.fail(entry, where + ": breaker_failures and breaker_open_ms must be positive");
+      topology.channels.push_back(std::move(channel));
+    }
+  }
+
   const YAML::Node nodes = root["nodes"];
   if (!nodes) check.fail(root, "missing section 'nodes'");
   if (!nodes.IsSequence() || nodes.size() == 0) check.fail(nodes, "nodes must be a non-empty list");
   std::set<std::string> names;
   std::map<std::pair<std::string, std::uint16_t>, std::string> ports_in_use;
   for (const auto& entry : nodes) {
-    check.only_keys(entry, "a node", {"name", "role", "host", "endpoints"});
+    check.only_keys(entry, "a node", {"name", "role", "host", "endpoints", "channels"});
     NodeSpec node;
     node.line = entry.Mark().line + 1;
     node.name = check.scalar<std::string>(entry, "name", "a node");
@@ -337,7 +412,8 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     node.host = check.scalar<std::string>(entry, "host", where);
     const YAML::Node endpoints = entry["endpoints"];
     if (!endpoints) check.fail(entry, "missing field 'endpoints' in " + where);
-    check.only_keys(endpoints, where + ".endpoints", {"http", "rpc", "events", "metrics"});
+    check.only_keys(endpoints, where + ".endpoints",
+                    {"http", "rpc", "events", "channels", "metrics"});
     for (const auto& item : endpoints) {
       const auto key = item.first.Scalar();
       const auto port = check.convert<std::uint32_t>(item.second, where + ".endpoints." + key);
@@ -357,8 +433,27 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     if (required && !node.port(required))
       check.fail(endpoints,
                  where + " (" + role_name(node.role) + ") needs an '" + required + "' endpoint");
+    if (const YAML::Node hosted = entry["channels"]) {
+      if (node.role != NodeRole::kConnector)
+        check.fail(hosted, where + ": only connector nodes host channels");
+      if (!hosted.IsSequence()) check.fail(hosted, where + ".channels must be a list");
+      for (const auto& item : hosted) {
+        auto name = check.convert<std::string>(item, where + ".channels");
+        if (!topology.channel(name))
+          check.fail(item,
+                     where + " hosts channel '" + name + "', which 'channels' does not declare");
+        node.channels.push_back(std::move(name));
+      }
+    }
+    if (node.role == NodeRole::kRouter && !topology.channels.empty() && !node.port("channels"))
+      check.fail(endpoints, where +
+                                " (router) needs a 'channels' endpoint: the topology declares "
+                                "channels");
     topology.nodes.push_back(std::move(node));
   }
+  for (const auto& channel : topology.channels)
+    if (topology.connectors_of(channel.name).empty())
+      check.fail_at_line(channel.line, "no connector node hosts channel '" + channel.name + "'");
   if (topology.with_role(NodeRole::kStorage).empty())
     check.fail(nodes, "the topology declares no storage node");
   if (topology.with_role(NodeRole::kRouter).empty())

@@ -30,9 +30,12 @@ struct NodeSpec {
   std::string name;
   NodeRole role = NodeRole::kFrontend;
   std::string host;
-  // Named ports: "http" (frontend), "rpc" (router, storage), "events" (storage:
-  // PUB of change hints), "metrics" (any).
+  // Named ports: "http" (frontend; connector: the platforms' webhooks), "rpc"
+  // (router, storage), "events" (storage: PUB of change hints), "channels"
+  // (router: where connectors take channel deliveries), "metrics" (any).
   std::map<std::string, std::uint16_t> endpoints;
+  // Connector: the channels (ChannelSpec::name) it hosts; empty: every one.
+  std::vector<std::string> channels;
   int line = 0;  // 1-based line of the node's entry in the file
 
   std::optional<std::uint16_t> port(const std::string& endpoint_name) const;
@@ -86,6 +89,38 @@ struct TenantSpec {
   std::vector<AdminClient> admin_clients;
 };
 
+// An outside channel (WhatsApp, Instagram, Telegram ...) served by an adapter
+// on the connector nodes. `name` is the channel as identities and messages
+// name it; `adapter` the adapter type (nodes/connector/adapters/<type>/),
+// `settings` what that adapter reads (base URL, tokens ...), uninterpreted
+// here. One channel belongs to one tenant: the platform account is theirs.
+struct ChannelSpec {
+  std::string name;
+  std::string adapter;  // default: the name
+  std::string tenant_id;
+  std::map<std::string, std::string> settings;
+  // Where a message that arrives from this channel goes next ("all": every
+  // channel each other member has an identity on).
+  std::vector<std::string> inbound_channels{"all"};
+  // Deliveries: per attempt, then exponential backoff with full jitter; after
+  // the last attempt the delivery is dead-lettered (state "failed").
+  std::uint32_t attempts_max = 10;
+  std::uint32_t backoff_initial_ms = 500;
+  std::uint32_t backoff_max_ms = 30000;
+  std::uint32_t timeout_ms = 10000;  // one send to the platform
+  std::uint32_t concurrency = 16;    // sends at once, per connector
+  // Circuit breaker per connector: this many failures in a row open it; it
+  // lets one probe through after breaker_open_ms (doubling while probes fail,
+  // up to 16 times).
+  std::uint32_t breaker_failures = 5;
+  std::uint32_t breaker_open_ms = 5000;
+  int line = 0;
+};
+
+// Names a message's `channels` may use that are not outside channels.
+inline constexpr const char* kChannelAll = "all";
+inline constexpr const char* kChannelInternal = "internal";
+
 struct StorageSettings {
   std::uint64_t map_size_initial_mb = 256;
   std::uint64_t map_size_max_mb = 64 * 1024;
@@ -120,10 +155,14 @@ struct Topology {
   StreamSettings stream;
   WebhookSettings webhooks;
   std::vector<TenantSpec> tenants;
+  std::vector<ChannelSpec> channels;
   std::vector<NodeSpec> nodes;
 
   const NodeSpec* find(const std::string& name) const;
   const TenantSpec* tenant(const std::string& id) const;
+  const ChannelSpec* channel(const std::string& name) const;
+  // The connectors that host `channel`, in file order.
+  std::vector<const NodeSpec*> connectors_of(const std::string& channel) const;
   std::vector<const NodeSpec*> with_role(NodeRole role) const;
   std::vector<std::string> storage_node_names() const;
   std::filesystem::path node_data_dir(const std::string& node_name) const;
