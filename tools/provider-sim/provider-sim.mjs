@@ -258,7 +258,8 @@ function createSimulator(opts) {
         try { await sleep(CALLBACK_RETRY_INTERVAL_MS, undefined, { signal: shutdownController.signal }); } catch { break; }
       }
     }
-    platform.stats.callbacks_failed++;
+    // A reset cleared the counters this callback belonged to; do not count it against new ones.
+    if (gen === generation) platform.stats.callbacks_failed++;
     return { status, attempts };
   }
 
@@ -574,7 +575,7 @@ function createSimulator(opts) {
     const url = params.url ?? '';
     if (typeof url !== 'string') return tgError(400, 'Bad Request: bad webhook: URL must be a string');
     const drop = params.drop_pending_updates === true || params.drop_pending_updates === 'true';
-    if (url === '') return telegramDeleteWebhook(params); // the real API treats an empty url so
+    if (url === '') return telegramDeleteWebhook(params); // as the real API does with an empty url
     if (!isHttpUrl(url)) return tgError(400, 'Bad Request: bad webhook: invalid URL');
     const secret = params.secret_token;
     if (secret !== undefined && (typeof secret !== 'string' || !/^[A-Za-z0-9_-]{1,256}$/.test(secret))) {
