@@ -46,6 +46,9 @@ std::optional<Frame> decode(std::string_view bytes, std::string* error) {
     case wire::MessageType::kCommandReply:
     case wire::MessageType::kQueryRequest:
     case wire::MessageType::kQueryReply:
+    case wire::MessageType::kConnectorStatus:
+    case wire::MessageType::kDeliveryJob:
+    case wire::MessageType::kDeliveryResult:
     case wire::MessageType::kEvent:
       break;
     default:

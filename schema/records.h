@@ -4,6 +4,7 @@
 // schema/README.md describes where each record is kept.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <msgpack.hpp>
 #include <string>
@@ -110,8 +111,15 @@ struct Horizons {
   MSGPACK_DEFINE(delivered_up_to, read_up_to);
 };
 
-// An event of a partition's outbox, read by webhook dispatchers by cursor.
-// event_id is the same on every replica and across retries.
+// A partition has one outbox per stream, each read by cursor and
+// acknowledged on its own.
+inline constexpr std::uint32_t kOutboxWebhooks = 0;  // message.sent/delivered/read: webhooks
+inline constexpr std::uint32_t kOutboxChannels = 1;  // messages to deliver on outside channels
+inline constexpr std::uint32_t kOutboxStreams = 2;
+
+// An event of a partition's outbox, read by webhook dispatchers (stream 0)
+// and channel dispatchers (stream 1) by cursor. event_id is the same on every
+// replica and across retries.
 struct OutboxEvent {
   std::uint64_t index = 0;
   std::string event_id;
@@ -124,8 +132,108 @@ struct OutboxEvent {
   std::string recipient_id;  // empty for message.sent
   std::string state;
   std::int64_t at_ms = 0;
+  // kOutboxChannels ("message.route"): the message as the adapters need it.
+  std::vector<std::string> recipients;
+  std::vector<std::string> channels;
+  Payload payload;
+  std::string metadata;
   MSGPACK_DEFINE(index, event_id, type, tenant_id, conversation_id, seq, message_id, sender_id,
-                 recipient_id, state, at_ms);
+                 recipient_id, state, at_ms, recipients, channels, payload, metadata);
+};
+
+// States of one delivery on an outside channel, in rank order (a state only
+// moves up; "failed" may also follow "sent": the platform refused it after
+// accepting it).
+inline constexpr const char* kDeliveryPending = "pending";
+inline constexpr const char* kDeliveryRetrying = "retrying";
+inline constexpr const char* kDeliveryFailed = "failed";           // dead letter: no more attempts
+inline constexpr const char* kDeliveryNoIdentity = "no_identity";  // recipient not on the channel
+inline constexpr const char* kDeliverySent = "sent";               // the platform accepted it
+inline constexpr const char* kDeliveryDelivered = "delivered";
+inline constexpr const char* kDeliveryRead = "read";
+
+struct ChannelAttempt {
+  std::int64_t at_ms = 0;
+  std::string connector;  // node that made it
+  std::string outcome;    // accepted | retry | rejected | lost (no answer from the connector)
+  std::int32_t status_code = 0;  // the platform's HTTP status; 0: none
+  std::string error;
+  std::uint32_t duration_ms = 0;
+  MSGPACK_DEFINE(at_ms, connector, outcome, status_code, error, duration_ms);
+};
+
+// One message to one recipient on one channel, kept with the conversation.
+struct ChannelDeliveryRecord {
+  std::string tenant_id;
+  std::string conversation_id;
+  std::string message_id;
+  std::uint64_t seq = 0;
+  std::string recipient_id;
+  std::string channel;
+  std::string address;  // the recipient's identity there; empty with no_identity
+  std::string state;
+  std::vector<ChannelAttempt> attempts;  // the last kChannelAttemptsKept
+  std::string provider_message_id;
+  std::string error;  // why it failed, or was not attempted
+  std::int64_t created_at_ms = 0;
+  std::int64_t updated_at_ms = 0;
+  std::int64_t next_attempt_at_ms = 0;  // with "retrying"
+  MSGPACK_DEFINE(tenant_id, conversation_id, message_id, seq, recipient_id, channel, address, state,
+                 attempts, provider_message_id, error, created_at_ms, updated_at_ms,
+                 next_attempt_at_ms);
+};
+inline constexpr std::size_t kChannelAttemptsKept = 100;
+
+// Connector node <-> router (schema/wire.h kConnectorStatus ...).
+struct ChannelCapacity {
+  std::string channel;
+  std::uint32_t slots = 0;  // deliveries it takes at once
+  std::string breaker;      // closed | open | half_open
+  bool connected = false;   // the adapter's connect() succeeded
+  MSGPACK_DEFINE(channel, slots, breaker, connected);
+};
+
+// Sent every status interval and whenever something changes; a connector
+// silent for a few intervals is taken for dead, and what it had taken goes
+// elsewhere.
+struct ConnectorStatus {
+  std::string connector;
+  std::vector<ChannelCapacity> channels;
+  MSGPACK_DEFINE(connector, channels);
+};
+
+struct DeliveryJob {
+  std::string job_id;       // unique per attempt
+  std::string delivery_id;  // "<message_id>/<recipient_id>/<channel>": the same on every attempt
+  std::uint32_t attempt = 1;
+  std::string tenant_id;
+  std::string conversation_id;
+  std::uint64_t seq = 0;
+  std::string message_id;
+  std::string sender_id;
+  std::string recipient_id;
+  std::string channel;
+  std::string address;
+  Payload payload;
+  std::string metadata;
+  MSGPACK_DEFINE(job_id, delivery_id, attempt, tenant_id, conversation_id, seq, message_id,
+                 sender_id, recipient_id, channel, address, payload, metadata);
+};
+
+struct DeliveryResult {
+  std::string job_id;
+  std::string connector;
+  // accepted | retry | rejected, or busy (not attempted: no slot, breaker
+  // open, adapter not connected; the router tries again without counting it)
+  std::string outcome;
+  std::string provider_message_id;
+  bool delivered = false;  // the channel reports no deliveries: accepted is delivered
+  std::int32_t status_code = 0;
+  std::string error;
+  std::uint32_t duration_ms = 0;
+  std::uint32_t retry_after_ms = 0;
+  MSGPACK_DEFINE(job_id, connector, outcome, provider_message_id, delivered, status_code, error,
+                 duration_ms, retry_after_ms);
 };
 
 // ---- command bodies
@@ -219,8 +327,35 @@ struct LocateMessage {
 struct AckOutbox {
   std::uint32_t partition = 0;
   std::uint64_t up_to = 0;  // every event with index <= up_to is handled
-  MSGPACK_DEFINE(partition, up_to);
+  std::uint32_t stream = kOutboxWebhooks;
+  MSGPACK_DEFINE(partition, up_to, stream);
 };
+
+// Creates the record or moves it on: the state only by rank (see
+// kDeliveryPending), `attempt` (zero or one) appended, the provider id and
+// error kept when set.
+struct ChannelDeliveryUpdate {
+  ChannelDeliveryRecord delivery;
+  std::vector<ChannelAttempt> attempt;
+  MSGPACK_DEFINE(delivery, attempt);
+};
+
+// What a platform's message id names, kept under the platform user's
+// address. As a lookup (kFindChannelRef) an empty provider_message_id asks
+// for the conversation last delivered to that address.
+struct ChannelRef {
+  std::string channel;
+  std::string address;
+  std::string provider_message_id;
+  std::string tenant_id;
+  std::string conversation_id;
+  std::string message_id;
+  std::string recipient_id;
+  std::int64_t at_ms = 0;
+  MSGPACK_DEFINE(channel, address, provider_message_id, tenant_id, conversation_id, message_id,
+                 recipient_id, at_ms);
+};
+inline constexpr std::size_t kChannelRefsPerAddress = 1024;  // older ones are forgotten
 
 // ---- query bodies
 
@@ -275,7 +410,8 @@ struct ReadOutbox {
   std::uint32_t partition = 0;
   std::uint64_t after = 0;  // events with index > after
   std::uint32_t limit = 256;
-  MSGPACK_DEFINE(partition, after, limit);
+  std::uint32_t stream = kOutboxWebhooks;
+  MSGPACK_DEFINE(partition, after, limit, stream);
 };
 
 }  // namespace chat4all::wire

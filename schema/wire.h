@@ -36,6 +36,11 @@ enum class MessageType : std::uint16_t {
   kQueryRequest = 9,  // frontend/connector -> router -> storage: read applied state
   kQueryReply = 10,
   kEvent = 11,  // storage leader -> PUB "events": a wake-up hint, never the only copy
+  // Channel deliveries, on a router's "channels" endpoint (ROUTER; connectors
+  // connect DEALER sockets to every router):
+  kConnectorStatus = 12,  // connector -> router: alive, and what it can take (records.h)
+  kDeliveryJob = 13,      // router -> connector: one delivery to make
+  kDeliveryResult = 14,   // connector -> router: how it went
 };
 
 // Outcome carried by every reply. Values are part of the wire contract.
@@ -243,6 +248,10 @@ enum class CommandKind : std::uint16_t {
   kLocateMessage = 30,  // LocateMessage -> (empty); kConflict if the id names another conversation
   // partition, key partition_key(p)
   kAckOutbox = 40,  // AckOutbox -> (empty)
+  // channel deliveries, key conversation_id
+  kUpdateChannelDelivery = 50,  // ChannelDeliveryUpdate -> ChannelDeliveryRecord
+  // platform ids, key channel_address_key(channel, address)
+  kIndexChannelRef = 60,  // ChannelRef -> (empty)
 };
 
 enum class QueryKind : std::uint16_t {
@@ -262,6 +271,9 @@ enum class QueryKind : std::uint16_t {
   kConversationSummary = 22,   // ConversationLookup -> ConversationSummary
   kFindMessage = 30,           // LocateMessage (conversation_id ignored) -> std::string
   kReadOutbox = 40,            // ReadOutbox -> std::vector<OutboxEvent>
+  kListChannelDeliveries =
+      50,                // ConversationLookup (+ message_id) -> std::vector<ChannelDeliveryRecord>
+  kFindChannelRef = 60,  // ChannelRef (channel, address, provider_message_id) -> ChannelRef
 };
 
 struct CommandRequest {
@@ -293,6 +305,11 @@ inline std::string tenant_key(std::string_view tenant_id) {
 }
 inline std::string locator_key(std::string_view tenant_id, std::string_view message_id) {
   return "msg:" + std::string(tenant_id) + ":" + std::string(message_id);
+}
+// Where what a platform's ids name is kept: by the platform user's address,
+// because every report a platform sends names that user.
+inline std::string channel_address_key(std::string_view channel, std::string_view address) {
+  return "chaddr:" + std::string(channel) + ":" + std::string(address);
 }
 // Addresses partition `p` itself (its outbox), bypassing the hash.
 inline constexpr std::string_view kPartitionKeyPrefix = "#partition:";

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/backoff.h"
 #include "nodes/connector/http_sender.h"
 
 namespace chat4all::connector {
@@ -42,14 +43,6 @@ bool is_retryable(const AttemptOutcome& outcome) {
   return false;
 }
 
-// min(backoff_max_ms, backoff_initial_ms * 2^(attempt - 1)) without overflow: past 32
-// doublings any 32-bit initial value is beyond any 32-bit cap.
-std::uint64_t backoff_ceiling_ms(std::uint32_t attempt, const RetryPolicy& policy) {
-  const std::uint32_t doublings = std::min<std::uint32_t>(attempt - 1, 32);
-  return std::min<std::uint64_t>(std::uint64_t{policy.backoff_initial_ms} << doublings,
-                                 policy.backoff_max_ms);
-}
-
 }  // namespace
 
 RetryDecision decide_retry(std::uint32_t attempt, const AttemptOutcome& outcome,
@@ -65,16 +58,10 @@ RetryDecision decide_retry(std::uint32_t attempt, const AttemptOutcome& outcome,
     decision.final_state = DeliveryState::kFailed;
     return decision;
   }
-  // Full jitter: uniform in [0, ceiling]. The modulo's bias is below 2^-32 for any ceiling
-  // that fits in 32 bits.
-  const std::uint64_t ceiling_ms = backoff_ceiling_ms(std::max<std::uint32_t>(attempt, 1), policy);
-  std::uint64_t delay_ms = random % (ceiling_ms + 1);
-  if (outcome.retry_after_s) {
-    const std::uint64_t retry_after_ms = std::uint64_t{*outcome.retry_after_s} * 1000;
-    delay_ms = std::max(delay_ms, std::min<std::uint64_t>(retry_after_ms, policy.backoff_max_ms));
-  }
   decision.retry = true;
-  decision.delay_ms = static_cast<std::uint32_t>(delay_ms);
+  decision.delay_ms = full_jitter_backoff_ms(
+      attempt, policy.backoff_initial_ms, policy.backoff_max_ms, random,
+      outcome.retry_after_s ? std::uint64_t{*outcome.retry_after_s} * 1000 : 0);
   decision.final_state = DeliveryState::kRetrying;
   return decision;
 }

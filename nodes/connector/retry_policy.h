@@ -8,11 +8,7 @@
 // attempt; any other answer (3xx included: redirects are not followed, a webhook URL that moved
 // must be updated) and a refusal by the URL guard end the delivery.
 //
-// The delay is exponential backoff with "full jitter" (AWS Architecture Blog, "Exponential
-// Backoff And Jitter"): uniform in [0, min(backoff_max_ms, backoff_initial_ms * 2^(attempt-1))],
-// so that many deliveries failing together (a receiver restarting) do not retry in lockstep.
-// A Retry-After from the receiver raises the delay to at least that long, capped at
-// backoff_max_ms so that one answer cannot park a delivery indefinitely.
+// The delay is common/backoff.h's full-jitter exponential backoff, raised to a Retry-After.
 #pragma once
 
 #include <cstdint>

@@ -4,6 +4,15 @@
 #include "nodes/frontend/openapi_document.h"
 
 namespace chat4all::frontend {
+namespace {
+
+std::vector<std::string> channel_names(const Topology& topology) {
+  std::vector<std::string> names;
+  for (const auto& channel : topology.channels) names.push_back(channel.name);
+  return names;
+}
+
+}  // namespace
 
 using nlohmann::json;
 
@@ -67,7 +76,8 @@ HttpApi::HttpApi(const Topology& topology, const NodeSpec& self, RouterClient& r
       storage_(routers),
       signer_(auth::load_or_create_token_key(topology.auth.token_secret_file)),
       unknown_user_hash_(auth::hash_password("not-a-user-" + ids::new_trace_id())),
-      message_limits_{topology.limits.text_bytes_max, topology.limits.members_max},
+      message_limits_{topology.limits.text_bytes_max, topology.limits.members_max,
+                      MessageLimits{}.metadata_bytes_max, channel_names(topology)},
       logins_(topology.limits.login_concurrency_max, topology.limits.login_queue_max),
       url_checks_(kUrlCheckThreads, kUrlChecksQueuedMax),
       rate_limiter_(topology.limits.token_requests_per_s, topology.limits.token_burst),

@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "common/ids.h"
+#include "common/topology.h"
 #include "nodes/frontend/message_validation.h"
 
 namespace chat4all::frontend {
@@ -30,9 +32,8 @@ FieldError read_display_name(const json& object, std::string& out) {
 }  // namespace
 
 FieldError check_channel(const std::string& channel, const std::string& field) {
-  if (is_channel(channel)) return std::nullopt;
-  return bad_field(field,
-                   field + " must be one of whatsapp, instagram, telegram, messenger, internal");
+  if (ids::is_valid_name(channel) && channel != kChannelAll) return std::nullopt;
+  return bad_field(field, field + " must be a channel name (1-64 characters of A-Z a-z 0-9 . _ -)");
 }
 
 std::variant<TokenRequest, ApiError> parse_token_request(std::string_view body) {

@@ -49,6 +49,8 @@ std::variant<UserUpdate, ApiError> parse_user_update(std::string_view body);
 // the path and is checked here too (400 field "channel").
 std::variant<wire::Identity, ApiError> parse_identity_link(std::string_view body,
                                                            const std::string& channel);
+// Identities may name any channel, configured yet or not (an operator may add
+// it later); messages may only ask for channels of the topology.
 FieldError check_channel(const std::string& channel, const std::string& field);
 
 // POST /v1/clients: {"name"}.

@@ -1,24 +1,17 @@
 #include "nodes/frontend/message_validation.h"
 
-#include <array>
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <set>
 
 #include "common/auth.h"
 #include "common/ids.h"
+#include "common/topology.h"
 
 namespace chat4all::frontend {
 
 using nlohmann::json;
-
-bool is_channel(std::string_view name) {
-  static constexpr std::array<std::string_view, 5> kChannels = {"whatsapp", "instagram", "telegram",
-                                                                "messenger", "internal"};
-  for (const auto channel : kChannels)
-    if (name == channel) return true;
-  return false;
-}
 
 namespace {
 
@@ -47,7 +40,8 @@ FieldError read_recipients(const json& document, const std::string& sender_id,
   return std::nullopt;
 }
 
-FieldError read_channels(const json& document, std::vector<std::string>& out) {
+FieldError read_channels(const json& document, const std::vector<std::string>& known,
+                         std::vector<std::string>& out) {
   const json* channels = find_field(document, "channels");
   if (channels == nullptr) return std::nullopt;
   if (!channels->is_array() || channels->empty())
@@ -64,10 +58,11 @@ FieldError read_channels(const json& document, std::vector<std::string>& out) {
         return bad_field("channels", "\"all\" cannot be combined with named channels");
       return std::nullopt;  // the default: stored as no choice
     }
-    if (!is_channel(name))
-      return bad_field(path, path +
-                                 " must be one of whatsapp, instagram, telegram, messenger, "
-                                 "internal (or channels [\"all\"])");
+    if (name != kChannelInternal && std::find(known.begin(), known.end(), name) == known.end()) {
+      std::string choices = kChannelInternal;
+      for (const auto& channel : known) choices += ", " + channel;
+      return bad_field(path, path + " must be one of " + choices + " (or channels [\"all\"])");
+    }
     if (!seen.insert(name).second) return bad_field(path, path + " repeats '" + name + "'");
     out.push_back(name);
   }
@@ -132,7 +127,7 @@ std::variant<wire::AppendRequest, ApiError> parse_send_message(std::string_view 
 
   if (auto error = read_recipients(document, request.sender_id, limits, request.recipients))
     return *error;
-  if (auto error = read_channels(document, request.channels)) return *error;
+  if (auto error = read_channels(document, limits.channels, request.channels)) return *error;
   if (auto error = read_payload(document, limits, request.payload)) return *error;
   if (auto error =
           read_object_text(document, "metadata", limits.metadata_bytes_max, request.metadata))

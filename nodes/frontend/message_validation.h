@@ -19,16 +19,16 @@ struct MessageLimits {
   std::uint32_t text_bytes_max = 64 * 1024;
   std::uint32_t recipients_max = 256;
   std::uint32_t metadata_bytes_max = 4 * 1024;
+  // The topology's channels: what `channels` may name besides "internal".
+  std::vector<std::string> channels;
 };
-
-// Channels a message may go out on (and users may link identities on).
-bool is_channel(std::string_view name);
 
 // Parses POST /v1/messages for `tenant_id`. `token_user_id` is the user of a
 // user token (the sender; a body `sender_id` naming someone else is 403) or
 // empty for an admin token, which must name the sender in `sender_id`. A
 // missing message_id is generated from `now_ms`. `channels` ["all"] is
-// stored as empty (the default), so both spellings are the same content.
+// stored as empty (the default), so both spellings are the same content;
+// named channels must be "internal" or in limits.channels.
 std::variant<wire::AppendRequest, ApiError> parse_send_message(std::string_view body,
                                                                const std::string& tenant_id,
                                                                const std::string& token_user_id,

@@ -59,8 +59,27 @@ std::string horizons_key(std::string_view conversation, std::string_view user) {
 std::string locator_record_key(std::string_view tenant, std::string_view message_id) {
   return "L/" + std::string(tenant) + "/" + std::string(message_id);
 }
-constexpr std::string_view kOutboxPrefix = "O/";
-constexpr std::string_view kOutboxMetaKey = "o/meta";
+// Stream 0 keeps the keys it had before there were streams.
+std::string outbox_prefix(std::uint32_t stream) {
+  return stream == wire::kOutboxWebhooks ? "O/" : "O" + std::to_string(stream) + "/";
+}
+std::string outbox_meta_key(std::uint32_t stream) {
+  return stream == wire::kOutboxWebhooks ? "o/meta" : "o" + std::to_string(stream) + "/meta";
+}
+std::string channel_delivery_prefix(std::string_view conversation, std::string_view message_id) {
+  std::string key = "D/" + std::string(conversation);
+  key.push_back('\0');
+  key += message_id;
+  key.push_back('\0');
+  return key;
+}
+std::string channel_address_prefix(std::string_view channel, std::string_view address) {
+  std::string key = "A/" + std::string(channel);
+  key.push_back('\0');
+  key += address;
+  key.push_back('\0');
+  return key;
+}
 
 struct OutboxMeta {
   std::uint64_t next_index = 1;
@@ -126,23 +145,25 @@ const char* event_type_of(std::string_view state) {
 
 // ---- outbox
 
-void append_outbox(PartitionState& state, std::uint32_t partition, wire::OutboxEvent event) {
-  OutboxMeta meta = load<OutboxMeta>(state, kOutboxMetaKey).value_or(OutboxMeta{});
+void append_outbox(PartitionState& state, std::uint32_t partition, wire::OutboxEvent event,
+                   std::uint32_t stream = wire::kOutboxWebhooks) {
+  const std::string prefix = outbox_prefix(stream);
+  OutboxMeta meta = load<OutboxMeta>(state, outbox_meta_key(stream)).value_or(OutboxMeta{});
   event.index = meta.next_index++;
   char id[48];
-  std::snprintf(id, sizeof id, "evt_%08x_%016llx", partition,
-                static_cast<unsigned long long>(event.index));
+  std::snprintf(id, sizeof id, "%s_%08x_%016llx", stream == wire::kOutboxWebhooks ? "evt" : "route",
+                partition, static_cast<unsigned long long>(event.index));
   event.event_id = id;
-  store(state, std::string(kOutboxPrefix) + be64(event.index), event);
+  store(state, prefix + be64(event.index), event);
   // Bounded: without a dispatcher acknowledging, the oldest events go.
   const std::uint64_t retained = event.index - meta.acked_up_to;
   if (retained > kOutboxEventsMax) {
     const std::uint64_t oldest = meta.acked_up_to + 1;
-    state.erase(std::string(kOutboxPrefix) + be64(oldest));
+    state.erase(prefix + be64(oldest));
     meta.acked_up_to = oldest;
     ++meta.dropped;
   }
-  store(state, kOutboxMetaKey, meta);
+  store(state, outbox_meta_key(stream), meta);
 }
 
 // ---- conversations
@@ -469,12 +490,93 @@ DomainResult locate_message(PartitionState& state, const wire::LocateMessage& bo
 }
 
 DomainResult ack_outbox(PartitionState& state, const wire::AckOutbox& body) {
-  OutboxMeta meta = load<OutboxMeta>(state, kOutboxMetaKey).value_or(OutboxMeta{});
+  if (body.stream >= wire::kOutboxStreams) return fail(Status::kInvalid, "no such outbox stream");
+  OutboxMeta meta = load<OutboxMeta>(state, outbox_meta_key(body.stream)).value_or(OutboxMeta{});
   const std::uint64_t up_to = std::min(body.up_to, meta.next_index - 1);
   for (std::uint64_t index = meta.acked_up_to + 1; index <= up_to; ++index)
-    state.erase(std::string(kOutboxPrefix) + be64(index));
+    state.erase(outbox_prefix(body.stream) + be64(index));
   meta.acked_up_to = std::max(meta.acked_up_to, up_to);
-  store(state, kOutboxMetaKey, meta);
+  store(state, outbox_meta_key(body.stream), meta);
+  return ok_empty();
+}
+
+int delivery_rank(std::string_view state) {
+  if (state == wire::kDeliveryPending) return 0;
+  if (state == wire::kDeliveryRetrying) return 1;
+  if (state == wire::kDeliveryFailed || state == wire::kDeliveryNoIdentity) return 2;
+  if (state == wire::kDeliverySent) return 3;
+  if (state == wire::kDeliveryDelivered) return 4;
+  if (state == wire::kDeliveryRead) return 5;
+  return -1;
+}
+
+DomainResult update_channel_delivery(PartitionState& state, wire::ChannelDeliveryUpdate body,
+                                     std::int64_t at_ms) {
+  auto& update = body.delivery;
+  if (update.message_id.empty() || update.recipient_id.empty() || update.channel.empty())
+    return fail(Status::kInvalid, "a channel delivery needs message_id, recipient_id and channel");
+  if (delivery_rank(update.state) < 0)
+    return fail(Status::kInvalid, "unknown delivery state '" + update.state + "'", "state");
+  if (!visible_conversation(state, update.tenant_id, update.conversation_id, ""))
+    return conversation_not_found();
+  const std::string key = channel_delivery_prefix(update.conversation_id, update.message_id) +
+                          update.recipient_id + '\0' + update.channel;
+  wire::ChannelDeliveryRecord record =
+      load<wire::ChannelDeliveryRecord>(state, key).value_or(wire::ChannelDeliveryRecord{});
+  if (record.message_id.empty()) {
+    record = update;
+    record.attempts.clear();
+    record.created_at_ms = at_ms;
+  } else {
+    const int from = delivery_rank(record.state), to = delivery_rank(update.state);
+    // The platform may refuse what it accepted before (a "failed" report).
+    const bool refused_after_accept =
+        update.state == wire::kDeliveryFailed && record.state == wire::kDeliverySent;
+    if (to > from || refused_after_accept) {
+      record.state = update.state;
+      record.next_attempt_at_ms = update.next_attempt_at_ms;
+    } else if (to == from) {
+      record.next_attempt_at_ms = update.next_attempt_at_ms;
+    }
+    if (!update.address.empty()) record.address = update.address;
+    if (!update.provider_message_id.empty())
+      record.provider_message_id = update.provider_message_id;
+    if (!update.error.empty()) record.error = update.error;
+  }
+  for (auto& attempt : body.attempt) record.attempts.push_back(std::move(attempt));
+  if (record.attempts.size() > wire::kChannelAttemptsKept)
+    record.attempts.erase(record.attempts.begin(),
+                          record.attempts.end() - wire::kChannelAttemptsKept);
+  record.updated_at_ms = at_ms;
+  store(state, key, record);
+  return ok(record);
+}
+
+// Refs of one address: "A/<channel>\0<address>\0" holds the last one
+// (which conversation a reply without context goes to), "...\0<provider id>"
+// each one, and "...\0\x01order" their ids oldest first, to forget the
+// oldest beyond kChannelRefsPerAddress.
+DomainResult index_channel_ref(PartitionState& state, wire::ChannelRef ref, std::int64_t at_ms) {
+  if (ref.channel.empty() || ref.address.empty() || ref.provider_message_id.empty() ||
+      ref.conversation_id.empty())
+    return fail(Status::kInvalid,
+                "a channel ref needs channel, address, provider_message_id and conversation_id");
+  const std::string prefix = channel_address_prefix(ref.channel, ref.address);
+  ref.at_ms = at_ms;
+  const std::string ref_key = prefix + ref.provider_message_id;
+  const bool known = state.get(ref_key).has_value();
+  store(state, ref_key, ref);
+  store(state, prefix, ref);
+  if (known) return ok_empty();
+  const std::string order_key = prefix + "\x01order";
+  auto order =
+      load<std::vector<std::string>>(state, order_key).value_or(std::vector<std::string>{});
+  order.push_back(ref.provider_message_id);
+  if (order.size() > wire::kChannelRefsPerAddress) {
+    state.erase(prefix + order.front());
+    order.erase(order.begin());
+  }
+  store(state, order_key, order);
   return ok_empty();
 }
 
@@ -608,6 +710,14 @@ DomainResult apply_command(PartitionState& state, std::uint32_t partition,
       CHAT4ALL_BODY(wire::AckOutbox, body);
       return ack_outbox(state, *body);
     }
+    case Kind::kUpdateChannelDelivery: {
+      CHAT4ALL_BODY(wire::ChannelDeliveryUpdate, body);
+      return update_channel_delivery(state, std::move(*body), at_ms);
+    }
+    case Kind::kIndexChannelRef: {
+      CHAT4ALL_BODY(wire::ChannelRef, body);
+      return index_channel_ref(state, std::move(*body), at_ms);
+    }
     case Kind::kNone:
       break;
   }
@@ -707,15 +817,36 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
     }
     case Kind::kReadOutbox: {
       CHAT4ALL_BODY(wire::ReadOutbox, body);
+      if (body->stream >= wire::kOutboxStreams)
+        return fail(Status::kInvalid, "no such outbox stream");
       std::vector<wire::OutboxEvent> events;
       const std::uint32_t wanted = std::clamp<std::uint32_t>(body->limit, 1, 1024);
-      state.scan(kOutboxPrefix, std::string(kOutboxPrefix) + be64(body->after),
-                 [&](std::string_view, std::string_view value) {
-                   if (auto event = codec::unpack_body<wire::OutboxEvent>(value))
-                     events.push_back(std::move(*event));
-                   return events.size() < wanted;
-                 });
+      const std::string prefix = outbox_prefix(body->stream);
+      state.scan(prefix, prefix + be64(body->after), [&](std::string_view, std::string_view value) {
+        if (auto event = codec::unpack_body<wire::OutboxEvent>(value))
+          events.push_back(std::move(*event));
+        return events.size() < wanted;
+      });
       return ok(events);
+    }
+    case Kind::kListChannelDeliveries: {
+      CHAT4ALL_BODY(wire::ConversationLookup, body);
+      if (!visible_conversation(state, body->tenant_id, body->conversation_id, body->requester_id))
+        return fail(Status::kNotFound, "message not found", "message_id");
+      std::vector<wire::ChannelDeliveryRecord> records;
+      state.scan(channel_delivery_prefix(body->conversation_id, body->message_id), "",
+                 [&](std::string_view, std::string_view value) {
+                   if (auto record = codec::unpack_body<wire::ChannelDeliveryRecord>(value))
+                     records.push_back(std::move(*record));
+                   return records.size() < 4096;
+                 });
+      return ok(records);
+    }
+    case Kind::kFindChannelRef: {
+      CHAT4ALL_BODY(wire::ChannelRef, body);
+      auto ref = load<wire::ChannelRef>(
+          state, channel_address_prefix(body->channel, body->address) + body->provider_message_id);
+      return ref ? ok(*ref) : fail(Status::kNotFound, "no such platform message", "id");
     }
     case Kind::kNone:
       break;
@@ -744,7 +875,7 @@ DomainResult check_append(const PartitionState& state, wire::AppendRequest& appe
 
 void note_appended(PartitionState& state, std::uint32_t partition,
                    const wire::StoredMessage& message, const std::string& tenant_id,
-                   std::vector<wire::Event>& events) {
+                   bool route_to_channels, std::vector<wire::Event>& events) {
   if (tenant_id.empty()) return;
   wire::OutboxEvent outbox;
   outbox.type = "message.sent";
@@ -756,6 +887,20 @@ void note_appended(PartitionState& state, std::uint32_t partition,
   outbox.state = wire::kStateSent;
   outbox.at_ms = message.stored_at_ms;
   append_outbox(state, partition, outbox);
+  // No choice means every channel.
+  const bool only_internal =
+      !message.channels.empty() &&
+      std::all_of(message.channels.begin(), message.channels.end(),
+                  [](const std::string& channel) { return channel == "internal"; });
+  if (route_to_channels && !only_internal) {
+    // The same message once more, on the stream the channel dispatchers read.
+    outbox.type = "message.route";
+    outbox.recipients = message.recipients;
+    outbox.channels = message.channels;
+    outbox.payload = message.payload;
+    outbox.metadata = message.metadata;
+    append_outbox(state, partition, outbox, wire::kOutboxChannels);
+  }
   wire::Event event;
   event.kind = "message";
   event.tenant_id = tenant_id;

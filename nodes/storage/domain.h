@@ -66,10 +66,12 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
 // when none were named). kOk, or the refusal.
 DomainResult check_append(const PartitionState& state, wire::AppendRequest& append);
 
-// After a new message is stored: its outbox event and hint.
+// After a new message is stored: its outbox event and hint, and, with
+// `route_to_channels` and a channel choice other than only "internal", its
+// entry on the channel outbox.
 void note_appended(PartitionState& state, std::uint32_t partition,
                    const wire::StoredMessage& message, const std::string& tenant_id,
-                   std::vector<wire::Event>& events);
+                   bool route_to_channels, std::vector<wire::Event>& events);
 
 // History read (schema/wire.h ReadRequest): forward, backward or since a time.
 wire::ReadReply read_history(const PartitionState& state, const wire::ReadRequest& request,

@@ -67,6 +67,9 @@ class MessageStore {
     std::filesystem::path directory;
     std::uint64_t map_size_initial_bytes = 256ull << 20;
     std::uint64_t map_size_max_bytes = 64ull << 30;
+    // The topology declares outside channels: stored messages are also put on
+    // the partition's channel outbox for the channel dispatchers.
+    bool route_to_channels = false;
   };
 
   // Opens or creates the store; throws std::runtime_error naming the problem.

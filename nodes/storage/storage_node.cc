@@ -90,7 +90,8 @@ StorageNode::StorageNode(const Topology& topology, const NodeSpec& self)
             topology.virtual_nodes),
       store_(MessageStore::Options{topology.node_data_dir(self.name) / "store",
                                    topology.storage.map_size_initial_mb << 20,
-                                   topology.storage.map_size_max_mb << 20}) {
+                                   topology.storage.map_size_max_mb << 20,
+                                   !topology.channels.empty()}) {
   const auto& settings = topology.storage;
   const std::uint64_t process_seed =
       static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());

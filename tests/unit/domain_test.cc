@@ -62,7 +62,7 @@ class MemoryState final : public PartitionState {
                                at_ms,
                                at_ms};
     messages[{request.conversation_id, seq}] = stored;
-    note_appended(*this, 7, stored, request.tenant_id, check.events);
+    note_appended(*this, 7, stored, request.tenant_id, /*route_to_channels=*/true, check.events);
     return check;
   }
 
@@ -275,6 +275,119 @@ TEST(DomainTest, StatesOnlyMoveForwardWithTheirHistory) {
                                                     wire::ReadOutbox{7, 0, 100});
   ASSERT_EQ(outbox.size(), 1u);
   EXPECT_EQ(outbox[0].index, 3u);
+}
+
+TEST(DomainTest, ChannelOutboxDeliveryRecordsAndPlatformRefs) {
+  MemoryState state;
+  command(state, "c", wire::CommandKind::kCreateConversation,
+          wire::CreateConversation{conversation("acme", "c", {"alice", "bob"})});
+  state.append(message("acme", "c", "m1", "alice"), 10);
+  auto routes = query_ok<std::vector<wire::OutboxEvent>>(
+      state, wire::QueryKind::kReadOutbox, wire::ReadOutbox{7, 0, 100, wire::kOutboxChannels});
+  ASSERT_EQ(routes.size(), 1u);
+  EXPECT_EQ(routes[0].type, "message.route");
+  EXPECT_EQ(routes[0].recipients, std::vector<std::string>{"bob"});
+  EXPECT_EQ(routes[0].payload.text, "hi m1");
+  // The streams are acknowledged apart.
+  command(state, "#partition:7", wire::CommandKind::kAckOutbox,
+          wire::AckOutbox{7, 1, wire::kOutboxChannels});
+  EXPECT_TRUE(
+      query_ok<std::vector<wire::OutboxEvent>>(state, wire::QueryKind::kReadOutbox,
+                                               wire::ReadOutbox{7, 0, 100, wire::kOutboxChannels})
+          .empty());
+  EXPECT_EQ(query_ok<std::vector<wire::OutboxEvent>>(state, wire::QueryKind::kReadOutbox,
+                                                     wire::ReadOutbox{7, 0, 100})
+                .size(),
+            1u);
+  EXPECT_EQ(run_query(state, wire::QueryRequest{"k", wire::QueryKind::kReadOutbox,
+                                                codec::pack_body(wire::ReadOutbox{7, 0, 1, 9})})
+                .status,
+            Status::kInvalid);
+
+  // A delivery record: attempts append, the state only moves up (but a
+  // platform may fail what it accepted).
+  wire::ChannelDeliveryUpdate update;
+  update.delivery = {"acme", "c", "m1", 1, "bob", "whatsapp", "+5511", wire::kDeliveryRetrying};
+  update.attempt.push_back(wire::ChannelAttempt{20, "connector-1", "retry", 503, "down", 5});
+  EXPECT_EQ(command(state, "c", wire::CommandKind::kUpdateChannelDelivery, update, 20).status,
+            Status::kOk);
+  update.delivery.state = wire::kDeliverySent;
+  update.delivery.provider_message_id = "wamid.1";
+  update.attempt[0] = wire::ChannelAttempt{30, "connector-2", "accepted", 200, "", 4};
+  command(state, "c", wire::CommandKind::kUpdateChannelDelivery, update, 30);
+  wire::ChannelDeliveryUpdate late;
+  late.delivery = update.delivery;
+  late.delivery.state = wire::kDeliveryRetrying;  // a late report of an earlier attempt
+  late.delivery.provider_message_id.clear();
+  command(state, "c", wire::CommandKind::kUpdateChannelDelivery, late, 31);
+  wire::ChannelDeliveryUpdate missing = update;
+  missing.delivery.channel = "instagram";
+  missing.delivery.address.clear();
+  missing.delivery.state = wire::kDeliveryNoIdentity;
+  missing.attempt.clear();
+  command(state, "c", wire::CommandKind::kUpdateChannelDelivery, missing, 32);
+  auto records = query_ok<std::vector<wire::ChannelDeliveryRecord>>(
+      state, wire::QueryKind::kListChannelDeliveries,
+      wire::ConversationLookup{"acme", "c", "bob", "m1"});
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0].channel, "instagram");
+  EXPECT_EQ(records[0].state, wire::kDeliveryNoIdentity);
+  EXPECT_EQ(records[1].state, wire::kDeliverySent);
+  EXPECT_EQ(records[1].provider_message_id, "wamid.1");
+  ASSERT_EQ(records[1].attempts.size(), 2u);
+  EXPECT_EQ(records[1].attempts[0].status_code, 503);
+  EXPECT_EQ(records[1].attempts[1].connector, "connector-2");
+  EXPECT_EQ(records[1].created_at_ms, 20);
+  wire::ChannelDeliveryUpdate refused = late;
+  refused.delivery.state = wire::kDeliveryFailed;
+  refused.delivery.error = "131026 undeliverable";
+  command(state, "c", wire::CommandKind::kUpdateChannelDelivery, refused, 40);
+  records = query_ok<std::vector<wire::ChannelDeliveryRecord>>(
+      state, wire::QueryKind::kListChannelDeliveries,
+      wire::ConversationLookup{"acme", "c", "", "m1"});
+  EXPECT_EQ(records[1].state, wire::kDeliveryFailed);
+  EXPECT_EQ(records[1].error, "131026 undeliverable");
+  // Not visible to a non-member or another tenant; a bad state is refused.
+  EXPECT_EQ(run_query(state, wire::QueryRequest{"k", wire::QueryKind::kListChannelDeliveries,
+                                                codec::pack_body(wire::ConversationLookup{
+                                                    "acme", "c", "mallory", "m1"})})
+                .status,
+            Status::kNotFound);
+  update.delivery.state = "teleported";
+  EXPECT_EQ(command(state, "c", wire::CommandKind::kUpdateChannelDelivery, update).status,
+            Status::kInvalid);
+  update.delivery.state = wire::kDeliverySent;
+  update.delivery.tenant_id = "other";
+  EXPECT_EQ(command(state, "c", wire::CommandKind::kUpdateChannelDelivery, update).status,
+            Status::kNotFound);
+
+  // Platform refs: by id, and the last conversation of an address.
+  wire::ChannelRef ref{"whatsapp", "+5511", "wamid.1", "acme", "c", "m1", "bob"};
+  EXPECT_EQ(
+      command(state, "chaddr:whatsapp:+5511", wire::CommandKind::kIndexChannelRef, ref, 50).status,
+      Status::kOk);
+  auto found = query_ok<wire::ChannelRef>(state, wire::QueryKind::kFindChannelRef,
+                                          wire::ChannelRef{"whatsapp", "+5511", "wamid.1"});
+  EXPECT_EQ(found.message_id, "m1");
+  EXPECT_EQ(found.at_ms, 50);
+  found = query_ok<wire::ChannelRef>(state, wire::QueryKind::kFindChannelRef,
+                                     wire::ChannelRef{"whatsapp", "+5511", ""});
+  EXPECT_EQ(found.conversation_id, "c");
+  EXPECT_EQ(run_query(state, wire::QueryRequest{"k", wire::QueryKind::kFindChannelRef,
+                                                codec::pack_body(wire::ChannelRef{
+                                                    "whatsapp", "+5522", "wamid.1"})})
+                .status,
+            Status::kNotFound);
+  // Bounded per address: the oldest are forgotten.
+  for (std::size_t i = 0; i < wire::kChannelRefsPerAddress; ++i) {
+    ref.provider_message_id = "wamid.n" + std::to_string(i);
+    command(state, "chaddr:whatsapp:+5511", wire::CommandKind::kIndexChannelRef, ref, 60);
+  }
+  EXPECT_EQ(run_query(state, wire::QueryRequest{"k", wire::QueryKind::kFindChannelRef,
+                                                codec::pack_body(wire::ChannelRef{
+                                                    "whatsapp", "+5511", "wamid.1"})})
+                .status,
+            Status::kNotFound);
 }
 
 TEST(DomainTest, ReadHorizonMovesForwardOnlyAndCountsUnread) {

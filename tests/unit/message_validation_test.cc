@@ -17,8 +17,14 @@ using nlohmann::json;
 
 constexpr std::int64_t kNow = 1700000000123;
 
+// The channels of a topology that declares these three.
+MessageLimits with_channels(MessageLimits limits = {}) {
+  limits.channels = {"whatsapp", "instagram", "telegram"};
+  return limits;
+}
+
 std::variant<wire::AppendRequest, ApiError> send(const std::string& body,
-                                                 MessageLimits limits = {}) {
+                                                 MessageLimits limits = with_channels()) {
   return parse_send_message(body, "dev", "alice", limits, kNow);
 }
 
