@@ -36,7 +36,8 @@ class InstagramAdapter final : public ChannelAdapter {
   explicit InstagramAdapter(const ChannelSpec& channel);
   InstagramAdapter(const ChannelSpec& channel, std::shared_ptr<ProviderTransport> transport);
 
-  // The settings are checked by the constructor; nothing is sent.
+  // The settings are checked by the constructor. Nothing is sent: a bad access token shows as a
+  // rejected first send (HTTP 401, Graph code 190) whose error names it.
   void connect() override {}
   SendResult send_message(const OutboundMessage& message) override;
   SendResult send_file(const OutboundMessage& message) override;

@@ -35,8 +35,8 @@ class WhatsAppAdapter final : public ChannelAdapter {
   explicit WhatsAppAdapter(const ChannelSpec& channel);
   WhatsAppAdapter(const ChannelSpec& channel, std::shared_ptr<ProviderTransport> transport);
 
-  // The settings are checked by the constructor; the Cloud API offers no call that checks the
-  // credentials without side effects worth making here, so nothing is sent.
+  // The settings are checked by the constructor. Nothing is sent: a bad access token shows as a
+  // rejected first send (HTTP 401, Graph code 190) whose error names it.
   void connect() override {}
   SendResult send_message(const OutboundMessage& message) override;
   SendResult send_file(const OutboundMessage& message) override;
