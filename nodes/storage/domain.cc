@@ -833,10 +833,16 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
       CHAT4ALL_BODY(wire::ConversationLookup, body);
       if (!visible_conversation(state, body->tenant_id, body->conversation_id, body->requester_id))
         return fail(Status::kNotFound, "message not found", "message_id");
+      auto seq = state.seq_of(body->conversation_id, body->message_id);
+      auto message = seq ? state.message(body->conversation_id, *seq) : std::nullopt;
+      if (!message) return fail(Status::kNotFound, "message not found", "message_id");
+      // As with states: the sender and admins see every recipient's, anyone else their own.
+      const bool sees_all = body->requester_id.empty() || body->requester_id == message->sender_id;
       std::vector<wire::ChannelDeliveryRecord> records;
       state.scan(channel_delivery_prefix(body->conversation_id, body->message_id), "",
                  [&](std::string_view, std::string_view value) {
-                   if (auto record = codec::unpack_body<wire::ChannelDeliveryRecord>(value))
+                   auto record = codec::unpack_body<wire::ChannelDeliveryRecord>(value);
+                   if (record && (sees_all || record->recipient_id == body->requester_id))
                      records.push_back(std::move(*record));
                    return records.size() < 4096;
                  });

@@ -328,7 +328,7 @@ TEST(DomainTest, ChannelOutboxDeliveryRecordsAndPlatformRefs) {
   command(state, "c", wire::CommandKind::kUpdateChannelDelivery, missing, 32);
   auto records = query_ok<std::vector<wire::ChannelDeliveryRecord>>(
       state, wire::QueryKind::kListChannelDeliveries,
-      wire::ConversationLookup{"acme", "c", "bob", "m1"});
+      wire::ConversationLookup{"acme", "c", "alice", "m1"});
   ASSERT_EQ(records.size(), 2u);
   EXPECT_EQ(records[0].channel, "instagram");
   EXPECT_EQ(records[0].state, wire::kDeliveryNoIdentity);
