@@ -14,6 +14,7 @@
 #include "common/metrics.h"
 #include "common/metrics_server.h"
 #include "common/transport.h"
+#include "nodes/router/channel_routing.h"
 #include "nodes/router/leader_cache.h"
 
 namespace chat4all::router {
@@ -115,6 +116,11 @@ void RouterNode::run(const std::atomic<bool>& stop) {
   }
   log_.info("listening", {{"rpc", transport::bind_address(self_, "rpc")},
                           {"storage_nodes", storage_sockets.size()}});
+  std::optional<ChannelRouting> channel_routing;
+  if (!topology_.channels.empty() && self_.port("channels")) {
+    channel_routing.emplace(topology_, self_);
+    channel_routing->start();
+  }
 
   using PendingTable = std::unordered_map<std::uint64_t, Pending>;
   PendingTable pending;
