@@ -302,6 +302,9 @@ void ChannelHost::run_zmq() {
     zmq::socket_t socket(transport::context(), zmq::socket_type::dealer);
     transport::configure(socket, static_cast<int>(options_.outbox_frames_max));
     socket.set(zmq::sockopt::routing_id, self_.name);
+    // Nothing queues for a router that is down: a status would be stale, and a result is
+    // covered by the router's lease on the job.
+    socket.set(zmq::sockopt::immediate, 1);
     socket.connect(address);
     dealers.push_back(std::move(socket));
   }
