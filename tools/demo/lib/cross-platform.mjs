@@ -3,6 +3,7 @@
 // and delivers it on Instagram; the simulator's delivery and read reports come back through the
 // connector's webhook endpoint as DELIVERED and READ, and the platform's own webhooks
 // (message.delivered, message.read) reach a receiver this script runs.
+import { execFileSync } from 'node:child_process';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import {
@@ -76,7 +77,17 @@ const webhook = await must('POST', api('/v1/webhooks'), {
   token: admin, body: { url: receiverUrl, events: ['message.delivered', 'message.read'] },
 }, [201]);
 webhookSecret = webhook.secret;
-say(`webhook ${webhook.webhook_id || webhook.id}; events are signed with the secret returned once`);
+const webhookId = webhook.webhook_id || webhook.id;
+let webhookDeleted = false;
+// However the run ends, the webhook goes: its receiver ends with this process.
+process.on('exit', () => {
+  if (webhookDeleted) return;
+  try {
+    execFileSync('curl', ['-s', '-o', '/dev/null', '-X', 'DELETE', api(`/v1/webhooks/${webhookId}`),
+      '-H', `Authorization: Bearer ${admin}`], { timeout: 5000 });
+  } catch { /* best effort */ }
+});
+say(`webhook ${webhookId}; events are signed with the secret returned once`);
 
 const text = `Olá from WhatsApp! (${RUN})`;
 step(`${waUser} writes on WhatsApp: "${text}"  (POST ${SIM}/_sim/whatsapp/inbound)`);
@@ -163,6 +174,6 @@ say(`state for ${igUser}: ${(await stateOf(admin, messageId, igUser))?.state}; `
     `webhook calls received for it: ${ours().map((r) => r.event.type).join(', ') || 'none'}`);
 say(`the reply went back to WhatsApp: ${onWhatsApp ? 'yes' : 'no'}`);
 receiver.close();
-await call('DELETE', api(`/v1/webhooks/${webhook.webhook_id || webhook.id}`), { token: admin });
+webhookDeleted = (await call('DELETE', api(`/v1/webhooks/${webhookId}`), { token: admin })).status < 300;
 if (problems.length) fail(`${problems.length} step(s) did not go as expected:\n  - ${problems.join('\n  - ')}`);
 console.log('\ncross-platform: OK');
