@@ -87,4 +87,27 @@ json delivery_json(const wire::DeliveryRecord& delivery) {
            delivery.state == "retrying" ? json(delivery.next_attempt_at_ms) : json(nullptr)}};
 }
 
+json channel_delivery_json(const wire::ChannelDeliveryRecord& delivery) {
+  json attempts = json::array();
+  for (const auto& attempt : delivery.attempts) {
+    json shown = {{"at", attempt.at_ms},
+                  {"connector", attempt.connector},
+                  {"outcome", attempt.outcome},
+                  {"duration_ms", attempt.duration_ms}};
+    if (attempt.status_code != 0) shown["status_code"] = attempt.status_code;
+    if (!attempt.error.empty()) shown["error"] = attempt.error;
+    attempts.push_back(std::move(shown));
+  }
+  json out = {{"recipient_id", delivery.recipient_id}, {"channel", delivery.channel},
+              {"address", delivery.address},           {"state", delivery.state},
+              {"created_at", delivery.created_at_ms},  {"updated_at", delivery.updated_at_ms},
+              {"attempts", std::move(attempts)}};
+  if (!delivery.provider_message_id.empty())
+    out["provider_message_id"] = delivery.provider_message_id;
+  if (!delivery.error.empty()) out["error"] = delivery.error;
+  if (delivery.state == wire::kDeliveryRetrying)
+    out["next_attempt_at"] = delivery.next_attempt_at_ms;
+  return out;
+}
+
 }  // namespace chat4all::frontend

@@ -20,5 +20,9 @@ nlohmann::json summary_json(const wire::ConversationSummary& summary);
 nlohmann::json recipient_state_json(const wire::RecipientState& state);
 nlohmann::json webhook_json(const wire::WebhookRecord& webhook);  // without its secret
 nlohmann::json delivery_json(const wire::DeliveryRecord& delivery);
+// One message to one recipient on one outside channel, with its attempts. Empty optional strings
+// (provider_message_id, error, an attempt's error) and a zero status_code are left out;
+// next_attempt_at only while "retrying".
+nlohmann::json channel_delivery_json(const wire::ChannelDeliveryRecord& delivery);
 
 }  // namespace chat4all::frontend

@@ -1,4 +1,4 @@
-// Sending, reading and marking messages (HttpApi, see http_api.h).
+// Sending, reading and marking messages, and their channel deliveries (HttpApi, see http_api.h).
 #include <chrono>
 
 #include "common/ids.h"
@@ -95,6 +95,29 @@ void HttpApi::get_message(const ApiRequest&, Call call) {
                                          body["states"] = std::move(states);
                                          call.respond(json_response(200, body));
                                        }),
+        call.trace_id);
+  });
+}
+
+// Found like the message itself (an unknown id, another tenant's, or one of a conversation the
+// caller is not in: 404); storage narrows the records to the caller's own unless it is the
+// sender or an admin.
+void HttpApi::get_channel_deliveries(const ApiRequest&, Call call) {
+  find_message(std::move(call), [this](Call call, std::string conversation_id) {
+    const wire::ConversationLookup lookup{call.caller.tenant, conversation_id,
+                                          call.caller.requester(), call.params[0]};
+    storage_.query<std::vector<wire::ChannelDeliveryRecord>>(
+        conversation_id, wire::QueryKind::kListChannelDeliveries, lookup,
+        on_ok<std::vector<wire::ChannelDeliveryRecord>>(
+            call.respond,
+            [call, conversation_id](std::vector<wire::ChannelDeliveryRecord> records) {
+              json deliveries = json::array();
+              for (const auto& record : records)
+                deliveries.push_back(channel_delivery_json(record));
+              call.respond(json_response(200, {{"message_id", call.params[0]},
+                                               {"conversation_id", conversation_id},
+                                               {"deliveries", std::move(deliveries)}}));
+            }),
         call.trace_id);
   });
 }

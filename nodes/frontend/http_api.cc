@@ -116,6 +116,7 @@ const std::vector<HttpApi::Route>& HttpApi::routes() {
       // messages
       {"POST", "/v1/messages", A::kToken, true, &HttpApi::send_message},
       {"GET", "/v1/messages/{}", A::kToken, false, &HttpApi::get_message},
+      {"GET", "/v1/messages/{}/deliveries", A::kToken, false, &HttpApi::get_channel_deliveries},
       {"POST", "/v1/messages/{}/delivered", A::kUser, true, &HttpApi::mark_message_delivered},
       {"POST", "/v1/messages/{}/read", A::kUser, true, &HttpApi::mark_message_read},
       // webhooks

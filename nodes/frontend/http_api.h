@@ -8,7 +8,7 @@
 // Content-Type, and hands the request to its endpoint. The endpoints live in
 // one file per area: api_identity.cc (token, users, identities, clients),
 // api_conversations.cc (conversations, members, horizons, history),
-// api_messages.cc (send, get, mark), api_webhooks.cc.
+// api_messages.cc (send, get, mark, channel deliveries), api_webhooks.cc.
 //
 // Thread-safe: handle() may run on several event-loop threads at once.
 // Password and secret hashing runs in the LoginPool's threads, never on the
@@ -147,6 +147,7 @@ class HttpApi {
   // api_messages.cc
   void send_message(const ApiRequest& request, Call call);
   void get_message(const ApiRequest& request, Call call);
+  void get_channel_deliveries(const ApiRequest& request, Call call);
   void mark_message_delivered(const ApiRequest& request, Call call);
   void mark_message_read(const ApiRequest& request, Call call);
   void mark_message(Call call, const char* state);

@@ -517,6 +517,32 @@ async function main() {
       await api.error('GET', `/v1/messages/${m1.message_id}`, { token: c.token }, { status: 404, code: 'not_found' });
       await api.error('GET', `/v1/messages/no-such-${run}`, { token: a.token }, { status: 404, code: 'not_found' });
     });
+    await runner.check('GET /v1/messages/{id}/deliveries: none for an internal-only message', async () => {
+      const m3 = s.sent[2];
+      for (const tok of [a.token, b.token, s.admin]) {
+        const r = await api.call('GET', `/v1/messages/${m3.message_id}/deliveries`, { token: tok, expect: 200 });
+        assert.deepEqual(r.json, { message_id: m3.message_id, conversation_id: s.private, deliveries: [] });
+      }
+    });
+    await runner.check('GET /v1/messages/{id}/deliveries: a recipient sees only its own', async () => {
+      // m1 went to every channel: what it holds depends on the topology's channels and on
+      // b's identities, but never anyone else's deliveries.
+      const bySender = await api.call('GET', `/v1/messages/${m1.message_id}/deliveries`, { token: a.token, expect: 200 });
+      assert.equal(bySender.json.message_id, m1.message_id);
+      assert.equal(bySender.json.conversation_id, s.private);
+      assert.ok(bySender.json.deliveries.every((d) => d.recipient_id === b.id), 'only recipients of the message');
+      const byB = await api.call('GET', `/v1/messages/${m1.message_id}/deliveries`, { token: b.token, expect: 200 });
+      assert.ok(byB.json.deliveries.every((d) => d.recipient_id === b.id), 'only its own');
+      const byC = await api.call('GET', `/v1/messages/${s.groupMessage}/deliveries`, { token: c.token, expect: 200 });
+      assert.deepEqual(byC.json.deliveries, [], 'a member that is not a recipient sees none');
+    });
+    await runner.check('GET /v1/messages/{id}/deliveries: 404 for a non-member and an unknown id, 401 without a token', async () => {
+      await api.error('GET', `/v1/messages/${m1.message_id}/deliveries`, { token: c.token }, { status: 404, code: 'not_found' });
+      await api.error('GET', `/v1/messages/no-such-${run}/deliveries`, { token: a.token }, { status: 404, code: 'not_found' });
+      await api.error('GET', `/v1/messages/no-such-${run}/deliveries`, { token: s.admin }, { status: 404, code: 'not_found' });
+      const r = await api.error('GET', `/v1/messages/${m1.message_id}/deliveries`, {}, { status: 401, code: 'unauthorized' });
+      assert.match(r.headers['www-authenticate'] || '', /^Bearer/);
+    });
     await runner.check('delivered then read: SENT → DELIVERED → READ, never back', async () => {
       const d = await api.call('POST', `/v1/messages/${m1.message_id}/delivered`, { token: b.token, expect: 200 });
       checkHistoryState(d.json, b.id, ['SENT', 'DELIVERED']);
@@ -907,6 +933,7 @@ async function main() {
         await api.error('GET', `/v1/conversations/${s.private}`, { token: t }, { status: 404 });
         await api.error('GET', `/v1/conversations/${s.private}/messages`, { token: t }, { status: 404 });
         await api.error('GET', `/v1/messages/${s.sent[0].message_id}`, { token: t }, { status: 404 });
+        await api.error('GET', `/v1/messages/${s.sent[0].message_id}/deliveries`, { token: t }, { status: 404 });
         await api.error('POST', '/v1/messages', { token: t, body: { conversation_id: s.private, sender_id: a.id, payload: { type: 'text', text: 'x' } } }, { status: 404 });
         await api.error('POST', `/v1/conversations/${s.group}/members`, { token: t, body: { members: [a.id] } }, { status: 404 });
         await api.error('POST', '/v1/auth/token', { body: { tenant_id: options.otherTenant, user_id: a.id, password: a.password } }, { status: 401, code: 'invalid_credentials' });

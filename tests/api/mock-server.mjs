@@ -607,6 +607,10 @@ route('GET', '/v1/messages/{message_id}', (req, auth, [id]) => {
   const states = m.to.filter((r) => all || r === auth.subject).map((r) => stateView(m, r));
   return [200, { ...messageView(m), states }];
 });
+route('GET', '/v1/messages/{message_id}/deliveries', (req, auth, [id]) => {
+  const m = visibleMessage(auth, id);
+  return [200, { message_id: m.message_id, conversation_id: m.conversation_id, deliveries: [] }];
+});
 function markRoute(target) {
   return (req, auth, [id]) => {
     requireUserToken(auth);

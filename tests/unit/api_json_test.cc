@@ -60,5 +60,62 @@ TEST(ApiJsonTest, StatesAndSummaries) {
   EXPECT_EQ(out["metadata"], (json{{"topic", "x"}}));
 }
 
+TEST(ApiJsonTest, ChannelDeliveriesShowEveryFieldAndLeaveOutEmptyOnes) {
+  wire::ChannelDeliveryRecord delivery;
+  delivery.tenant_id = "dev";
+  delivery.conversation_id = "c_1";
+  delivery.message_id = "m_1";
+  delivery.seq = 3;
+  delivery.recipient_id = "bob";
+  delivery.channel = "whatsapp";
+  delivery.address = "+5511";
+  delivery.state = wire::kDeliverySent;
+  delivery.attempts = {{100, "connector-1", "retry", 503, "service unavailable", 40},
+                       {200, "connector-2", "accepted", 200, "", 12}};
+  delivery.provider_message_id = "wamid.1";
+  delivery.created_at_ms = 90;
+  delivery.updated_at_ms = 212;
+  delivery.next_attempt_at_ms = 150;  // left from the retry: not shown once sent
+  const json expected = {{"recipient_id", "bob"},
+                         {"channel", "whatsapp"},
+                         {"address", "+5511"},
+                         {"state", "sent"},
+                         {"provider_message_id", "wamid.1"},
+                         {"created_at", 90},
+                         {"updated_at", 212},
+                         {"attempts", json::array({{{"at", 100},
+                                                    {"connector", "connector-1"},
+                                                    {"outcome", "retry"},
+                                                    {"status_code", 503},
+                                                    {"error", "service unavailable"},
+                                                    {"duration_ms", 40}},
+                                                   {{"at", 200},
+                                                    {"connector", "connector-2"},
+                                                    {"outcome", "accepted"},
+                                                    {"status_code", 200},
+                                                    {"duration_ms", 12}}})}};
+  EXPECT_EQ(channel_delivery_json(delivery), expected);
+
+  delivery.state = wire::kDeliveryRetrying;
+  delivery.provider_message_id.clear();
+  delivery.attempts = {{100, "connector-1", "lost", 0, "no answer from the connector", 5000}};
+  json shown = channel_delivery_json(delivery);
+  EXPECT_EQ(shown["next_attempt_at"], 150);
+  EXPECT_FALSE(shown.contains("provider_message_id"));
+  EXPECT_FALSE(shown.contains("error"));
+  EXPECT_FALSE(shown["attempts"][0].contains("status_code"));
+  EXPECT_EQ(shown["attempts"][0]["error"], "no answer from the connector");
+
+  delivery.state = wire::kDeliveryNoIdentity;
+  delivery.address.clear();
+  delivery.attempts.clear();
+  delivery.error = "bob has no whatsapp identity";
+  shown = channel_delivery_json(delivery);
+  EXPECT_FALSE(shown.contains("next_attempt_at"));
+  EXPECT_EQ(shown["address"], "");
+  EXPECT_EQ(shown["error"], "bob has no whatsapp identity");
+  EXPECT_EQ(shown["attempts"], json::array());
+}
+
 }  // namespace
 }  // namespace chat4all::frontend
