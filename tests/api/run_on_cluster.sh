@@ -36,7 +36,7 @@ set -- $free
 for port in $ports; do sed_script+="s/\\b$port\\b/$1/g;"; shift; done
 sed -e "$sed_script" -e "s#data_dir: .*#data_dir: $work/data#" "$root/topology/local.yaml" \
   > "$work/topology.yaml"
-http_port=$(grep -oE 'http: [0-9]+' "$work/topology.yaml" | grep -oE '[0-9]+')
+http_port=$(grep -oE 'http: [0-9]+' "$work/topology.yaml" | head -1 | grep -oE '[0-9]+')
 
 "$binary" up "$work/topology.yaml" > "$work/cluster.log" 2>&1 &
 runner_pid=$!
