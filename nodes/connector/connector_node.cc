@@ -8,6 +8,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -21,6 +22,7 @@
 #include "common/router_client.h"
 #include "common/storage_client.h"
 #include "common/webhook_signature.h"
+#include "nodes/connector/channel_host.h"
 #include "nodes/connector/http_sender.h"
 #include "nodes/connector/retry_policy.h"
 #include "nodes/connector/url_guard.h"
@@ -404,10 +406,25 @@ void ConnectorNode::run(const std::atomic<bool>& stop) {
   auto router_client = std::make_unique<RouterClient>(routers, topology_.limits.request_timeout_ms,
                                                       topology_.limits.pending_requests_max);
   StorageClient storage(*router_client);
-  log_.info("started", {{"partitions", partitions.size()}, {"connectors", connectors.size()}});
+
+  // The channels this node hosts (NodeSpec::channels; empty: every one), beside the dispatcher.
+  std::unique_ptr<ChannelHost> host;
+  try {
+    host = std::make_unique<ChannelHost>(topology_, self_, *router_client);
+  } catch (const AdapterConfigError& e) {
+    log_.error("channel_config_invalid", {{"error", e.what()}});
+    throw;
+  }
+  if (host->hosted_channels() == 0) host.reset();
+  if (host) host->start();
+
+  log_.info("started", {{"partitions", partitions.size()},
+                        {"connectors", connectors.size()},
+                        {"channels", host ? host->hosted_channels() : 0}});
   Dispatcher dispatcher(topology_, std::move(partitions), storage, log_);
   dispatcher.run(stop);
-  router_client.reset();  // no storage reply reaches the dispatcher after this
+  if (host) host->stop();  // before the router client: the host waits on storage through it
+  router_client.reset();   // no storage reply reaches the dispatcher after this
   log_.info("stopped");
 }
 
