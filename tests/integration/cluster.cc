@@ -158,12 +158,15 @@ std::string admin_client_id(const std::string& tenant) {
 
 TestCluster::TestCluster(ClusterOptions options) : options_(options) {
   auth::init_crypto();
-  auto ports = free_ports(3 + 3 * static_cast<std::size_t>(options.storage_nodes));
+  const bool channels = !options.channels_yaml.empty();
+  auto ports = free_ports(3 + 3 * static_cast<std::size_t>(options.storage_nodes) +
+                          (channels ? 1 : 0) + 2 * static_cast<std::size_t>(options.connectors));
   std::size_t next = 0;
   http_port_ = ports[next++];
   ports_["frontend-1"]["http"] = http_port_;
   ports_["router-1"]["rpc"] = ports[next++];
   ports_["router-1"]["metrics"] = ports[next++];
+  if (channels) ports_["router-1"]["channels"] = ports[next++];
   std::ostringstream yaml;
   yaml << "cluster:\n  name: test\n  replication_factor: " << options.replication_factor
        << "\n  partition_count: " << kPartitionCount << "\n  data_dir: data\n"
@@ -178,8 +181,11 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
        << "auth:\n  token_ttl_s: " << options.token_ttl_s << "\n"
        << "stream:\n  queue_bytes_max: " << options.stream_queue_bytes_max
        << "\n  resync_ms: " << options.stream_resync_ms
-       << "\n  connections_max: " << options.stream_connections_max << "\n"
-       << "tenants:\n";
+       << "\n  connections_max: " << options.stream_connections_max << "\n";
+  if (options.connectors > 0)
+    yaml << "webhooks:\n  allow_loopback: true\n  backoff_initial_ms: 100\n"
+         << "  backoff_max_ms: 1000\n  timeout_ms: 2000\n";
+  yaml << "tenants:\n";
   for (const std::string tenant : {kTenant, kOtherTenant})
     yaml << "  - {id: " << tenant << ", admin_clients: [{client_id: " << admin_client_id(tenant)
          << ", secret_hash: \"" << admin_secret_hash() << "\"}]}\n";
@@ -187,7 +193,9 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
        << "  - {name: frontend-1, role: frontend, host: 127.0.0.1, endpoints: {http: " << http_port_
        << "}}\n"
        << "  - {name: router-1, role: router, host: 127.0.0.1, endpoints: {rpc: "
-       << ports_["router-1"]["rpc"] << ", metrics: " << ports_["router-1"]["metrics"] << "}}\n";
+       << ports_["router-1"]["rpc"] << ", metrics: " << ports_["router-1"]["metrics"];
+  if (channels) yaml << ", channels: " << ports_["router-1"]["channels"];
+  yaml << "}}\n";
   for (int i = 1; i <= options.storage_nodes; ++i) {
     const std::string name = "storage-" + std::to_string(i);
     ports_[name]["rpc"] = ports[next++];
@@ -198,7 +206,26 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
          << ", events: " << ports_[name]["events"] << ", metrics: " << ports_[name]["metrics"]
          << "}}\n";
   }
-  topology_path_ = write_file("topology.yaml", yaml.str());
+  for (int i = 1; i <= options.connectors; ++i) {
+    const std::string name = "connector-" + std::to_string(i);
+    ports_[name]["http"] = ports[next++];
+    ports_[name]["metrics"] = ports[next++];
+    yaml << "  - {name: " << name
+         << ", role: connector, host: 127.0.0.1, endpoints: {http: " << ports_[name]["http"]
+         << ", metrics: " << ports_[name]["metrics"] << "}}\n";
+  }
+  if (channels) yaml << options.channels_yaml << "\n";
+  topology_text_ = yaml.str();
+  topology_path_ = write_file("topology.yaml", topology_text_);
+}
+
+void TestCluster::set_provider_url(const std::string& url) {
+  static const std::string kPlaceholder = "{{PROVIDER}}";
+  std::string text = topology_text_;
+  for (auto at = text.find(kPlaceholder); at != std::string::npos;
+       at = text.find(kPlaceholder, at + url.size()))
+    text.replace(at, kPlaceholder.size(), url);
+  write_file("topology.yaml", text);
 }
 
 TestCluster::~TestCluster() {
@@ -416,6 +443,120 @@ std::pair<int, std::string> run_chat4all(const std::vector<std::string>& args) {
   std::stringstream text;
   text << in.rdbuf();
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, text.str()};
+}
+
+bool ProviderSim::available() {
+  const char* path = std::getenv("PATH");
+  if (!path) return false;
+  std::istringstream dirs(path);
+  for (std::string dir; std::getline(dirs, dir, ':');)
+    if (!dir.empty() && ::access((std::filesystem::path(dir) / "node").c_str(), X_OK) == 0)
+      return true;
+  return false;
+}
+
+ProviderSim::ProviderSim(TestCluster& cluster, ProviderSimOptions options)
+    : log_path_(cluster.log_path("provider-sim")) {
+  const std::string script =
+      (std::filesystem::path(CHAT4ALL_SOURCE_DIR) / "tools/provider-sim/provider-sim.mjs").string();
+  const std::string callback =
+      "http://127.0.0.1:" + std::to_string(cluster.port_of(options.callback_node, "http")) +
+      "/channels/";
+  const std::vector<std::string> args = {"node",
+                                         script,
+                                         "--port",
+                                         "0",
+                                         "--latency-ms",
+                                         std::to_string(options.latency_ms),
+                                         "--jitter-ms",
+                                         std::to_string(options.jitter_ms),
+                                         "--callback-delay-ms",
+                                         std::to_string(options.callback_delay_ms),
+                                         "--app-secret",
+                                         options.app_secret,
+                                         "--seed",
+                                         std::to_string(options.seed),
+                                         "--whatsapp-callback",
+                                         callback + "whatsapp/webhook",
+                                         "--instagram-callback",
+                                         callback + "instagram/webhook"};
+  const pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent) _exit(1);
+    const int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    ::dup2(fd, STDOUT_FILENO);
+    ::dup2(fd, STDERR_FILENO);
+    std::vector<char*> argv;
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    execvp("node", argv.data());
+    _exit(127);
+  }
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  // stdout holds exactly one line: "provider-sim listening on http://HOST:PORT".
+  static const std::string kListening = "provider-sim listening on ";
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < deadline) {
+    const std::string log = read_log();
+    const auto at = log.find(kListening);
+    const auto end = at == std::string::npos ? at : log.find('\n', at);
+    if (end != std::string::npos) {
+      url_ = log.substr(at + kListening.size(), end - at - kListening.size());
+      port_ = static_cast<std::uint16_t>(std::stoi(url_.substr(url_.rfind(':') + 1)));
+      cluster.set_provider_url(url_);
+      return;
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("provider-sim exited: " + log);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  throw std::runtime_error("provider-sim did not start within 10 s: " + read_log());
+}
+
+ProviderSim::~ProviderSim() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  const auto deadline = Clock::now() + std::chrono::seconds(5);
+  int status = 0;
+  while (waitpid(pid_, &status, WNOHANG) == 0) {
+    if (Clock::now() > deadline) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+HttpResult ProviderSim::get(const std::string& path) const {
+  return http_request(port_, "GET", path, "", {}, std::chrono::seconds(5));
+}
+
+HttpResult ProviderSim::post(const std::string& path, const nlohmann::json& body) const {
+  return http_request(port_, "POST", path, body.dump(), {{"Content-Type", "application/json"}},
+                      std::chrono::seconds(15));
+}
+
+std::vector<std::string> ProviderSim::sent_texts(const std::string& platform,
+                                                 const std::string& to) const {
+  std::vector<std::string> texts;
+  const nlohmann::json body = get("/_sim/" + platform + "/sent?to=" + to).json();
+  if (!body.is_object() || !body.contains("messages")) return texts;
+  for (const auto& message : body["messages"])
+    texts.push_back(message["text"].is_string() ? message["text"].get<std::string>() : "<no text>");
+  return texts;
+}
+
+std::string ProviderSim::read_log() const {
+  std::ifstream in(log_path_);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 }  // namespace chat4all::testing

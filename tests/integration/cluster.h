@@ -67,6 +67,16 @@ struct ClusterOptions {
   std::uint32_t stream_queue_bytes_max = 4u << 20;
   std::uint32_t stream_resync_ms = 2000;
   std::uint32_t stream_connections_max = 10000;
+
+  // Outside channels: the whole `channels:` section of the topology, in which
+  // {{PROVIDER}} stands for the simulated provider's base URL (filled in by
+  // TestCluster::set_provider_url, which ProviderSim calls). With channels,
+  // router-1 gets a "channels" endpoint.
+  std::string channels_yaml;
+  // connector-1 .. connector-N, each with "http" (the platforms' webhooks) and
+  // "metrics" endpoints, hosting every channel. Connectors also deliver the
+  // tenants' webhooks, which the test topology lets go to loopback receivers.
+  int connectors = 0;
 };
 
 // The tenants of every test cluster, each with one admin client whose secret is
@@ -89,6 +99,8 @@ class TestCluster {
 
   // Writes `text` as a topology file in the cluster's directory; returns its path.
   std::filesystem::path write_file(const std::string& name, const std::string& text) const;
+  // Rewrites the topology with {{PROVIDER}} in the channels replaced by `url`.
+  void set_provider_url(const std::string& url);
 
   // `chat4all up` on the cluster's topology, as one supervised process.
   void start_all();
@@ -146,12 +158,53 @@ class TestCluster {
   ClusterOptions options_;
   TempDir dir_;
   std::filesystem::path topology_path_;
+  std::string topology_text_;  // as written by the constructor, placeholders included
   std::uint16_t http_port_ = 0;
   std::map<std::string, std::map<std::string, std::uint16_t>> ports_;
   pid_t up_pid_ = -1;
   std::map<std::string, pid_t> node_pids_;
   std::map<std::string, std::string> probe_conversations_;  // storage node -> conversation
   std::map<std::string, std::string> admin_tokens_;         // tenant -> token
+};
+
+// The simulated messaging provider (tools/provider-sim) as a child process
+// with its log in the cluster's directory; it is started with the status
+// webhooks of WhatsApp and Instagram going to `callback_node`'s
+// /channels/<name>/webhook and it tells the cluster its base URL. Stopped by
+// pid when destroyed. Not thread-safe.
+struct ProviderSimOptions {
+  int latency_ms = 5;
+  int jitter_ms = 0;
+  int callback_delay_ms = 50;
+  std::string app_secret = "sim-app-secret";
+  std::string callback_node = "connector-1";
+  std::uint64_t seed = 1;
+};
+
+class ProviderSim {
+ public:
+  // Whether `node` can be run (it is on PATH); tests skip without it.
+  static bool available();
+
+  // Throws std::runtime_error if the simulator did not say it listens within 10 s.
+  ProviderSim(TestCluster& cluster, ProviderSimOptions options = {});
+  ~ProviderSim();
+  ProviderSim(const ProviderSim&) = delete;
+  ProviderSim& operator=(const ProviderSim&) = delete;
+
+  const std::string& url() const { return url_; }
+  std::uint16_t port() const { return port_; }
+  HttpResult get(const std::string& path) const;
+  HttpResult post(const std::string& path, const nlohmann::json& body) const;
+  // The texts of `/_sim/<platform>/sent?to=<to>`, in arrival order.
+  std::vector<std::string> sent_texts(const std::string& platform, const std::string& to) const;
+  std::string read_log() const;
+
+ private:
+  std::filesystem::path log_path_;
+  pid_t pid_ = -1;
+  std::string url_;
+  std::uint16_t port_ = 0;
 };
 
 // `count` distinct loopback ports that were free a moment ago.
