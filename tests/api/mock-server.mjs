@@ -35,7 +35,10 @@ const config = {
   resumeWaitMs: 2000,
 };
 const specText = fs.readFileSync(path.join(here, '..', '..', 'schema', 'openapi.yaml'), 'utf8');
-const CHANNELS = ['whatsapp', 'instagram', 'telegram', 'messenger', 'internal'];
+// The outside channels of the mock's topology (as topology/local.yaml); it has no connectors, so
+// nothing is ever delivered on them. Identities may name any channel name but `all`.
+const CHANNELS = ['whatsapp', 'instagram', 'telegram'];
+const isChannelName = (name) => typeof name === 'string' && NAME.test(name) && name !== 'all';
 const EVENTS = ['message.sent', 'message.delivered', 'message.read'];
 const ID = /^[A-Za-z0-9._:@-]{1,128}$/;
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
@@ -239,7 +242,7 @@ function parseIdentities(list, field = 'identities') {
   const seen = new Set();
   return list.map((x, i) => {
     if (!x || typeof x !== 'object') throw bad(`${field}[${i}]`, 'must be an object');
-    if (!CHANNELS.includes(x.channel)) throw bad(`${field}[${i}].channel`, `channel must be one of ${CHANNELS.join(', ')}`);
+    if (!isChannelName(x.channel)) throw bad(`${field}[${i}].channel`, 'channel must be a channel name (1-64 of A-Z a-z 0-9 . _ -, not all)');
     if (typeof x.address !== 'string' || !x.address || x.address.length > 256) throw bad(`${field}[${i}].address`, 'address must be 1-256 characters');
     if (seen.has(x.channel)) throw bad(`${field}[${i}].channel`, 'one identity per channel');
     seen.add(x.channel);
@@ -335,7 +338,7 @@ route('PATCH', '/v1/users/{user_id}', (req, auth, [id]) => {
 });
 route('PUT', '/v1/users/{user_id}/identities/{channel}', (req, auth, [id, channel]) => {
   const user = selfOrAdmin(auth, id);
-  if (!CHANNELS.includes(channel)) throw bad('channel', `channel must be one of ${CHANNELS.join(', ')}`);
+  if (!isChannelName(channel)) throw bad('channel', 'channel must be a channel name (1-64 of A-Z a-z 0-9 . _ -, not all)');
   const address = req.body.address;
   if (address === undefined) throw missing('address');
   if (typeof address !== 'string' || !address || address.length > 256) throw bad('address', 'address must be 1-256 characters');
@@ -350,7 +353,7 @@ route('PUT', '/v1/users/{user_id}/identities/{channel}', (req, auth, [id, channe
 });
 route('DELETE', '/v1/users/{user_id}/identities/{channel}', (req, auth, [id, channel]) => {
   const user = selfOrAdmin(auth, id);
-  if (!CHANNELS.includes(channel)) throw bad('channel', `channel must be one of ${CHANNELS.join(', ')}`);
+  if (!isChannelName(channel)) throw bad('channel', 'channel must be a channel name (1-64 of A-Z a-z 0-9 . _ -, not all)');
   const old = user.identities.find((x) => x.channel === channel);
   if (old) identities.delete(`${auth.tenant}/${channel}/${old.address}`);
   user.identities = user.identities.filter((x) => x.channel !== channel);
@@ -561,7 +564,7 @@ route('POST', '/v1/messages', (req, auth) => {
   if (b.channels !== undefined) {
     if (!Array.isArray(b.channels) || b.channels.length === 0) throw bad('channels', 'channels must be a non-empty array');
     b.channels.forEach((ch, i) => {
-      if (ch !== 'all' && !CHANNELS.includes(ch)) throw bad(`channels[${i}]`, `unknown channel ${ch}`);
+      if (ch !== 'all' && ch !== 'internal' && !CHANNELS.includes(ch)) throw bad(`channels[${i}]`, `unknown channel ${ch}`);
     });
     if (b.channels.includes('all') && b.channels.length > 1) throw bad('channels', '"all" may not be mixed with named channels');
     channels = b.channels;
