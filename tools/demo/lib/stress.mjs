@@ -177,12 +177,38 @@ const simFailed = ['whatsapp', 'telegram']
 say(`sends the simulator refused or failed meanwhile: ${simFailed}`);
 
 const sample = plan.filter((_, i) => i % Math.max(1, Math.floor(plan.length / 20)) === 0).slice(0, 20);
-const sampleStates = {};
+// WhatsApp reports "sent" and then "delivered" for every message, through the connector's
+// webhook endpoint, one at a time per number (as the real platform does): wait for them too.
+step(`Waiting (at most ${opts.wait} s) until the simulator's WhatsApp status reports are all taken`);
+const callbacksBefore = counter(statsBefore, 'whatsapp', 'callbacks_sent');
+let reportsDoneAt = null;
+let pending = 0;
+const reportsDeadline = Date.now() + opts.wait * 1000;
+lastShown = Date.now();
+while (Date.now() < reportsDeadline) {
+  const stats = (await call('GET', sim('/_sim/stats'))).body || {};
+  pending = counter(stats, 'whatsapp', 'callbacks_pending');
+  if (pending === 0) { reportsDoneAt = Date.now(); break; }
+  if (Date.now() - lastShown >= 5000) {
+    say(`${pending} status reports still queued at the simulator`);
+    lastShown = Date.now();
+  }
+  await sleep(250);
+}
+const reportsTaken = counter((await call('GET', sim('/_sim/stats'))).body, 'whatsapp', 'callbacks_sent') - callbacksBefore;
+const reportsSeconds = ((reportsDoneAt ?? Date.now()) - started) / 1000;
+say(reportsDoneAt
+  ? `${reportsTaken} status reports taken by the connector ${reportsSeconds.toFixed(2)} s after the first request ` +
+    `(${(reportsTaken / reportsSeconds).toFixed(0)} reports/s)`
+  : `${pending} status reports were still queued after ${opts.wait} s`);
+const sampleStates = { whatsapp: {}, telegram: {} };
 for (const m of sample) {
   const state = (await stateOf(admin, `st-${RUN}-m${m.j}`, m.recipient.id))?.state || 'none';
-  sampleStates[state] = (sampleStates[state] || 0) + 1;
+  const counts = sampleStates[m.recipient.channel];
+  counts[state] = (counts[state] || 0) + 1;
 }
-say(`states of ${sample.length} sampled messages: ${JSON.stringify(sampleStates)}`);
+say(`states of ${sample.length} sampled messages, by the recipient's platform: ` +
+    `WhatsApp ${JSON.stringify(sampleStates.whatsapp)}, Telegram ${JSON.stringify(sampleStates.telegram)}`);
 
 step('Summary');
 const missing = expected.whatsapp - arrived.whatsapp.unique + expected.telegram - arrived.telegram.unique;
@@ -191,6 +217,9 @@ show('accepted', `${outcome.accepted} in ${acceptSeconds.toFixed(2)} s = ${(outc
 show('delivered on channels', reachedAt
   ? `${expectedTotal} in ${deliverySeconds.toFixed(2)} s = ${(expectedTotal / deliverySeconds).toFixed(0)} msgs/s end to end`
   : `${progress} of ${expectedTotal} within the wait`);
+show('WhatsApp reports', reportsDoneAt
+  ? `${reportsTaken} (sent, delivered) taken in ${reportsSeconds.toFixed(2)} s = ${(reportsTaken / reportsSeconds).toFixed(0)}/s`
+  : `${pending} still queued after the wait`);
 show('failures', `HTTP ${outcome.failed}, 429 answers ${outcome.rateLimited}, missing on channels ${missing}, ` +
      `duplicates ${arrived.whatsapp.duplicates + arrived.telegram.duplicates} (at-least-once), simulator refusals ${simFailed}`);
 if (outcome.failed > 0 || missing > 0) fail('not every message was accepted and delivered');
