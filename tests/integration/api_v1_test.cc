@@ -131,7 +131,7 @@ TEST_F(ApiV1Test, UsersAreCreatedReadAndChanged) {
       call("PUT", "/v1/users/alice/identities/telegram", admin_, {{"address", "@" + id}}), 409,
       "identity_taken", "address");
   expect_api_error(
-      call("PUT", "/v1/users/" + id + "/identities/sms", dave_token, {{"address", "1"}}), 400,
+      call("PUT", "/v1/users/" + id + "/identities/all", dave_token, {{"address", "1"}}), 400,
       "invalid_field", "channel");
   expect_api_error(
       call("PUT", "/v1/users/alice/identities/whatsapp", dave_token, {{"address", "1"}}), 403,
@@ -309,14 +309,17 @@ TEST_F(ApiV1Test, MessagesCarryChannelsMetadataAndStates) {
   json body = text(id, "hello bob");
   body["message_id"] = message_id;
   body["to"] = {"bob"};
-  body["channels"] = {"whatsapp", "telegram"};
+  // This cluster declares no outside channels: naming one is refused.
+  body["channels"] = {"internal", "whatsapp"};
+  expect_api_error(call("POST", "/v1/messages", alice_, body), 400, "invalid_field", "channels[1]");
+  body["channels"] = {"internal"};
   body["metadata"] = {{"priority", "high"}};
   EXPECT_EQ(send(alice_, body), message_id);
 
   auto got = call("GET", "/v1/messages/" + message_id, alice_);
   ASSERT_EQ(got.status, 200) << got.body;
   EXPECT_EQ(got.json()["conversation_id"], id);
-  EXPECT_EQ(got.json()["channels"], (json{"whatsapp", "telegram"}));
+  EXPECT_EQ(got.json()["channels"], (json{"internal"}));
   EXPECT_EQ(got.json()["metadata"], (json{{"priority", "high"}}));
   EXPECT_EQ(got.json()["to"], (json{"bob"}));
   ASSERT_EQ(got.json()["states"].size(), 1u) << got.body;

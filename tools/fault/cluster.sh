@@ -143,7 +143,7 @@ auth:
 YAML
     # The dev tenant and its admin client (secret chat4all-dev), exactly as the default topology
     # has them: the load tools log in with it and create their users and conversations.
-    awk '/^tenants:/ {copy = 1} /^nodes:/ {copy = 0} copy' "$repo/topology/local.yaml"
+    awk '/^tenants:/ {copy = 1} /^(channels|nodes):/ {copy = 0} copy' "$repo/topology/local.yaml"
     cat <<YAML
 nodes:
   - {name: frontend-1, role: frontend, host: 127.0.0.1, endpoints: {http: $http_port}}
