@@ -53,32 +53,6 @@ bool transient(wire::Status status) {
   }
 }
 
-const char* status_name(wire::Status status) {
-  switch (status) {
-    case wire::Status::kOk:
-      return "ok";
-    case wire::Status::kNotOwner:
-      return "not_owner";
-    case wire::Status::kUnavailable:
-      return "unavailable";
-    case wire::Status::kTimeout:
-      return "timeout";
-    case wire::Status::kStorageFull:
-      return "storage_full";
-    case wire::Status::kConflict:
-      return "conflict";
-    case wire::Status::kInvalid:
-      return "invalid";
-    case wire::Status::kInternal:
-      return "internal";
-    case wire::Status::kNotFound:
-      return "not_found";
-    case wire::Status::kExists:
-      return "exists";
-  }
-  return "unknown";
-}
-
 // "channel/webhook" target -> channel name, or nullopt.
 std::optional<std::string> webhook_channel(const std::string& target) {
   std::string path = target.substr(0, target.find('?'));
@@ -560,8 +534,9 @@ void ChannelHost::record_accepted(const Channel& channel, const wire::DeliveryJo
   auto wait = std::make_shared<Wait>();
   auto finish = [this, wait, delivery_id = job.delivery_id](const char* step, wire::Status status) {
     if (status != wire::Status::kOk)
-      log_.warn("accepted_record_failed",
-                {{"delivery_id", delivery_id}, {"step", step}, {"status", status_name(status)}});
+      log_.warn(
+          "accepted_record_failed",
+          {{"delivery_id", delivery_id}, {"step", step}, {"status", codec::status_name(status)}});
     std::lock_guard lock(wait->mutex);
     --wait->open;
     wait->done.notify_all();
@@ -702,16 +677,15 @@ bool ChannelHost::process_events(Channel& channel, const std::vector<InboundEven
   return ok;
 }
 
-template <typename Result, typename Body>
-StorageOutcome<Result> ChannelHost::command(std::string key, wire::CommandKind kind,
-                                            const Body& body) {
+namespace {
+
+// Waits (bounded) for one storage answer that `submit` asks for; kTimeout when none came.
+template <typename Result, typename Submit>
+StorageOutcome<Result> wait_for_storage(Submit submit, std::uint32_t timeout_ms) {
   auto promise = std::make_shared<std::promise<StorageOutcome<Result>>>();
   auto future = promise->get_future();
-  storage_.command<Result>(std::move(key), kind, body, [promise](StorageOutcome<Result> outcome) {
-    promise->set_value(std::move(outcome));
-  });
-  if (future.wait_for(std::chrono::milliseconds(options_.storage_timeout_ms)) !=
-      std::future_status::ready) {
+  submit([promise](StorageOutcome<Result> outcome) { promise->set_value(std::move(outcome)); });
+  if (future.wait_for(std::chrono::milliseconds(timeout_ms)) != std::future_status::ready) {
     StorageOutcome<Result> late;
     late.status = wire::Status::kTimeout;
     return late;
@@ -719,20 +693,21 @@ StorageOutcome<Result> ChannelHost::command(std::string key, wire::CommandKind k
   return future.get();
 }
 
+}  // namespace
+
+template <typename Result, typename Body>
+StorageOutcome<Result> ChannelHost::command(std::string key, wire::CommandKind kind,
+                                            const Body& body) {
+  return wait_for_storage<Result>(
+      [&](auto done) { storage_.command<Result>(std::move(key), kind, body, std::move(done)); },
+      options_.storage_timeout_ms);
+}
+
 template <typename Result, typename Body>
 StorageOutcome<Result> ChannelHost::query(std::string key, wire::QueryKind kind, const Body& body) {
-  auto promise = std::make_shared<std::promise<StorageOutcome<Result>>>();
-  auto future = promise->get_future();
-  storage_.query<Result>(std::move(key), kind, body, [promise](StorageOutcome<Result> outcome) {
-    promise->set_value(std::move(outcome));
-  });
-  if (future.wait_for(std::chrono::milliseconds(options_.storage_timeout_ms)) !=
-      std::future_status::ready) {
-    StorageOutcome<Result> late;
-    late.status = wire::Status::kTimeout;
-    return late;
-  }
-  return future.get();
+  return wait_for_storage<Result>(
+      [&](auto done) { storage_.query<Result>(std::move(key), kind, body, std::move(done)); },
+      options_.storage_timeout_ms);
 }
 
 wire::Status ChannelHost::append(const wire::AppendRequest& request, std::string* detail) {
@@ -804,7 +779,7 @@ bool ChannelHost::process_status(Channel& channel, const InboundEvent& event) {
     if (!marked.ok()) {
       log_.warn("status_mark_failed", {{"channel", name},
                                        {"message_id", ref.message_id},
-                                       {"status", status_name(marked.status)},
+                                       {"status", codec::status_name(marked.status)},
                                        {"detail", marked.detail}});
       if (transient(marked.status)) ok = false;
     }
@@ -824,7 +799,7 @@ bool ChannelHost::process_status(Channel& channel, const InboundEvent& event) {
   if (!updated.ok()) {
     log_.warn("status_delivery_update_failed", {{"channel", name},
                                                 {"message_id", ref.message_id},
-                                                {"status", status_name(updated.status)},
+                                                {"status", codec::status_name(updated.status)},
                                                 {"detail", updated.detail}});
     if (transient(updated.status)) ok = false;
   }
@@ -904,7 +879,7 @@ bool ChannelHost::process_message(Channel& channel, const InboundEvent& event) {
     if (transient(appended)) return false;
     log_.info("inbound_append_refused", {{"channel", name},
                                          {"message_id", request.message_id},
-                                         {"status", status_name(appended)},
+                                         {"status", codec::status_name(appended)},
                                          {"detail", detail}});
     return drop("append_refused");
   }

@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 
+#include "nodes/connector/provider_http.h"
+
 namespace chat4all::connector {
 namespace {
 
@@ -158,17 +160,7 @@ std::string HttpSender::Transfer::configure() {
   easy = curl_easy_init();
   if (easy == nullptr) return "curl_easy_init failed";
 
-  for (const auto& [name, value] : post.headers) {
-    // A line break would let a header value start a header (or a body) of its own.
-    if (name.empty() || name.find_first_of(":\r\n") != std::string::npos ||
-        value.find_first_of("\r\n") != std::string::npos)
-      return "invalid header: " + name;
-    // "name:" with nothing after it tells curl to remove the header; "name;" sends it empty.
-    const std::string line = value.empty() ? name + ";" : name + ": " + value;
-    curl_slist* appended = curl_slist_append(headers, line.c_str());
-    if (appended == nullptr) return "out of memory";
-    headers = appended;
-  }
+  if (auto error = append_curl_headers(post.headers, headers); !error.empty()) return error;
   // curl asks for "100 Continue" before bodies over 1 KiB and waits up to a second for it;
   // webhook receivers rarely answer it, so the body goes at once.
   if (curl_slist* appended = curl_slist_append(headers, "Expect:"); appended != nullptr)

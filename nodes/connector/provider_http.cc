@@ -12,6 +12,23 @@
 #include "nodes/connector/retry_policy.h"
 
 namespace chat4all::connector {
+
+std::string append_curl_headers(const std::vector<std::pair<std::string, std::string>>& fields,
+                                curl_slist*& list) {
+  for (const auto& [name, value] : fields) {
+    // A line break would let a header value start a header (or a body) of its own.
+    if (name.empty() || name.find_first_of(":\r\n") != std::string::npos ||
+        value.find_first_of("\r\n") != std::string::npos)
+      return "invalid header: " + name;
+    // "name:" with nothing after it tells curl to remove the header; "name;" sends it empty.
+    const std::string line = value.empty() ? name + ";" : name + ": " + value;
+    curl_slist* appended = curl_slist_append(list, line.c_str());
+    if (appended == nullptr) return "out of memory";
+    list = appended;
+  }
+  return {};
+}
+
 namespace {
 
 // libcurl 7.84 and later initialise thread-safely, but older ones do not, and HttpSender
@@ -94,16 +111,7 @@ struct Exchange {
 // filled with the list the handle reads, for the caller to free after the transfer.
 std::string configure(CURL* easy, const ProviderRequest& request, Exchange& exchange,
                       curl_slist*& headers) {
-  for (const auto& [name, value] : request.headers) {
-    // A line break would let a header value start a header (or a body) of its own.
-    if (name.empty() || name.find_first_of(":\r\n") != std::string::npos ||
-        value.find_first_of("\r\n") != std::string::npos)
-      return "invalid header: " + name;
-    const std::string line = value.empty() ? name + ";" : name + ": " + value;
-    curl_slist* appended = curl_slist_append(headers, line.c_str());
-    if (appended == nullptr) return "out of memory";
-    headers = appended;
-  }
+  if (auto error = append_curl_headers(request.headers, headers); !error.empty()) return error;
   // curl would ask for "100 Continue" before bodies over 1 KiB and wait for it; send at once.
   curl_slist* appended = curl_slist_append(headers, "Expect:");
   if (appended == nullptr) return "out of memory";

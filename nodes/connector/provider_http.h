@@ -22,6 +22,8 @@
 
 #include "nodes/connector/channel_adapter.h"
 
+struct curl_slist;
+
 namespace chat4all::connector {
 
 // A platform answer larger than this is not read: the call fails with an error (status 0).
@@ -56,6 +58,11 @@ class ProviderTransport {
   // Never throws for network failures: they come back as status 0 with an error.
   virtual ProviderResponse perform(const ProviderRequest& request) = 0;
 };
+
+// Appends request header fields to a libcurl header list (both the provider transport and the
+// webhook sender build theirs with it); an error message, empty when every field was valid.
+std::string append_curl_headers(const std::vector<std::pair<std::string, std::string>>& fields,
+                                curl_slist*& list);
 
 // ProviderTransport over libcurl easy handles: one handle per calling thread, kept between calls
 // so that TLS connections to the platform are reused. Redirects are not followed (the answer is
