@@ -489,6 +489,16 @@ async function main() {
       assert.equal(r.seq, 1);
       s.groupMessage = r.message_id;
     });
+    await runner.check('a file message: 202 with its file_id kept as given; 400 naming payload.file_id', async () => {
+      const files = await api.call('POST', '/v1/conversations', { token: a.token, body: { type: 'group', members: [b.id] }, expect: 201 });
+      const conversation = files.json.conversation_id;
+      const r = await send(a.token, { conversation_id: conversation, channels: ['internal'], payload: { type: 'file', file_id: `f-${run}.pdf` } });
+      assert.equal(r.json.seq, 1);
+      const m = await api.call('GET', `/v1/messages/${r.json.message_id}`, { token: b.token, expect: 200 });
+      assert.deepEqual(m.json.payload, { type: 'file', file_id: `f-${run}.pdf` });
+      await api.error('POST', '/v1/messages', { token: a.token, body: { conversation_id: conversation, payload: { type: 'file' } } }, { status: 400, field: 'payload.file_id' });
+      await api.error('POST', '/v1/messages', { token: a.token, body: { conversation_id: conversation, payload: { type: 'file', file_id: 'bad id!' } } }, { status: 400, field: 'payload.file_id' });
+    });
   }
 
   // ------------------------------------------------------------ states
@@ -816,6 +826,12 @@ async function main() {
       await api.error('POST', '/v1/webhooks', { token: s.admin, body: { url, events: [] } }, { status: 400, fieldPrefix: 'events' });
       await api.error('POST', '/v1/webhooks', { token: s.admin, body: { url, events: ['message.exploded'] } }, { status: 400, fieldPrefix: 'events' });
       await api.error('POST', '/v1/webhooks', { token: s.admin, body: { url, events: ['message.read'], secret: 'not-a-secret' } }, { status: 400, field: 'secret' });
+      // 16..64 key bytes: 12 and 65 are refused, 16 is accepted.
+      for (const bytes of [12, 65]) {
+        await api.error('POST', '/v1/webhooks', { token: s.admin, body: { url, events: ['message.read'], secret: `whsec_${crypto.randomBytes(bytes).toString('base64')}` } }, { status: 400, field: 'secret' });
+      }
+      const short = await api.call('POST', '/v1/webhooks', { token: s.admin, body: { url, events: ['message.read'], secret: `whsec_${crypto.randomBytes(16).toString('base64')}` }, expect: 201 });
+      await api.call('DELETE', `/v1/webhooks/${enc(short.json.webhook_id)}`, { token: s.admin, expect: 204 });
       await api.error('POST', '/v1/webhooks', { token: a.token, body: { url, events: ['message.read'] } }, { status: 403 });
       await api.error('GET', '/v1/webhooks', { token: a.token }, { status: 403 });
       await api.error('GET', `/v1/webhooks/no-such-${run}`, { token: s.admin }, { status: 404 });

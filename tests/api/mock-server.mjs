@@ -553,12 +553,18 @@ route('POST', '/v1/messages', (req, auth) => {
   if (b.payload === undefined || b.payload === null) throw missing('payload');
   if (typeof b.payload !== 'object' || Array.isArray(b.payload)) throw bad('payload', 'payload must be an object');
   if (b.payload.type === undefined) throw missing('payload.type');
-  if (b.payload.type === 'file') throw bad('payload.type', 'file messages are not supported yet', 'unsupported_payload_type');
-  if (b.payload.type !== 'text') throw bad('payload.type', 'payload.type must be text or file', 'unsupported_payload_type');
-  if (b.payload.text === undefined || b.payload.text === null) throw missing('payload.text');
-  if (typeof b.payload.text !== 'string') throw bad('payload.text', 'payload.text must be a string');
-  if (!b.payload.text) throw bad('payload.text', 'payload.text must not be empty');
-  if (Buffer.byteLength(b.payload.text) > config.textBytesMax) throw new HttpError(413, 'payload_too_large', `payload.text is over ${config.textBytesMax} bytes`, 'payload.text');
+  if (b.payload.type === 'file') {
+    const fileId = b.payload.file_id;
+    if (fileId === undefined || fileId === null) throw missing('payload.file_id');
+    if (typeof fileId !== 'string' || !ID.test(fileId)) throw bad('payload.file_id', 'payload.file_id must be 1-128 characters of A-Z a-z 0-9 . _ : @ -');
+  } else if (b.payload.type !== 'text') {
+    throw bad('payload.type', 'payload.type must be text or file', 'unsupported_payload_type');
+  } else {
+    if (b.payload.text === undefined || b.payload.text === null) throw missing('payload.text');
+    if (typeof b.payload.text !== 'string') throw bad('payload.text', 'payload.text must be a string');
+    if (!b.payload.text) throw bad('payload.text', 'payload.text must not be empty');
+    if (Buffer.byteLength(b.payload.text) > config.textBytesMax) throw new HttpError(413, 'payload_too_large', `payload.text is over ${config.textBytesMax} bytes`, 'payload.text');
+  }
   if (b.metadata !== undefined && (typeof b.metadata !== 'object' || b.metadata === null || Array.isArray(b.metadata))) throw bad('metadata', 'metadata must be an object');
   let channels = ['all'];
   if (b.channels !== undefined) {
@@ -593,7 +599,7 @@ route('POST', '/v1/messages', (req, auth) => {
   }
   const m = {
     tenant: auth.tenant, message_id: messageId, conversation_id: conversationId, seq: c.messages.length + 1, sender_id: sender, to, channels,
-    payload: { type: 'text', text: b.payload.text }, metadata: b.metadata ?? {}, received_at: receivedAt, stored_at: Math.max(now(), c.messages.at(-1)?.stored_at ?? 0),
+    payload: b.payload.type === 'file' ? { type: 'file', file_id: b.payload.file_id } : { type: 'text', text: b.payload.text }, metadata: b.metadata ?? {}, received_at: receivedAt, stored_at: Math.max(now(), c.messages.at(-1)?.stored_at ?? 0),
     states: new Map(to.map((r) => [r, [{ state: 'SENT', at: now() }]])), fingerprint,
   };
   c.messages.push(m);
@@ -645,8 +651,11 @@ route('POST', '/v1/webhooks', (req, auth) => {
     if (!EVENTS.includes(e)) throw bad(`events[${i}]`, `unknown event ${e}`);
   });
   let secret = b.secret;
-  if (secret === undefined) secret = `whsec_${crypto.randomBytes(32).toString('base64')}`;
-  else if (typeof secret !== 'string' || !SECRET.test(secret) || Buffer.from(secret.slice(6), 'base64').length < 24) throw bad('secret', 'secret must be whsec_ + base64 of 24-64 bytes');
+  if (secret === undefined) secret = `whsec_${crypto.randomBytes(24).toString('base64')}`;
+  else {
+    const keyBytes = typeof secret === 'string' && SECRET.test(secret) ? Buffer.from(secret.slice(6), 'base64').length : 0;
+    if (keyBytes < 16 || keyBytes > 64) throw bad('secret', 'secret must be whsec_ + base64 of 16-64 bytes');
+  }
   const hook = { webhook_id: rid('wh_'), tenant: auth.tenant, url: b.url, events: [...new Set(b.events)], secret, created_at: now(), deliveries: new Map() };
   webhooks.set(hook.webhook_id, hook);
   return [201, { webhook_id: hook.webhook_id, url: hook.url, events: hook.events, secret, created_at: hook.created_at }, { 'cache-control': 'no-store' }];
