@@ -291,12 +291,16 @@ struct CreateConversation {
 
 // Add: `users` join. Remove: users[0] leaves. `by` is the acting user (empty:
 // an admin), who must be a member, and for removing someone else the creator.
+// `members_max` (0: no bound) is checked where the change is applied, so two
+// concurrent additions cannot together pass it. Last, so that entries logged
+// before it decode with 0.
 struct ChangeMembers {
   std::string tenant_id;
   std::string conversation_id;
   std::string by;
   std::vector<std::string> users;
-  MSGPACK_DEFINE(tenant_id, conversation_id, by, users);
+  std::uint32_t members_max = 0;
+  MSGPACK_DEFINE(tenant_id, conversation_id, by, users, members_max);
 };
 
 // One message (message_id set) or everything up to a seq (a horizon) becomes

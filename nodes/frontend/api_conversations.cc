@@ -183,8 +183,8 @@ void HttpApi::with_group(Call call, const std::string& conversation_id,
       call.trace_id);
 }
 
-// The group (private ones and the member limit are checked on what it holds
-// now), then unknown users, then the change, then the users' index.
+// The group (a private one answers 409), then unknown users, then the change,
+// then the users' index. The member limit is checked where the change is applied.
 void HttpApi::add_members(const ApiRequest& request, Call call) {
   const std::string conversation_id = call.params[0];
   if (auto error = check_id(conversation_id, "conversation_id"))
@@ -192,41 +192,32 @@ void HttpApi::add_members(const ApiRequest& request, Call call) {
   auto parsed = parse_members_add(request.body, topology_.limits.members_max);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
   const auto users = std::get<std::vector<std::string>>(std::move(parsed));
-  const std::uint32_t members_max = topology_.limits.members_max;
 
   // The group first: a conversation the caller cannot see answers 404 whatever the users.
-  with_group(
-      std::move(call), conversation_id,
-      [this, conversation_id, users, members_max](Call call, wire::ConversationRecord group) {
-        std::size_t total = group.members.size();
-        for (const auto& user : users)
-          if (std::find(group.members.begin(), group.members.end(), user) == group.members.end())
-            ++total;
-        if (total > members_max)
-          return call.respond(error_response(
-              400, "invalid_field",
-              "a conversation has at most " + std::to_string(members_max) + " members", "members"));
-        storage_.query<std::vector<std::string>>(
-            wire::tenant_key(call.caller.tenant), wire::QueryKind::kMissingUsers,
-            wire::UserSet{call.caller.tenant, users},
-            on_ok<std::vector<std::string>>(
-                call.respond,
-                [this, call, conversation_id, users](std::vector<std::string> missing) {
-                  if (!missing.empty())
-                    return call.respond(error_response(400, "unknown_members",
-                                                       "these users do not exist: " + join(missing),
-                                                       "members"));
-                  add_members_to(call, conversation_id, users);
-                }),
-            call.trace_id);
-      });
+  with_group(std::move(call), conversation_id,
+             [this, conversation_id, users](Call call, wire::ConversationRecord) {
+               storage_.query<std::vector<std::string>>(
+                   wire::tenant_key(call.caller.tenant), wire::QueryKind::kMissingUsers,
+                   wire::UserSet{call.caller.tenant, users},
+                   on_ok<std::vector<std::string>>(
+                       call.respond,
+                       [this, call, conversation_id, users](std::vector<std::string> missing) {
+                         if (!missing.empty())
+                           return call.respond(error_response(
+                               400, "unknown_members", "these users do not exist: " + join(missing),
+                               "members"));
+                         add_members_to(call, conversation_id, users);
+                       }),
+                   call.trace_id);
+             });
 }
 
 void HttpApi::add_members_to(Call call, const std::string& conversation_id,
                              const std::vector<std::string>& users) {
   storage_.command<wire::ConversationRecord>(
       conversation_id, wire::CommandKind::kAddMembers,
-      wire::ChangeMembers{call.caller.tenant, conversation_id, call.caller.requester(), users},
+      wire::ChangeMembers{call.caller.tenant, conversation_id, call.caller.requester(), users,
+                          topology_.limits.members_max},
       on_ok<wire::ConversationRecord>(
           call.respond,
           [this, call, conversation_id, users](wire::ConversationRecord conversation) {

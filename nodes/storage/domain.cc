@@ -278,13 +278,17 @@ DomainResult add_members(PartitionState& state, const wire::ChangeMembers& body,
   if (record->type != "group")
     return fail(Status::kInvalid, "a private conversation has fixed members", "members");
   std::vector<std::string> joined;
+  for (const auto& user : body.users)
+    if (!contains(record->members, user) && !contains(joined, user)) joined.push_back(user);
+  if (body.members_max != 0 && record->members.size() + joined.size() > body.members_max)
+    return fail(Status::kInvalid,
+                "a conversation has at most " + std::to_string(body.members_max) + " members",
+                "members");
   // A new member starts at the join: what came before is neither unread nor
   // pushed to their devices (history still shows it).
   const std::uint64_t head = state.head(body.conversation_id);
-  for (const auto& user : body.users) {
-    if (contains(record->members, user)) continue;
+  for (const auto& user : joined) {
     record->members.push_back(user);
-    joined.push_back(user);
     store(state, horizons_key(body.conversation_id, user), wire::Horizons{head, head});
   }
   record->updated_at_ms = at_ms;

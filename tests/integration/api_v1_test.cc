@@ -4,6 +4,7 @@
 // one that does not exist.
 #include <gtest/gtest.h>
 
+#include <future>
 #include <set>
 
 #include "common/auth.h"
@@ -15,13 +16,18 @@ namespace {
 
 using nlohmann::json;
 
+// Small enough that a test can reach it with few users.
+constexpr std::uint32_t kMembersMax = 3;
+
 // One cluster for the suite (argon2id makes every user and login cost ~0.1 s
 // of a core, so users are few and shared): alice and bob of kTenant, made by
 // wait_ready(), and carol of kOtherTenant.
 class ApiV1Test : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    cluster_ = new TestCluster();
+    ClusterOptions options;
+    options.members_max = kMembersMax;
+    cluster_ = new TestCluster(options);
     cluster_->start_all();
     ASSERT_TRUE(cluster_->wait_ready()) << cluster_->read_log("up");
     admin_ = cluster_->admin_token(kTenant);
@@ -301,6 +307,41 @@ TEST_F(ApiV1Test, GroupsListMembersAndSummaries) {
   expect_api_error(
       call("POST", "/v1/conversations/" + id + "/members", alice_, {{"members", "bob"}}), 400,
       "invalid_field", "members");
+}
+
+// The limit holds when two additions race: each alone fits, together they do not.
+TEST_F(ApiV1Test, TheMemberLimitHoldsWhenTwoAdditionsRace) {
+  ASSERT_TRUE(cluster_->create_user("dan"));
+  ASSERT_TRUE(cluster_->create_user("erin"));
+  const std::string id = group(alice_, {"bob"});
+  for (int round = 0; round < 3; ++round) {
+    auto add = [&](const char* user) {
+      return std::async(std::launch::async, [&, user] {
+        return call("POST", "/v1/conversations/" + id + "/members", alice_, {{"members", {user}}});
+      });
+    };
+    auto first = add("dan");
+    auto second = add("erin");
+    const HttpResult results[] = {first.get(), second.get()};
+    int added = 0;
+    for (const auto& result : results) {
+      if (result.status == 200) {
+        ++added;
+      } else {
+        expect_api_error(result, 400, "invalid_field", "members");
+      }
+    }
+    EXPECT_EQ(added, 1) << results[0].body << "\n" << results[1].body;
+    const auto conversation = call("GET", "/v1/conversations/" + id, alice_);
+    ASSERT_EQ(conversation.status, 200) << conversation.body;
+    EXPECT_EQ(conversation.json()["members"].size(), kMembersMax) << conversation.body;
+    // Make room again for the next round.
+    for (const char* user : {"dan", "erin"})
+      call("DELETE", "/v1/conversations/" + id + "/members/" + user, alice_);
+  }
+  expect_api_error(
+      call("POST", "/v1/conversations/" + id + "/members", alice_, {{"members", {"dan", "erin"}}}),
+      400, "invalid_field", "members");
 }
 
 TEST_F(ApiV1Test, MessagesCarryChannelsMetadataAndStates) {

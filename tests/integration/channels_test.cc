@@ -387,8 +387,7 @@ TEST_F(ChannelsTest, WhatsAppToInstagramAcrossPlatformsWithStatesAndWebhooks) {
   // Held in a local: a range-for over a member of a temporary would dangle.
   const json final_state = recipient_state(id, "ig");
   std::vector<std::string> history;
-  for (const auto& change : final_state["history"])
-    history.push_back(change["state"]);
+  for (const auto& change : final_state["history"]) history.push_back(change["state"]);
   const std::vector<std::string> expected = {"SENT", "DELIVERED", "READ"};
   EXPECT_EQ(history, expected);
 

@@ -175,7 +175,8 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
        << "\n  text_bytes_max: " << options.text_bytes_max
        << "\n  body_bytes_max: " << options.body_bytes_max
        << "\n  token_requests_per_s: " << options.token_requests_per_s
-       << "\n  token_burst: " << options.token_burst << "\n"
+       << "\n  token_burst: " << options.token_burst << "\n  members_max: " << options.members_max
+       << "\n"
        << "storage:\n  map_size_initial_mb: 1\n  map_size_max_mb: " << options.map_size_max_mb
        << "\n  log_retained_max: " << options.log_retained_max << "\n"
        << "auth:\n  token_ttl_s: " << options.token_ttl_s << "\n"

@@ -62,6 +62,7 @@ struct ClusterOptions {
   std::uint32_t log_retained_max = 65536;    // entries kept for a replica that is down
   std::uint32_t token_requests_per_s = 100;  // per-token rate limit of the frontend
   std::uint32_t token_burst = 200;
+  std::uint32_t members_max = 256;  // members per conversation
 
   // GET /v1/stream (the topology's `stream:` section).
   std::uint32_t stream_queue_bytes_max = 4u << 20;

@@ -226,6 +226,44 @@ TEST(DomainTest, MembersJoinAndLeave) {
             Status::kOk);
 }
 
+TEST(DomainTest, TheMemberLimitIsCheckedWhereTheChangeIsApplied) {
+  MemoryState state;
+  command(state, "g", wire::CommandKind::kCreateConversation,
+          wire::CreateConversation{conversation("acme", "g", {"alice", "bob"})});
+  // Two new members would make four: refused whole, naming the field.
+  DomainResult over = command(state, "g", wire::CommandKind::kAddMembers,
+                              wire::ChangeMembers{"acme", "g", "alice", {"carol", "dave"}, 3});
+  EXPECT_EQ(over.status, Status::kInvalid);
+  EXPECT_EQ(over.field, "members");
+  EXPECT_TRUE(over.events.empty());
+  // Members already in and repeated names do not count twice.
+  DomainResult fits =
+      command(state, "g", wire::CommandKind::kAddMembers,
+              wire::ChangeMembers{"acme", "g", "alice", {"carol", "carol", "bob"}, 3});
+  ASSERT_EQ(fits.status, Status::kOk);
+  EXPECT_EQ(codec::unpack_body<wire::ConversationRecord>(fits.body)->members,
+            (std::vector<std::string>{"alice", "bob", "carol"}));
+  EXPECT_EQ(command(state, "g", wire::CommandKind::kAddMembers,
+                    wire::ChangeMembers{"acme", "g", "alice", {"dave"}, 3})
+                .status,
+            Status::kInvalid);
+}
+
+// wire::ChangeMembers as it was logged before it had members_max.
+struct ChangeMembersWithoutLimit {
+  std::string tenant_id, conversation_id, by;
+  std::vector<std::string> users;
+  MSGPACK_DEFINE(tenant_id, conversation_id, by, users);
+};
+
+TEST(DomainTest, AMemberChangeLoggedWithoutALimitDecodesUnbounded) {
+  const auto decoded = codec::unpack_body<wire::ChangeMembers>(
+      codec::pack_body(ChangeMembersWithoutLimit{"acme", "g", "alice", {"carol"}}));
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_EQ(decoded->users, std::vector<std::string>{"carol"});
+  EXPECT_EQ(decoded->members_max, 0u);
+}
+
 TEST(DomainTest, StatesOnlyMoveForwardWithTheirHistory) {
   MemoryState state;
   command(state, "c", wire::CommandKind::kCreateConversation,
