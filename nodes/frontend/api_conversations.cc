@@ -47,27 +47,34 @@ void HttpApi::answer_summary(Call call, std::string conversation_id, int status)
 
 // Unknown members first (one query on the tenant), then the conversation on
 // its own partition, then the members' index on the tenant's. A private
-// conversation's id is derived from its pair, so creating it again meets
-// kExists: the existing one is answered (200), after indexing its members
-// again in case the first creation stopped before that step.
+// conversation's id is derived from its pair, and a group's from the caller's
+// Idempotency-Key when there is one, so creating it again meets kExists: the
+// existing one is answered (200, Idempotent-Replayed), after indexing its
+// members again in case the first creation stopped before that step.
 void HttpApi::create_conversation(const ApiRequest& request, Call call) {
   auto parsed =
       parse_conversation_create(request.body, call.caller.user(), topology_.limits.members_max);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
   ConversationCreate create = std::get<ConversationCreate>(std::move(parsed));
+  if (!request.idempotency_key.empty())
+    if (auto error = check_id(request.idempotency_key, "Idempotency-Key"))
+      return call.respond(error_response(*error));
   const std::string& tenant = call.caller.tenant;
-  const std::int64_t now_ms = ids::now_ms();
-  wire::ConversationRecord record{
-      tenant,
+  std::string conversation_id =
       create.is_private ? private_conversation_id(tenant, create.members[0], create.members[1])
-                        : ids::new_random_id("c_"),
-      create.is_private ? "private" : "group",
-      std::move(create.name),
-      std::move(create.metadata),
-      std::move(create.members),
-      call.caller.user(),
-      now_ms,
-      now_ms};
+      : request.idempotency_key.empty()
+          ? ids::new_random_id("c_")
+          : keyed_group_id(tenant, call.caller.role, call.caller.subject, request.idempotency_key);
+  const std::int64_t now_ms = ids::now_ms();
+  wire::ConversationRecord record{tenant,
+                                  std::move(conversation_id),
+                                  create.is_private ? "private" : "group",
+                                  std::move(create.name),
+                                  std::move(create.metadata),
+                                  std::move(create.members),
+                                  call.caller.user(),
+                                  now_ms,
+                                  now_ms};
 
   auto store = [this](Call call, wire::ConversationRecord record) {
     const std::string id = record.conversation_id;
@@ -86,8 +93,9 @@ void HttpApi::create_conversation(const ApiRequest& request, Call call) {
               on_ok<wire::ConversationRecord>(
                   call.respond,
                   [this, call, id](wire::ConversationRecord existing) {
-                    index_membership(call, id, existing.members, true,
-                                     json_response(200, conversation_json(existing)));
+                    ApiResponse response = json_response(200, conversation_json(existing));
+                    response.headers.emplace_back("Idempotent-Replayed", "true");
+                    index_membership(call, id, existing.members, true, std::move(response));
                   }),
               call.trace_id);
         },

@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <limits>
 
 namespace chat4all::frontend {
@@ -63,17 +64,37 @@ std::variant<std::uint64_t, ApiError> parse_horizon_update(std::string_view body
   return value->get<std::uint64_t>();
 }
 
-std::string private_conversation_id(const std::string& tenant_id, const std::string& first,
-                                    const std::string& second) {
-  const auto& [low, high] = std::minmax(first, second);
-  // Names never contain NUL, so the joined input is unambiguous.
-  const std::string input = tenant_id + '\0' + low + '\0' + high;
+namespace {
+
+// `prefix` + 32 hex digits of a BLAKE2b-128 of `parts` joined by NUL (names and
+// ids never contain NUL, so the joined input is unambiguous).
+std::string hashed_id(std::string_view prefix, std::initializer_list<std::string_view> parts) {
+  std::string input;
+  bool first = true;
+  for (const auto part : parts) {
+    if (!first) input += '\0';
+    first = false;
+    input += part;
+  }
   unsigned char digest[16];
   crypto_generichash(digest, sizeof digest, reinterpret_cast<const unsigned char*>(input.data()),
                      input.size(), nullptr, 0);
   char hex[sizeof digest * 2 + 1];
   sodium_bin2hex(hex, sizeof hex, digest, sizeof digest);
-  return "dm_" + std::string(hex);
+  return std::string(prefix) + hex;
+}
+
+}  // namespace
+
+std::string private_conversation_id(const std::string& tenant_id, const std::string& first,
+                                    const std::string& second) {
+  const auto& [low, high] = std::minmax(first, second);
+  return hashed_id("dm_", {tenant_id, low, high});
+}
+
+std::string keyed_group_id(const std::string& tenant_id, const std::string& role,
+                           const std::string& subject, const std::string& idempotency_key) {
+  return hashed_id("c_", {tenant_id, role, subject, idempotency_key});
 }
 
 }  // namespace chat4all::frontend

@@ -43,4 +43,11 @@ std::variant<std::uint64_t, ApiError> parse_horizon_update(std::string_view body
 std::string private_conversation_id(const std::string& tenant_id, const std::string& first,
                                     const std::string& second);
 
+// The group a caller (role and subject: a user and an admin client may share a
+// name) creates under an Idempotency-Key: "c_" + 32 hex digits of a BLAKE2b-128
+// of the tenant, the caller and the key, so that a retried creation names the
+// same group, and no other caller's key can reach it.
+std::string keyed_group_id(const std::string& tenant_id, const std::string& role,
+                           const std::string& subject, const std::string& idempotency_key);
+
 }  // namespace chat4all::frontend

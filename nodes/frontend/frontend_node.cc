@@ -84,10 +84,12 @@ class Session : public std::enable_shared_from_this<Session> {
     keep_alive_ = request.keep_alive();
     version_ = request.version();
     if (is_stream_target({request.target().data(), request.target().size()})) return open_stream();
-    ApiRequest api_request{std::string(request.method_string()), std::string(request.target()),
+    ApiRequest api_request{std::string(request.method_string()),
+                           std::string(request.target()),
                            std::string(request[http::field::authorization]),
                            std::string(request[http::field::content_type]),
-                           std::move(request.body())};
+                           std::move(request.body()),
+                           std::string(request["Idempotency-Key"])};
     stream_.expires_never();  // the API answers within its own bound
     auto respond = [self = shared_from_this()](ApiResponse response) {
       asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {

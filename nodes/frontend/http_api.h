@@ -39,6 +39,7 @@ struct ApiRequest {
   std::string authorization;
   std::string content_type;
   std::string body;
+  std::string idempotency_key;  // the Idempotency-Key header (creating a group)
 };
 
 class HttpApi {

@@ -359,6 +359,22 @@ async function main() {
       assert.notEqual(r.json.conversation_id, s.private);
       s.group = r.json.conversation_id;
     }, { critical: true });
+    await runner.check('a group with an Idempotency-Key: 201, then 200 with the same group on a retry', async () => {
+      const key = `create-${run}`;
+      const body = { type: 'group', name: 'keyed', members: [b.id] };
+      const first = await api.call('POST', '/v1/conversations', { token: a.token, body, headers: { 'idempotency-key': key }, expect: 201 });
+      assert.equal(first.headers['idempotent-replayed'], undefined, 'not a replay');
+      const again = await api.call('POST', '/v1/conversations', { token: a.token, body: { ...body, name: 'ignored' }, headers: { 'idempotency-key': key }, expect: 200 });
+      assert.equal(again.json.conversation_id, first.json.conversation_id);
+      assert.equal(again.json.name, 'keyed');
+      assert.equal(again.headers['idempotent-replayed'], 'true');
+      // Another caller's same key, and another key, make other groups.
+      const byB = await api.call('POST', '/v1/conversations', { token: b.token, body: { type: 'group', members: [a.id] }, headers: { 'idempotency-key': key }, expect: 201 });
+      assert.notEqual(byB.json.conversation_id, first.json.conversation_id);
+      const other = await api.call('POST', '/v1/conversations', { token: a.token, body, headers: { 'idempotency-key': `${key}-2` }, expect: 201 });
+      assert.notEqual(other.json.conversation_id, first.json.conversation_id);
+      await api.error('POST', '/v1/conversations', { token: a.token, body, headers: { 'idempotency-key': 'bad key!' } }, { status: 400, field: 'Idempotency-Key' });
+    });
     await runner.check('add members (idempotent); 409 on a private conversation; 400 unknown user', async () => {
       const r = await api.call('POST', `/v1/conversations/${s.group}/members`, { token: b.token, body: { members: [c.id] }, expect: 200 });
       sameSet(r.json.members, [a.id, b.id, c.id], 'members');

@@ -55,6 +55,7 @@ const identities = new Map();     // tenant/channel/address -> user_id
 const clients = new Map();        // tenant/client -> client
 const conversations = new Map();  // id -> conversation
 const privates = new Map();       // tenant/a/b -> conversation id
+const keyedGroups = new Map();    // tenant/role/subject/Idempotency-Key -> conversation id
 const messageIndex = new Map();   // tenant/message_id -> message
 const webhooks = new Map();       // id -> webhook
 const tokens = new Map();         // token -> claims
@@ -401,19 +402,24 @@ route('POST', '/v1/conversations', (req, auth) => {
   if (auth.role === 'user' && !members.includes(auth.subject)) members = [auth.subject, ...members];
   if (b.metadata !== undefined && (typeof b.metadata !== 'object' || b.metadata === null || Array.isArray(b.metadata))) throw bad('metadata', 'metadata must be an object');
   if (b.name !== undefined && typeof b.name !== 'string') throw bad('name', 'name must be a string');
+  const idempotencyKey = req.headers['idempotency-key'];
+  if (idempotencyKey !== undefined && !ID.test(idempotencyKey)) throw bad('Idempotency-Key', 'Idempotency-Key must be 1-128 characters of A-Z a-z 0-9 . _ : @ -');
   if (b.type === 'private') {
     if (members.length !== 2) throw bad('members', 'a private conversation has exactly two members');
     const key = `${auth.tenant}/${[...members].sort().join('/')}`;
-    if (privates.has(key)) return [200, conversationView(conversations.get(privates.get(key)))];
+    if (privates.has(key)) return [200, conversationView(conversations.get(privates.get(key))), { 'idempotent-replayed': 'true' }];
   } else if (members.length > config.membersMax) {
     throw bad('members', `at most ${config.membersMax} members`);
   }
+  const keyed = b.type === 'group' && idempotencyKey !== undefined ? `${auth.tenant}/${auth.role}/${auth.subject}/${idempotencyKey}` : undefined;
+  if (keyed !== undefined && keyedGroups.has(keyed)) return [200, conversationView(conversations.get(keyedGroups.get(keyed))), { 'idempotent-replayed': 'true' }];
   const c = {
     conversation_id: rid('c_'), tenant_id: auth.tenant, type: b.type, name: b.name ?? null, members, created_by: auth.role === 'user' ? auth.subject : null,
     metadata: b.metadata ?? {}, created_at: now(), updated_at: now(), messages: [], horizons: new Map(),
   };
   conversations.set(c.conversation_id, c);
   if (b.type === 'private') privates.set(`${auth.tenant}/${[...members].sort().join('/')}`, c.conversation_id);
+  if (keyed !== undefined) keyedGroups.set(keyed, c.conversation_id);
   return [201, conversationView(c), { location: `/v1/conversations/${c.conversation_id}` }];
 });
 route('GET', '/v1/conversations', (req, auth) => {

@@ -100,10 +100,23 @@ TEST(PrivateConversationIdTest, OneIdPerPairAndTenant) {
   EXPECT_EQ(id, private_conversation_id("dev", "bob", "alice"));
   EXPECT_EQ(id.rfind("dm_", 0), 0u);
   EXPECT_EQ(id.size(), 3u + 32u);
+  // Stored conversations are named by it: BLAKE2b-128 of "dev\0alice\0bob" must never change.
+  EXPECT_EQ(id, "dm_9980eec55db302be66f2087da1d430bc");
   EXPECT_NE(id, private_conversation_id("other", "alice", "bob"));
   EXPECT_NE(id, private_conversation_id("dev", "alice", "carol"));
   // The separator keeps joined names apart.
   EXPECT_NE(private_conversation_id("dev", "ab", "c"), private_conversation_id("dev", "a", "bc"));
+}
+
+TEST(KeyedGroupIdTest, OnePerTenantCallerAndKey) {
+  const std::string id = keyed_group_id("dev", "user", "alice", "k-1");
+  EXPECT_EQ(id, keyed_group_id("dev", "user", "alice", "k-1"));
+  EXPECT_EQ(id.rfind("c_", 0), 0u);
+  EXPECT_EQ(id.size(), 2u + 32u);
+  EXPECT_NE(id, keyed_group_id("dev", "user", "alice", "k-2"));
+  EXPECT_NE(id, keyed_group_id("dev", "user", "bob", "k-1"));
+  EXPECT_NE(id, keyed_group_id("dev", "admin", "alice", "k-1"));
+  EXPECT_NE(id, keyed_group_id("other", "user", "alice", "k-1"));
 }
 
 }  // namespace
