@@ -4,7 +4,7 @@
 // TokenSigner is immutable after construction and safe to use from any
 // thread. Time is passed in, never read here, so expiry is testable.
 // Password hashing is deliberately slow (~100 ms, 64 MiB): callers keep it
-// off event loops and cap its concurrency (see nodes/frontend/login_pool.h).
+// off event loops and cap its concurrency (see common/worker_pool.h).
 #pragma once
 
 #include <array>

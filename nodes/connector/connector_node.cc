@@ -22,6 +22,7 @@
 #include "common/router_client.h"
 #include "common/storage_client.h"
 #include "common/webhook_signature.h"
+#include "common/worker_pool.h"
 #include "nodes/connector/channel_host.h"
 #include "nodes/connector/http_sender.h"
 #include "nodes/connector/retry_policy.h"
@@ -36,6 +37,12 @@ using nlohmann::json;
 
 constexpr auto kOutboxPollInterval = std::chrono::milliseconds(250);
 constexpr auto kWebhooksCacheTtl = std::chrono::seconds(2);
+// Webhook URLs are resolved (getaddrinfo, which waits as long as DNS takes) on
+// these threads, so one tenant's slow resolver never stalls the dispatcher.
+constexpr std::uint32_t kUrlCheckThreads = 4;
+// When the checks are this far behind, an attempt waits kSenderFullRetry and
+// tries again (not counted as an attempt), as when the sender is at its bound.
+constexpr auto kSenderFullRetry = std::chrono::milliseconds(200);
 constexpr std::uint32_t kOutboxPageEvents = 64;
 constexpr std::size_t kEventsInFlightPerPartitionMax = 256;
 constexpr std::size_t kInboxMax = 100000;
@@ -103,7 +110,8 @@ class Dispatcher {
         sender_(topology.webhooks.in_flight_max, topology.webhooks.in_flight_max * 4),
         policy_{topology.webhooks.attempts_max, topology.webhooks.backoff_initial_ms,
                 topology.webhooks.backoff_max_ms},
-        url_policy_{topology.webhooks.allow_loopback, topology.webhooks.allow_private} {
+        url_policy_{topology.webhooks.allow_loopback, topology.webhooks.allow_private},
+        url_checks_(kUrlCheckThreads, topology.webhooks.in_flight_max * 4) {
     for (PartitionId p : partitions) partitions_[p];
   }
 
@@ -270,15 +278,31 @@ class Dispatcher {
       finish_event(id, index);
   }
 
+  // Resolves and checks the URL on the check pool, then sends from the dispatcher's thread.
   void send_attempt(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    const bool queued = url_checks_.try_submit([this, id, index, delivery] {
+      const std::int64_t started_ms = ids::now_ms();
+      GuardResult guard = check_url(delivery->webhook.url, url_policy_);
+      post([this, id, index, delivery, started_ms, guard = std::move(guard)] {
+        send_checked(id, index, delivery, started_ms, guard);
+      });
+    });
+    if (!queued) retry_soon(id, index, delivery);
+  }
+
+  void retry_soon(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    timers_.emplace(Clock::now() + kSenderFullRetry,
+                    [this, id, index, delivery] { send_attempt(id, index, delivery); });
+  }
+
+  void send_checked(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery,
+                    std::int64_t started_ms, const GuardResult& guard) {
     auto found = partitions_[id].events.find(index);
     if (found == partitions_[id].events.end()) return;
     const wire::OutboxEvent& event = found->second.event;
     stats_.attempts.add();
-    const std::int64_t started_ms = ids::now_ms();
     // Checked before every attempt, and the connection pinned to the address
     // checked: DNS cannot swap in a private address in between.
-    GuardResult guard = check_url(delivery->webhook.url, url_policy_);
     auto key = webhook::secret_bytes(delivery->webhook.secret);
     if (!guard.ok() || !key) {
       HttpResult refused;
@@ -304,11 +328,8 @@ class Dispatcher {
         sender_.submit(std::move(post), [this, id, index, delivery, started_ms](HttpResult result) {
           post_result(id, index, delivery, started_ms, std::move(result));
         });
-    if (!queued) {
-      // The sender is at its bound: try again shortly, not counted as an attempt.
-      timers_.emplace(Clock::now() + std::chrono::milliseconds(200),
-                      [this, id, index, delivery] { send_attempt(id, index, delivery); });
-    }
+    // The sender is at its bound: the attempt (and its check) is made again shortly.
+    if (!queued) retry_soon(id, index, delivery);
   }
 
   void post_result(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery,
@@ -376,6 +397,8 @@ class Dispatcher {
   HttpSender sender_;
   RetryPolicy policy_;
   UrlPolicy url_policy_;
+  // After inbox_: its threads post there until they are joined.
+  WorkerPool url_checks_;
   std::map<PartitionId, Partition> partitions_;
   std::map<std::string, TenantWebhooks> tenants_;
   std::multimap<Clock::time_point, std::function<void()>> timers_;

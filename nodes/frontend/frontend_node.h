@@ -3,7 +3,7 @@
 // bound (413) and an idle timeout per connection.
 //
 // Threading: run() starts `limits.http_threads` event-loop threads plus the
-// RouterClient and LoginPool threads, and returns when `stop` becomes true.
+// RouterClient and WorkerPool threads, and returns when `stop` becomes true.
 #pragma once
 
 #include <atomic>

@@ -11,7 +11,7 @@
 // api_messages.cc (send, get, mark, channel deliveries), api_webhooks.cc.
 //
 // Thread-safe: handle() may run on several event-loop threads at once.
-// Password and secret hashing runs in the LoginPool's threads, never on the
+// Password and secret hashing runs in the login pool's threads, never on the
 // caller's; storage answers arrive on the RouterClient's thread.
 #pragma once
 
@@ -26,8 +26,8 @@
 #include "common/router_client.h"
 #include "common/storage_client.h"
 #include "common/topology.h"
+#include "common/worker_pool.h"
 #include "nodes/frontend/api_support.h"
-#include "nodes/frontend/login_pool.h"
 #include "nodes/frontend/message_validation.h"
 #include "nodes/frontend/rate_limiter.h"
 
@@ -116,10 +116,10 @@ class HttpApi {
   void list_clients(const ApiRequest& request, Call call);
   void delete_client(const ApiRequest& request, Call call);
   // Verifies `secret` against `hash` (or the dummy hash when there is none) in
-  // the LoginPool and answers with a token for `subject` when it matches.
+  // the login pool and answers with a token for `subject` when it matches.
   void verify_and_issue(Call call, std::string tenant, std::string subject, std::string role,
                         std::optional<std::string> hash, std::string secret);
-  // Hashes `secret` in the LoginPool, then continues there with the hash.
+  // Hashes `secret` in the login pool, then continues there with the hash.
   void hash_then(Call call, std::string secret, std::function<void(Call, std::string)> next);
 
   // api_conversations.cc
@@ -170,10 +170,10 @@ class HttpApi {
   auth::TokenSigner signer_;
   std::string unknown_user_hash_;  // verified against for unknown users: same cost, no oracle
   MessageLimits message_limits_;
-  LoginPool logins_;
+  WorkerPool logins_;
   // Resolves webhook URLs (connector::check_url: getaddrinfo blocks for as long as DNS takes),
   // apart from the logins so that a slow resolver cannot hold them up.
-  LoginPool url_checks_;
+  WorkerPool url_checks_;
   RateLimiter rate_limiter_;
   Log log_{"http_api"};
   Histogram& send_latency_;

@@ -1,12 +1,12 @@
-#include "nodes/frontend/login_pool.h"
+#include "common/worker_pool.h"
 
-namespace chat4all::frontend {
+namespace chat4all {
 
-LoginPool::LoginPool(std::uint32_t concurrency, std::uint32_t queue_max) : queue_max_(queue_max) {
+WorkerPool::WorkerPool(std::uint32_t concurrency, std::uint32_t queue_max) : queue_max_(queue_max) {
   for (std::uint32_t i = 0; i < concurrency; ++i) threads_.emplace_back([this] { work(); });
 }
 
-LoginPool::~LoginPool() {
+WorkerPool::~WorkerPool() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -16,7 +16,7 @@ LoginPool::~LoginPool() {
   for (auto& thread : threads_) thread.join();
 }
 
-bool LoginPool::try_submit(std::function<void()> job) {
+bool WorkerPool::try_submit(std::function<void()> job) {
   {
     std::lock_guard lock(mutex_);
     if (stopping_ || queue_.size() >= queue_max_) return false;
@@ -26,7 +26,7 @@ bool LoginPool::try_submit(std::function<void()> job) {
   return true;
 }
 
-void LoginPool::work() {
+void WorkerPool::work() {
   while (true) {
     std::function<void()> job;
     {
@@ -40,4 +40,4 @@ void LoginPool::work() {
   }
 }
 
-}  // namespace chat4all::frontend
+}  // namespace chat4all

@@ -1,6 +1,6 @@
-// The bounded login pool (nodes/frontend/login_pool.h): at most `concurrency`
+// The bounded worker pool (common/worker_pool.h): at most `concurrency`
 // jobs run, at most `queue_max` wait, and the next one is refused.
-#include "nodes/frontend/login_pool.h"
+#include "common/worker_pool.h"
 
 #include <gtest/gtest.h>
 
@@ -8,10 +8,10 @@
 #include <condition_variable>
 #include <mutex>
 
-namespace chat4all::frontend {
+namespace chat4all {
 namespace {
 
-TEST(LoginPoolTest, RefusesBeyondTheQueueBoundAndRunsTheRest) {
+TEST(WorkerPoolTest, RefusesBeyondTheQueueBoundAndRunsTheRest) {
   std::mutex mutex;
   std::condition_variable changed;
   bool release = false;
@@ -25,7 +25,7 @@ TEST(LoginPoolTest, RefusesBeyondTheQueueBoundAndRunsTheRest) {
     ++finished;
   };
   {
-    LoginPool pool(/*concurrency=*/1, /*queue_max=*/2);
+    WorkerPool pool(/*concurrency=*/1, /*queue_max=*/2);
     ASSERT_TRUE(pool.try_submit(blocking_job));
     {
       // Wait (bounded) until the one worker holds the first job.
@@ -50,4 +50,4 @@ TEST(LoginPoolTest, RefusesBeyondTheQueueBoundAndRunsTheRest) {
 }
 
 }  // namespace
-}  // namespace chat4all::frontend
+}  // namespace chat4all
