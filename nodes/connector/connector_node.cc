@@ -235,6 +235,9 @@ class Dispatcher {
         if (std::find(webhook.events.begin(), webhook.events.end(), event.event.type) ==
             webhook.events.end())
           continue;
+        // A webhook hears what happens once it is registered, not a backlog that
+        // was still in the outbox then (both times are storage clocks).
+        if (event.event.at_ms < webhook.created_at_ms) continue;
         ++event.deliveries_open;
         auto delivery = std::make_shared<Delivery>();
         delivery->webhook = webhook;
