@@ -309,7 +309,12 @@ void HttpApi::delete_client(const ApiRequest&, Call call) {
                                          "it there"));
   storage_.command<Empty>(wire::tenant_key(call.caller.tenant), wire::CommandKind::kDeleteClient,
                           wire::TenantLookup{call.caller.tenant, client_id},
-                          on_ok<Empty>(call.respond, [call](Empty) { call.respond(no_content()); }),
+                          on_ok<Empty>(call.respond,
+                                       [this, call, client_id](Empty) {
+                                         // Its tokens are refused here from now on.
+                                         clients_.forget(client_key(call.caller.tenant, client_id));
+                                         call.respond(no_content());
+                                       }),
                           call.trace_id);
 }
 

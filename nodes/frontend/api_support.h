@@ -36,8 +36,9 @@ using Respond = std::function<void(ApiResponse)>;
 // `tenant`.
 struct Caller {
   std::string tenant;
-  std::string subject;  // user id, or client id of an admin
-  std::string role;     // "user" | "admin"
+  std::string subject;           // user id, or client id of an admin
+  std::string role;              // "user" | "admin"
+  std::int64_t issued_at_s = 0;  // of the token
 
   bool admin() const { return role == "admin"; }
   // The user storage checks membership for; empty for an admin, who sees the

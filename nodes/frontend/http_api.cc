@@ -63,6 +63,11 @@ bool match(std::string_view pattern, const std::vector<std::string_view>& path,
 constexpr std::uint32_t kUrlCheckThreads = 1;
 constexpr std::uint32_t kUrlChecksQueuedMax = 16;
 
+// How long this frontend trusts what it read of a service client: a client
+// deleted through another frontend has its tokens refused here within this.
+constexpr std::int64_t kClientValidityTtlMs = 2000;
+constexpr std::size_t kClientValidityEntriesMax = 100000;
+
 std::int64_t now_s() {
   return ids::now_ms() / 1000;
 }
@@ -80,6 +85,7 @@ HttpApi::HttpApi(const Topology& topology, const NodeSpec& self, RouterClient& r
                       MessageLimits{}.metadata_bytes_max, channel_names(topology)},
       logins_(topology.limits.login_concurrency_max, topology.limits.login_queue_max),
       url_checks_(kUrlCheckThreads, kUrlChecksQueuedMax),
+      clients_(kClientValidityEntriesMax, kClientValidityTtlMs),
       rate_limiter_(topology.limits.token_requests_per_s, topology.limits.token_burst),
       send_latency_(metrics().latency_histogram("chat4all_frontend_send_seconds",
                                                 "POST /v1/messages, request to 202")),
@@ -145,7 +151,7 @@ std::variant<Caller, ApiResponse> HttpApi::authenticate(std::string_view authori
     return error_response(401, "unauthorized", "the token's tenant does not exist");
   if (claims.role != "user" && claims.role != "admin")
     return error_response(401, "unauthorized", "the token's role is unknown");
-  return Caller{claims.tenant, claims.subject, claims.role};
+  return Caller{claims.tenant, claims.subject, claims.role, claims.issued_at_s};
 }
 
 void HttpApi::handle(const ApiRequest& request, Respond respond) {
@@ -208,7 +214,52 @@ void HttpApi::handle(const ApiRequest& request, Respond respond) {
   if (route->json_body && !is_json_content_type(request.content_type))
     return call.respond(
         error_response(415, "unsupported_media_type", "send the body as application/json"));
+  if (call.caller.admin() && !declared_in_topology(call.caller))
+    return admit_service_client(request, std::move(call), route->endpoint);
   (this->*(route->endpoint))(request, std::move(call));
+}
+
+bool HttpApi::declared_in_topology(const Caller& caller) const {
+  const auto* tenant = topology_.tenant(caller.tenant);
+  for (const auto& client : tenant->admin_clients)
+    if (client.client_id == caller.subject) return true;
+  return false;
+}
+
+std::string HttpApi::client_key(const std::string& tenant_id, const std::string& client_id) {
+  return tenant_id + '/' + client_id;
+}
+
+// A token of a client made through the API passes while that client exists and
+// is older than the token: from the cache, or after one read of the client.
+void HttpApi::admit_service_client(const ApiRequest& request, Call call, Endpoint endpoint) {
+  const std::string key = client_key(call.caller.tenant, call.caller.subject);
+  auto admit = [this, endpoint](ClientValidityCache::Verdict verdict, const ApiRequest& request,
+                                Call call) {
+    if (verdict == ClientValidityCache::Verdict::kRevoked)
+      return call.respond(error_response(
+          401, "unauthorized", "the token's client was deleted; get a token for a current one"));
+    (this->*endpoint)(request, std::move(call));
+  };
+  const auto verdict = clients_.check(key, call.caller.issued_at_s, ids::now_ms());
+  if (verdict != ClientValidityCache::Verdict::kUnknown)
+    return admit(verdict, request, std::move(call));
+  const wire::TenantLookup lookup{call.caller.tenant, call.caller.subject};
+  // The endpoint runs after the answer, when the caller's request is gone: keep a copy.
+  auto kept = std::make_shared<const ApiRequest>(request);
+  storage_.query<wire::ClientRecord>(
+      wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetClient, lookup,
+      [this, key, kept, call, admit](StorageOutcome<wire::ClientRecord> outcome) {
+        if (outcome.status == wire::Status::kNotFound) {
+          clients_.store(key, std::nullopt, ids::now_ms());
+        } else if (!outcome.ok()) {
+          return call.respond(storage_error(outcome));
+        } else {
+          clients_.store(key, outcome.value->created_at_ms, ids::now_ms());
+        }
+        admit(clients_.check(key, call.caller.issued_at_s, ids::now_ms()), *kept, call);
+      },
+      call.trace_id);
 }
 
 void HttpApi::health(const ApiRequest&, Call call) {

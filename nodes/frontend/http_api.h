@@ -28,6 +28,7 @@
 #include "common/topology.h"
 #include "common/worker_pool.h"
 #include "nodes/frontend/api_support.h"
+#include "nodes/frontend/client_validity.h"
 #include "nodes/frontend/message_validation.h"
 #include "nodes/frontend/rate_limiter.h"
 
@@ -76,6 +77,12 @@ class HttpApi {
     Endpoint endpoint;
   };
   static const std::vector<Route>& routes();
+
+  // Admin tokens of clients made through the API (not the topology's) are
+  // checked against the client's current record before the endpoint runs.
+  bool declared_in_topology(const Caller& caller) const;
+  static std::string client_key(const std::string& tenant_id, const std::string& client_id);
+  void admit_service_client(const ApiRequest& request, Call call, Endpoint endpoint);
 
   // Service endpoints (http_api.cc).
   void health(const ApiRequest& request, Call call);
@@ -174,6 +181,7 @@ class HttpApi {
   // Resolves webhook URLs (connector::check_url: getaddrinfo blocks for as long as DNS takes),
   // apart from the logins so that a slow resolver cannot hold them up.
   WorkerPool url_checks_;
+  ClientValidityCache clients_;
   RateLimiter rate_limiter_;
   Log log_{"http_api"};
   Histogram& send_latency_;

@@ -297,7 +297,7 @@ async function main() {
 
   // ------------------------------------------------------------ clients
   if (runner.begin('clients')) {
-    await runner.check('clients: create (secret once), use, list without secret, delete', async () => {
+    await runner.check('clients: create (secret once), use, list without secret, delete (its tokens too)', async () => {
       const created = await api.call('POST', '/v1/clients', { token: s.admin, body: { name: `contract ${run}` }, expect: 201 });
       const client = created.json;
       assert.equal(client.name, `contract ${run}`);
@@ -311,6 +311,8 @@ async function main() {
       assert.equal(mine.client_secret, undefined, 'no secret in the list');
       assert.ok(listed.some((x) => x.client_id === options.adminClientId), 'the topology admin client is listed');
       await api.call('DELETE', `/v1/clients/${enc(client.client_id)}`, { token: s.admin, expect: 204 });
+      // The tokens it was issued are revoked with it (at once on this frontend).
+      await api.error('GET', '/v1/clients', { token: t.access_token }, { status: 401, code: 'unauthorized' });
       await api.error('POST', '/v1/auth/token', {
         body: { grant_type: 'client_credentials', tenant_id: options.tenant, client_id: client.client_id, client_secret: client.client_secret },
       }, { status: 401, code: 'invalid_credentials' });

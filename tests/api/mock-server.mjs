@@ -384,6 +384,10 @@ route('DELETE', '/v1/clients/{client_id}', (req, auth, [id]) => {
   if (!client) throw notFound(`no client ${id}`);
   if (client.source === 'topology') throw new HttpError(409, 'client_managed_by_topology', 'this client is declared in the topology');
   clients.delete(`${auth.tenant}/${id}`);
+  // Its tokens are revoked with it.
+  for (const [token, claims] of tokens) {
+    if (claims.tenant === auth.tenant && claims.role === 'admin' && claims.subject === id) tokens.delete(token);
+  }
   return [204];
 });
 

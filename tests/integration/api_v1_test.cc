@@ -186,7 +186,10 @@ TEST_F(ApiV1Test, ServiceClientsAreCreatedUsedAndDeleted) {
   const auto token = login(secret);
   ASSERT_EQ(token.status, 200) << token.body;
   EXPECT_EQ(token.json()["role"], "admin");
+  const std::string client_token = token.json()["access_token"];
   expect_api_error(login(secret + "x"), 401, "invalid_credentials");
+  // The client's token works as an admin's of its tenant.
+  EXPECT_EQ(call("GET", "/v1/clients", client_token).status, 200);
 
   const auto list = call("GET", "/v1/clients", admin_);
   ASSERT_EQ(list.status, 200) << list.body;
@@ -202,6 +205,11 @@ TEST_F(ApiV1Test, ServiceClientsAreCreatedUsedAndDeleted) {
                    "client_managed_by_topology");
   EXPECT_EQ(call("DELETE", "/v1/clients/" + client_id, admin_).status, 204);
   expect_api_error(login(secret), 401, "invalid_credentials");
+  // Deleting the client revoked the token it had been issued.
+  expect_api_error(call("GET", "/v1/clients", client_token), 401, "unauthorized");
+  expect_api_error(call("POST", "/v1/users", client_token,
+                        {{"user_id", "mallory"}, {"password", "long enough pw"}}),
+                   401, "unauthorized");
   expect_api_error(call("DELETE", "/v1/clients/" + client_id, admin_), 404, "not_found");
   expect_api_error(call("POST", "/v1/clients", alice_, {{"name", "x"}}), 403, "forbidden");
 }
