@@ -139,10 +139,23 @@ void HttpApi::hash_then(Call call, std::string secret,
 
 // ---- users
 
+// Addresses are stored the way the channel's platform names its users, so that
+// what it reports (inbound messages, receipts) finds the user.
+FieldError HttpApi::normalize_address(wire::Identity& identity, const std::string& field) const {
+  const ChannelSpec* channel = topology_.channel(identity.channel);
+  if (channel != nullptr && channel->adapter == "whatsapp")
+    return normalize_whatsapp_address(identity.address, field);
+  return std::nullopt;
+}
+
 void HttpApi::create_user(const ApiRequest& request, Call call) {
   auto parsed = parse_user_create(request.body);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
   UserCreate user = std::get<UserCreate>(std::move(parsed));
+  for (std::size_t i = 0; i < user.identities.size(); ++i)
+    if (auto error =
+            normalize_address(user.identities[i], "identities[" + std::to_string(i) + "].address"))
+      return call.respond(error_response(*error));
   std::string password = std::move(user.password);
   hash_then(std::move(call), std::move(password), [this, user](Call call, std::string hash) {
     const std::int64_t now_ms = ids::now_ms();
@@ -222,6 +235,8 @@ void HttpApi::link_identity(const ApiRequest& request, Call call) {
   if (!may_manage(call.caller, user_id)) return call.respond(forbidden_for_other_users());
   auto parsed = parse_identity_link(request.body, call.params[1]);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
+  if (auto error = normalize_address(std::get<wire::Identity>(parsed), "address"))
+    return call.respond(error_response(*error));
   storage_.command<wire::UserRecord>(
       wire::tenant_key(call.caller.tenant), wire::CommandKind::kLinkIdentity,
       wire::IdentityChange{call.caller.tenant, user_id, std::get<wire::Identity>(parsed)},

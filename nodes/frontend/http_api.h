@@ -78,6 +78,9 @@ class HttpApi {
   };
   static const std::vector<Route>& routes();
 
+  // A channel identity's address as its platform names users (api_identity.cc).
+  FieldError normalize_address(wire::Identity& identity, const std::string& field) const;
+
   // Admin tokens of clients made through the API (not the topology's) are
   // checked against the client's current record before the endpoint runs.
   bool declared_in_topology(const Caller& caller) const;

@@ -135,4 +135,21 @@ std::variant<std::string, ApiError> parse_client_create(std::string_view body) {
   return name;
 }
 
+FieldError normalize_whatsapp_address(std::string& address, const std::string& field) {
+  std::string digits;
+  for (const char c : address) {
+    if (c >= '0' && c <= '9') {
+      digits += c;
+    } else if (c != '+' && c != ' ' && c != '-' && c != '.' && c != '(' && c != ')') {
+      return bad_field(field, field +
+                                  " must be a phone number (digits, optionally with +, "
+                                  "spaces, dashes, dots or parentheses)");
+    }
+  }
+  if (digits.size() < 6 || digits.size() > 15)
+    return bad_field(field, field + " must be a phone number of 6 to 15 digits");
+  address = std::move(digits);
+  return std::nullopt;
+}
+
 }  // namespace chat4all::frontend

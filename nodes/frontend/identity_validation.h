@@ -56,4 +56,10 @@ FieldError check_channel(const std::string& channel, const std::string& field);
 // POST /v1/clients: {"name"}.
 std::variant<std::string, ApiError> parse_client_create(std::string_view body);
 
+// A WhatsApp address as WhatsApp names its users (the wa_id in its webhooks):
+// the phone number's digits, so "+55 (11) 90000-0001" becomes "5511900000001".
+// "+", spaces, dashes, dots and parentheses are dropped; anything else, or
+// fewer than 6 or more than 15 digits (E.164), is a 400 naming `field`.
+FieldError normalize_whatsapp_address(std::string& address, const std::string& field);
+
 }  // namespace chat4all::frontend

@@ -178,7 +178,7 @@ async function main() {
       s.users[name] = {
         id: `${prefix}${name}`,
         password: `pw-${crypto.randomBytes(9).toString('base64url')}`,
-        whatsapp: `+1555${crypto.randomInt(1e9, 1e10)}`,
+        whatsapp: `1555${crypto.randomInt(1e9, 1e10)}`,
       };
     }
     const { a, b, c } = s.users;

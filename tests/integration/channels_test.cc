@@ -68,8 +68,9 @@ constexpr const char* kChannelsYaml = R"(channels:
     breaker_open_ms: 500
 )";
 
-constexpr const char* kWaPhone = "5511900000001";
-constexpr const char* kWaDigits = "5511900000001";  // as WhatsApp reports it (wa_id)
+// Linked as people write numbers; stored as WhatsApp reports it (wa_id): digits.
+constexpr const char* kWaPhone = "+55 (11) 90000-0001";
+constexpr const char* kWaDigits = "5511900000001";
 constexpr const char* kIgsid = "17841400000002";
 constexpr const char* kTelegramChat = "424242";
 

@@ -155,5 +155,21 @@ TEST(ClientCreateTest, NeedsAName) {
                    "invalid_field", "name");
 }
 
+TEST(WhatsAppAddressTest, BecomesTheDigitsWhatsAppNamesItsUsersBy) {
+  for (std::string address : {"+55 (11) 90000-0001", "5511900000001", "+55.11.90000.0001"}) {
+    EXPECT_EQ(normalize_whatsapp_address(address, "address"), std::nullopt) << address;
+    EXPECT_EQ(address, "5511900000001");
+  }
+  for (std::string address :
+       {"+55 11 9000O-0001", "wa:5511900000001", "12345", "+1234567890123456"}) {
+    const std::string before = address;
+    const auto error = normalize_whatsapp_address(address, "identities[0].address");
+    ASSERT_TRUE(error.has_value()) << address;
+    EXPECT_EQ(error->http_status, 400);
+    EXPECT_EQ(error->field, "identities[0].address");
+    EXPECT_EQ(address, before);  // left as it was
+  }
+}
+
 }  // namespace
 }  // namespace chat4all::frontend
