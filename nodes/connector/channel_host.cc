@@ -20,7 +20,11 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-constexpr std::size_t kInboundThreads = 2;
+// Platform webhooks are stored by this many threads, each with its own queue. A
+// batch goes to the queue its first event's address picks, so what one sender
+// (or one recipient's receipts) sends is stored in the order it arrived, while
+// different senders are stored side by side.
+constexpr std::size_t kInboundShards = 4;
 constexpr std::size_t kIdLengthMax = 64;
 // A failed batch of polled updates is stored again this often, this many times, before it is
 // given up (the platform has handed it over and will not send it again).
@@ -184,8 +188,9 @@ void ChannelHost::start() {
     threads_.emplace_back([this, c = channel.get()] { run_adapter(*c); });
   }
   if (http_) {
-    for (std::size_t i = 0; i < kInboundThreads; ++i)
-      threads_.emplace_back([this] { run_inbound(); });
+    inbound_.resize(kInboundShards);
+    for (std::size_t shard = 0; shard < kInboundShards; ++shard)
+      threads_.emplace_back([this, shard] { run_inbound(shard); });
     http_->start();
   }
   log_.info("channel_host_started", {{"channels", channels_.size()},
@@ -636,9 +641,12 @@ void ChannelHost::on_webhook(WebhookRequest request, InboundHttpServer::Respond 
     return respond(std::move(response));
   {
     std::lock_guard lock(inbound_mutex_);
-    if (inbound_.size() < options_.inbound_batches_max) {
-      inbound_.push_back({&channel, std::move(events), std::move(response), std::move(respond)});
-      inbound_cv_.notify_one();
+    if (inbound_queued_ < options_.inbound_batches_max) {
+      const std::size_t shard = std::hash<std::string>{}(events.front().address) % inbound_.size();
+      inbound_[shard].push_back(
+          {&channel, std::move(events), std::move(response), std::move(respond)});
+      ++inbound_queued_;
+      inbound_cv_.notify_all();
       return;
     }
   }
@@ -646,15 +654,17 @@ void ChannelHost::on_webhook(WebhookRequest request, InboundHttpServer::Respond 
   respond(json_error(503, "busy"));
 }
 
-void ChannelHost::run_inbound() {
+void ChannelHost::run_inbound(std::size_t shard) {
   while (true) {
     InboundBatch batch;
     {
       std::unique_lock lock(inbound_mutex_);
-      inbound_cv_.wait(lock, [&] { return stopping_.load() || !inbound_.empty(); });
+      auto& queue = inbound_[shard];
+      inbound_cv_.wait(lock, [&] { return stopping_.load() || !queue.empty(); });
       if (stopping_.load()) return;  // the server is stopped: nobody to answer
-      batch = std::move(inbound_.front());
-      inbound_.pop_front();
+      batch = std::move(queue.front());
+      queue.pop_front();
+      --inbound_queued_;
     }
     if (process_events(*batch.channel, batch.events))
       batch.respond(std::move(batch.response));

@@ -139,7 +139,7 @@ class ChannelHost {
 
   // Inbound.
   void on_webhook(WebhookRequest request, InboundHttpServer::Respond respond);
-  void run_inbound();
+  void run_inbound(std::size_t shard);
   // Stores every event; false if a storage step failed in a way worth the platform's retry.
   bool process_events(Channel& channel, const std::vector<InboundEvent>& events);
   bool process_status(Channel& channel, const InboundEvent& event);
@@ -177,7 +177,8 @@ class ChannelHost {
 
   std::mutex inbound_mutex_;
   std::condition_variable inbound_cv_;
-  std::deque<InboundBatch> inbound_;  // guarded by inbound_mutex_
+  std::vector<std::deque<InboundBatch>> inbound_;  // one per shard; guarded by inbound_mutex_
+  std::size_t inbound_queued_ = 0;                 // in all shards; guarded by inbound_mutex_
 
   Counter& outbox_dropped_;
   Counter& frames_rejected_;
