@@ -27,6 +27,8 @@ namespace {
 
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
 constexpr auto kStreamDrain = std::chrono::seconds(1);
+// The request line and headers together (Beast's default); a longer head is answered 431.
+constexpr std::uint32_t kHeaderBytesMax = 8 * 1024;
 
 struct HttpMetrics {
   Counter& ok = metrics().counter("chat4all_http_responses_total", "HTTP responses by class",
@@ -64,21 +66,36 @@ class Session : public std::enable_shared_from_this<Session> {
   void read() {
     parser_.emplace();
     parser_->body_limit(body_bytes_max_);
+    parser_->header_limit(kHeaderBytesMax);
     stream_.expires_after(kIdleTimeout);
     http::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
+  // The request could not be read whole: answer, then close once the client has read it.
+  void refuse_unparsed(int status, const char* code, const std::string& message) {
+    keep_alive_ = false;
+    linger_after_write_ = true;
+    write(
+        ApiResponse{status, ApiError{status, code, message, ""}.to_json(), "application/json", {}});
+  }
+
   void on_read(beast::error_code ec) {
-    if (ec == http::error::body_limit) {
-      keep_alive_ = false;
-      linger_after_write_ = true;
-      const ApiError too_large{
+    if (ec == http::error::body_limit)
+      return refuse_unparsed(
           413, "payload_too_large",
-          "the request body exceeds " + std::to_string(body_bytes_max_) + " bytes", ""};
-      return write(ApiResponse{413, too_large.to_json(), "application/json", {}});
+          "the request body exceeds " + std::to_string(body_bytes_max_) + " bytes");
+    if (ec == http::error::header_limit) {
+      return refuse_unparsed(
+          431, "request_header_too_large",
+          "the request line and headers exceed " + std::to_string(kHeaderBytesMax) + " bytes");
     }
+    // A request that breaks HTTP's grammar gets a JSON 400 too; a peer that went away mid-way
+    // (end_of_stream, partial_message) or a socket error gets nothing, there is no one to tell.
+    if (ec && ec.category() == make_error_code(http::error::bad_target).category() &&
+        ec != http::error::end_of_stream && ec != http::error::partial_message)
+      return refuse_unparsed(400, "malformed_request", "the request is not valid HTTP/1.1");
     if (ec) return close();
     auto& request = parser_->get();
     keep_alive_ = request.keep_alive();

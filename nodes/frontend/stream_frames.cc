@@ -4,6 +4,7 @@
 
 #include "common/ids.h"
 #include "nodes/frontend/message_json.h"
+#include "nodes/frontend/validation_support.h"
 
 namespace chat4all::frontend {
 
@@ -28,7 +29,11 @@ ClientFrame invalid(std::string code, std::string message) {
 }  // namespace
 
 ClientFrame parse_client_frame(std::string_view text, std::size_t cursors_max) {
-  const json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  bool too_deep = false;
+  const json parsed = parse_json_bounded(text, too_deep);
+  if (too_deep)
+    return invalid("invalid_json",
+                   "the frame nests deeper than " + std::to_string(kJsonDepthMax) + " levels");
   if (parsed.is_discarded()) return invalid("invalid_json", "the frame is not valid JSON");
   if (!parsed.is_object()) return invalid("invalid_frame", "a frame is a JSON object");
   const auto type = parsed.find("type");

@@ -25,8 +25,25 @@ ApiError missing_field(const std::string& field) {
   return bad_field(field, field + " is required", "missing_field");
 }
 
+json parse_json_bounded(std::string_view text, bool& too_deep) {
+  too_deep = false;
+  // Returning false drops what is past the bound, so nothing that deep is ever built.
+  const json::parser_callback_t bound = [&too_deep](int depth, json::parse_event_t, json&) {
+    if (depth > kJsonDepthMax) too_deep = true;
+    return !too_deep;
+  };
+  json parsed = json::parse(text, bound, /*allow_exceptions=*/false);
+  if (too_deep) return json(json::value_t::discarded);
+  return parsed;
+}
+
 std::variant<json, ApiError> parse_object(std::string_view body) {
-  json document = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  bool too_deep = false;
+  json document = parse_json_bounded(body, too_deep);
+  if (too_deep)
+    return ApiError{
+        400, "invalid_json",
+        "the request body nests deeper than " + std::to_string(kJsonDepthMax) + " levels", ""};
   if (document.is_discarded())
     return ApiError{400, "invalid_json", "the request body is not valid JSON", ""};
   if (!document.is_object())

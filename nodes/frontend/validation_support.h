@@ -31,7 +31,16 @@ ApiError bad_field(const std::string& field, const std::string& message,
                    const std::string& code = "invalid_field");
 ApiError missing_field(const std::string& field);
 
-// The request body as a JSON object, or 400 invalid_json.
+// How deep a document from a client may nest. Walking a value (dump(), a copy, a comparison)
+// recurses, so a deeper one could exhaust the stack of the thread that walks it.
+constexpr int kJsonDepthMax = 64;
+
+// `text` parsed, or a discarded value when it is not JSON; a document that nests deeper than
+// kJsonDepthMax is discarded too, and sets `too_deep`.
+nlohmann::json parse_json_bounded(std::string_view text, bool& too_deep);
+
+// The request body as a JSON object, or 400 invalid_json (also for one nested deeper than
+// kJsonDepthMax).
 std::variant<nlohmann::json, ApiError> parse_object(std::string_view body);
 
 // The value of `key` in `object`, or null when it is absent or JSON null

@@ -409,6 +409,33 @@ TEST_F(ApiV1Test, MessagesCarryChannelsMetadataAndStates) {
   expect_api_error(call("POST", "/v1/messages", bob_, text(alone, "let me in")), 404, "not_found");
 }
 
+// What no parser may choke on: JSON nested without end, a request head over the bound. Both get
+// a JSON error and the frontend goes on serving.
+TEST_F(ApiV1Test, DeepJsonAndLongHeadsGetJsonErrors) {
+  const std::string id = group(alice_, {"bob"});
+  const std::size_t depth = 30000;  // 60 KB: within this cluster's body limit
+  const std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  const std::string body = R"({"conversation_id":")" + id +
+                           R"(","payload":{"type":"text","text":"x"},"metadata":{"a":)" + deep +
+                           "}}";
+  auto result = http_request(cluster_->http_port(), "POST", "/v1/messages", body, bearer(alice_));
+  expect_api_error(result, 400, "invalid_json");
+  const std::string nested_to = R"({"conversation_id":")" + id +
+                                R"(","payload":{"type":"text","text":"x"},"to":)" + deep + "}";
+  result = http_request(cluster_->http_port(), "POST", "/v1/messages", nested_to, bearer(alice_));
+  expect_api_error(result, 400, "invalid_json");
+  // 64 levels are fine.
+  json nested = json::object();
+  for (int level = 0; level < 60; ++level) nested = json{{"n", nested}};
+  json fine = text(id, "nested metadata");
+  fine["metadata"] = nested;
+  send(alice_, fine);
+
+  result = call("GET", "/v1/conversations/" + std::string(9000, 'c'), alice_);
+  expect_api_error(result, 431, "request_header_too_large");
+  EXPECT_EQ(call("GET", "/v1/conversations/" + id, alice_).status, 200) << "still serving";
+}
+
 TEST_F(ApiV1Test, HistoryPagesForwardBackwardAndByTime) {
   const std::string id = group(alice_, {"bob"});
   for (int i = 1; i <= 7; ++i) send(alice_, text(id, "m" + std::to_string(i)));
