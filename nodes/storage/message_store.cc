@@ -3,6 +3,7 @@
 #include <lmdb.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
 #include <msgpack.hpp>
 #include <stdexcept>
@@ -16,6 +17,8 @@ namespace chat4all::storage {
 namespace {
 
 constexpr std::size_t kDigestBytes = 16;
+// Marks a dedup record whose digest covers channels and metadata too.
+constexpr char kDigestTag = '\x02';
 
 std::string seq_bytes(std::uint64_t seq) {
   std::string out(8, '\0');
@@ -73,15 +76,47 @@ std::string dedup_key(PartitionId partition, std::string_view conversation_id,
   return key;
 }
 
-// What a retry must repeat to count as the same message.
-std::string content_digest(const wire::AppendRequest& request) {
-  msgpack::sbuffer buffer;
-  msgpack::pack(buffer, std::tie(request.sender_id, request.recipients, request.payload));
+std::string digest_of(const msgpack::sbuffer& buffer) {
   std::string digest(kDigestBytes, '\0');
   crypto_generichash(reinterpret_cast<unsigned char*>(digest.data()), kDigestBytes,
                      reinterpret_cast<const unsigned char*>(buffer.data()), buffer.size(), nullptr,
                      0);
   return digest;
+}
+
+// What a retry must repeat to count as the same message: who sends it to whom, what it says,
+// on which channels, with which metadata. Recipients and channels are sets, so their order
+// does not matter; the frontend writes metadata as canonical JSON (sorted keys).
+std::string content_digest(const wire::AppendRequest& request) {
+  std::vector<std::string> recipients = request.recipients, channels = request.channels;
+  std::sort(recipients.begin(), recipients.end());
+  std::sort(channels.begin(), channels.end());
+  msgpack::sbuffer buffer;
+  msgpack::pack(
+      buffer, std::tie(request.sender_id, recipients, request.payload, channels, request.metadata));
+  return digest_of(buffer);
+}
+
+// The digest dedup records held before channels and metadata were part of it (records without
+// kDigestTag): a retry of such a message is compared on what was covered then.
+std::string legacy_content_digest(const wire::AppendRequest& request) {
+  msgpack::sbuffer buffer;
+  msgpack::pack(buffer, std::tie(request.sender_id, request.recipients, request.payload));
+  return digest_of(buffer);
+}
+
+// A dedup record: the message's seq, the digest of its content, and kDigestTag.
+std::string dedup_record(std::uint64_t seq, const std::string& digest) {
+  return seq_bytes(seq) + digest + kDigestTag;
+}
+
+bool same_content(const MDB_val& record, const wire::AppendRequest& request) {
+  const char* bytes = static_cast<const char*>(record.mv_data);
+  if (record.mv_size == 8 + kDigestBytes + 1 && bytes[8 + kDigestBytes] == kDigestTag)
+    return std::memcmp(bytes + 8, content_digest(request).data(), kDigestBytes) == 0;
+  if (record.mv_size == 8 + kDigestBytes)
+    return std::memcmp(bytes + 8, legacy_content_digest(request).data(), kDigestBytes) == 0;
+  return false;
 }
 
 MDB_val as_val(std::string_view bytes) {
@@ -513,34 +548,43 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
           continue;
         }
         wire::AppendRequest& request = command.append;
-        // The digest covers the recipients as sent, so that a retry matches
-        // even if the members changed in between.
+        // A message already stored is answered as stored before anything else is checked: the
+        // members may have changed since, and a client retrying after a 504 must still learn
+        // that its message is there. Only the sender of that same content gets that answer.
+        const std::string id_key =
+            dedup_key(partition, request.conversation_id, request.message_id);
+        MDB_val key = as_val(id_key), value{};
+        int rc = mdb_get(txn, dedup_db_, &key, &value);
+        if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) must(rc, "dedup lookup");
+        const bool stored_before = rc == MDB_SUCCESS;
+        if (stored_before && same_content(value, request)) {
+          outcome.seq = read_seq(value.mv_data);
+          outcome.duplicate = true;
+          outcome.status = wire::Status::kOk;
+          continue;
+        }
+        // The digest covers the recipients as sent (before the default fills them in).
         const std::string digest = content_digest(request);
-        if (DomainResult check = check_append(partition_state, request);
-            check.status != wire::Status::kOk) {
+        DomainResult check = check_append(partition_state, request);
+        // Another message under this id is a conflict for whoever may see the conversation;
+        // to anyone else the conversation does not exist, so they cannot probe its ids.
+        if (stored_before && check.status != wire::Status::kNotFound) {
+          outcome.seq = read_seq(value.mv_data);
+          outcome.duplicate = true;
+          outcome.status = wire::Status::kConflict;
+          outcome.detail = "message_id was already used for a different message";
+          outcome.field = "message_id";
+          continue;
+        }
+        if (check.status != wire::Status::kOk) {
+          // Says whether the id names a message here, so that the frontend releases the
+          // tenant's claim on it only when it names none.
+          outcome.duplicate = stored_before;
           outcome.status = check.status;
           outcome.detail = std::move(check.detail);
           outcome.field = std::move(check.field);
           continue;
         }
-        const std::string id_key =
-            dedup_key(partition, request.conversation_id, request.message_id);
-        MDB_val key = as_val(id_key), value{};
-        int rc = mdb_get(txn, dedup_db_, &key, &value);
-        if (rc == MDB_SUCCESS) {
-          outcome.seq = read_seq(value.mv_data);
-          outcome.duplicate = true;
-          const bool same =
-              value.mv_size == 8 + kDigestBytes &&
-              std::memcmp(static_cast<char*>(value.mv_data) + 8, digest.data(), kDigestBytes) == 0;
-          outcome.status = same ? wire::Status::kOk : wire::Status::kConflict;
-          if (!same) {
-            outcome.detail = "message_id was already used for a different message";
-            outcome.field = "message_id";
-          }
-          continue;
-        }
-        if (rc != MDB_NOTFOUND) must(rc, "dedup lookup");
 
         Head head = partition_state.head_record(request.conversation_id);
         head.seq += 1;
@@ -553,7 +597,7 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
                                    request.metadata};
         put(messages_db_, message_key(partition, request.conversation_id, head.seq), pack(stored),
             "put message");
-        put(dedup_db_, id_key, seq_bytes(head.seq) + digest, "put dedup");
+        put(dedup_db_, id_key, dedup_record(head.seq, digest), "put dedup");
         put(heads_db_, head_key(partition, request.conversation_id), head_bytes(head), "put head");
         note_appended(partition_state, partition, stored, request.tenant_id,
                       options_.route_to_channels, outcome.events);

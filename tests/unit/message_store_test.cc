@@ -295,6 +295,16 @@ TEST_F(MessageStoreTest, SameMessageIdWithOtherContentIsAConflict) {
           auto r = message("conv", "m1", "original");
           r.payload.type = "file";
           return r;
+        }(),
+        [] {
+          auto r = message("conv", "m1", "original");
+          r.channels = {"internal"};
+          return r;
+        }(),
+        [] {
+          auto r = message("conv", "m1", "original");
+          r.metadata = R"({"priority":"high"})";
+          return r;
         }()}) {
     const auto outcome = append(changed);
     EXPECT_EQ(outcome.status, Status::kConflict);
@@ -305,6 +315,22 @@ TEST_F(MessageStoreTest, SameMessageIdWithOtherContentIsAConflict) {
   EXPECT_EQ(page.last_seq, 1u);
   ASSERT_EQ(page.messages.size(), 1u);
   EXPECT_EQ(page.messages[0].payload.text, "original");
+}
+
+// Recipients and channels are sets: a retry that lists them in another order is the same message.
+TEST_F(MessageStoreTest, ARetryMayListRecipientsAndChannelsInAnyOrder) {
+  auto original = message("conv", "m1", "hello");
+  original.recipients = {"bob", "carol"};
+  original.channels = {"whatsapp", "instagram"};
+  original.metadata = R"({"a":1})";
+  ASSERT_EQ(append(original).status, Status::kOk);
+  auto retry = original;
+  retry.recipients = {"carol", "bob"};
+  retry.channels = {"instagram", "whatsapp"};
+  const auto outcome = append(retry);
+  EXPECT_EQ(outcome.status, Status::kOk);
+  EXPECT_TRUE(outcome.duplicate);
+  EXPECT_EQ(outcome.seq, 1u);
 }
 
 TEST_F(MessageStoreTest, MessageIdsAreScopedToTheirConversation) {
