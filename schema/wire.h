@@ -246,6 +246,8 @@ enum class CommandKind : std::uint16_t {
   kMarkState = 23,           // MarkState -> MarkStateResult
   // message locator, key locator_key(tenant, message_id)
   kLocateMessage = 30,  // LocateMessage -> (empty); kConflict if the id names another conversation
+  kReleaseMessage =
+      31,  // LocateMessage -> (empty); forgets the claim if it names that conversation
   // partition, key partition_key(p)
   kAckOutbox = 40,  // AckOutbox -> (empty)
   // channel deliveries, key conversation_id

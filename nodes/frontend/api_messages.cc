@@ -20,6 +20,9 @@ constexpr FailureCodes kMessageCodes{.conflict = "message_id_conflict"};
 // The message_id is claimed in the tenant first (its locator), so that one id
 // can never name messages in two conversations; only then is it appended.
 // Both steps are idempotent, so a client retrying after a 504 repeats both.
+// An append that storage refuses, and that names no stored message, releases
+// the claim, so a send to a mistyped conversation (or by a non-member) does not
+// take the id for good.
 void HttpApi::send_message(const ApiRequest& request, Call call) {
   auto parsed = parse_send_message(request.body, call.caller.tenant, call.caller.user(),
                                    message_limits_, ids::now_ms());
@@ -32,12 +35,27 @@ void HttpApi::send_message(const ApiRequest& request, Call call) {
       key, wire::CommandKind::kLocateMessage, locate,
       [this, call, append_request](StorageOutcome<Empty> outcome) mutable {
         if (outcome.status == wire::Status::kConflict)
-          return call.respond(error_response(409, "message_id_conflict",
-                                             "message_id is used in another conversation",
-                                             "message_id"));
+          return refuse_taken_message_id(std::move(call), append_request.conversation_id);
         if (!outcome.ok()) return call.respond(storage_error(outcome, kMessageCodes));
         append(std::move(call), std::move(append_request));
       },
+      call.trace_id);
+}
+
+// The id names a message in another conversation. Only someone who may write to the
+// conversation they named learns that (409); anyone else gets what the append would have
+// answered (404), so ids cannot be probed from outside a conversation.
+void HttpApi::refuse_taken_message_id(Call call, const std::string& conversation_id) {
+  storage_.query<wire::ConversationRecord>(
+      conversation_id, wire::QueryKind::kGetConversation,
+      wire::ConversationLookup{call.caller.tenant, conversation_id, call.caller.requester(), ""},
+      on_ok<wire::ConversationRecord>(call.respond,
+                                      [call](wire::ConversationRecord) {
+                                        call.respond(error_response(
+                                            409, "message_id_conflict",
+                                            "message_id is used in another conversation",
+                                            "message_id"));
+                                      }),
       call.trace_id);
 }
 
@@ -45,13 +63,17 @@ void HttpApi::append(Call call, wire::AppendRequest append_request) {
   const auto started = std::chrono::steady_clock::now();
   const wire::Header header{wire::kWireVersion, wire::MessageType::kAppendRequest,
                             ids::next_request_id(), call.trace_id};
+  const wire::LocateMessage claim{call.caller.tenant, append_request.message_id,
+                                  append_request.conversation_id};
   routers_.submit(
       header.request_id, codec::encode(header, append_request),
-      [this, call, started](wire::Status status, std::optional<codec::Frame> reply) {
+      [this, call, started, claim](wire::Status status, std::optional<codec::Frame> reply) {
         auto unwrapped = unwrap_reply<wire::AppendReply>(
             status, reply, wire::MessageType::kAppendReply, kMessageCodes);
         if (auto* failure = std::get_if<ApiResponse>(&unwrapped)) {
           log_.debug("send_failed", {{"trace_id", call.trace_id}, {"status", failure->status}});
+          if (refusal_names_no_message(status, reply))
+            return release_claim(call, claim, std::move(*failure));
           return call.respond(std::move(*failure));
         }
         const auto& answer = std::get<wire::AppendReply>(unwrapped);
@@ -65,6 +87,31 @@ void HttpApi::append(Call call, wire::AppendRequest append_request) {
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
         call.respond(std::move(response));
       });
+}
+
+// Storage looked at the append and refused it for good (no such conversation, not a member,
+// not a recipient) and the id names no message there. Anything else (a timeout, no majority, a
+// conflict with a stored message) leaves the claim where it is.
+bool HttpApi::refusal_names_no_message(wire::Status status,
+                                       const std::optional<codec::Frame>& reply) {
+  if (status != wire::Status::kOk || !reply ||
+      reply->header().type != wire::MessageType::kAppendReply)
+    return false;
+  const auto answer = reply->body<wire::AppendReply>();
+  return answer && !answer->duplicate &&
+         (answer->status == wire::Status::kNotFound || answer->status == wire::Status::kInvalid);
+}
+
+// The client hears the refusal once the claim is released, so that a send it makes next (to the
+// right conversation) finds the id free. A release that fails leaves the id taken, as before.
+void HttpApi::release_claim(Call call, const wire::LocateMessage& claim, ApiResponse refusal) {
+  storage_.command<Empty>(
+      wire::locator_key(claim.tenant_id, claim.message_id), wire::CommandKind::kReleaseMessage,
+      claim,
+      [call, refusal = std::move(refusal)](StorageOutcome<Empty>) mutable {
+        call.respond(std::move(refusal));
+      },
+      call.trace_id);
 }
 
 void HttpApi::find_message(Call call, std::function<void(Call, std::string)> next) {

@@ -165,6 +165,10 @@ class HttpApi {
   // Where the tenant's message `message_id` is stored: continues with its conversation_id.
   void find_message(Call call, std::function<void(Call, std::string)> next);
   void append(Call call, wire::AppendRequest append);
+  void refuse_taken_message_id(Call call, const std::string& conversation_id);
+  static bool refusal_names_no_message(wire::Status status,
+                                       const std::optional<codec::Frame>& reply);
+  void release_claim(Call call, const wire::LocateMessage& claim, ApiResponse refusal);
 
   // api_webhooks.cc
   void create_webhook(const ApiRequest& request, Call call);

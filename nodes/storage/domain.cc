@@ -493,6 +493,15 @@ DomainResult locate_message(PartitionState& state, const wire::LocateMessage& bo
   return ok_empty();
 }
 
+// The frontend releases a claim when the append it was made for was refused and names no stored
+// message (a mistyped conversation, a sender who is not a member), so the id stays usable.
+DomainResult release_message(PartitionState& state, const wire::LocateMessage& body) {
+  const std::string key = locator_record_key(body.tenant_id, body.message_id);
+  if (auto existing = state.get(key); existing && *existing == body.conversation_id)
+    state.erase(key);
+  return ok_empty();
+}
+
 DomainResult ack_outbox(PartitionState& state, const wire::AckOutbox& body) {
   if (body.stream >= wire::kOutboxStreams) return fail(Status::kInvalid, "no such outbox stream");
   OutboxMeta meta = load<OutboxMeta>(state, outbox_meta_key(body.stream)).value_or(OutboxMeta{});
@@ -709,6 +718,10 @@ DomainResult apply_command(PartitionState& state, std::uint32_t partition,
     case Kind::kLocateMessage: {
       CHAT4ALL_BODY(wire::LocateMessage, body);
       return locate_message(state, *body);
+    }
+    case Kind::kReleaseMessage: {
+      CHAT4ALL_BODY(wire::LocateMessage, body);
+      return release_message(state, *body);
     }
     case Kind::kAckOutbox: {
       CHAT4ALL_BODY(wire::AckOutbox, body);

@@ -409,6 +409,48 @@ TEST_F(ApiV1Test, MessagesCarryChannelsMetadataAndStates) {
   expect_api_error(call("POST", "/v1/messages", bob_, text(alone, "let me in")), 404, "not_found");
 }
 
+// A message_id is taken by a message stored, not by a send that storage refused; a retry of a
+// stored message is answered as stored even after the members changed, and only if it repeats
+// the whole content; nobody outside a conversation can probe its ids.
+TEST_F(ApiV1Test, AMessageIdIsTakenOnlyByAStoredMessage) {
+  const std::string id = group(alice_, {"bob"});
+  const std::string message_id = "claim-" + ids::new_trace_id();
+  json body = text("c_no-such-conversation", "hello");
+  body["message_id"] = message_id;
+  expect_api_error(call("POST", "/v1/messages", alice_, body), 404, "not_found");
+  body["conversation_id"] = id;
+  body["to"] = {"bob"};
+  body["metadata"] = {{"n", 1}};
+  EXPECT_EQ(send(alice_, body), message_id) << "a refused send must not keep the id";
+
+  // Someone who cannot see that conversation learns nothing of the id: 404, not 409.
+  const std::string alone = group(bob_, {"bob"});
+  json probe = text(alone, "whose id is this?");
+  probe["message_id"] = message_id;
+  EXPECT_EQ(call("POST", "/v1/messages", bob_, probe).status, 409) << "bob is in both";
+  json outsider = text(id, "not mine");
+  outsider["message_id"] = "other-" + ids::new_trace_id();
+  EXPECT_EQ(send(alice_, outsider), outsider["message_id"]);
+  outsider["conversation_id"] = alone;
+  expect_api_error(call("POST", "/v1/messages", alice_, outsider), 404, "not_found");
+
+  // The same content again: replayed, whatever the order of the sets, after bob left too.
+  ASSERT_EQ(call("DELETE", "/v1/conversations/" + id + "/members/bob", bob_).status, 204);
+  const auto replay = call("POST", "/v1/messages", alice_, body);
+  ASSERT_EQ(replay.status, 202) << replay.body;
+  EXPECT_EQ(replay.headers.count("idempotent-replayed"), 1u);
+  // Other metadata or channels under the same id are another message.
+  json changed = body;
+  changed["metadata"] = {{"n", 2}};
+  expect_api_error(call("POST", "/v1/messages", alice_, changed), 409, "message_id_conflict",
+                   "message_id");
+  changed = body;
+  changed["channels"] = {"internal"};
+  expect_api_error(call("POST", "/v1/messages", alice_, changed), 409, "message_id_conflict",
+                   "message_id");
+  EXPECT_EQ(call("GET", "/v1/messages/" + message_id, alice_).json()["metadata"], body["metadata"]);
+}
+
 // What no parser may choke on: JSON nested without end, a request head over the bound. Both get
 // a JSON error and the frontend goes on serving.
 TEST_F(ApiV1Test, DeepJsonAndLongHeadsGetJsonErrors) {

@@ -484,6 +484,31 @@ TEST(DomainTest, HistoryPagesBackwardAndSinceATime) {
   EXPECT_TRUE(read_history(state, request, 500).messages.empty());
 }
 
+// A claim made for a refused append is released, but only the claim for that conversation.
+TEST(DomainTest, AReleasedClaimFreesTheMessageIdOnlyForItsConversation) {
+  MemoryState state;
+  auto claim = [&](const char* conversation) {
+    return command(state, "l", wire::CommandKind::kLocateMessage,
+                   wire::LocateMessage{"acme", "m1", conversation})
+        .status;
+  };
+  auto release = [&](const char* conversation) {
+    return command(state, "l", wire::CommandKind::kReleaseMessage,
+                   wire::LocateMessage{"acme", "m1", conversation})
+        .status;
+  };
+  EXPECT_EQ(claim("typo"), Status::kOk);
+  EXPECT_EQ(claim("c1"), Status::kConflict);
+  EXPECT_EQ(release("c1"), Status::kOk);  // names another conversation: kept
+  EXPECT_EQ(claim("c1"), Status::kConflict);
+  EXPECT_EQ(release("typo"), Status::kOk);
+  EXPECT_EQ(release("typo"), Status::kOk);  // a retry
+  EXPECT_EQ(claim("c1"), Status::kOk);
+  EXPECT_EQ(query_ok<std::string>(state, wire::QueryKind::kFindMessage,
+                                  wire::LocateMessage{"acme", "m1", ""}),
+            "c1");
+}
+
 TEST(DomainTest, AMessageIdBelongsToOneConversationOfItsTenant) {
   MemoryState state;
   EXPECT_EQ(command(state, "l", wire::CommandKind::kLocateMessage,
