@@ -205,6 +205,8 @@ wire::RecipientState advance_state(PartitionState& state, std::uint32_t partitio
   const int current = state_rank(recipient.history.back().state);
   const int wanted = state_rank(target);
   if (wanted <= current) return recipient;
+  // Times in a history never decrease, whichever leader's clock stamped the earlier step.
+  at_ms = std::max(at_ms, recipient.history.back().at_ms);
   for (int rank = current + 1; rank <= wanted; ++rank) {
     const char* step = rank == 1 ? wire::kStateDelivered : wire::kStateRead;
     recipient.history.push_back({step, at_ms});

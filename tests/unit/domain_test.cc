@@ -313,6 +313,14 @@ TEST(DomainTest, StatesOnlyMoveForwardWithTheirHistory) {
                                                     wire::ReadOutbox{7, 0, 100});
   ASSERT_EQ(outbox.size(), 1u);
   EXPECT_EQ(outbox[0].index, 3u);
+
+  // A leader whose clock is behind the one that stored the message stamps no earlier time.
+  ASSERT_EQ(mark("carol", wire::kStateDelivered, 40).status, Status::kOk);
+  auto carol = query_ok<wire::MessageWithStates>(
+      state, wire::QueryKind::kGetMessage, wire::ConversationLookup{"acme", "c", "carol", "m1"});
+  ASSERT_EQ(carol.states.size(), 1u);
+  ASSERT_EQ(carol.states[0].history.size(), 2u);
+  EXPECT_EQ(carol.states[0].history[1].at_ms, 100);
 }
 
 TEST(DomainTest, ChannelOutboxDeliveryRecordsAndPlatformRefs) {
