@@ -197,10 +197,21 @@ void HttpApi::get_user(const ApiRequest&, Call call) {
       call.trace_id);
 }
 
+// A user may not manage another user: 403 for one of its tenant, but 404 for a user that its
+// tenant does not have, exactly as for one that does not exist anywhere.
+void HttpApi::refuse_managing(Call call, const std::string& user_id) {
+  storage_.query<wire::UserRecord>(
+      wire::tenant_key(call.caller.tenant), wire::QueryKind::kGetUser,
+      wire::TenantLookup{call.caller.tenant, user_id},
+      on_ok<wire::UserRecord>(
+          call.respond, [call](wire::UserRecord) { call.respond(forbidden_for_other_users()); }),
+      call.trace_id);
+}
+
 void HttpApi::update_user(const ApiRequest& request, Call call) {
   const std::string user_id = call.params[0];
   if (auto error = check_name(user_id, "user_id")) return call.respond(error_response(*error));
-  if (!may_manage(call.caller, user_id)) return call.respond(forbidden_for_other_users());
+  if (!may_manage(call.caller, user_id)) return refuse_managing(std::move(call), user_id);
   auto parsed = parse_user_update(request.body);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
   const UserUpdate update = std::get<UserUpdate>(std::move(parsed));
@@ -232,7 +243,7 @@ void HttpApi::update_user(const ApiRequest& request, Call call) {
 void HttpApi::link_identity(const ApiRequest& request, Call call) {
   const std::string& user_id = call.params[0];
   if (auto error = check_name(user_id, "user_id")) return call.respond(error_response(*error));
-  if (!may_manage(call.caller, user_id)) return call.respond(forbidden_for_other_users());
+  if (!may_manage(call.caller, user_id)) return refuse_managing(std::move(call), user_id);
   auto parsed = parse_identity_link(request.body, call.params[1]);
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
   if (auto error = normalize_address(std::get<wire::Identity>(parsed), "address"))
@@ -251,7 +262,7 @@ void HttpApi::link_identity(const ApiRequest& request, Call call) {
 void HttpApi::unlink_identity(const ApiRequest&, Call call) {
   const std::string& user_id = call.params[0];
   if (auto error = check_name(user_id, "user_id")) return call.respond(error_response(*error));
-  if (!may_manage(call.caller, user_id)) return call.respond(forbidden_for_other_users());
+  if (!may_manage(call.caller, user_id)) return refuse_managing(std::move(call), user_id);
   if (auto error = check_channel(call.params[1], "channel"))
     return call.respond(error_response(*error));
   storage_.command<wire::UserRecord>(

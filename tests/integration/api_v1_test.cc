@@ -609,6 +609,14 @@ TEST_F(ApiV1Test, ATenantSeesNothingOfAnother) {
   };
   for (const auto& token : {other_admin_, carol_}) {
     same_as_missing("GET", "/v1/users/alice", "/v1/users/nobody-at-all", token);
+    same_as_missing("PATCH", "/v1/users/alice", "/v1/users/nobody-at-all", token,
+                    {{"display_name", "taken over"}});
+    same_as_missing("PUT", "/v1/users/alice/identities/telegram",
+                    "/v1/users/nobody-at-all/identities/telegram", token, {{"address", "12345"}});
+    same_as_missing("DELETE", "/v1/users/alice/identities/telegram",
+                    "/v1/users/nobody-at-all/identities/telegram", token);
+    same_as_missing("GET", "/v1/messages/" + message_id + "/deliveries",
+                    "/v1/messages/missing-message/deliveries", token);
     same_as_missing("GET", "/v1/conversations/" + conversation, "/v1/conversations/c_missing",
                     token);
     same_as_missing("GET", "/v1/conversations/" + conversation + "/messages",
@@ -625,6 +633,8 @@ TEST_F(ApiV1Test, ATenantSeesNothingOfAnother) {
                     "/v1/conversations/c_missing/members", other_admin_, {{"members", {user}}});
   same_as_missing("POST", "/v1/messages/" + message_id + "/read", "/v1/messages/missing/read",
                   carol_);
+  same_as_missing("POST", "/v1/conversations/" + conversation + "/read",
+                  "/v1/conversations/c_missing/read", carol_, {{"up_to_seq", 1}});
   // carol cannot write into it, nor put A's users into a conversation of hers.
   expect_api_error(call("POST", "/v1/messages", carol_, text(conversation, "hi from B")), 404,
                    "not_found");
