@@ -14,6 +14,10 @@ using Empty = StorageClient::Empty;
 
 namespace {
 
+// Storage commands one horizon call may take (each moves it over up to kHorizonStepMax
+// messages of storage's, 10,000): a million messages marked in one call.
+constexpr int kHorizonRoundsMax = 100;
+
 std::string join(const std::vector<std::string>& items) {
   std::string out;
   for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
@@ -280,21 +284,33 @@ void HttpApi::mark_horizon(const ApiRequest& request, Call call, const char* sta
                              state,
                              "",
                              std::get<std::uint64_t>(parsed)};
+  move_horizon(std::move(call), mark, kHorizonRoundsMax);
+}
+
+// Storage moves a horizon over at most kHorizonStepMax messages per command (one command is
+// one bounded piece of work in the replicated log), so one call takes as many commands as it
+// needs, up to kHorizonRoundsMax; past that the answer shows how far it got.
+void HttpApi::move_horizon(Call call, wire::MarkState mark, int rounds_left) {
   storage_.command<wire::MarkStateResult>(
-      conversation_id, wire::CommandKind::kMarkState, mark,
+      mark.conversation_id, wire::CommandKind::kMarkState, mark,
       on_ok<wire::MarkStateResult>(
           call.respond,
-          [this, call, conversation_id](wire::MarkStateResult) {
+          [this, call, mark, rounds_left](wire::MarkStateResult) {
             // The horizons and the conversation's last_seq, read back together.
             storage_.query<wire::ConversationSummary>(
-                conversation_id, wire::QueryKind::kConversationSummary,
-                wire::ConversationLookup{call.caller.tenant, conversation_id, call.caller.subject,
-                                         ""},
+                mark.conversation_id, wire::QueryKind::kConversationSummary,
+                wire::ConversationLookup{call.caller.tenant, mark.conversation_id,
+                                         call.caller.subject, ""},
                 on_ok<wire::ConversationSummary>(
                     call.respond,
-                    [call, conversation_id](wire::ConversationSummary summary) {
+                    [this, call, mark, rounds_left](wire::ConversationSummary summary) {
+                      const std::uint64_t reached = mark.state == std::string(wire::kStateRead)
+                                                        ? summary.horizons.read_up_to
+                                                        : summary.horizons.delivered_up_to;
+                      if (reached < std::min(mark.up_to_seq, summary.last_seq) && rounds_left > 1)
+                        return move_horizon(call, mark, rounds_left - 1);
                       call.respond(json_response(
-                          200, {{"conversation_id", conversation_id},
+                          200, {{"conversation_id", mark.conversation_id},
                                 {"user_id", call.caller.subject},
                                 {"read_up_to_seq", summary.horizons.read_up_to},
                                 {"delivered_up_to_seq", summary.horizons.delivered_up_to},

@@ -144,6 +144,7 @@ class HttpApi {
   void mark_conversation_read(const ApiRequest& request, Call call);
   void mark_conversation_delivered(const ApiRequest& request, Call call);
   void mark_horizon(const ApiRequest& request, Call call, const char* state);
+  void move_horizon(Call call, wire::MarkState mark, int rounds_left);
   void read_history(const ApiRequest& request, Call call);
   // Indexes `users` as members (or former members) of a conversation, then
   // answers with `response`.
