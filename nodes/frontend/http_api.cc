@@ -6,9 +6,9 @@
 namespace chat4all::frontend {
 namespace {
 
-std::vector<std::string> channel_names(const Topology& topology) {
-  std::vector<std::string> names;
-  for (const auto& channel : topology.channels) names.push_back(channel.name);
+std::map<std::string, std::vector<std::string>> channels_by_tenant(const Topology& topology) {
+  std::map<std::string, std::vector<std::string>> names;
+  for (const auto& channel : topology.channels) names[channel.tenant_id].push_back(channel.name);
   return names;
 }
 
@@ -82,7 +82,7 @@ HttpApi::HttpApi(const Topology& topology, const NodeSpec& self, RouterClient& r
       signer_(auth::load_or_create_token_key(topology.auth.token_secret_file)),
       unknown_user_hash_(auth::hash_password("not-a-user-" + ids::new_trace_id())),
       message_limits_{topology.limits.text_bytes_max, topology.limits.members_max,
-                      MessageLimits{}.metadata_bytes_max, channel_names(topology)},
+                      MessageLimits{}.metadata_bytes_max, channels_by_tenant(topology)},
       logins_(topology.limits.login_concurrency_max, topology.limits.login_queue_max),
       url_checks_(kUrlCheckThreads, kUrlChecksQueuedMax),
       clients_(kClientValidityEntriesMax, kClientValidityTtlMs),

@@ -127,7 +127,14 @@ std::variant<wire::AppendRequest, ApiError> parse_send_message(std::string_view 
 
   if (auto error = read_recipients(document, request.sender_id, limits, request.recipients))
     return *error;
-  if (auto error = read_channels(document, limits.channels, request.channels)) return *error;
+  static const std::vector<std::string> kNoChannels;
+  const auto tenant_channels = limits.channels_by_tenant.find(tenant_id);
+  if (auto error = read_channels(document,
+                                 tenant_channels == limits.channels_by_tenant.end()
+                                     ? kNoChannels
+                                     : tenant_channels->second,
+                                 request.channels))
+    return *error;
   if (auto error = read_payload(document, limits, request.payload)) return *error;
   if (auto error =
           read_object_text(document, "metadata", limits.metadata_bytes_max, request.metadata))

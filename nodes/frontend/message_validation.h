@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,8 +20,9 @@ struct MessageLimits {
   std::uint32_t text_bytes_max = 64 * 1024;
   std::uint32_t recipients_max = 256;
   std::uint32_t metadata_bytes_max = 4 * 1024;
-  // The topology's channels: what `channels` may name besides "internal".
-  std::vector<std::string> channels;
+  // The topology's channels by the tenant they belong to: what `channels` may name besides
+  // "internal". Another tenant's channel is unknown, as if it were not declared.
+  std::map<std::string, std::vector<std::string>> channels_by_tenant;
 };
 
 // Parses POST /v1/messages for `tenant_id`. `token_user_id` is the user of a
@@ -28,7 +30,7 @@ struct MessageLimits {
 // empty for an admin token, which must name the sender in `sender_id`. A
 // missing message_id is generated from `now_ms`. `channels` ["all"] is
 // stored as empty (the default), so both spellings are the same content;
-// named channels must be "internal" or in limits.channels.
+// named channels must be "internal" or the tenant's in limits.channels_by_tenant.
 std::variant<wire::AppendRequest, ApiError> parse_send_message(std::string_view body,
                                                                const std::string& tenant_id,
                                                                const std::string& token_user_id,

@@ -17,9 +17,10 @@ using nlohmann::json;
 
 constexpr std::int64_t kNow = 1700000000123;
 
-// The channels of a topology that declares these three.
+// The channels of a topology that declares these three for tenant dev, and one for acme.
 MessageLimits with_channels(MessageLimits limits = {}) {
-  limits.channels = {"whatsapp", "instagram", "telegram"};
+  limits.channels_by_tenant = {{"dev", {"whatsapp", "instagram", "telegram"}},
+                               {"acme", {"acme-sms"}}};
   return limits;
 }
 
@@ -123,6 +124,14 @@ TEST(SendMessageTest, Channels) {
   expect_error(channels(R"(["sms"])"), 400, "invalid_field", "channels[0]");
   expect_error(channels(R"(["telegram",3])"), 400, "invalid_field", "channels[1]");
   expect_error(channels(R"(["telegram","telegram"])"), 400, "invalid_field", "channels[1]");
+  // Another tenant's channel is unknown here, and its name is not offered as a choice.
+  const auto other = channels(R"(["acme-sms"])");
+  expect_error(other, 400, "invalid_field", "channels[0]");
+  EXPECT_EQ(std::get<ApiError>(other).message.find("acme"), std::string::npos);
+  const auto acme =
+      parse_send_message(R"({"conversation_id":"c","channels":["whatsapp"],)" + kText + "}", "acme",
+                         "alice", with_channels(), kNow);
+  expect_error(acme, 400, "invalid_field", "channels[0]");
 }
 
 TEST(SendMessageTest, FilePayloadNeedsAFileId) {
