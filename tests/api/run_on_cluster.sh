@@ -34,8 +34,12 @@ free=$(node -e '
 sed_script=""
 set -- $free
 for port in $ports; do sed_script+="s/\\b$port\\b/$1/g;"; shift; done
-sed -e "$sed_script" -e "s#data_dir: .*#data_dir: $work/data#" "$root/topology/local.yaml" \
-  > "$work/topology.yaml"
+# A second tenant, "other", whose admin client has the dev admin's secret: the contract test
+# checks that neither can see or detect anything of the other.
+dev_secret_hash=$(grep -m1 -oE 'secret_hash: "[^"]+"' "$root/topology/local.yaml")
+sed -e "$sed_script" -e "s#data_dir: .*#data_dir: $work/data#" \
+  -e "/^tenants:/a\\  - id: other\\n    admin_clients:\\n      - client_id: other-admin\\n        $dev_secret_hash" \
+  "$root/topology/local.yaml" > "$work/topology.yaml"
 http_port=$(grep -oE 'http: [0-9]+' "$work/topology.yaml" | head -1 | grep -oE '[0-9]+')
 
 "$binary" up "$work/topology.yaml" > "$work/cluster.log" 2>&1 &
@@ -48,7 +52,9 @@ done
 sleep 1.5
 status=0
 node "$here/$script" --base-url "http://127.0.0.1:$http_port" --tenant dev \
-  --admin-client-id dev-admin --admin-client-secret chat4all-dev 2>&1 | tee "$work/test.log" ||
+  --admin-client-id dev-admin --admin-client-secret chat4all-dev --other-tenant other \
+  --other-admin-client-id other-admin --other-admin-client-secret chat4all-dev 2>&1 |
+  tee "$work/test.log" ||
   status=$?
 if [[ $status -ne 0 ]]; then
   echo "--- warnings and errors of the cluster log (last 30)"
