@@ -306,13 +306,15 @@ class Dispatcher {
     stats_.attempts.add();
     // Checked before every attempt, and the connection pinned to the address
     // checked: DNS cannot swap in a private address in between.
+    // A host that did not resolve is a connection error and retried; a refused URL or
+    // address, and a malformed secret, end the delivery.
     auto key = webhook::secret_bytes(delivery->webhook.secret);
     if (!guard.ok() || !key) {
       HttpResult refused;
-      refused.error = HttpResult::Error::kOther;
+      refused.error = guard.unresolved ? HttpResult::Error::kConnect : HttpResult::Error::kOther;
       refused.error_message = guard.ok() ? "webhook secret is malformed" : guard.error;
-      AttemptOutcome outcome;
-      outcome.error = TransportError::kRefusedByGuard;
+      AttemptOutcome outcome = outcome_of(guard);
+      if (guard.ok()) outcome.error = TransportError::kRefusedByGuard;
       return attempt_ended(id, index, delivery, started_ms, refused, outcome);
     }
     const std::string body = event_body(event);

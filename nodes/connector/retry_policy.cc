@@ -4,6 +4,7 @@
 
 #include "common/backoff.h"
 #include "nodes/connector/http_sender.h"
+#include "nodes/connector/url_guard.h"
 
 namespace chat4all::connector {
 
@@ -84,6 +85,14 @@ AttemptOutcome outcome_of(const HttpResult& result) {
       outcome.error = TransportError::kOther;
       break;
   }
+  return outcome;
+}
+
+AttemptOutcome outcome_of(const GuardResult& guard) {
+  AttemptOutcome outcome;
+  outcome.error = guard.ok()         ? TransportError::kNone
+                  : guard.unresolved ? TransportError::kConnect
+                                     : TransportError::kRefusedByGuard;
   return outcome;
 }
 

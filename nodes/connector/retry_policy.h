@@ -6,7 +6,8 @@
 //
 // Success is a 2xx answer. Timeouts, connection errors, 408, 429 and 5xx are worth another
 // attempt; any other answer (3xx included: redirects are not followed, a webhook URL that moved
-// must be updated) and a refusal by the URL guard end the delivery.
+// must be updated) and a refusal by the URL guard end the delivery. A host that does not resolve
+// is a connection error, not a refusal: one resolver hiccup must not fail a delivery for good.
 //
 // The delay is common/backoff.h's full-jitter exponential backoff, raised to a Retry-After.
 #pragma once
@@ -17,6 +18,7 @@
 namespace chat4all::connector {
 
 struct HttpResult;
+struct GuardResult;
 
 struct RetryPolicy {
   std::uint32_t attempts_max = 8;  // attempts in all, the first one included; 0 acts as 1
@@ -30,7 +32,8 @@ enum class TransportError {
   kTimeout,         // no complete answer within the attempt's timeout
   kConnect,         // could not connect, or the connection broke (resolve, refuse, reset, TLS)
   kOther,           // any other transport failure
-  kRefusedByGuard,  // the URL guard refused the URL or its addresses: never sent
+  kRefusedByGuard,  // the URL guard refused the URL or its addresses: never sent (a host that
+                    // does not resolve is kConnect)
 };
 
 struct AttemptOutcome {
@@ -61,5 +64,9 @@ bool is_retryable_status(int status_code);
 
 // The outcome of an HTTP attempt made by HttpSender (nodes/connector/http_sender.h).
 AttemptOutcome outcome_of(const HttpResult& result);
+
+// The outcome of an attempt the URL guard stopped before sending (`guard` is not ok()): a host
+// that did not resolve is kConnect (retried), anything else kRefusedByGuard (final).
+AttemptOutcome outcome_of(const GuardResult& guard);
 
 }  // namespace chat4all::connector

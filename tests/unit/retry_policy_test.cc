@@ -6,6 +6,7 @@
 #include <random>
 
 #include "nodes/connector/http_sender.h"
+#include "nodes/connector/url_guard.h"
 
 namespace chat4all::connector {
 namespace {
@@ -159,6 +160,29 @@ TEST(RetryPolicyTest, OutcomeOfAnHttpResult) {
   EXPECT_EQ(outcome_of(result).error, TransportError::kConnect);
   result.error = HttpResult::Error::kOther;
   EXPECT_EQ(outcome_of(result).error, TransportError::kOther);
+}
+
+TEST(RetryPolicyTest, AHostThatDoesNotResolveIsRetriedAForbiddenAddressIsNot) {
+  // One resolver hiccup must not fail a delivery for good.
+  const GuardResult unresolved = check_url("https://hooks.example.invalid/hook", UrlPolicy{});
+  ASSERT_FALSE(unresolved.ok());
+  EXPECT_EQ(outcome_of(unresolved).error, TransportError::kConnect);
+  RetryDecision decision = decide_retry(1, outcome_of(unresolved), kPolicy, 7);
+  EXPECT_TRUE(decision.retry);
+  EXPECT_EQ(decision.final_state, DeliveryState::kRetrying);
+  // ... within the attempts budget like any connection error.
+  EXPECT_FALSE(decide_retry(kPolicy.attempts_max, outcome_of(unresolved), kPolicy, 7).retry);
+
+  const GuardResult forbidden = check_url("http://127.0.0.1:9000/hook", UrlPolicy{});
+  ASSERT_FALSE(forbidden.ok());
+  EXPECT_EQ(outcome_of(forbidden).error, TransportError::kRefusedByGuard);
+  decision = decide_retry(1, outcome_of(forbidden), kPolicy, 7);
+  EXPECT_FALSE(decision.retry);
+  EXPECT_EQ(decision.final_state, DeliveryState::kFailed);
+
+  const GuardResult allowed = check_url("http://127.0.0.1:9000/hook", {.allow_loopback = true});
+  ASSERT_TRUE(allowed.ok());
+  EXPECT_EQ(outcome_of(allowed).error, TransportError::kNone);
 }
 
 }  // namespace
