@@ -145,7 +145,37 @@ const char* event_type_of(std::string_view state) {
 
 // ---- outbox
 
+// The webhooks of `event`'s tenant that would have been sent it, when the tenant's records live
+// in this partition (they live in the partition its id hashes to): each gets a delivery record
+// `failed` saying that the event was dropped, unless it has one already (a delivery that began).
+void record_dropped(PartitionState& state, std::uint32_t partition, const wire::OutboxEvent& event,
+                    std::int64_t at_ms) {
+  std::vector<wire::WebhookRecord> webhooks;
+  const std::string prefix = webhook_key(event.tenant_id, "");
+  state.scan(prefix, "", [&](std::string_view, std::string_view value) {
+    if (auto webhook = codec::unpack_body<wire::WebhookRecord>(value))
+      webhooks.push_back(std::move(*webhook));
+    return true;
+  });
+  for (const auto& webhook : webhooks) {
+    if (!contains(webhook.events, event.type) || event.at_ms < webhook.created_at_ms) continue;
+    const std::string key = delivery_prefix(event.tenant_id, webhook.webhook_id) + event.event_id;
+    if (state.get(key)) continue;
+    wire::DeliveryRecord record{
+        event.tenant_id, webhook.webhook_id, event.event_id, event.type, "failed", {}, at_ms, 0};
+    record.attempts.push_back({at_ms, 0,
+                               "not attempted: dropped from the outbox of partition " +
+                                   std::to_string(partition) + ", which held " +
+                                   std::to_string(kOutboxEventsMax) + " events not yet delivered",
+                               0});
+    store(state, key, record);
+  }
+}
+
+// Appends `event`; when that makes more than kOutboxEventsMax unacknowledged, drops the oldest
+// and adds its id to `dropped`.
 void append_outbox(PartitionState& state, std::uint32_t partition, wire::OutboxEvent event,
+                   std::vector<std::string>& dropped,
                    std::uint32_t stream = wire::kOutboxWebhooks) {
   const std::string prefix = outbox_prefix(stream);
   OutboxMeta meta = load<OutboxMeta>(state, outbox_meta_key(stream)).value_or(OutboxMeta{});
@@ -155,10 +185,15 @@ void append_outbox(PartitionState& state, std::uint32_t partition, wire::OutboxE
                 partition, static_cast<unsigned long long>(event.index));
   event.event_id = id;
   store(state, prefix + be64(event.index), event);
-  // Bounded: without a dispatcher acknowledging, the oldest events go.
+  // Bounded: without a dispatcher acknowledging, the oldest events go (counted and logged by
+  // the storage node, and recorded for the webhooks that missed them where they live here).
   const std::uint64_t retained = event.index - meta.acked_up_to;
   if (retained > kOutboxEventsMax) {
     const std::uint64_t oldest = meta.acked_up_to + 1;
+    if (auto lost = load<wire::OutboxEvent>(state, prefix + be64(oldest))) {
+      dropped.push_back(lost->event_id);
+      if (stream == wire::kOutboxWebhooks) record_dropped(state, partition, *lost, event.at_ms);
+    }
     state.erase(prefix + be64(oldest));
     meta.acked_up_to = oldest;
     ++meta.dropped;
@@ -200,7 +235,8 @@ wire::RecipientState current_state(const PartitionState& state, const wire::Stor
 wire::RecipientState advance_state(PartitionState& state, std::uint32_t partition,
                                    const wire::StoredMessage& message, const std::string& tenant,
                                    const std::string& user, const char* target, std::int64_t at_ms,
-                                   std::vector<wire::Event>& events) {
+                                   std::vector<wire::Event>& events,
+                                   std::vector<std::string>& dropped) {
   wire::RecipientState recipient = current_state(state, message, user);
   const int current = state_rank(recipient.history.back().state);
   const int wanted = state_rank(target);
@@ -218,7 +254,7 @@ wire::RecipientState advance_state(PartitionState& state, std::uint32_t partitio
     outbox.recipient_id = user;
     outbox.state = step;
     outbox.at_ms = at_ms;
-    append_outbox(state, partition, outbox);
+    append_outbox(state, partition, outbox, dropped);
     wire::Event event;
     event.kind = "state";
     event.tenant_id = tenant;
@@ -335,7 +371,7 @@ DomainResult mark_state(PartitionState& state, std::uint32_t partition, const wi
     if (!contains(message->recipients, body.user_id))
       return fail(Status::kInvalid, "the caller is not a recipient of this message", "message_id");
     out.message_state = advance_state(state, partition, *message, record->tenant_id, body.user_id,
-                                      target, at_ms, result.events);
+                                      target, at_ms, result.events, result.outbox_dropped);
   } else {
     std::uint64_t& horizon =
         target == wire::kStateRead ? horizons.read_up_to : horizons.delivered_up_to;
@@ -345,7 +381,7 @@ DomainResult mark_state(PartitionState& state, std::uint32_t partition, const wi
       auto message = state.message(body.conversation_id, seq);
       if (message && contains(message->recipients, body.user_id))
         advance_state(state, partition, *message, record->tenant_id, body.user_id, target, at_ms,
-                      result.events);
+                      result.events, result.outbox_dropped);
     }
     horizon = std::max(horizon, wanted);
     // A read horizon implies the delivered one; the states are already READ.
@@ -883,10 +919,12 @@ DomainResult check_append(const PartitionState& state, wire::AppendRequest& appe
   return {};
 }
 
-void note_appended(PartitionState& state, std::uint32_t partition,
-                   const wire::StoredMessage& message, const std::string& tenant_id,
-                   bool route_to_channels, std::vector<wire::Event>& events) {
-  if (tenant_id.empty()) return;
+std::vector<std::string> note_appended(PartitionState& state, std::uint32_t partition,
+                                       const wire::StoredMessage& message,
+                                       const std::string& tenant_id, bool route_to_channels,
+                                       std::vector<wire::Event>& events) {
+  std::vector<std::string> dropped;
+  if (tenant_id.empty()) return dropped;
   wire::OutboxEvent outbox;
   outbox.type = "message.sent";
   outbox.tenant_id = tenant_id;
@@ -896,7 +934,7 @@ void note_appended(PartitionState& state, std::uint32_t partition,
   outbox.sender_id = message.sender_id;
   outbox.state = wire::kStateSent;
   outbox.at_ms = message.stored_at_ms;
-  append_outbox(state, partition, outbox);
+  append_outbox(state, partition, outbox, dropped);
   // No choice means every channel.
   const bool only_internal =
       !message.channels.empty() &&
@@ -909,7 +947,7 @@ void note_appended(PartitionState& state, std::uint32_t partition,
     outbox.channels = message.channels;
     outbox.payload = message.payload;
     outbox.metadata = message.metadata;
-    append_outbox(state, partition, outbox, wire::kOutboxChannels);
+    append_outbox(state, partition, outbox, dropped, wire::kOutboxChannels);
   }
   wire::Event event;
   event.kind = "message";
@@ -920,6 +958,7 @@ void note_appended(PartitionState& state, std::uint32_t partition,
   event.sender_id = message.sender_id;
   event.at_ms = message.stored_at_ms;
   events.push_back(std::move(event));
+  return dropped;
 }
 
 wire::ReadReply read_history(const PartitionState& state, const wire::ReadRequest& request,

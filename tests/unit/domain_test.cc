@@ -62,7 +62,8 @@ class MemoryState final : public PartitionState {
                                at_ms,
                                at_ms};
     messages[{request.conversation_id, seq}] = stored;
-    note_appended(*this, 7, stored, request.tenant_id, /*route_to_channels=*/true, check.events);
+    check.outbox_dropped = note_appended(*this, 7, stored, request.tenant_id,
+                                         /*route_to_channels=*/true, check.events);
     return check;
   }
 
@@ -313,6 +314,50 @@ TEST(DomainTest, StatesOnlyMoveForwardWithTheirHistory) {
                                                     wire::ReadOutbox{7, 0, 100});
   ASSERT_EQ(outbox.size(), 1u);
   EXPECT_EQ(outbox[0].index, 3u);
+}
+
+TEST(DomainTest, OutboxOverflowDropsTheOldestAndRecordsItForTheWebhooksThatMissedIt) {
+  MemoryState state;
+  command(state, "c", wire::CommandKind::kCreateConversation,
+          wire::CreateConversation{conversation("acme", "c", {"alice", "bob"})});
+  const wire::WebhookRecord sent_hook{
+      "acme", "wh_sent", "https://example.com/h", {"message.sent"}, "whsec_x"};
+  const wire::WebhookRecord read_hook{
+      "acme", "wh_read", "https://example.com/h", {"message.read"}, "whsec_x"};
+  command(state, "t", wire::CommandKind::kCreateWebhook, wire::CreateWebhook{sent_hook}, 1);
+  command(state, "t", wire::CommandKind::kCreateWebhook, wire::CreateWebhook{read_hook}, 1);
+  for (std::uint64_t i = 1; i <= kOutboxEventsMax; ++i)
+    ASSERT_TRUE(state.append(message("acme", "c", "m" + std::to_string(i), "alice"), 10)
+                    .outbox_dropped.empty());
+  // One more: the oldest unacknowledged event of each stream goes, and says so.
+  const DomainResult full = state.append(message("acme", "c", "m_last", "alice"), 20);
+  ASSERT_EQ(full.status, Status::kOk);
+  ASSERT_EQ(full.outbox_dropped.size(), 2u);  // the webhook event and the channel route
+  EXPECT_EQ(full.outbox_dropped[0], "evt_00000007_0000000000000001");
+  EXPECT_EQ(full.outbox_dropped[1], "route_00000007_0000000000000001");
+  EXPECT_EQ(query_ok<std::vector<wire::OutboxEvent>>(state, wire::QueryKind::kReadOutbox,
+                                                     wire::ReadOutbox{7, 0, 1})
+                .front()
+                .index,
+            2u);
+
+  // The webhook that would have been sent it can see that it was dropped.
+  auto records = query_ok<std::vector<wire::DeliveryRecord>>(
+      state, wire::QueryKind::kListDeliveries, wire::TenantList{"acme", "wh_sent", "", 10});
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].event_id, "evt_00000007_0000000000000001");
+  EXPECT_EQ(records[0].event_type, "message.sent");
+  EXPECT_EQ(records[0].state, "failed");
+  EXPECT_EQ(records[0].created_at_ms, 20);
+  ASSERT_EQ(records[0].attempts.size(), 1u);
+  EXPECT_EQ(records[0].attempts[0].status_code, 0);
+  EXPECT_NE(records[0].attempts[0].error.find("dropped from the outbox"), std::string::npos)
+      << records[0].attempts[0].error;
+  // One that does not hear message.sent has nothing to see.
+  EXPECT_TRUE(
+      query_ok<std::vector<wire::DeliveryRecord>>(state, wire::QueryKind::kListDeliveries,
+                                                  wire::TenantList{"acme", "wh_read", "", 10})
+          .empty());
 }
 
 TEST(DomainTest, ChannelOutboxDeliveryRecordsAndPlatformRefs) {
