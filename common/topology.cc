@@ -275,10 +275,10 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   }
 
   if (const YAML::Node webhooks = root["webhooks"]) {
-    check.only_keys(
-        webhooks, "webhooks",
-        {"allow_loopback", "allow_private", "attempts_max", "backoff_initial_ms", "backoff_max_ms",
-         "timeout_ms", "in_flight_max", "sending_per_webhook_max", "open_per_webhook_max"});
+    check.only_keys(webhooks, "webhooks",
+                    {"allow_loopback", "allow_private", "attempts_max", "backoff_initial_ms",
+                     "backoff_max_ms", "timeout_ms", "in_flight_max", "sending_per_webhook_max",
+                     "open_per_webhook_max", "deliveries_kept_max"});
     auto& w = topology.webhooks;
     check.optional_scalar(webhooks, "allow_loopback", "webhooks", w.allow_loopback);
     check.optional_scalar(webhooks, "allow_private", "webhooks", w.allow_private);
@@ -290,6 +290,9 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     check.optional_scalar(webhooks, "sending_per_webhook_max", "webhooks",
                           w.sending_per_webhook_max);
     check.optional_scalar(webhooks, "open_per_webhook_max", "webhooks", w.open_per_webhook_max);
+    check.optional_scalar(webhooks, "deliveries_kept_max", "webhooks", w.deliveries_kept_max);
+    if (w.deliveries_kept_max == 0 || w.deliveries_kept_max > 100000)
+      check.fail(webhooks, "deliveries_kept_max must be between 1 and 100000");
     if (w.attempts_max == 0 || w.attempts_max > 100)
       check.fail(webhooks, "attempts_max must be between 1 and 100");
     if (w.backoff_initial_ms == 0 || w.backoff_max_ms < w.backoff_initial_ms)

@@ -82,6 +82,9 @@ struct WebhookSettings {
   // sending slot or stall the outbox for the others.
   std::uint32_t sending_per_webhook_max = 8;
   std::uint32_t open_per_webhook_max = 256;
+  // Delivery records kept per webhook (GET /v1/webhooks/{id}/deliveries): the newest ones; a new
+  // record beyond this removes the oldest.
+  std::uint32_t deliveries_kept_max = 1000;
 };
 
 // A tenant and the service clients that administer it; everything else of a

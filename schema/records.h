@@ -279,10 +279,16 @@ struct CreateWebhook {
   MSGPACK_DEFINE(webhook);
 };
 
+// Creates or replaces the delivery record of (webhook, event). The webhook keeps its newest
+// `kept_max` records (by when each was first recorded): a new one beyond that removes the
+// oldest. 0 (entries logged before the field existed): the webhook's last bound, else
+// kDeliveriesKeptDefault.
 struct RecordDelivery {
   DeliveryRecord delivery;
-  MSGPACK_DEFINE(delivery);
+  std::uint32_t kept_max = 0;
+  MSGPACK_DEFINE(delivery, kept_max);
 };
+inline constexpr std::uint32_t kDeliveriesKeptDefault = 1000;
 
 struct CreateConversation {
   ConversationRecord conversation;

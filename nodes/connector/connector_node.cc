@@ -294,7 +294,8 @@ class Dispatcher {
          0});
     storage_.command<StorageClient::Empty>(
         wire::tenant_key(delivery.record.tenant_id), wire::CommandKind::kRecordDelivery,
-        wire::RecordDelivery{delivery.record}, [](StorageOutcome<StorageClient::Empty>) {});
+        wire::RecordDelivery{delivery.record, topology_.webhooks.deliveries_kept_max},
+        [](StorageOutcome<StorageClient::Empty>) {});
   }
 
   // Every attempt first asks whether the webhook still exists, so that one
@@ -425,7 +426,8 @@ class Dispatcher {
     delivery->record.next_attempt_at_ms = decision.retry ? ids::now_ms() + decision.delay_ms : 0;
     storage_.command<StorageClient::Empty>(
         wire::tenant_key(delivery->record.tenant_id), wire::CommandKind::kRecordDelivery,
-        wire::RecordDelivery{delivery->record}, [](StorageOutcome<StorageClient::Empty>) {});
+        wire::RecordDelivery{delivery->record, topology_.webhooks.deliveries_kept_max},
+        [](StorageOutcome<StorageClient::Empty>) {});
     if (decision.retry) {
       timers_.emplace(Clock::now() + std::chrono::milliseconds(decision.delay_ms),
                       [this, id, index, delivery] { attempt(id, index, delivery); });

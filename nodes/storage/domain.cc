@@ -37,6 +37,11 @@ std::string webhook_key(std::string_view tenant, std::string_view webhook) {
 std::string delivery_prefix(std::string_view tenant, std::string_view webhook) {
   return "D/" + std::string(tenant) + "/" + std::string(webhook) + "/";
 }
+// A webhook's delivery records in the order they were first recorded: "d/<tenant>/<webhook>"
+// holds DeliveryOrder, "d/<tenant>/<webhook>/" seq (u64 BE) the event id recorded as seq.
+std::string delivery_order_key(std::string_view tenant, std::string_view webhook) {
+  return "d/" + std::string(tenant) + "/" + std::string(webhook);
+}
 std::string membership_prefix(std::string_view tenant, std::string_view user) {
   return "M/" + std::string(tenant) + "/" + std::string(user) + "/";
 }
@@ -80,6 +85,13 @@ std::string channel_address_prefix(std::string_view channel, std::string_view ad
   key.push_back('\0');
   return key;
 }
+
+struct DeliveryOrder {
+  std::uint64_t next_seq = 1;
+  std::uint64_t count = 0;     // records in the order (older ones, from before it, are not)
+  std::uint32_t kept_max = 0;  // the last bound a RecordDelivery named
+  MSGPACK_DEFINE(next_seq, count, kept_max);
+};
 
 struct OutboxMeta {
   std::uint64_t next_index = 1;
@@ -143,6 +155,39 @@ const char* event_type_of(std::string_view state) {
                                           : "message.sent";
 }
 
+// ---- delivery records
+
+// Stores `record` (webhook, event) and keeps the webhook's newest `kept_max` records (0: the last
+// bound given, else wire::kDeliveriesKeptDefault): a record new to the webhook beyond that
+// removes the one first recorded longest ago. Replacing a record keeps its place.
+void put_delivery(PartitionState& state, const wire::DeliveryRecord& record,
+                  std::uint32_t kept_max) {
+  const std::string key = delivery_prefix(record.tenant_id, record.webhook_id) + record.event_id;
+  const bool known = state.get(key).has_value();
+  store(state, key, record);
+  if (known) return;
+  const std::string order_key = delivery_order_key(record.tenant_id, record.webhook_id);
+  DeliveryOrder order = load<DeliveryOrder>(state, order_key).value_or(DeliveryOrder{});
+  if (kept_max > 0) order.kept_max = kept_max;
+  const std::uint64_t bound = order.kept_max > 0 ? order.kept_max : wire::kDeliveriesKeptDefault;
+  const std::string order_prefix = order_key + "/";
+  state.put(order_prefix + be64(order.next_seq++), record.event_id);
+  ++order.count;
+  while (order.count > bound) {
+    std::string oldest_key, oldest_event;
+    state.scan(order_prefix, "", [&](std::string_view k, std::string_view v) {
+      oldest_key = k;
+      oldest_event = v;
+      return false;
+    });
+    if (oldest_key.empty()) break;
+    state.erase(oldest_key);
+    state.erase(delivery_prefix(record.tenant_id, record.webhook_id) + oldest_event);
+    --order.count;
+  }
+  store(state, order_key, order);
+}
+
 // ---- outbox
 
 // The webhooks of `event`'s tenant that would have been sent it, when the tenant's records live
@@ -168,7 +213,7 @@ void record_dropped(PartitionState& state, std::uint32_t partition, const wire::
                                    std::to_string(partition) + ", which held " +
                                    std::to_string(kOutboxEventsMax) + " events not yet delivered",
                                0});
-    store(state, key, record);
+    put_delivery(state, record, 0);
   }
 }
 
@@ -502,9 +547,13 @@ DomainResult create_webhook(PartitionState& state, wire::CreateWebhook body, std
 
 DomainResult delete_webhook(PartitionState& state, const wire::TenantLookup& body) {
   DomainResult result = delete_record(state, webhook_key(body.tenant_id, body.id), "webhook");
-  if (result.status == Status::kOk)
+  if (result.status == Status::kOk) {
     for (const auto& key : keys_with_prefix(state, delivery_prefix(body.tenant_id, body.id)))
       state.erase(key);
+    const std::string order_key = delivery_order_key(body.tenant_id, body.id);
+    for (const auto& key : keys_with_prefix(state, order_key + "/")) state.erase(key);
+    state.erase(order_key);
+  }
   return result;
 }
 
@@ -512,8 +561,7 @@ DomainResult record_delivery(PartitionState& state, const wire::RecordDelivery& 
   const auto& delivery = body.delivery;
   if (!state.get(webhook_key(delivery.tenant_id, delivery.webhook_id)))
     return fail(Status::kNotFound, "webhook not found", "webhook_id");
-  store(state, delivery_prefix(delivery.tenant_id, delivery.webhook_id) + delivery.event_id,
-        delivery);
+  put_delivery(state, delivery, body.kept_max);
   return ok_empty();
 }
 

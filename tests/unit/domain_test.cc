@@ -360,6 +360,48 @@ TEST(DomainTest, OutboxOverflowDropsTheOldestAndRecordsItForTheWebhooksThatMisse
           .empty());
 }
 
+TEST(DomainTest, AWebhookKeepsItsNewestDeliveryRecords) {
+  MemoryState state;
+  const wire::WebhookRecord hook{
+      "acme", "wh1", "https://example.com/h", {"message.sent"}, "whsec_x"};
+  command(state, "t", wire::CommandKind::kCreateWebhook, wire::CreateWebhook{hook});
+  auto record = [&](const std::string& event_id, const std::string& status,
+                    std::uint32_t kept_max) {
+    wire::DeliveryRecord delivery{"acme", "wh1", event_id, "message.sent", status, {}, 1, 0};
+    return command(state, "t", wire::CommandKind::kRecordDelivery,
+                   wire::RecordDelivery{delivery, kept_max})
+        .status;
+  };
+  auto listed = [&] {
+    std::vector<std::string> ids;
+    for (const auto& delivery : query_ok<std::vector<wire::DeliveryRecord>>(
+             state, wire::QueryKind::kListDeliveries, wire::TenantList{"acme", "wh1", "", 100}))
+      ids.push_back(delivery.event_id + ":" + delivery.state);
+    return ids;
+  };
+  // Recorded first in the order e, b, d, a: "newest" is by first record, not by id.
+  for (const char* id : {"evt_e", "evt_b", "evt_d"})
+    ASSERT_EQ(record(id, "retrying", 3), Status::kOk);
+  EXPECT_EQ(record("evt_e", "delivered", 3), Status::kOk) << "an update keeps its place";
+  EXPECT_EQ(listed(),
+            (std::vector<std::string>{"evt_b:retrying", "evt_d:retrying", "evt_e:delivered"}));
+  EXPECT_EQ(record("evt_a", "retrying", 3), Status::kOk);
+  EXPECT_EQ(listed(),
+            (std::vector<std::string>{"evt_a:retrying", "evt_b:retrying", "evt_d:retrying"}));
+  // 0 (an entry logged before the bound travelled) keeps the webhook's last bound.
+  EXPECT_EQ(record("evt_c", "retrying", 0), Status::kOk);
+  EXPECT_EQ(listed(),
+            (std::vector<std::string>{"evt_a:retrying", "evt_c:retrying", "evt_d:retrying"}));
+  // A smaller bound trims at once.
+  EXPECT_EQ(record("evt_f", "retrying", 2), Status::kOk);
+  EXPECT_EQ(listed(), (std::vector<std::string>{"evt_c:retrying", "evt_f:retrying"}));
+
+  // Deleting the webhook takes its records and their order with it.
+  command(state, "t", wire::CommandKind::kDeleteWebhook, wire::TenantLookup{"acme", "wh1"});
+  for (const auto& [key, value] : state.records)
+    EXPECT_FALSE(key.starts_with("D/") || key.starts_with("d/")) << key;
+}
+
 TEST(DomainTest, ChannelOutboxDeliveryRecordsAndPlatformRefs) {
   MemoryState state;
   command(state, "c", wire::CommandKind::kCreateConversation,
