@@ -385,6 +385,14 @@ struct TenantList {
   MSGPACK_DEFINE(tenant_id, owner, after, limit);
 };
 
+// One webhook's delivery record of one event.
+struct DeliveryLookup {
+  std::string tenant_id;
+  std::string webhook_id;
+  std::string event_id;
+  MSGPACK_DEFINE(tenant_id, webhook_id, event_id);
+};
+
 struct UserSet {
   std::string tenant_id;
   std::vector<std::string> users;

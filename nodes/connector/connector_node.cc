@@ -150,6 +150,7 @@ class Dispatcher {
     wire::WebhookRecord webhook;
     wire::DeliveryRecord record;
     std::string limiter_key;  // "<tenant>/<webhook_id>"
+    bool loaded = false;      // a record stored by an earlier run was looked for
   };
   struct Event {
     wire::OutboxEvent event;
@@ -301,6 +302,7 @@ class Dispatcher {
   // Every attempt first asks whether the webhook still exists, so that one
   // deleted while its event waited or was being retried is called no more.
   void attempt(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    if (!delivery->loaded) return load_record(id, index, delivery);
     const wire::TenantLookup lookup{delivery->record.tenant_id, delivery->webhook.webhook_id};
     storage_.query<wire::WebhookRecord>(
         wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetWebhook, lookup,
@@ -318,15 +320,72 @@ class Dispatcher {
         });
   }
 
-  // The webhook was deleted: its delivery ends without a record (they went with it).
-  void abandon(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+  // Before the first attempt: a record an earlier run stored for this event (the connector
+  // restarted before the outbox was acknowledged past it) is continued, so that its attempts
+  // count against attempts_max and its history is kept rather than overwritten.
+  void load_record(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    const wire::DeliveryLookup lookup{delivery->record.tenant_id, delivery->webhook.webhook_id,
+                                      delivery->record.event_id};
+    storage_.query<wire::DeliveryRecord>(
+        wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetDelivery, lookup,
+        [this, id, index, delivery](StorageOutcome<wire::DeliveryRecord> outcome) {
+          post([this, id, index, delivery, outcome = std::move(outcome)] {
+            if (outcome.status == wire::Status::kNotFound ||
+                outcome.status == wire::Status::kInvalid) {  // none, or a storage node too old
+              delivery->loaded = true;
+              return attempt(id, index, delivery);
+            }
+            if (!outcome.ok()) {
+              timers_.emplace(Clock::now() + std::chrono::milliseconds(500),
+                              [this, id, index, delivery] { attempt(id, index, delivery); });
+              return;
+            }
+            delivery->loaded = true;
+            const Resumed resumed =
+                resume_delivery(delivery->record, *outcome.value, policy_, ids::now_ms());
+            log_.debug("webhook_delivery_resumed",
+                       {{"webhook_id", delivery->webhook.webhook_id},
+                        {"event_id", delivery->record.event_id},
+                        {"state", delivery->record.state},
+                        {"attempts", delivery->record.attempts.size()}});
+            switch (resumed.action) {
+              case ResumeAction::kEnded:
+                return delivery_ended(id, index, *delivery);
+              case ResumeAction::kGiveUp:
+                record(*delivery);
+                stats_.failed.add();
+                return delivery_ended(id, index, *delivery);
+              case ResumeAction::kAttempt:
+                if (resumed.delay_ms == 0) return attempt(id, index, delivery);
+                timers_.emplace(Clock::now() + std::chrono::milliseconds(resumed.delay_ms),
+                                [this, id, index, delivery] { attempt(id, index, delivery); });
+                return;
+            }
+          });
+        });
+  }
+
+  void record(const Delivery& delivery) {
+    storage_.command<StorageClient::Empty>(
+        wire::tenant_key(delivery.record.tenant_id), wire::CommandKind::kRecordDelivery,
+        wire::RecordDelivery{delivery.record, topology_.webhooks.deliveries_kept_max},
+        [](StorageOutcome<StorageClient::Empty>) {});
+  }
+
+  // The delivery ended (any way): its places are freed and its event may be finished.
+  void delivery_ended(PartitionId id, std::uint64_t index, const Delivery& delivery) {
     stats_.in_flight.add(-1);
-    limiter_.close(delivery->limiter_key);
-    log_.debug("webhook_gone", {{"webhook_id", delivery->webhook.webhook_id},
-                                {"event_id", delivery->record.event_id}});
+    limiter_.close(delivery.limiter_key);
     auto found = partitions_[id].events.find(index);
     if (found != partitions_[id].events.end() && --found->second.deliveries_open == 0)
       finish_event(id, index);
+  }
+
+  // The webhook was deleted: its delivery ends without a record (they went with it).
+  void abandon(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    log_.debug("webhook_gone", {{"webhook_id", delivery->webhook.webhook_id},
+                                {"event_id", delivery->record.event_id}});
+    delivery_ended(id, index, *delivery);
   }
 
   // Takes one of the webhook's sending slots (or waits for one), then send_slotted().

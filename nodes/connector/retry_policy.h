@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <optional>
 
+#include "schema/records.h"
+
 namespace chat4all::connector {
 
 struct HttpResult;
@@ -64,6 +66,21 @@ bool is_retryable_status(int status_code);
 
 // The outcome of an HTTP attempt made by HttpSender (nodes/connector/http_sender.h).
 AttemptOutcome outcome_of(const HttpResult& result);
+
+// A delivery an earlier run recorded (the connector restarted, or its event was read again) is
+// continued, not started afresh, so that attempts count against attempts_max across restarts.
+// resume_delivery() copies `stored`'s attempts, state, times into `record` and says what next.
+enum class ResumeAction {
+  kAttempt,  // attempt after delay_ms (what was left of the stored wait, at most backoff_max_ms)
+  kEnded,    // the stored record ended (delivered or failed): nothing more to do or store
+  kGiveUp,   // the budget is spent (attempts_max was lowered): `record` is now failed; store it
+};
+struct Resumed {
+  ResumeAction action = ResumeAction::kAttempt;
+  std::uint32_t delay_ms = 0;
+};
+Resumed resume_delivery(wire::DeliveryRecord& record, const wire::DeliveryRecord& stored,
+                        const RetryPolicy& policy, std::int64_t now_ms);
 
 // The outcome of an attempt the URL guard stopped before sending (`guard` is not ok()): a host
 // that did not resolve is kConnect (retried), anything else kRefusedByGuard (final).

@@ -876,6 +876,12 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
       return ok(list_records<wire::DeliveryRecord>(
           state, delivery_prefix(body->tenant_id, body->owner), body->after, body->limit));
     }
+    case Kind::kGetDelivery: {
+      CHAT4ALL_BODY(wire::DeliveryLookup, body);
+      auto delivery = load<wire::DeliveryRecord>(
+          state, delivery_prefix(body->tenant_id, body->webhook_id) + body->event_id);
+      return delivery ? ok(*delivery) : fail(Status::kNotFound, "delivery not found", "event_id");
+    }
     case Kind::kResolveIdentity: {
       CHAT4ALL_BODY(wire::IdentityChange, body);
       auto owner = state.get(identity_key(body->tenant_id, body->identity));

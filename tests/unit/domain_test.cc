@@ -402,6 +402,29 @@ TEST(DomainTest, AWebhookKeepsItsNewestDeliveryRecords) {
     EXPECT_FALSE(key.starts_with("D/") || key.starts_with("d/")) << key;
 }
 
+TEST(DomainTest, OneDeliveryRecordIsFoundByWebhookAndEvent) {
+  MemoryState state;
+  const wire::WebhookRecord hook{
+      "acme", "wh1", "https://example.com/h", {"message.sent"}, "whsec_x"};
+  command(state, "t", wire::CommandKind::kCreateWebhook, wire::CreateWebhook{hook});
+  wire::DeliveryRecord delivery{"acme", "wh1", "evt_1", "message.sent", "retrying", {}, 5, 900};
+  delivery.attempts = {{10, 503, "", 3}};
+  command(state, "t", wire::CommandKind::kRecordDelivery, wire::RecordDelivery{delivery, 10});
+  auto found = query_ok<wire::DeliveryRecord>(state, wire::QueryKind::kGetDelivery,
+                                              wire::DeliveryLookup{"acme", "wh1", "evt_1"});
+  EXPECT_EQ(found.state, "retrying");
+  ASSERT_EQ(found.attempts.size(), 1u);
+  EXPECT_EQ(found.attempts[0].status_code, 503);
+  EXPECT_EQ(found.next_attempt_at_ms, 900);
+  for (const auto& lookup :
+       {wire::DeliveryLookup{"acme", "wh1", "evt_2"}, wire::DeliveryLookup{"acme", "wh2", "evt_1"},
+        wire::DeliveryLookup{"other", "wh1", "evt_1"}})
+    EXPECT_EQ(run_query(state, wire::QueryRequest{"k", wire::QueryKind::kGetDelivery,
+                                                  codec::pack_body(lookup)})
+                  .status,
+              Status::kNotFound);
+}
+
 TEST(DomainTest, ChannelOutboxDeliveryRecordsAndPlatformRefs) {
   MemoryState state;
   command(state, "c", wire::CommandKind::kCreateConversation,
