@@ -277,7 +277,8 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   if (const YAML::Node webhooks = root["webhooks"]) {
     check.only_keys(webhooks, "webhooks",
                     {"allow_loopback", "allow_private", "attempts_max", "backoff_initial_ms",
-                     "backoff_max_ms", "timeout_ms", "in_flight_max"});
+                     "backoff_max_ms", "timeout_ms", "in_flight_max", "sending_per_webhook_max",
+                     "open_per_webhook_max", "deliveries_kept_max"});
     auto& w = topology.webhooks;
     check.optional_scalar(webhooks, "allow_loopback", "webhooks", w.allow_loopback);
     check.optional_scalar(webhooks, "allow_private", "webhooks", w.allow_private);
@@ -286,12 +287,24 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     check.optional_scalar(webhooks, "backoff_max_ms", "webhooks", w.backoff_max_ms);
     check.optional_scalar(webhooks, "timeout_ms", "webhooks", w.timeout_ms);
     check.optional_scalar(webhooks, "in_flight_max", "webhooks", w.in_flight_max);
+    check.optional_scalar(webhooks, "sending_per_webhook_max", "webhooks",
+                          w.sending_per_webhook_max);
+    check.optional_scalar(webhooks, "open_per_webhook_max", "webhooks", w.open_per_webhook_max);
+    check.optional_scalar(webhooks, "deliveries_kept_max", "webhooks", w.deliveries_kept_max);
+    if (w.deliveries_kept_max == 0 || w.deliveries_kept_max > 100000)
+      check.fail(webhooks, "deliveries_kept_max must be between 1 and 100000");
     if (w.attempts_max == 0 || w.attempts_max > 100)
       check.fail(webhooks, "attempts_max must be between 1 and 100");
     if (w.backoff_initial_ms == 0 || w.backoff_max_ms < w.backoff_initial_ms)
       check.fail(webhooks, "backoffs must satisfy 0 < backoff_initial_ms <= backoff_max_ms");
     if (w.timeout_ms == 0 || w.in_flight_max == 0)
       check.fail(webhooks, "timeout_ms and in_flight_max must be positive");
+    // Below the connector's 1024 open events per partition, so that one webhook cannot hold
+    // them all (nodes/connector/connector_node.cc).
+    if (w.sending_per_webhook_max == 0 || w.open_per_webhook_max == 0 ||
+        w.open_per_webhook_max > 1000)
+      check.fail(webhooks,
+                 "sending_per_webhook_max must be positive and open_per_webhook_max 1..1000");
   }
 
   if (const YAML::Node tenants = root["tenants"]) {

@@ -76,6 +76,15 @@ struct WebhookSettings {
   std::uint32_t backoff_max_ms = 300000;
   std::uint32_t timeout_ms = 5000;
   std::uint32_t in_flight_max = 64;  // per connector node
+  // Per webhook on one connector node (nodes/connector/webhook_limiter.h): attempts under way at
+  // once (more wait their turn), and deliveries open (beyond, a new event's delivery to that
+  // webhook is recorded failed without an attempt), so one dead receiver cannot take every
+  // sending slot or stall the outbox for the others.
+  std::uint32_t sending_per_webhook_max = 8;
+  std::uint32_t open_per_webhook_max = 256;
+  // Delivery records kept per webhook (GET /v1/webhooks/{id}/deliveries): the newest ones; a new
+  // record beyond this removes the oldest.
+  std::uint32_t deliveries_kept_max = 1000;
 };
 
 // A tenant and the service clients that administer it; everything else of a

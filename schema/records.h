@@ -279,10 +279,16 @@ struct CreateWebhook {
   MSGPACK_DEFINE(webhook);
 };
 
+// Creates or replaces the delivery record of (webhook, event). The webhook keeps its newest
+// `kept_max` records (by when each was first recorded): a new one beyond that removes the
+// oldest. 0 (entries logged before the field existed): the webhook's last bound, else
+// kDeliveriesKeptDefault.
 struct RecordDelivery {
   DeliveryRecord delivery;
-  MSGPACK_DEFINE(delivery);
+  std::uint32_t kept_max = 0;
+  MSGPACK_DEFINE(delivery, kept_max);
 };
+inline constexpr std::uint32_t kDeliveriesKeptDefault = 1000;
 
 struct CreateConversation {
   ConversationRecord conversation;
@@ -377,6 +383,14 @@ struct TenantList {
   std::string after;
   std::uint32_t limit = 50;
   MSGPACK_DEFINE(tenant_id, owner, after, limit);
+};
+
+// One webhook's delivery record of one event.
+struct DeliveryLookup {
+  std::string tenant_id;
+  std::string webhook_id;
+  std::string event_id;
+  MSGPACK_DEFINE(tenant_id, webhook_id, event_id);
 };
 
 struct UserSet {

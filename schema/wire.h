@@ -268,6 +268,7 @@ enum class QueryKind : std::uint16_t {
   kGetWebhook = 8,             // TenantLookup -> WebhookRecord
   kListDeliveries = 9,         // TenantList (owner = webhook) -> std::vector<DeliveryRecord>
   kResolveIdentity = 10,       // IdentityChange (user_id ignored) -> UserRecord
+  kGetDelivery = 11,           // DeliveryLookup -> DeliveryRecord
   kGetConversation = 20,       // ConversationLookup -> ConversationRecord
   kGetMessage = 21,            // ConversationLookup (+ message_id) -> MessageWithStates
   kConversationSummary = 22,   // ConversationLookup -> ConversationSummary

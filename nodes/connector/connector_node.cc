@@ -27,6 +27,7 @@
 #include "nodes/connector/http_sender.h"
 #include "nodes/connector/retry_policy.h"
 #include "nodes/connector/url_guard.h"
+#include "nodes/connector/webhook_limiter.h"
 
 namespace chat4all::connector {
 
@@ -44,7 +45,12 @@ constexpr std::uint32_t kUrlCheckThreads = 4;
 // tries again (not counted as an attempt), as when the sender is at its bound.
 constexpr auto kSenderFullRetry = std::chrono::milliseconds(200);
 constexpr std::uint32_t kOutboxPageEvents = 64;
-constexpr std::size_t kEventsInFlightPerPartitionMax = 256;
+// Events of one partition read and not yet ended (some delivery open); at the bound the outbox is
+// read no further until one ends. Events that ended are not held: the acknowledgement waits for
+// the oldest open one only. A webhook holds at most webhooks.open_per_webhook_max of them (see
+// WebhookLimiter), less than this bound, so one dead receiver cannot stop the reading alone.
+constexpr std::size_t kEventsInFlightPerPartitionMax = 1024;
+constexpr auto kWebhooksRefetchDelay = std::chrono::milliseconds(500);
 constexpr std::size_t kInboxMax = 100000;
 
 // Work handed to the dispatcher's thread from other threads. Bounded: at the
@@ -82,6 +88,9 @@ struct Stats {
       metrics().counter("chat4all_connector_outbox_events_total", "Outbox events read and handled");
   Gauge& in_flight =
       metrics().gauge("chat4all_connector_webhook_deliveries_pending", "Deliveries not ended");
+  Counter& shed = metrics().counter(
+      "chat4all_connector_webhook_shed_total",
+      "Webhook deliveries failed unattempted: the webhook had open_per_webhook_max open");
 };
 
 std::string event_body(const wire::OutboxEvent& event) {
@@ -111,7 +120,10 @@ class Dispatcher {
         policy_{topology.webhooks.attempts_max, topology.webhooks.backoff_initial_ms,
                 topology.webhooks.backoff_max_ms},
         url_policy_{topology.webhooks.allow_loopback, topology.webhooks.allow_private},
-        url_checks_(kUrlCheckThreads, topology.webhooks.in_flight_max * 4) {
+        url_checks_(kUrlCheckThreads, topology.webhooks.in_flight_max * 4),
+        limiter_(
+            topology.webhooks.open_per_webhook_max,
+            std::min(topology.webhooks.sending_per_webhook_max, topology.webhooks.in_flight_max)) {
     for (PartitionId p : partitions) partitions_[p];
   }
 
@@ -137,15 +149,19 @@ class Dispatcher {
   struct Delivery {
     wire::WebhookRecord webhook;
     wire::DeliveryRecord record;
+    std::string limiter_key;  // "<tenant>/<webhook_id>"
+    bool loaded = false;      // a record stored by an earlier run was looked for
   };
   struct Event {
     wire::OutboxEvent event;
     std::size_t deliveries_open = 0;
-    bool resolved = false;  // webhooks looked up, deliveries started
   };
   struct Partition {
-    std::uint64_t after = 0;                // every event up to here is acknowledged
-    std::map<std::uint64_t, Event> events;  // read, not yet acknowledged
+    std::uint64_t after = 0;    // every event up to here is acknowledged
+    std::uint64_t read_to = 0;  // every event up to here was read
+    // Read and not ended (webhooks not looked up yet, or a delivery open); at most
+    // kEventsInFlightPerPartitionMax. Everything read below the first of them has ended.
+    std::map<std::uint64_t, Event> events;
     bool reading = false;
     Clock::time_point next_poll{};
   };
@@ -161,8 +177,7 @@ class Dispatcher {
 
   void poll(PartitionId id, Partition& partition) {
     partition.reading = true;
-    const std::uint64_t after =
-        partition.events.empty() ? partition.after : partition.events.rbegin()->first;
+    const std::uint64_t after = std::max(partition.after, partition.read_to);
     storage_.query<std::vector<wire::OutboxEvent>>(
         wire::partition_key(id), wire::QueryKind::kReadOutbox,
         wire::ReadOutbox{id, after, kOutboxPageEvents},
@@ -180,8 +195,9 @@ class Dispatcher {
     partition.next_poll = full ? Clock::now() : Clock::now() + kOutboxPollInterval;
     if (!outcome.ok()) return;
     for (auto& event : *outcome.value) {
-      if (event.index <= partition.after || partition.events.count(event.index)) continue;
+      if (event.index <= std::max(partition.after, partition.read_to)) continue;
       const std::uint64_t index = event.index;
+      partition.read_to = index;
       const std::string tenant = event.tenant_id;
       partition.events[index].event = std::move(event);
       stats_.events.add();
@@ -200,6 +216,11 @@ class Dispatcher {
     if (tenant.fetched_at != Clock::time_point{} &&
         Clock::now() - tenant.fetched_at < kWebhooksCacheTtl && tenant.fetched_at_ms > event_at_ms)
       return start_waiting(tenant_id);
+    fetch_webhooks(tenant_id);
+  }
+
+  void fetch_webhooks(const std::string& tenant_id) {
+    TenantWebhooks& tenant = tenants_[tenant_id];
     tenant.fetching = true;
     const std::int64_t fetch_started_ms = ids::now_ms();
     storage_.query<std::vector<wire::WebhookRecord>>(
@@ -211,9 +232,11 @@ class Dispatcher {
             TenantWebhooks& tenant = tenants_[tenant_id];
             tenant.fetching = false;
             if (!outcome.ok()) {
-              // Storage unreachable: forget these events; the outbox is read again.
-              for (auto [id, index] : std::exchange(tenant.waiting, {}))
-                partitions_[id].events.erase(index);
+              // Storage unreachable: the events wait (they hold the acknowledgement) and the
+              // list is asked for again shortly.
+              tenant.fetching = true;
+              timers_.emplace(Clock::now() + kWebhooksRefetchDelay,
+                              [this, tenant_id] { fetch_webhooks(tenant_id); });
               return;
             }
             tenant.webhooks = std::move(*outcome.value);
@@ -230,7 +253,6 @@ class Dispatcher {
       auto found = partitions_[id].events.find(index);
       if (found == partitions_[id].events.end()) continue;
       Event& event = found->second;
-      event.resolved = true;
       for (const auto& webhook : tenant.webhooks) {
         if (std::find(webhook.events.begin(), webhook.events.end(), event.event.type) ==
             webhook.events.end())
@@ -238,12 +260,17 @@ class Dispatcher {
         // A webhook hears what happens once it is registered, not a backlog that
         // was still in the outbox then (both times are storage clocks).
         if (event.event.at_ms < webhook.created_at_ms) continue;
-        ++event.deliveries_open;
         auto delivery = std::make_shared<Delivery>();
         delivery->webhook = webhook;
         delivery->record = {tenant_id,        webhook.webhook_id, event.event.event_id,
                             event.event.type, "retrying",         {},
                             ids::now_ms()};
+        delivery->limiter_key = tenant_id + "/" + webhook.webhook_id;
+        if (!limiter_.try_open(delivery->limiter_key)) {
+          shed(*delivery);
+          continue;
+        }
+        ++event.deliveries_open;
         stats_.in_flight.add(1);
         attempt(id, index, delivery);
       }
@@ -251,9 +278,31 @@ class Dispatcher {
     }
   }
 
+  // The webhook has open_per_webhook_max deliveries open already (its receiver is slow or down):
+  // this one ends at once, recorded failed with the reason, so that the receiver cannot hold
+  // back the outbox for every other webhook (docs/api.md, Webhooks).
+  void shed(Delivery& delivery) {
+    stats_.shed.add();
+    log_.debug("webhook_delivery_shed", {{"webhook_id", delivery.webhook.webhook_id},
+                                         {"event_id", delivery.record.event_id}});
+    const std::int64_t now_ms = ids::now_ms();
+    delivery.record.state = delivery_state_name(DeliveryState::kFailed);
+    delivery.record.attempts.push_back(
+        {now_ms, 0,
+         "not attempted: the webhook already has " +
+             std::to_string(topology_.webhooks.open_per_webhook_max) +
+             " deliveries open (webhooks.open_per_webhook_max)",
+         0});
+    storage_.command<StorageClient::Empty>(
+        wire::tenant_key(delivery.record.tenant_id), wire::CommandKind::kRecordDelivery,
+        wire::RecordDelivery{delivery.record, topology_.webhooks.deliveries_kept_max},
+        [](StorageOutcome<StorageClient::Empty>) {});
+  }
+
   // Every attempt first asks whether the webhook still exists, so that one
   // deleted while its event waited or was being retried is called no more.
   void attempt(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    if (!delivery->loaded) return load_record(id, index, delivery);
     const wire::TenantLookup lookup{delivery->record.tenant_id, delivery->webhook.webhook_id};
     storage_.query<wire::WebhookRecord>(
         wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetWebhook, lookup,
@@ -271,18 +320,87 @@ class Dispatcher {
         });
   }
 
-  // The webhook was deleted: its delivery ends without a record (they went with it).
-  void abandon(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+  // Before the first attempt: a record an earlier run stored for this event (the connector
+  // restarted before the outbox was acknowledged past it) is continued, so that its attempts
+  // count against attempts_max and its history is kept rather than overwritten.
+  void load_record(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    const wire::DeliveryLookup lookup{delivery->record.tenant_id, delivery->webhook.webhook_id,
+                                      delivery->record.event_id};
+    storage_.query<wire::DeliveryRecord>(
+        wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetDelivery, lookup,
+        [this, id, index, delivery](StorageOutcome<wire::DeliveryRecord> outcome) {
+          post([this, id, index, delivery, outcome = std::move(outcome)] {
+            if (outcome.status == wire::Status::kNotFound ||
+                outcome.status == wire::Status::kInvalid) {  // none, or a storage node too old
+              delivery->loaded = true;
+              return attempt(id, index, delivery);
+            }
+            if (!outcome.ok()) {
+              timers_.emplace(Clock::now() + std::chrono::milliseconds(500),
+                              [this, id, index, delivery] { attempt(id, index, delivery); });
+              return;
+            }
+            delivery->loaded = true;
+            const Resumed resumed =
+                resume_delivery(delivery->record, *outcome.value, policy_, ids::now_ms());
+            log_.debug("webhook_delivery_resumed",
+                       {{"webhook_id", delivery->webhook.webhook_id},
+                        {"event_id", delivery->record.event_id},
+                        {"state", delivery->record.state},
+                        {"attempts", delivery->record.attempts.size()}});
+            switch (resumed.action) {
+              case ResumeAction::kEnded:
+                return delivery_ended(id, index, *delivery);
+              case ResumeAction::kGiveUp:
+                record(*delivery);
+                stats_.failed.add();
+                return delivery_ended(id, index, *delivery);
+              case ResumeAction::kAttempt:
+                if (resumed.delay_ms == 0) return attempt(id, index, delivery);
+                timers_.emplace(Clock::now() + std::chrono::milliseconds(resumed.delay_ms),
+                                [this, id, index, delivery] { attempt(id, index, delivery); });
+                return;
+            }
+          });
+        });
+  }
+
+  void record(const Delivery& delivery) {
+    storage_.command<StorageClient::Empty>(
+        wire::tenant_key(delivery.record.tenant_id), wire::CommandKind::kRecordDelivery,
+        wire::RecordDelivery{delivery.record, topology_.webhooks.deliveries_kept_max},
+        [](StorageOutcome<StorageClient::Empty>) {});
+  }
+
+  // The delivery ended (any way): its places are freed and its event may be finished.
+  void delivery_ended(PartitionId id, std::uint64_t index, const Delivery& delivery) {
     stats_.in_flight.add(-1);
-    log_.debug("webhook_gone", {{"webhook_id", delivery->webhook.webhook_id},
-                                {"event_id", delivery->record.event_id}});
+    limiter_.close(delivery.limiter_key);
     auto found = partitions_[id].events.find(index);
     if (found != partitions_[id].events.end() && --found->second.deliveries_open == 0)
       finish_event(id, index);
   }
 
-  // Resolves and checks the URL on the check pool, then sends from the dispatcher's thread.
+  // The webhook was deleted: its delivery ends without a record (they went with it).
+  void abandon(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    log_.debug("webhook_gone", {{"webhook_id", delivery->webhook.webhook_id},
+                                {"event_id", delivery->record.event_id}});
+    delivery_ended(id, index, *delivery);
+  }
+
+  // Takes one of the webhook's sending slots (or waits for one), then send_slotted().
   void send_attempt(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    limiter_.send(delivery->limiter_key,
+                  [this, id, index, delivery] { send_slotted(id, index, delivery); });
+  }
+
+  // The attempt no longer holds its slot: the webhook's next waiting attempt gets it.
+  void release_slot(const Delivery& delivery) {
+    if (auto next = limiter_.sent(delivery.limiter_key)) post(std::move(next));
+  }
+
+  // Resolves and checks the URL on the check pool, then sends from the dispatcher's thread.
+  void send_slotted(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
     const bool queued = url_checks_.try_submit([this, id, index, delivery] {
       const std::int64_t started_ms = ids::now_ms();
       GuardResult guard = check_url(delivery->webhook.url, url_policy_);
@@ -294,6 +412,7 @@ class Dispatcher {
   }
 
   void retry_soon(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery) {
+    release_slot(*delivery);
     timers_.emplace(Clock::now() + kSenderFullRetry,
                     [this, id, index, delivery] { send_attempt(id, index, delivery); });
   }
@@ -301,18 +420,27 @@ class Dispatcher {
   void send_checked(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery,
                     std::int64_t started_ms, const GuardResult& guard) {
     auto found = partitions_[id].events.find(index);
-    if (found == partitions_[id].events.end()) return;
+    // An open delivery keeps its event: a missing one is a bug.
+    if (found == partitions_[id].events.end()) {
+      log_.error("webhook_event_missing", {{"event_id", delivery->record.event_id}});
+      release_slot(*delivery);
+      limiter_.close(delivery->limiter_key);
+      stats_.in_flight.add(-1);
+      return;
+    }
     const wire::OutboxEvent& event = found->second.event;
     stats_.attempts.add();
     // Checked before every attempt, and the connection pinned to the address
     // checked: DNS cannot swap in a private address in between.
+    // A host that did not resolve is a connection error and retried; a refused URL or
+    // address, and a malformed secret, end the delivery.
     auto key = webhook::secret_bytes(delivery->webhook.secret);
     if (!guard.ok() || !key) {
       HttpResult refused;
-      refused.error = HttpResult::Error::kOther;
+      refused.error = guard.unresolved ? HttpResult::Error::kConnect : HttpResult::Error::kOther;
       refused.error_message = guard.ok() ? "webhook secret is malformed" : guard.error;
-      AttemptOutcome outcome;
-      outcome.error = TransportError::kRefusedByGuard;
+      AttemptOutcome outcome = outcome_of(guard);
+      if (guard.ok()) outcome.error = TransportError::kRefusedByGuard;
       return attempt_ended(id, index, delivery, started_ms, refused, outcome);
     }
     const std::string body = event_body(event);
@@ -345,6 +473,7 @@ class Dispatcher {
   void attempt_ended(PartitionId id, std::uint64_t index, std::shared_ptr<Delivery> delivery,
                      std::int64_t started_ms, const HttpResult& result,
                      const AttemptOutcome& outcome) {
+    release_slot(*delivery);
     wire::DeliveryAttempt attempt_record{started_ms, result.status_code, result.error_message,
                                          result.duration_ms};
     delivery->record.attempts.push_back(std::move(attempt_record));
@@ -356,7 +485,8 @@ class Dispatcher {
     delivery->record.next_attempt_at_ms = decision.retry ? ids::now_ms() + decision.delay_ms : 0;
     storage_.command<StorageClient::Empty>(
         wire::tenant_key(delivery->record.tenant_id), wire::CommandKind::kRecordDelivery,
-        wire::RecordDelivery{delivery->record}, [](StorageOutcome<StorageClient::Empty>) {});
+        wire::RecordDelivery{delivery->record, topology_.webhooks.deliveries_kept_max},
+        [](StorageOutcome<StorageClient::Empty>) {});
     if (decision.retry) {
       timers_.emplace(Clock::now() + std::chrono::milliseconds(decision.delay_ms),
                       [this, id, index, delivery] { attempt(id, index, delivery); });
@@ -368,24 +498,20 @@ class Dispatcher {
                                           {"state", delivery->record.state},
                                           {"attempts", attempt_number}});
     stats_.in_flight.add(-1);
+    limiter_.close(delivery->limiter_key);
     auto found = partitions_[id].events.find(index);
     if (found == partitions_[id].events.end()) return;
     if (--found->second.deliveries_open == 0) finish_event(id, index);
   }
 
   // An event whose deliveries all ended; acknowledges the outbox up to the
-  // first event still open.
+  // first event still open (everything read, when none is).
   void finish_event(PartitionId id, std::uint64_t index) {
     Partition& partition = partitions_[id];
-    auto found = partition.events.find(index);
-    if (found != partition.events.end()) found->second.resolved = true;
-    std::uint64_t up_to = partition.after;
-    for (auto it = partition.events.begin(); it != partition.events.end();) {
-      if (!it->second.resolved || it->second.deliveries_open > 0) break;
-      up_to = it->first;
-      it = partition.events.erase(it);
-    }
-    if (up_to == partition.after) return;
+    partition.events.erase(index);
+    const std::uint64_t up_to =
+        partition.events.empty() ? partition.read_to : partition.events.begin()->first - 1;
+    if (up_to <= partition.after) return;
     partition.after = up_to;
     storage_.command<StorageClient::Empty>(wire::partition_key(id), wire::CommandKind::kAckOutbox,
                                            wire::AckOutbox{id, up_to},
@@ -402,6 +528,7 @@ class Dispatcher {
   UrlPolicy url_policy_;
   // After inbox_: its threads post there until they are joined.
   WorkerPool url_checks_;
+  WebhookLimiter limiter_;
   std::map<PartitionId, Partition> partitions_;
   std::map<std::string, TenantWebhooks> tenants_;
   std::multimap<Clock::time_point, std::function<void()>> timers_;

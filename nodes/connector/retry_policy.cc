@@ -4,6 +4,7 @@
 
 #include "common/backoff.h"
 #include "nodes/connector/http_sender.h"
+#include "nodes/connector/url_guard.h"
 
 namespace chat4all::connector {
 
@@ -84,6 +85,38 @@ AttemptOutcome outcome_of(const HttpResult& result) {
       outcome.error = TransportError::kOther;
       break;
   }
+  return outcome;
+}
+
+Resumed resume_delivery(wire::DeliveryRecord& record, const wire::DeliveryRecord& stored,
+                        const RetryPolicy& policy, std::int64_t now_ms) {
+  record.attempts = stored.attempts;
+  record.created_at_ms = stored.created_at_ms;
+  record.state = stored.state;
+  record.next_attempt_at_ms = stored.next_attempt_at_ms;
+  Resumed resumed;
+  if (stored.state == delivery_state_name(DeliveryState::kDelivered) ||
+      stored.state == delivery_state_name(DeliveryState::kFailed)) {
+    resumed.action = ResumeAction::kEnded;
+    return resumed;
+  }
+  if (record.attempts.size() >= std::max<std::uint32_t>(policy.attempts_max, 1)) {
+    record.state = delivery_state_name(DeliveryState::kFailed);
+    record.next_attempt_at_ms = 0;
+    resumed.action = ResumeAction::kGiveUp;
+    return resumed;
+  }
+  const std::int64_t wait_ms =
+      std::clamp<std::int64_t>(stored.next_attempt_at_ms - now_ms, 0, policy.backoff_max_ms);
+  resumed.delay_ms = static_cast<std::uint32_t>(wait_ms);
+  return resumed;
+}
+
+AttemptOutcome outcome_of(const GuardResult& guard) {
+  AttemptOutcome outcome;
+  outcome.error = guard.ok()         ? TransportError::kNone
+                  : guard.unresolved ? TransportError::kConnect
+                                     : TransportError::kRefusedByGuard;
   return outcome;
 }
 

@@ -6,7 +6,8 @@
 //
 // Success is a 2xx answer. Timeouts, connection errors, 408, 429 and 5xx are worth another
 // attempt; any other answer (3xx included: redirects are not followed, a webhook URL that moved
-// must be updated) and a refusal by the URL guard end the delivery.
+// must be updated) and a refusal by the URL guard end the delivery. A host that does not resolve
+// is a connection error, not a refusal: one resolver hiccup must not fail a delivery for good.
 //
 // The delay is common/backoff.h's full-jitter exponential backoff, raised to a Retry-After.
 #pragma once
@@ -14,9 +15,12 @@
 #include <cstdint>
 #include <optional>
 
+#include "schema/records.h"
+
 namespace chat4all::connector {
 
 struct HttpResult;
+struct GuardResult;
 
 struct RetryPolicy {
   std::uint32_t attempts_max = 8;  // attempts in all, the first one included; 0 acts as 1
@@ -30,7 +34,8 @@ enum class TransportError {
   kTimeout,         // no complete answer within the attempt's timeout
   kConnect,         // could not connect, or the connection broke (resolve, refuse, reset, TLS)
   kOther,           // any other transport failure
-  kRefusedByGuard,  // the URL guard refused the URL or its addresses: never sent
+  kRefusedByGuard,  // the URL guard refused the URL or its addresses: never sent (a host that
+                    // does not resolve is kConnect)
 };
 
 struct AttemptOutcome {
@@ -61,5 +66,24 @@ bool is_retryable_status(int status_code);
 
 // The outcome of an HTTP attempt made by HttpSender (nodes/connector/http_sender.h).
 AttemptOutcome outcome_of(const HttpResult& result);
+
+// A delivery an earlier run recorded (the connector restarted, or its event was read again) is
+// continued, not started afresh, so that attempts count against attempts_max across restarts.
+// resume_delivery() copies `stored`'s attempts, state, times into `record` and says what next.
+enum class ResumeAction {
+  kAttempt,  // attempt after delay_ms (what was left of the stored wait, at most backoff_max_ms)
+  kEnded,    // the stored record ended (delivered or failed): nothing more to do or store
+  kGiveUp,   // the budget is spent (attempts_max was lowered): `record` is now failed; store it
+};
+struct Resumed {
+  ResumeAction action = ResumeAction::kAttempt;
+  std::uint32_t delay_ms = 0;
+};
+Resumed resume_delivery(wire::DeliveryRecord& record, const wire::DeliveryRecord& stored,
+                        const RetryPolicy& policy, std::int64_t now_ms);
+
+// The outcome of an attempt the URL guard stopped before sending (`guard` is not ok()): a host
+// that did not resolve is kConnect (retried), anything else kRefusedByGuard (final).
+AttemptOutcome outcome_of(const GuardResult& guard);
 
 }  // namespace chat4all::connector

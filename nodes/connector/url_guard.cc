@@ -322,8 +322,12 @@ GuardResult check_url(std::string_view url, const UrlPolicy& policy) {
   addrinfo* found = nullptr;
   const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
   const std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, &::freeaddrinfo);
-  if (rc != 0)
-    return guard_error("host does not resolve (" + std::string(::gai_strerror(rc)) + ")");
+  if (rc != 0) {
+    GuardResult unresolved =
+        guard_error("host does not resolve (" + std::string(::gai_strerror(rc)) + ")");
+    unresolved.unresolved = true;
+    return unresolved;
+  }
 
   std::string first_ipv4;
   std::string first_ipv6;
@@ -340,7 +344,11 @@ GuardResult check_url(std::string_view url, const UrlPolicy& policy) {
   // IPv4 first: the connection is pinned to one address, so there is no fallback between
   // families (Happy Eyeballs), and many hosts and containers have no IPv6 route.
   result.address = !first_ipv4.empty() ? first_ipv4 : first_ipv6;
-  if (result.address.empty()) return guard_error("host has no addresses");
+  if (result.address.empty()) {
+    GuardResult unresolved = guard_error("host has no addresses");
+    unresolved.unresolved = true;
+    return unresolved;
+  }
   return result;
 }
 

@@ -85,6 +85,10 @@ struct GuardResult {
   // resolved to, else the first IPv6 one. The host itself when it is an IP literal.
   std::string address;
   std::string error;  // empty on success
+  // With an error: the host did not resolve (getaddrinfo failed, temporarily or not, or gave no
+  // address). That says nothing about where the URL leads, so it is a connection failure worth
+  // another attempt, not a refusal; only a URL or an address that is not allowed is refused.
+  bool unresolved = false;
   bool ok() const { return error.empty(); }
 };
 

@@ -37,6 +37,11 @@ std::string webhook_key(std::string_view tenant, std::string_view webhook) {
 std::string delivery_prefix(std::string_view tenant, std::string_view webhook) {
   return "D/" + std::string(tenant) + "/" + std::string(webhook) + "/";
 }
+// A webhook's delivery records in the order they were first recorded: "d/<tenant>/<webhook>"
+// holds DeliveryOrder, "d/<tenant>/<webhook>/" seq (u64 BE) the event id recorded as seq.
+std::string delivery_order_key(std::string_view tenant, std::string_view webhook) {
+  return "d/" + std::string(tenant) + "/" + std::string(webhook);
+}
 std::string membership_prefix(std::string_view tenant, std::string_view user) {
   return "M/" + std::string(tenant) + "/" + std::string(user) + "/";
 }
@@ -80,6 +85,13 @@ std::string channel_address_prefix(std::string_view channel, std::string_view ad
   key.push_back('\0');
   return key;
 }
+
+struct DeliveryOrder {
+  std::uint64_t next_seq = 1;
+  std::uint64_t count = 0;     // records in the order (older ones, from before it, are not)
+  std::uint32_t kept_max = 0;  // the last bound a RecordDelivery named
+  MSGPACK_DEFINE(next_seq, count, kept_max);
+};
 
 struct OutboxMeta {
   std::uint64_t next_index = 1;
@@ -143,9 +155,72 @@ const char* event_type_of(std::string_view state) {
                                           : "message.sent";
 }
 
+// ---- delivery records
+
+// Stores `record` (webhook, event) and keeps the webhook's newest `kept_max` records (0: the last
+// bound given, else wire::kDeliveriesKeptDefault): a record new to the webhook beyond that
+// removes the one first recorded longest ago. Replacing a record keeps its place.
+void put_delivery(PartitionState& state, const wire::DeliveryRecord& record,
+                  std::uint32_t kept_max) {
+  const std::string key = delivery_prefix(record.tenant_id, record.webhook_id) + record.event_id;
+  const bool known = state.get(key).has_value();
+  store(state, key, record);
+  if (known) return;
+  const std::string order_key = delivery_order_key(record.tenant_id, record.webhook_id);
+  DeliveryOrder order = load<DeliveryOrder>(state, order_key).value_or(DeliveryOrder{});
+  if (kept_max > 0) order.kept_max = kept_max;
+  const std::uint64_t bound = order.kept_max > 0 ? order.kept_max : wire::kDeliveriesKeptDefault;
+  const std::string order_prefix = order_key + "/";
+  state.put(order_prefix + be64(order.next_seq++), record.event_id);
+  ++order.count;
+  while (order.count > bound) {
+    std::string oldest_key, oldest_event;
+    state.scan(order_prefix, "", [&](std::string_view k, std::string_view v) {
+      oldest_key = k;
+      oldest_event = v;
+      return false;
+    });
+    if (oldest_key.empty()) break;
+    state.erase(oldest_key);
+    state.erase(delivery_prefix(record.tenant_id, record.webhook_id) + oldest_event);
+    --order.count;
+  }
+  store(state, order_key, order);
+}
+
 // ---- outbox
 
+// The webhooks of `event`'s tenant that would have been sent it, when the tenant's records live
+// in this partition (they live in the partition its id hashes to): each gets a delivery record
+// `failed` saying that the event was dropped, unless it has one already (a delivery that began).
+void record_dropped(PartitionState& state, std::uint32_t partition, const wire::OutboxEvent& event,
+                    std::int64_t at_ms) {
+  std::vector<wire::WebhookRecord> webhooks;
+  const std::string prefix = webhook_key(event.tenant_id, "");
+  state.scan(prefix, "", [&](std::string_view, std::string_view value) {
+    if (auto webhook = codec::unpack_body<wire::WebhookRecord>(value))
+      webhooks.push_back(std::move(*webhook));
+    return true;
+  });
+  for (const auto& webhook : webhooks) {
+    if (!contains(webhook.events, event.type) || event.at_ms < webhook.created_at_ms) continue;
+    const std::string key = delivery_prefix(event.tenant_id, webhook.webhook_id) + event.event_id;
+    if (state.get(key)) continue;
+    wire::DeliveryRecord record{
+        event.tenant_id, webhook.webhook_id, event.event_id, event.type, "failed", {}, at_ms, 0};
+    record.attempts.push_back({at_ms, 0,
+                               "not attempted: dropped from the outbox of partition " +
+                                   std::to_string(partition) + ", which held " +
+                                   std::to_string(kOutboxEventsMax) + " events not yet delivered",
+                               0});
+    put_delivery(state, record, 0);
+  }
+}
+
+// Appends `event`; when that makes more than kOutboxEventsMax unacknowledged, drops the oldest
+// and adds its id to `dropped`.
 void append_outbox(PartitionState& state, std::uint32_t partition, wire::OutboxEvent event,
+                   std::vector<std::string>& dropped,
                    std::uint32_t stream = wire::kOutboxWebhooks) {
   const std::string prefix = outbox_prefix(stream);
   OutboxMeta meta = load<OutboxMeta>(state, outbox_meta_key(stream)).value_or(OutboxMeta{});
@@ -155,10 +230,15 @@ void append_outbox(PartitionState& state, std::uint32_t partition, wire::OutboxE
                 partition, static_cast<unsigned long long>(event.index));
   event.event_id = id;
   store(state, prefix + be64(event.index), event);
-  // Bounded: without a dispatcher acknowledging, the oldest events go.
+  // Bounded: without a dispatcher acknowledging, the oldest events go (counted and logged by
+  // the storage node, and recorded for the webhooks that missed them where they live here).
   const std::uint64_t retained = event.index - meta.acked_up_to;
   if (retained > kOutboxEventsMax) {
     const std::uint64_t oldest = meta.acked_up_to + 1;
+    if (auto lost = load<wire::OutboxEvent>(state, prefix + be64(oldest))) {
+      dropped.push_back(lost->event_id);
+      if (stream == wire::kOutboxWebhooks) record_dropped(state, partition, *lost, event.at_ms);
+    }
     state.erase(prefix + be64(oldest));
     meta.acked_up_to = oldest;
     ++meta.dropped;
@@ -200,7 +280,8 @@ wire::RecipientState current_state(const PartitionState& state, const wire::Stor
 wire::RecipientState advance_state(PartitionState& state, std::uint32_t partition,
                                    const wire::StoredMessage& message, const std::string& tenant,
                                    const std::string& user, const char* target, std::int64_t at_ms,
-                                   std::vector<wire::Event>& events) {
+                                   std::vector<wire::Event>& events,
+                                   std::vector<std::string>& dropped) {
   wire::RecipientState recipient = current_state(state, message, user);
   const int current = state_rank(recipient.history.back().state);
   const int wanted = state_rank(target);
@@ -220,7 +301,7 @@ wire::RecipientState advance_state(PartitionState& state, std::uint32_t partitio
     outbox.recipient_id = user;
     outbox.state = step;
     outbox.at_ms = at_ms;
-    append_outbox(state, partition, outbox);
+    append_outbox(state, partition, outbox, dropped);
     wire::Event event;
     event.kind = "state";
     event.tenant_id = tenant;
@@ -337,7 +418,7 @@ DomainResult mark_state(PartitionState& state, std::uint32_t partition, const wi
     if (!contains(message->recipients, body.user_id))
       return fail(Status::kInvalid, "the caller is not a recipient of this message", "message_id");
     out.message_state = advance_state(state, partition, *message, record->tenant_id, body.user_id,
-                                      target, at_ms, result.events);
+                                      target, at_ms, result.events, result.outbox_dropped);
   } else {
     std::uint64_t& horizon =
         target == wire::kStateRead ? horizons.read_up_to : horizons.delivered_up_to;
@@ -347,7 +428,7 @@ DomainResult mark_state(PartitionState& state, std::uint32_t partition, const wi
       auto message = state.message(body.conversation_id, seq);
       if (message && contains(message->recipients, body.user_id))
         advance_state(state, partition, *message, record->tenant_id, body.user_id, target, at_ms,
-                      result.events);
+                      result.events, result.outbox_dropped);
     }
     horizon = std::max(horizon, wanted);
     // A read horizon implies the delivered one; the states are already READ.
@@ -468,9 +549,13 @@ DomainResult create_webhook(PartitionState& state, wire::CreateWebhook body, std
 
 DomainResult delete_webhook(PartitionState& state, const wire::TenantLookup& body) {
   DomainResult result = delete_record(state, webhook_key(body.tenant_id, body.id), "webhook");
-  if (result.status == Status::kOk)
+  if (result.status == Status::kOk) {
     for (const auto& key : keys_with_prefix(state, delivery_prefix(body.tenant_id, body.id)))
       state.erase(key);
+    const std::string order_key = delivery_order_key(body.tenant_id, body.id);
+    for (const auto& key : keys_with_prefix(state, order_key + "/")) state.erase(key);
+    state.erase(order_key);
+  }
   return result;
 }
 
@@ -478,8 +563,7 @@ DomainResult record_delivery(PartitionState& state, const wire::RecordDelivery& 
   const auto& delivery = body.delivery;
   if (!state.get(webhook_key(delivery.tenant_id, delivery.webhook_id)))
     return fail(Status::kNotFound, "webhook not found", "webhook_id");
-  store(state, delivery_prefix(delivery.tenant_id, delivery.webhook_id) + delivery.event_id,
-        delivery);
+  put_delivery(state, delivery, body.kept_max);
   return ok_empty();
 }
 
@@ -807,6 +891,12 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
       return ok(list_records<wire::DeliveryRecord>(
           state, delivery_prefix(body->tenant_id, body->owner), body->after, body->limit));
     }
+    case Kind::kGetDelivery: {
+      CHAT4ALL_BODY(wire::DeliveryLookup, body);
+      auto delivery = load<wire::DeliveryRecord>(
+          state, delivery_prefix(body->tenant_id, body->webhook_id) + body->event_id);
+      return delivery ? ok(*delivery) : fail(Status::kNotFound, "delivery not found", "event_id");
+    }
     case Kind::kResolveIdentity: {
       CHAT4ALL_BODY(wire::IdentityChange, body);
       auto owner = state.get(identity_key(body->tenant_id, body->identity));
@@ -898,10 +988,12 @@ DomainResult check_append(const PartitionState& state, wire::AppendRequest& appe
   return {};
 }
 
-void note_appended(PartitionState& state, std::uint32_t partition,
-                   const wire::StoredMessage& message, const std::string& tenant_id,
-                   bool route_to_channels, std::vector<wire::Event>& events) {
-  if (tenant_id.empty()) return;
+std::vector<std::string> note_appended(PartitionState& state, std::uint32_t partition,
+                                       const wire::StoredMessage& message,
+                                       const std::string& tenant_id, bool route_to_channels,
+                                       std::vector<wire::Event>& events) {
+  std::vector<std::string> dropped;
+  if (tenant_id.empty()) return dropped;
   wire::OutboxEvent outbox;
   outbox.type = "message.sent";
   outbox.tenant_id = tenant_id;
@@ -911,7 +1003,7 @@ void note_appended(PartitionState& state, std::uint32_t partition,
   outbox.sender_id = message.sender_id;
   outbox.state = wire::kStateSent;
   outbox.at_ms = message.stored_at_ms;
-  append_outbox(state, partition, outbox);
+  append_outbox(state, partition, outbox, dropped);
   // No choice means every channel.
   const bool only_internal =
       !message.channels.empty() &&
@@ -924,7 +1016,7 @@ void note_appended(PartitionState& state, std::uint32_t partition,
     outbox.channels = message.channels;
     outbox.payload = message.payload;
     outbox.metadata = message.metadata;
-    append_outbox(state, partition, outbox, wire::kOutboxChannels);
+    append_outbox(state, partition, outbox, dropped, wire::kOutboxChannels);
   }
   wire::Event event;
   event.kind = "message";
@@ -935,6 +1027,7 @@ void note_appended(PartitionState& state, std::uint32_t partition,
   event.sender_id = message.sender_id;
   event.at_ms = message.stored_at_ms;
   events.push_back(std::move(event));
+  return dropped;
 }
 
 wire::ReadReply read_history(const PartitionState& state, const wire::ReadRequest& request,

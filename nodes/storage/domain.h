@@ -50,10 +50,16 @@ struct DomainResult {
   std::string detail;
   std::string field;
   std::vector<wire::Event> events;  // hints for the leader to publish
+  // Ids of outbox events dropped to make room (kOutboxEventsMax), for the node to count and log.
+  std::vector<std::string> outbox_dropped;
 };
 
-inline constexpr std::uint64_t kOutboxEventsMax = 100000;  // per partition; oldest dropped
-inline constexpr std::uint64_t kHorizonStepMax = 10000;    // messages one horizon move covers
+// Unacknowledged events per partition and stream. At the bound the oldest is dropped: the node
+// counts it (chat4all_storage_outbox_events_dropped_total) and logs it at warn, and each webhook
+// that would have been sent it gets a `failed` delivery record saying so, when the tenant's
+// records live in the same partition (elsewhere only the count and the log tell).
+inline constexpr std::uint64_t kOutboxEventsMax = 100000;
+inline constexpr std::uint64_t kHorizonStepMax = 10000;  // messages one horizon move covers
 
 // `at_ms` is the time the proposing leader stamped on the entry.
 DomainResult apply_command(PartitionState& state, std::uint32_t partition,
@@ -68,10 +74,12 @@ DomainResult check_append(const PartitionState& state, wire::AppendRequest& appe
 
 // After a new message is stored: its outbox event and hint, and, with
 // `route_to_channels` and a channel choice other than only "internal", its
-// entry on the channel outbox.
-void note_appended(PartitionState& state, std::uint32_t partition,
-                   const wire::StoredMessage& message, const std::string& tenant_id,
-                   bool route_to_channels, std::vector<wire::Event>& events);
+// entry on the channel outbox. Returns the ids of outbox events dropped to make
+// room (see kOutboxEventsMax).
+std::vector<std::string> note_appended(PartitionState& state, std::uint32_t partition,
+                                       const wire::StoredMessage& message,
+                                       const std::string& tenant_id, bool route_to_channels,
+                                       std::vector<wire::Event>& events);
 
 // History read (schema/wire.h ReadRequest): forward, backward or since a time.
 wire::ReadReply read_history(const PartitionState& state, const wire::ReadRequest& request,

@@ -545,6 +545,7 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
           outcome.field = std::move(result.field);
           outcome.body = std::move(result.body);
           outcome.events = std::move(result.events);
+          outcome.outbox_dropped = std::move(result.outbox_dropped);
           continue;
         }
         wire::AppendRequest& request = command.append;
@@ -599,8 +600,9 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
             "put message");
         put(dedup_db_, id_key, dedup_record(head.seq, digest), "put dedup");
         put(heads_db_, head_key(partition, request.conversation_id), head_bytes(head), "put head");
-        note_appended(partition_state, partition, stored, request.tenant_id,
-                      options_.route_to_channels, outcome.events);
+        outcome.outbox_dropped =
+            note_appended(partition_state, partition, stored, request.tenant_id,
+                          options_.route_to_channels, outcome.events);
         outcome.status = wire::Status::kOk;
         outcome.seq = head.seq;
       }

@@ -53,6 +53,7 @@ struct AppendOutcome {
   std::string body;
   std::string field;
   std::vector<wire::Event> events;
+  std::vector<std::string> outbox_dropped;  // DomainResult::outbox_dropped
 };
 
 // One partition's share of a turn: its Ready, as the consensus core gave it.

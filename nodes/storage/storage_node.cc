@@ -10,6 +10,7 @@
 #include "common/metrics.h"
 #include "common/metrics_server.h"
 #include "common/transport.h"
+#include "nodes/storage/domain.h"
 
 namespace {
 // Routing keys are ids or keys built from ids (schema/wire.h); anything longer is malformed.
@@ -48,6 +49,9 @@ struct StorageNode::Sockets {
 
 struct StorageNode::Stats {
   Counter& appends = metrics().counter("chat4all_storage_appends_total", "Messages appended (new)");
+  Counter& outbox_dropped = metrics().counter(
+      "chat4all_storage_outbox_events_dropped_total",
+      "Outbox events dropped unsent: the partition held kOutboxEventsMax unacknowledged");
   Counter& duplicates = metrics().counter("chat4all_storage_duplicates_total",
                                           "Appends answered from the dedup index");
   Counter& failed_appends =
@@ -88,10 +92,9 @@ StorageNode::StorageNode(const Topology& topology, const NodeSpec& self)
       self_(self),
       ring_(topology.storage_node_names(), topology.partition_count, topology.replication_factor,
             topology.virtual_nodes),
-      store_(MessageStore::Options{topology.node_data_dir(self.name) / "store",
-                                   topology.storage.map_size_initial_mb << 20,
-                                   topology.storage.map_size_max_mb << 20,
-                                   !topology.channels.empty()}) {
+      store_(MessageStore::Options{
+          topology.node_data_dir(self.name) / "store", topology.storage.map_size_initial_mb << 20,
+          topology.storage.map_size_max_mb << 20, !topology.channels.empty()}) {
   const auto& settings = topology.storage;
   const std::uint64_t process_seed =
       static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
@@ -447,10 +450,19 @@ bool StorageNode::run_turn() {
     for (std::size_t i = 0; i < readies.size(); ++i) {
       Partition& partition = *touched[i];
       const consensus::Ready& ready = readies[i];
-      // Only the leader publishes, so that a change is hinted once.
+      // Only the leader publishes, so that a change is hinted once; and only it counts and
+      // logs outbox drops, so that each is told once.
       if (partition.replica->is_leader())
-        for (const auto& outcome : outcomes[i])
+        for (const auto& outcome : outcomes[i]) {
           hints.insert(hints.end(), outcome.events.begin(), outcome.events.end());
+          if (outcome.outbox_dropped.empty()) continue;
+          stats_->outbox_dropped.add(outcome.outbox_dropped.size());
+          log_.warn("outbox_events_dropped", {{"partition", partition.id},
+                                              {"count", outcome.outbox_dropped.size()},
+                                              {"first_event_id", outcome.outbox_dropped.front()},
+                                              {"last_event_id", outcome.outbox_dropped.back()},
+                                              {"events_max", kOutboxEventsMax}});
+        }
       for (std::size_t k = 0; k < ready.to_apply.size(); ++k) {
         auto waiting = partition.waiting.find(ready.first_apply_index + k);
         if (waiting == partition.waiting.end()) continue;

@@ -32,6 +32,7 @@ const config = {
   queueBytesMax: Number(arg('queue-bytes-max', String(4 << 20))),
   membersMax: 256,
   webhookAttemptsMax: 3,
+  webhookDeliveriesKeptMax: 1000,  // webhooks.deliveries_kept_max: the newest are kept
   resumeWaitMs: 2000,
 };
 const specText = fs.readFileSync(path.join(here, '..', '..', 'schema', 'openapi.yaml'), 'utf8');
@@ -190,6 +191,8 @@ function dispatchWebhooks(tenant, type, m, recipient, state, at) {
     };
     const delivery = { event_id: event.id, event_type: type, state: 'retrying', attempts: [], created_at: now(), next_attempt_at: now() };
     hook.deliveries.set(event.id, delivery);
+    // Maps keep insertion order: the first key is the oldest record.
+    while (hook.deliveries.size > config.webhookDeliveriesKeptMax) hook.deliveries.delete(hook.deliveries.keys().next().value);
     attempt(hook, event, delivery, 1);
   }
 }

@@ -62,7 +62,8 @@ class MemoryState final : public PartitionState {
                                at_ms,
                                at_ms};
     messages[{request.conversation_id, seq}] = stored;
-    note_appended(*this, 7, stored, request.tenant_id, /*route_to_channels=*/true, check.events);
+    check.outbox_dropped = note_appended(*this, 7, stored, request.tenant_id,
+                                         /*route_to_channels=*/true, check.events);
     return check;
   }
 
@@ -321,6 +322,115 @@ TEST(DomainTest, StatesOnlyMoveForwardWithTheirHistory) {
   ASSERT_EQ(carol.states.size(), 1u);
   ASSERT_EQ(carol.states[0].history.size(), 2u);
   EXPECT_EQ(carol.states[0].history[1].at_ms, 100);
+}
+
+TEST(DomainTest, OutboxOverflowDropsTheOldestAndRecordsItForTheWebhooksThatMissedIt) {
+  MemoryState state;
+  command(state, "c", wire::CommandKind::kCreateConversation,
+          wire::CreateConversation{conversation("acme", "c", {"alice", "bob"})});
+  const wire::WebhookRecord sent_hook{
+      "acme", "wh_sent", "https://example.com/h", {"message.sent"}, "whsec_x"};
+  const wire::WebhookRecord read_hook{
+      "acme", "wh_read", "https://example.com/h", {"message.read"}, "whsec_x"};
+  command(state, "t", wire::CommandKind::kCreateWebhook, wire::CreateWebhook{sent_hook}, 1);
+  command(state, "t", wire::CommandKind::kCreateWebhook, wire::CreateWebhook{read_hook}, 1);
+  for (std::uint64_t i = 1; i <= kOutboxEventsMax; ++i)
+    ASSERT_TRUE(state.append(message("acme", "c", "m" + std::to_string(i), "alice"), 10)
+                    .outbox_dropped.empty());
+  // One more: the oldest unacknowledged event of each stream goes, and says so.
+  const DomainResult full = state.append(message("acme", "c", "m_last", "alice"), 20);
+  ASSERT_EQ(full.status, Status::kOk);
+  ASSERT_EQ(full.outbox_dropped.size(), 2u);  // the webhook event and the channel route
+  EXPECT_EQ(full.outbox_dropped[0], "evt_00000007_0000000000000001");
+  EXPECT_EQ(full.outbox_dropped[1], "route_00000007_0000000000000001");
+  EXPECT_EQ(query_ok<std::vector<wire::OutboxEvent>>(state, wire::QueryKind::kReadOutbox,
+                                                     wire::ReadOutbox{7, 0, 1})
+                .front()
+                .index,
+            2u);
+
+  // The webhook that would have been sent it can see that it was dropped.
+  auto records = query_ok<std::vector<wire::DeliveryRecord>>(
+      state, wire::QueryKind::kListDeliveries, wire::TenantList{"acme", "wh_sent", "", 10});
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].event_id, "evt_00000007_0000000000000001");
+  EXPECT_EQ(records[0].event_type, "message.sent");
+  EXPECT_EQ(records[0].state, "failed");
+  EXPECT_EQ(records[0].created_at_ms, 20);
+  ASSERT_EQ(records[0].attempts.size(), 1u);
+  EXPECT_EQ(records[0].attempts[0].status_code, 0);
+  EXPECT_NE(records[0].attempts[0].error.find("dropped from the outbox"), std::string::npos)
+      << records[0].attempts[0].error;
+  // One that does not hear message.sent has nothing to see.
+  EXPECT_TRUE(
+      query_ok<std::vector<wire::DeliveryRecord>>(state, wire::QueryKind::kListDeliveries,
+                                                  wire::TenantList{"acme", "wh_read", "", 10})
+          .empty());
+}
+
+TEST(DomainTest, AWebhookKeepsItsNewestDeliveryRecords) {
+  MemoryState state;
+  const wire::WebhookRecord hook{
+      "acme", "wh1", "https://example.com/h", {"message.sent"}, "whsec_x"};
+  command(state, "t", wire::CommandKind::kCreateWebhook, wire::CreateWebhook{hook});
+  auto record = [&](const std::string& event_id, const std::string& status,
+                    std::uint32_t kept_max) {
+    wire::DeliveryRecord delivery{"acme", "wh1", event_id, "message.sent", status, {}, 1, 0};
+    return command(state, "t", wire::CommandKind::kRecordDelivery,
+                   wire::RecordDelivery{delivery, kept_max})
+        .status;
+  };
+  auto listed = [&] {
+    std::vector<std::string> ids;
+    for (const auto& delivery : query_ok<std::vector<wire::DeliveryRecord>>(
+             state, wire::QueryKind::kListDeliveries, wire::TenantList{"acme", "wh1", "", 100}))
+      ids.push_back(delivery.event_id + ":" + delivery.state);
+    return ids;
+  };
+  // Recorded first in the order e, b, d, a: "newest" is by first record, not by id.
+  for (const char* id : {"evt_e", "evt_b", "evt_d"})
+    ASSERT_EQ(record(id, "retrying", 3), Status::kOk);
+  EXPECT_EQ(record("evt_e", "delivered", 3), Status::kOk) << "an update keeps its place";
+  EXPECT_EQ(listed(),
+            (std::vector<std::string>{"evt_b:retrying", "evt_d:retrying", "evt_e:delivered"}));
+  EXPECT_EQ(record("evt_a", "retrying", 3), Status::kOk);
+  EXPECT_EQ(listed(),
+            (std::vector<std::string>{"evt_a:retrying", "evt_b:retrying", "evt_d:retrying"}));
+  // 0 (an entry logged before the bound travelled) keeps the webhook's last bound.
+  EXPECT_EQ(record("evt_c", "retrying", 0), Status::kOk);
+  EXPECT_EQ(listed(),
+            (std::vector<std::string>{"evt_a:retrying", "evt_c:retrying", "evt_d:retrying"}));
+  // A smaller bound trims at once.
+  EXPECT_EQ(record("evt_f", "retrying", 2), Status::kOk);
+  EXPECT_EQ(listed(), (std::vector<std::string>{"evt_c:retrying", "evt_f:retrying"}));
+
+  // Deleting the webhook takes its records and their order with it.
+  command(state, "t", wire::CommandKind::kDeleteWebhook, wire::TenantLookup{"acme", "wh1"});
+  for (const auto& [key, value] : state.records)
+    EXPECT_FALSE(key.starts_with("D/") || key.starts_with("d/")) << key;
+}
+
+TEST(DomainTest, OneDeliveryRecordIsFoundByWebhookAndEvent) {
+  MemoryState state;
+  const wire::WebhookRecord hook{
+      "acme", "wh1", "https://example.com/h", {"message.sent"}, "whsec_x"};
+  command(state, "t", wire::CommandKind::kCreateWebhook, wire::CreateWebhook{hook});
+  wire::DeliveryRecord delivery{"acme", "wh1", "evt_1", "message.sent", "retrying", {}, 5, 900};
+  delivery.attempts = {{10, 503, "", 3}};
+  command(state, "t", wire::CommandKind::kRecordDelivery, wire::RecordDelivery{delivery, 10});
+  auto found = query_ok<wire::DeliveryRecord>(state, wire::QueryKind::kGetDelivery,
+                                              wire::DeliveryLookup{"acme", "wh1", "evt_1"});
+  EXPECT_EQ(found.state, "retrying");
+  ASSERT_EQ(found.attempts.size(), 1u);
+  EXPECT_EQ(found.attempts[0].status_code, 503);
+  EXPECT_EQ(found.next_attempt_at_ms, 900);
+  for (const auto& lookup :
+       {wire::DeliveryLookup{"acme", "wh1", "evt_2"}, wire::DeliveryLookup{"acme", "wh2", "evt_1"},
+        wire::DeliveryLookup{"other", "wh1", "evt_1"}})
+    EXPECT_EQ(run_query(state, wire::QueryRequest{"k", wire::QueryKind::kGetDelivery,
+                                                  codec::pack_body(lookup)})
+                  .status,
+              Status::kNotFound);
 }
 
 TEST(DomainTest, ChannelOutboxDeliveryRecordsAndPlatformRefs) {

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "nodes/connector/http_sender.h"
+#include "nodes/connector/url_guard.h"
 
 namespace chat4all::connector {
 namespace {
@@ -159,6 +160,66 @@ TEST(RetryPolicyTest, OutcomeOfAnHttpResult) {
   EXPECT_EQ(outcome_of(result).error, TransportError::kConnect);
   result.error = HttpResult::Error::kOther;
   EXPECT_EQ(outcome_of(result).error, TransportError::kOther);
+}
+
+TEST(RetryPolicyTest, AHostThatDoesNotResolveIsRetriedAForbiddenAddressIsNot) {
+  // One resolver hiccup must not fail a delivery for good.
+  const GuardResult unresolved = check_url("https://hooks.example.invalid/hook", UrlPolicy{});
+  ASSERT_FALSE(unresolved.ok());
+  EXPECT_EQ(outcome_of(unresolved).error, TransportError::kConnect);
+  RetryDecision decision = decide_retry(1, outcome_of(unresolved), kPolicy, 7);
+  EXPECT_TRUE(decision.retry);
+  EXPECT_EQ(decision.final_state, DeliveryState::kRetrying);
+  // ... within the attempts budget like any connection error.
+  EXPECT_FALSE(decide_retry(kPolicy.attempts_max, outcome_of(unresolved), kPolicy, 7).retry);
+
+  const GuardResult forbidden = check_url("http://127.0.0.1:9000/hook", UrlPolicy{});
+  ASSERT_FALSE(forbidden.ok());
+  EXPECT_EQ(outcome_of(forbidden).error, TransportError::kRefusedByGuard);
+  decision = decide_retry(1, outcome_of(forbidden), kPolicy, 7);
+  EXPECT_FALSE(decision.retry);
+  EXPECT_EQ(decision.final_state, DeliveryState::kFailed);
+
+  const GuardResult allowed = check_url("http://127.0.0.1:9000/hook", {.allow_loopback = true});
+  ASSERT_TRUE(allowed.ok());
+  EXPECT_EQ(outcome_of(allowed).error, TransportError::kNone);
+}
+
+TEST(RetryPolicyTest, AResumedDeliveryKeepsItsAttemptsAndTheirBudget) {
+  const RetryPolicy policy{.attempts_max = 4, .backoff_initial_ms = 100, .backoff_max_ms = 5000};
+  wire::DeliveryRecord stored{"acme", "wh1", "evt_1", "message.sent", "retrying", {}, 100, 9000};
+  stored.attempts = {{1000, 503, "", 5}, {2000, 0, "connection refused", 1}};
+  // What a restarted dispatcher starts from: a fresh record.
+  wire::DeliveryRecord record{"acme", "wh1", "evt_1", "message.sent", "retrying", {}, 7000};
+
+  Resumed resumed = resume_delivery(record, stored, policy, /*now_ms=*/8000);
+  EXPECT_EQ(resumed.action, ResumeAction::kAttempt);
+  EXPECT_EQ(resumed.delay_ms, 1000u) << "the rest of the stored wait";
+  ASSERT_EQ(record.attempts.size(), 2u);
+  EXPECT_EQ(record.attempts[0].at_ms, 1000);
+  EXPECT_EQ(record.created_at_ms, 100);
+  // The next attempt is the third of four, and the fourth the last.
+  EXPECT_TRUE(
+      decide_retry(record.attempts.size() + 1, failure(TransportError::kConnect), policy, 1).retry);
+  EXPECT_FALSE(decide_retry(4, failure(TransportError::kConnect), policy, 1).retry);
+
+  // A wait past its time is over; one longer than backoff_max_ms is cut to it.
+  EXPECT_EQ(resume_delivery(record, stored, policy, 20000).delay_ms, 0u);
+  stored.next_attempt_at_ms = 1'000'000;
+  EXPECT_EQ(resume_delivery(record, stored, policy, 0).delay_ms, 5000u);
+
+  // A spent budget (attempts_max lowered since) ends it failed, to be stored.
+  stored.attempts.resize(4);
+  resumed = resume_delivery(record, stored, policy, 0);
+  EXPECT_EQ(resumed.action, ResumeAction::kGiveUp);
+  EXPECT_EQ(record.state, "failed");
+  EXPECT_EQ(record.next_attempt_at_ms, 0);
+
+  // An ended delivery is not made again.
+  for (const char* state : {"delivered", "failed"}) {
+    stored.state = state;
+    EXPECT_EQ(resume_delivery(record, stored, policy, 0).action, ResumeAction::kEnded) << state;
+  }
 }
 
 }  // namespace

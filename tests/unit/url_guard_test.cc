@@ -254,5 +254,24 @@ TEST(UrlGuardTest, ResolvesLocalhostAndRefusesItUnlessAllowed) {
   EXPECT_EQ(result.address, "127.0.0.1");
 }
 
+TEST(UrlGuardTest, AHostThatDoesNotResolveIsUnresolvedNotRefused) {
+  // ".invalid" never resolves (RFC 6761): what a resolver outage looks like to getaddrinfo.
+  GuardResult result = check_url("https://hooks.example.invalid/hook", UrlPolicy{});
+  EXPECT_FALSE(result.ok());
+  EXPECT_TRUE(result.unresolved) << result.error;
+  EXPECT_TRUE(result.error.starts_with("host does not resolve (")) << result.error;
+
+  // What a host resolves to, or the URL itself, being forbidden is a refusal.
+  result = check_url("http://localhost:9000/hook", UrlPolicy{});
+  EXPECT_FALSE(result.ok());
+  EXPECT_FALSE(result.unresolved);
+  result = check_url("http://10.0.0.1/hook", UrlPolicy{});
+  EXPECT_FALSE(result.ok());
+  EXPECT_FALSE(result.unresolved);
+  result = check_url("ftp://hooks.example.invalid/", UrlPolicy{});
+  EXPECT_FALSE(result.ok());
+  EXPECT_FALSE(result.unresolved);
+}
+
 }  // namespace
 }  // namespace chat4all::connector
