@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <msgpack.hpp>
+#include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 
@@ -34,10 +35,13 @@ std::uint64_t read_seq(const void* data) {
 }
 
 constexpr std::size_t kPrefixBytes = 4;
-// 3 added the `records` table to layout 2; a layout-2 store is upgraded in
-// place (the new table starts empty).
-constexpr std::uint32_t kLayoutVersion = 3;
-constexpr std::uint32_t kUpgradableLayoutVersion = 2;
+// 3 added the `records` table to layout 2 (it starts empty); 4 put the
+// write-ahead log beside the tables (its checkpoint starts at 0). Both are
+// upgraded in place; a build of layout 3 refuses a layout-4 store, which it
+// would read without the log's tail.
+constexpr std::uint32_t kLayoutVersion = 4;
+constexpr std::uint32_t kUpgradableLayoutVersions[] = {2, 3};
+const std::string kCheckpointKey = "wal_checkpoint";
 
 std::string u32_bytes(std::uint32_t value) {
   std::string out(4, '\0');
@@ -372,15 +376,16 @@ MessageStore::MessageStore(const Options& options) : options_(options) {
 void MessageStore::check_layout(MDB_txn* txn) {
   // Stores written before replication keyed records without the partition;
   // reading them with this layout would misplace every message.
-  MDB_dbi meta_db = 0;
-  check(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_db), "open meta db");
+  check(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta_db_), "open meta db");
+  const MDB_dbi meta_db = meta_db_;
   const std::string layout_key = "layout";
   const std::string current = u32_bytes(kLayoutVersion);
   MDB_val key = as_val(layout_key), value{};
   const int rc = mdb_get(txn, meta_db, &key, &value);
   if (rc == MDB_SUCCESS) {
     const std::string_view stored(static_cast<const char*>(value.mv_data), value.mv_size);
-    if (stored == u32_bytes(kUpgradableLayoutVersion)) {
+    if (std::any_of(std::begin(kUpgradableLayoutVersions), std::end(kUpgradableLayoutVersions),
+                    [&](std::uint32_t version) { return stored == u32_bytes(version); })) {
       MDB_val version = as_val(current);
       check(mdb_put(txn, meta_db, &key, &version, 0), "upgrade layout version");
       return;
@@ -410,7 +415,9 @@ MessageStore::~MessageStore() {
 bool MessageStore::grow_map() {
   if (map_size_bytes_ >= options_.map_size_max_bytes) return false;
   const std::uint64_t next = std::min(map_size_bytes_ * 2, options_.map_size_max_bytes);
-  // Legal here: no transaction of this process is active between turns.
+  // Legal once the reads under way are done: the writer is between
+  // transactions, and readers wait on the lock.
+  std::unique_lock lock(resize_mutex_);
   if (mdb_env_set_mapsize(env_, next) != MDB_SUCCESS) return false;
   map_size_bytes_ = next;
   return true;
@@ -421,13 +428,26 @@ bool MessageStore::nearly_full() const {
   // a smaller initial size maps just what its data needs, below the maximum.
   MDB_envinfo info{};
   MDB_stat stat{};
+  std::shared_lock lock(resize_mutex_);
   mdb_env_info(env_, &info);
   mdb_env_stat(env_, &stat);
   const double used = double(info.me_last_pgno + 1) * stat.ms_psize;
   return used > 0.9 * double(options_.map_size_max_bytes);
 }
 
+std::uint64_t MessageStore::wal_checkpoint() const {
+  std::shared_lock lock(resize_mutex_);
+  TxnGuard guard;
+  check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
+  MDB_val key = as_val(kCheckpointKey), value{};
+  const int rc = mdb_get(guard.txn, meta_db_, &key, &value);
+  if (rc == MDB_NOTFOUND) return 0;
+  check(rc, "read the write-ahead log checkpoint");
+  return value.mv_size == 8 ? read_seq(value.mv_data) : 0;
+}
+
 consensus::Restored MessageStore::load_partition(PartitionId partition) const {
+  std::shared_lock lock(resize_mutex_);
   TxnGuard guard;
   check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
   consensus::Restored restored;
@@ -457,9 +477,9 @@ consensus::Restored MessageStore::load_partition(PartitionId partition) const {
 
 MessageStore::WriteResult MessageStore::write_turn(
     const std::vector<PartitionWrite>& writes, std::vector<std::vector<AppendOutcome>>& outcomes,
-    std::string& error, const OutcomesReady& outcomes_ready) {
+    std::string& error, const OutcomesReady& outcomes_ready, std::uint64_t wal_checkpoint) {
   while (true) {
-    const WriteResult result = try_write(writes, outcomes, error, outcomes_ready);
+    const WriteResult result = try_write(writes, outcomes, error, outcomes_ready, wal_checkpoint);
     if (result != WriteResult::kFull || !grow_map()) return result;
   }
 }
@@ -467,7 +487,8 @@ MessageStore::WriteResult MessageStore::write_turn(
 MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWrite>& writes,
                                                   std::vector<std::vector<AppendOutcome>>& outcomes,
                                                   std::string& error,
-                                                  const OutcomesReady& outcomes_ready) {
+                                                  const OutcomesReady& outcomes_ready,
+                                                  std::uint64_t wal_checkpoint) {
   outcomes.assign(writes.size(), {});
   TxnGuard guard;
   try {
@@ -619,6 +640,10 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
           state.applied_index != before.applied_index)
         put(state_db_, prefix, pack(state), "put consensus state");
     }
+    if (wal_checkpoint) {
+      const std::string position = seq_bytes(wal_checkpoint);
+      put(meta_db_, kCheckpointKey, position, "put the write-ahead log checkpoint");
+    }
     if (outcomes_ready) outcomes_ready(outcomes);
     guard.txn = nullptr;  // commit frees the transaction, also on failure
     must(mdb_txn_commit(txn), "commit");
@@ -636,6 +661,7 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
 template <typename Reply, typename Read>
 Reply MessageStore::with_read_state(PartitionId partition, Read read) const {
   Reply reply;
+  std::shared_lock lock(resize_mutex_);
   TxnGuard guard;
   try {
     must(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
@@ -673,7 +699,22 @@ wire::QueryReply MessageStore::query(PartitionId partition,
   });
 }
 
+std::optional<std::uint64_t> MessageStore::stored_seq(PartitionId partition,
+                                                      const wire::AppendRequest& request) const {
+  std::shared_lock lock(resize_mutex_);
+  TxnGuard guard;
+  check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
+  const std::string id_key = dedup_key(partition, request.conversation_id, request.message_id);
+  MDB_val key = as_val(id_key), value{};
+  const int rc = mdb_get(guard.txn, dedup_db_, &key, &value);
+  if (rc == MDB_NOTFOUND) return std::nullopt;
+  check(rc, "dedup lookup");
+  if (!same_content(value, request)) return std::nullopt;
+  return read_seq(value.mv_data);
+}
+
 std::string MessageStore::snapshot(PartitionId partition, std::uint64_t& applied_index) const {
+  std::shared_lock lock(resize_mutex_);
   TxnGuard guard;
   check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
   wire::PartitionSnapshot snapshot;

@@ -12,24 +12,33 @@
 //   dedup      : P conversation_id 0x00 message_id -> seq (u64 BE) + content digest (16 B)
 //   records    : P record key                     -> msgpack record (nodes/storage/domain.h)
 //
-// write_turn() is the group commit: the consensus output of every partition
-// in one loop turn (hard states, log appends and truncations, snapshot
-// installs, trims, and the application of committed entries) goes into one
-// write transaction and one fsync; either all of it is durable or none is.
-// The durable path never uses MDB_NOSYNC, MDB_NOMETASYNC or MDB_WRITEMAP.
+//   meta       : "layout" -> u32; "wal_checkpoint" -> u64 BE
+//
+// These tables are written behind the node's write-ahead log
+// (nodes/storage/write_ahead_log.h), on the apply thread: write_turn() takes
+// the consensus output of many loop turns (hard states, log appends and
+// truncations, snapshot installs, trims, and the application of committed
+// entries) into one write transaction and one fsync, with the position of the
+// last write-ahead log record it reflects (the checkpoint); either all of it
+// is durable or none is. A restart replays the log's records after the
+// checkpoint. The durable path never uses MDB_NOSYNC, MDB_NOMETASYNC or
+// MDB_WRITEMAP.
 //
 // Applying is deterministic: the seq of a message is the conversation's head
 // plus one at the entry's place in the committed log, and a message_id seen
 // before in the conversation gets its original seq back. So every replica
 // assigns the same numbers, whichever leader proposed the entry.
 //
-// Not thread-safe for writes: one thread (the storage node's loop) writes.
-// Reads may come from any thread (MDB_NOTLS).
+// One thread writes (the apply thread; replay at start). Reads may come from
+// any thread (MDB_NOTLS); a map growth waits for the reads under way.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -94,9 +103,21 @@ class MessageStore {
   // already (a majority holds them in its log) and their outcomes are a
   // function of the log alone, so they can be answered then: if this commit
   // failed, the restarted node would apply the same log to the same result.
+  //
+  // `wal_checkpoint` > 0: the tables now reflect every write-ahead log record
+  // up to that position (stored in the same transaction).
   WriteResult write_turn(const std::vector<PartitionWrite>& writes,
                          std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error,
-                         const OutcomesReady& outcomes_ready = {});
+                         const OutcomesReady& outcomes_ready = {},
+                         std::uint64_t wal_checkpoint = 0);
+
+  // The last write-ahead log position the tables reflect (0: none).
+  std::uint64_t wal_checkpoint() const;
+
+  // The seq of `request`'s message if the partition's applied state holds it
+  // with the same content: a retry that can be answered without a write.
+  std::optional<std::uint64_t> stored_seq(PartitionId partition,
+                                          const wire::AppendRequest& request) const;
 
   // Messages with seq >= from_seq, in order, at most `limit`: read_history
   // without a tenant (no visibility check).
@@ -119,12 +140,12 @@ class MessageStore {
   // accepted still fits.
   bool nearly_full() const;
 
-  std::uint64_t map_size_bytes() const { return map_size_bytes_; }
+  std::uint64_t map_size_bytes() const { return map_size_bytes_.load(); }
 
  private:
   WriteResult try_write(const std::vector<PartitionWrite>& writes,
                         std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error,
-                        const OutcomesReady& outcomes_ready);
+                        const OutcomesReady& outcomes_ready, std::uint64_t wal_checkpoint);
   bool grow_map();
   // Runs `read` on the partition's applied state in a read transaction; an
   // LMDB error or an undecodable record gives a kInternal Reply naming it.
@@ -135,8 +156,11 @@ class MessageStore {
   Options options_;
   MDB_env* env_ = nullptr;
   unsigned int state_db_ = 0, log_db_ = 0, messages_db_ = 0, heads_db_ = 0, dedup_db_ = 0,
-               records_db_ = 0;
-  std::uint64_t map_size_bytes_ = 0;
+               records_db_ = 0, meta_db_ = 0;
+  std::atomic<std::uint64_t> map_size_bytes_{0};
+  // Shared by every read transaction, exclusive for a map growth (LMDB allows
+  // mdb_env_set_mapsize only while no transaction of the process is open).
+  mutable std::shared_mutex resize_mutex_;
 };
 
 }  // namespace chat4all::storage

@@ -11,10 +11,15 @@
 #include "common/metrics_server.h"
 #include "common/transport.h"
 #include "nodes/storage/domain.h"
+#include "nodes/storage/write_ahead_log.h"
 
 namespace {
 // Routing keys are ids or keys built from ids (schema/wire.h); anything longer is malformed.
 constexpr std::size_t kRoutingKeyBytesMax = 512;
+// Reads that wait for the apply thread to make answered entries durable in the tables; more are
+// refused as unavailable (the router retries).
+constexpr std::size_t kDeferredReadsMax = 10000;
+
 }  // namespace
 
 namespace chat4all::storage {
@@ -84,7 +89,13 @@ struct StorageNode::Stats {
   Gauge& waiting =
       metrics().gauge("chat4all_storage_waiting_appends", "Appends proposed and not yet applied");
   Histogram& write_seconds = metrics().latency_histogram(
-      "chat4all_storage_commit_seconds", "Time of one group commit (LMDB transaction + fsync)");
+      "chat4all_storage_commit_seconds",
+      "Time of one group commit: a write-ahead log append and its fsync");
+  Counter& reads_deferred = metrics().counter(
+      "chat4all_storage_reads_deferred_total",
+      "Reads held until the tables hold every entry already answered");
+  Gauge& wal_bytes = metrics().gauge("chat4all_storage_wal_bytes",
+                                     "Bytes the write-ahead log's file uses");
 };
 
 StorageNode::StorageNode(const Topology& topology, const NodeSpec& self)
@@ -94,7 +105,13 @@ StorageNode::StorageNode(const Topology& topology, const NodeSpec& self)
             topology.virtual_nodes),
       store_(MessageStore::Options{
           topology.node_data_dir(self.name) / "store", topology.storage.map_size_initial_mb << 20,
-          topology.storage.map_size_max_mb << 20, !topology.channels.empty()}) {
+          topology.storage.map_size_max_mb << 20, !topology.channels.empty()}),
+      wal_(WriteAheadLog::Options{topology.node_data_dir(self.name) / "wal"},
+           store_.wal_checkpoint() + 1) {
+  const std::uint64_t checkpoint = store_.wal_checkpoint();
+  if (const std::size_t replayed = replay_write_ahead_log(wal_, store_))
+    log_.info("write_ahead_log_replayed",
+              {{"records", replayed}, {"checkpoint", checkpoint}, {"last", wal_.last_position()}});
   const auto& settings = topology.storage;
   const std::uint64_t process_seed =
       static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
@@ -151,16 +168,22 @@ void StorageNode::run(const std::atomic<bool>& stop) {
                           {"data_dir", topology_.node_data_dir(self_.name).string()},
                           {"partitions", partitions_.size()}});
 
+  applier_ = std::make_unique<ApplyWorker>(store_, ApplyWorker::Limits{});
   const auto tick = std::chrono::milliseconds(topology_.storage.tick_ms);
   auto next_tick = Clock::now() + tick;
   const std::uint32_t drain_max = topology_.storage.batch_messages_max;
-  zmq::pollitem_t items[] = {{sockets_->clients.handle(), 0, ZMQ_POLLIN, 0}};
+  zmq::pollitem_t items[] = {{sockets_->clients.handle(), 0, ZMQ_POLLIN, 0},
+                             {nullptr, applier_->wake_fd(), ZMQ_POLLIN, 0}};
   bool more_work = false;
   while (!stop.load(std::memory_order_relaxed)) {
     auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
     wait = std::clamp(wait, std::chrono::milliseconds(0), std::chrono::milliseconds(100));
-    transport::poll(items, 1, more_work ? std::chrono::milliseconds(0) : wait);
+    transport::poll(items, 2, more_work ? std::chrono::milliseconds(0) : wait);
 
+    if (items[1].revents & ZMQ_POLLIN) {
+      applier_->clear_wake();
+      answer_applied();
+    }
     // Whatever arrived while the last turn was writing forms the next one,
     // so turns grow with load by themselves.
     if (items[0].revents & ZMQ_POLLIN) {
@@ -178,6 +201,7 @@ void StorageNode::run(const std::atomic<bool>& stop) {
     }
     more_work = run_turn();
   }
+  applier_.reset();  // applies what is queued
   log_.info("stopped");
 }
 
@@ -245,6 +269,7 @@ void StorageNode::handle_frames(std::vector<zmq::message_t>& frames) {
       break;
     }
     case wire::MessageType::kReadRequest: {
+      if (defer_read(frames, header)) return;
       auto request = frame->body<wire::ReadRequest>();
       if (request && ids::is_valid_id(request->conversation_id)) {
         handle_read(frames, header, *request);
@@ -261,6 +286,7 @@ void StorageNode::handle_frames(std::vector<zmq::message_t>& frames) {
       break;
     }
     case wire::MessageType::kQueryRequest: {
+      if (defer_read(frames, header)) return;
       auto request = frame->body<wire::QueryRequest>();
       if (request && !request->key.empty() && request->key.size() <= kRoutingKeyBytesMax) {
         handle_query(frames, header, *request);
@@ -318,11 +344,30 @@ void StorageNode::propose(std::vector<zmq::message_t>& frames, const wire::Heade
   }
   Partition& partition = *it->second;
   if (store_.nearly_full()) {
+    // A retry of a message stored before is answered as stored: it needs no write.
+    if (!waiting.command && partition.replica->can_serve_reads() && !reads_must_wait()) {
+      if (auto seq = store_.stored_seq(partition_id, command.append)) {
+        stats_->duplicates.add();
+        wire::Header reply_header{wire::kWireVersion, wire::MessageType::kAppendReply,
+                                  header.request_id, header.trace_id};
+        reply(frames[0], frames[1],
+              codec::encode(reply_header,
+                            wire::AppendReply{wire::Status::kOk, command.append.conversation_id,
+                                              command.append.message_id, *seq, true, "", ""}));
+        return;
+      }
+    }
     if (!waiting.command) stats_->failed_appends.add();
     error_reply(frames[0], frames[1], header,
                 {wire::Status::kStorageFull,
-                 "storage is full (LMDB map near its configured maximum); nothing was written", "",
+                 "the LMDB map is near its configured maximum; nothing was written", "",
                  partition_id, 0});
+    return;
+  }
+  if (applier_->over_soft_limit()) {
+    error_reply(frames[0], frames[1], header,
+                {wire::Status::kUnavailable, "the apply backlog is at its bound; retry", "",
+                 partition_id, partition.replica->term()});
     return;
   }
   msgpack::sbuffer encoded(512);
@@ -437,96 +482,37 @@ bool StorageNode::run_turn() {
     for (auto& out : ready.send_now) outbox[out.to].push_back(std::move(out.message));
   send_batches(outbox);
 
-  std::vector<PartitionWrite> writes;
-  bool writes_anything = false;
-  for (std::size_t i = 0; i < readies.size(); ++i) {
-    writes.push_back({touched[i]->id, &readies[i]});
-    writes_anything = writes_anything || readies[i].needs_write();
-  }
-  // Answers the clients whose entries this turn applies (see write_turn on
-  // why this may precede the fsync).
-  std::vector<wire::Event> hints;
-  auto answer_clients = [&](const std::vector<std::vector<AppendOutcome>>& outcomes) {
-    for (std::size_t i = 0; i < readies.size(); ++i) {
-      Partition& partition = *touched[i];
-      const consensus::Ready& ready = readies[i];
-      // Only the leader publishes, so that a change is hinted once; and only it counts and
-      // logs outbox drops, so that each is told once.
-      if (partition.replica->is_leader())
-        for (const auto& outcome : outcomes[i]) {
-          hints.insert(hints.end(), outcome.events.begin(), outcome.events.end());
-          if (outcome.outbox_dropped.empty()) continue;
-          stats_->outbox_dropped.add(outcome.outbox_dropped.size());
-          log_.warn("outbox_events_dropped", {{"partition", partition.id},
-                                              {"count", outcome.outbox_dropped.size()},
-                                              {"first_event_id", outcome.outbox_dropped.front()},
-                                              {"last_event_id", outcome.outbox_dropped.back()},
-                                              {"events_max", kOutboxEventsMax}});
-        }
-      for (std::size_t k = 0; k < ready.to_apply.size(); ++k) {
-        auto waiting = partition.waiting.find(ready.first_apply_index + k);
-        if (waiting == partition.waiting.end()) continue;
-        Waiting& client = waiting->second;
-        const AppendOutcome& outcome = outcomes[i][k];
-        if (ready.to_apply[k].term != client.term) {
-          // Another leader's entry took this place; ours was never committed.
-          redirect(client.peer, client.token, client.header, partition.id);
-        } else if (client.command) {
-          stats_->commands.add();
-          wire::Header header{wire::kWireVersion, wire::MessageType::kCommandReply,
-                              client.header.request_id, client.header.trace_id};
-          reply(client.peer, client.token,
-                codec::encode(header, wire::CommandReply{outcome.status, outcome.body,
-                                                         outcome.detail, outcome.field}));
-        } else {
-          if (outcome.status != wire::Status::kOk) {
-            stats_->failed_appends.add();
-            log_.debug("append_refused", {{"trace_id", client.header.trace_id},
-                                          {"message_id", client.message_id},
-                                          {"status", codec::status_name(outcome.status)},
-                                          {"detail", outcome.detail}});
-          } else if (outcome.duplicate) {
-            stats_->duplicates.add();
-          } else {
-            stats_->appends.add();
-          }
-          wire::Header header{wire::kWireVersion, wire::MessageType::kAppendReply,
-                              client.header.request_id, client.header.trace_id};
-          reply(client.peer, client.token,
-                codec::encode(header,
-                              wire::AppendReply{outcome.status, client.conversation_id,
-                                                client.message_id, outcome.seq, outcome.duplicate,
-                                                outcome.detail, outcome.field}));
-        }
-        partition.waiting.erase(waiting);
-      }
-    }
-  };
-
-  std::vector<std::vector<AppendOutcome>> outcomes(readies.size());
-  if (writes_anything) {
+  // What votes and acknowledgements promise goes into one write-ahead log
+  // record; the tables follow on the apply thread.
+  std::vector<std::pair<std::uint32_t, const consensus::Ready*>> durable;
+  for (std::size_t i = 0; i < readies.size(); ++i)
+    if (must_be_durable(readies[i])) durable.emplace_back(touched[i]->id, &readies[i]);
+  if (!durable.empty()) {
     const auto started = Clock::now();
     std::string error;
-    const auto result = store_.write_turn(writes, outcomes, error, answer_clients);
-    if (result != MessageStore::WriteResult::kDurable) {
-      // The cores believe this turn will be durable; carrying on would let them
+    const auto position =
+        wal_.append(encode_wal_record(durable), applier_->durable_wal_position(), error);
+    if (!position) {
+      // The cores believe this turn is durable; carrying on would let them
       // acknowledge what is not on disk. Restarting from disk is the honest
       // recovery: no vote or acknowledgement of this turn left the node.
       log_.error("write_failed", {{"error", error}});
-      throw std::runtime_error("storage write failed, restarting from disk: " + error);
+      throw std::runtime_error("write-ahead log append failed, restarting from disk: " + error);
     }
+    wal_position_ = *position;
     stats_->write_seconds.observe(std::chrono::duration<double>(Clock::now() - started).count());
     stats_->turns.add();
-    publish(hints);
   }
 
   for (auto& ready : readies)
     for (auto& out : ready.send_after_persist) outbox[out.to].push_back(std::move(out.message));
   send_batches(outbox);
 
+  ApplyWorker::Job job;
+  job.wal_position = wal_position_;
   for (std::size_t i = 0; i < readies.size(); ++i) {
     Partition& partition = *touched[i];
-    const consensus::Ready& ready = readies[i];
+    consensus::Ready& ready = readies[i];
     partition.replica->advance();
     stats_->entries_written.add(ready.new_entries.size());
     if (ready.install) {
@@ -544,7 +530,14 @@ bool StorageNode::run_turn() {
                   {{"partition", partition.id}, {"peer", peer}, {"index", applied}});
       }
     }
+    if (!ready.needs_write()) continue;
+    ready.send_now.clear();
+    ready.send_after_persist.clear();
+    job.partitions.push_back(partition.id);
+    job.readies.push_back(std::move(ready));
   }
+  if (!job.readies.empty()) applier_->push(std::move(job));
+
   bool more = false;
   std::size_t waiting = 0;
   for (auto& [id, partition] : partitions_) {
@@ -553,7 +546,108 @@ bool StorageNode::run_turn() {
     waiting += partition->waiting.size();
   }
   stats_->waiting.set(static_cast<std::int64_t>(waiting));
+  stats_->wal_bytes.set(static_cast<std::int64_t>(wal_.bytes_used()));
   return more;
+}
+
+// Answers the clients whose entries the apply thread has applied, publishes
+// their hints, and lets the reads that waited for the tables go.
+void StorageNode::answer_applied() {
+  if (auto failure = applier_->failure()) {
+    // The tables could not take what the log holds; a restart replays it.
+    log_.error("apply_failed", {{"error", *failure}});
+    throw std::runtime_error("applying to the tables failed, restarting from disk: " + *failure);
+  }
+  std::vector<wire::Event> hints;
+  for (ApplyWorker::Done& done : applier_->take_done()) {
+    answered_batch_ = std::max(answered_batch_, done.batch);
+    for (ApplyWorker::Applied& applied : done.applied) {
+      auto it = partitions_.find(applied.partition);
+      if (it == partitions_.end()) continue;
+      Partition& partition = *it->second;
+      // Only the leader publishes, so that a change is hinted once; and only it counts and
+      // logs outbox drops, so that each is told once.
+      if (partition.replica->is_leader())
+        for (const auto& outcome : applied.outcomes) {
+          hints.insert(hints.end(), outcome.events.begin(), outcome.events.end());
+          if (outcome.outbox_dropped.empty()) continue;
+          stats_->outbox_dropped.add(outcome.outbox_dropped.size());
+          log_.warn("outbox_events_dropped", {{"partition", partition.id},
+                                              {"count", outcome.outbox_dropped.size()},
+                                              {"first_event_id", outcome.outbox_dropped.front()},
+                                              {"last_event_id", outcome.outbox_dropped.back()},
+                                              {"events_max", kOutboxEventsMax}});
+        }
+      for (std::size_t k = 0; k < applied.outcomes.size(); ++k) {
+        auto waiting = partition.waiting.find(applied.first_index + k);
+        if (waiting == partition.waiting.end()) continue;
+        answer(partition, waiting->second, applied.terms[k], applied.outcomes[k]);
+        partition.waiting.erase(waiting);
+      }
+    }
+  }
+  publish(hints);
+  release_deferred_reads();
+}
+
+void StorageNode::answer(Partition& partition, Waiting& client, std::uint64_t entry_term,
+                         const AppendOutcome& outcome) {
+  if (entry_term != client.term) {
+    // Another leader's entry took this place; ours was never committed.
+    redirect(client.peer, client.token, client.header, partition.id);
+  } else if (client.command) {
+    stats_->commands.add();
+    wire::Header header{wire::kWireVersion, wire::MessageType::kCommandReply,
+                        client.header.request_id, client.header.trace_id};
+    reply(client.peer, client.token,
+          codec::encode(header, wire::CommandReply{outcome.status, outcome.body, outcome.detail,
+                                                   outcome.field}));
+  } else {
+    if (outcome.status != wire::Status::kOk) {
+      stats_->failed_appends.add();
+      log_.debug("append_refused", {{"trace_id", client.header.trace_id},
+                                    {"message_id", client.message_id},
+                                    {"status", codec::status_name(outcome.status)},
+                                    {"detail", outcome.detail}});
+    } else if (outcome.duplicate) {
+      stats_->duplicates.add();
+    } else {
+      stats_->appends.add();
+    }
+    wire::Header header{wire::kWireVersion, wire::MessageType::kAppendReply,
+                        client.header.request_id, client.header.trace_id};
+    reply(client.peer, client.token,
+          codec::encode(header, wire::AppendReply{outcome.status, client.conversation_id,
+                                                  client.message_id, outcome.seq,
+                                                  outcome.duplicate, outcome.detail,
+                                                  outcome.field}));
+  }
+}
+
+// An answered entry is in the tables only once the apply thread commits its
+// batch; a read before that could miss a message its sender was told is
+// stored.
+bool StorageNode::reads_must_wait() const {
+  return answered_batch_ > applier_->durable_batch();
+}
+
+bool StorageNode::defer_read(std::vector<zmq::message_t>& frames, const wire::Header& header) {
+  if (!reads_must_wait()) return false;
+  if (deferred_reads_.size() >= kDeferredReadsMax) {
+    error_reply(frames[0], frames[1], header,
+                {wire::Status::kUnavailable, "too many reads wait for the apply thread; retry", "",
+                 0, 0});
+    return true;
+  }
+  stats_->reads_deferred.add();
+  deferred_reads_.push_back(std::move(frames));
+  return true;
+}
+
+void StorageNode::release_deferred_reads() {
+  if (deferred_reads_.empty() || reads_must_wait()) return;
+  auto reads = std::exchange(deferred_reads_, {});
+  for (auto& frames : reads) handle_frames(frames);
 }
 
 void StorageNode::note_leadership(Partition& partition) {

@@ -11,18 +11,24 @@
 // core, reads answered from the applied state), tick the cores when the
 // consensus clock says so, then collect every core's Ready and
 //   1. send the leaders' appends (they may overtake the leader's own fsync),
-//   2. write everything in one LMDB transaction and one fsync (group commit
-//      across all partitions),
+//   2. append what consensus needs durable (hard states, log changes,
+//      snapshot installs) of all partitions as one record to the node-wide
+//      write-ahead log, one fsync (group commit across all partitions),
 //   3. send acknowledgements and votes (they promise what is now on disk),
-//   4. answer the clients whose entries were applied.
-// Messages between two nodes produced in one turn travel as one batch, so the
+//   4. hand the turn to the apply thread (nodes/storage/apply_worker.h),
+//      which writes the tables behind the log, many turns per transaction,
+//      and hands back the outcomes; the loop answers those clients.
+// Reads wait while an answered entry is not yet in the tables. Messages
+// between two nodes produced in one turn travel as one batch, so the
 // heartbeats of all partitions they share cost one frame.
 //
-// Threading: run() owns the sockets, the cores and the store's write side on
-// the calling thread until `stop` becomes true (checked at least every 100 ms).
+// Threading: run() owns the sockets, the cores and the write-ahead log on
+// the calling thread until `stop` becomes true (checked at least every
+// 100 ms); the apply thread owns the tables' write side.
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <vector>
@@ -31,8 +37,10 @@
 #include "common/json_log.h"
 #include "common/ring.h"
 #include "common/topology.h"
+#include "nodes/storage/apply_worker.h"
 #include "nodes/storage/consensus.h"
 #include "nodes/storage/message_store.h"
+#include "nodes/storage/write_ahead_log.h"
 
 namespace chat4all::storage {
 
@@ -74,6 +82,13 @@ class StorageNode {
   void error_reply(zmq::message_t& peer, zmq::message_t& token, const wire::Header& request,
                    wire::ErrorReply error);
   bool run_turn();
+  void answer_applied();
+  void answer(Partition& partition, Waiting& client, std::uint64_t entry_term,
+              const AppendOutcome& outcome);
+  bool reads_must_wait() const;
+  // Holds a read while reads must wait; true if it was held (or refused).
+  bool defer_read(std::vector<zmq::message_t>& frames, const wire::Header& header);
+  void release_deferred_reads();
   void send_batches(std::map<std::string, std::vector<wire::ReplicationMessage>>& outbox);
   void release_waiting(Partition& partition);
   void note_leadership(Partition& partition);
@@ -82,6 +97,11 @@ class StorageNode {
   const NodeSpec& self_;
   Ring ring_;
   MessageStore store_;
+  WriteAheadLog wal_;
+  std::uint64_t wal_position_ = 0;  // the last record appended
+  std::unique_ptr<ApplyWorker> applier_;
+  std::uint64_t answered_batch_ = 0;  // the newest apply batch whose outcomes were answered
+  std::deque<std::vector<zmq::message_t>> deferred_reads_;
   std::map<PartitionId, std::unique_ptr<Partition>> partitions_;
   std::unique_ptr<Sockets> sockets_;
   std::unique_ptr<Stats> stats_;

@@ -1,0 +1,110 @@
+// The apply thread of a storage node: writes the consensus output of loop
+// turns (log changes, hard states, snapshot installs, trims and committed
+// entries) into the store's tables behind the write-ahead log, many turns in
+// one LMDB transaction, and hands the outcomes of the applied entries back to
+// the loop to answer its clients.
+//
+// Why a thread of its own: the tables are B-trees keyed by conversations and
+// ids, so a commit touches pages all over the file and costs milliseconds;
+// the loop only waits for the write-ahead log's append. Outcomes are handed
+// back once every record of a batch is in its transaction, before the
+// commit's fsync: the entries are committed in the replicated log already
+// and their outcomes are a function of that log, so a crash before the
+// commit ends in the same answers after the restart re-applies them.
+// `durable_batch()` says when the tables hold a batch, for reads that must
+// see what was answered.
+//
+// Threading: push(), take_done() and the accessors are called by the loop's
+// thread; the worker thread owns the store's write side. wake_fd() becomes
+// readable (an eventfd; read it to reset) whenever there is something new for
+// the loop: outcomes, a durable batch, or a failure.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/metrics.h"
+#include "nodes/storage/consensus.h"
+#include "nodes/storage/message_store.h"
+
+namespace chat4all::storage {
+
+class ApplyWorker {
+ public:
+  struct Limits {
+    // Entries (to apply and to store) queued behind the write-ahead log. Over
+    // `backlog_entries_soft_max` leaders refuse new proposals (the router
+    // retries); at `backlog_entries_max` push() waits for the worker.
+    std::size_t backlog_entries_soft_max = 32768;
+    std::size_t backlog_entries_max = 131072;
+    std::size_t batch_entries_max = 16384;  // per transaction (at least one turn)
+  };
+
+  // One loop turn's share: the Readies of its partitions (their messages
+  // already sent), after its write-ahead log record, if any, is durable.
+  struct Job {
+    std::uint64_t wal_position = 0;  // the last record written at or before this turn
+    std::vector<PartitionId> partitions;
+    std::vector<consensus::Ready> readies;
+  };
+
+  // What the loop needs to answer one partition's applied entries.
+  struct Applied {
+    PartitionId partition = 0;
+    std::uint64_t first_index = 0;
+    std::vector<std::uint64_t> terms;      // of the entries, in index order
+    std::vector<AppendOutcome> outcomes;  // one per entry
+  };
+  struct Done {
+    std::uint64_t batch = 0;  // durable once durable_batch() >= batch
+    std::vector<Applied> applied;
+  };
+
+  ApplyWorker(MessageStore& store, Limits limits);
+  ~ApplyWorker();  // applies what is queued, then stops
+  ApplyWorker(const ApplyWorker&) = delete;
+  ApplyWorker& operator=(const ApplyWorker&) = delete;
+
+  void push(Job job);
+  std::vector<Done> take_done();
+  int wake_fd() const { return wake_fd_; }
+  void clear_wake();
+
+  std::uint64_t durable_batch() const;
+  std::uint64_t durable_wal_position() const;
+  bool over_soft_limit() const;
+  // Set when a batch could not be written; the node must stop taking writes.
+  std::optional<std::string> failure() const;
+
+ private:
+  void run();
+  void wake();
+  static std::size_t entries_of(const Job& job);
+
+  MessageStore& store_;
+  const Limits limits_;
+  int wake_fd_ = -1;
+
+  mutable std::mutex mutex_;
+  std::condition_variable queued_, drained_;
+  std::deque<Job> queue_;
+  std::size_t backlog_entries_ = 0;
+  std::vector<Done> done_;
+  std::uint64_t durable_batch_ = 0;
+  std::uint64_t durable_wal_position_ = 0;
+  std::optional<std::string> failure_;
+  bool stopping_ = false;
+
+  Histogram& apply_seconds_;
+  Gauge& backlog_gauge_;
+  Counter& batches_;
+  std::thread thread_;  // last: starts once everything above exists
+};
+
+}  // namespace chat4all::storage
