@@ -14,7 +14,7 @@ ApplyWorker::ApplyWorker(MessageStore& store, Limits limits)
       wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
       apply_seconds_(metrics().latency_histogram(
           "chat4all_storage_apply_seconds",
-          "Time of one apply transaction (many turns' tables, behind the write-ahead log)")),
+          "Time from an apply transaction's first turn to its commit (behind the write-ahead log)")),
       backlog_gauge_(metrics().gauge("chat4all_storage_apply_backlog_entries",
                                      "Entries written to the write-ahead log, not yet applied")),
       batches_(metrics().counter("chat4all_storage_apply_batches_total",
@@ -89,72 +89,145 @@ std::optional<std::string> ApplyWorker::failure() const {
   return failure_;
 }
 
+std::vector<PartitionWrite> writes_of(const std::vector<ApplyWorker::Job>& jobs) {
+  std::vector<PartitionWrite> writes;
+  for (const auto& job : jobs)
+    for (std::size_t i = 0; i < job.readies.size(); ++i)
+      writes.push_back({job.partitions[i], &job.readies[i]});
+  return writes;
+}
+
+void ApplyWorker::fail(const std::string& error) {
+  {
+    std::lock_guard lock(mutex_);
+    failure_ = error.empty() ? std::string("apply failed") : error;
+  }
+  drained_.notify_all();
+  wake();
+}
+
+bool ApplyWorker::add(const std::vector<Job>& jobs,
+                      std::vector<std::vector<AppendOutcome>>& outcomes) {
+  std::string error;
+  auto result = store_.batch_add(writes_of(jobs), outcomes, error);
+  while (result == MessageStore::WriteResult::kFull) {
+    // The open transaction is gone with the full map: grow it and apply
+    // everything since the last commit again, in order (same outcomes; the
+    // earlier ones were handed back already).
+    if (!store_.grow()) break;
+    std::vector<std::vector<AppendOutcome>> ignored;
+    result = open_jobs_.empty() ? MessageStore::WriteResult::kDurable
+                                : store_.batch_add(writes_of(open_jobs_), ignored, error);
+    if (result == MessageStore::WriteResult::kDurable)
+      result = store_.batch_add(writes_of(jobs), outcomes, error);
+  }
+  if (result != MessageStore::WriteResult::kDurable) {
+    fail(error);
+    return false;
+  }
+  return true;
+}
+
+bool ApplyWorker::commit(std::uint64_t wal_position) {
+  std::string error;
+  auto result = store_.batch_commit(wal_position, error);
+  while (result == MessageStore::WriteResult::kFull && store_.grow()) {
+    std::vector<std::vector<AppendOutcome>> ignored;
+    result = store_.batch_add(writes_of(open_jobs_), ignored, error);
+    if (result == MessageStore::WriteResult::kDurable)
+      result = store_.batch_commit(wal_position, error);
+  }
+  if (result != MessageStore::WriteResult::kDurable) {
+    fail(error);
+    return false;
+  }
+  return true;
+}
+
+void ApplyWorker::hand_back(std::uint64_t batch, const std::vector<Job>& jobs,
+                            std::vector<std::vector<AppendOutcome>>& outcomes) {
+  Done done{batch, {}};
+  std::size_t w = 0;
+  for (const auto& job : jobs)
+    for (std::size_t i = 0; i < job.readies.size(); ++i, ++w) {
+      const consensus::Ready& ready = job.readies[i];
+      if (ready.to_apply.empty()) continue;
+      Applied& applied = done.applied.emplace_back();
+      applied.partition = job.partitions[i];
+      applied.first_index = ready.first_apply_index;
+      applied.terms.reserve(ready.to_apply.size());
+      for (const auto& entry : ready.to_apply) applied.terms.push_back(entry.term);
+      applied.outcomes = std::move(outcomes[w]);
+    }
+  if (done.applied.empty()) return;
+  {
+    std::lock_guard lock(mutex_);
+    done_.push_back(std::move(done));
+  }
+  wake();
+}
+
 void ApplyWorker::run() {
-  std::uint64_t batch = 0;
+  using Clock = std::chrono::steady_clock;
+  std::uint64_t batch = 1;  // the open (or next) transaction
+  std::size_t open_entries = 0;
+  std::uint64_t open_position = 0;
+  std::uint64_t committed_position = 0;  // of the last commit, not yet surely durable
+  Clock::time_point opened;
+  Clock::time_point apply_started;
   while (true) {
     std::vector<Job> jobs;
     std::size_t entries = 0;
+    bool stopping = false;
     {
       std::unique_lock lock(mutex_);
-      queued_.wait(lock, [&] { return !queue_.empty() || stopping_; });
-      if (queue_.empty() || failure_) return;
-      // Everything queued forms one transaction, up to the batch bound.
+      auto has_work = [&] { return !queue_.empty() || stopping_; };
+      if (open_jobs_.empty())
+        queued_.wait(lock, has_work);
+      else
+        queued_.wait_until(lock, opened + limits_.commit_interval, has_work);
+      if (failure_) return;
+      stopping = stopping_;
       while (!queue_.empty() && (jobs.empty() || entries < limits_.batch_entries_max)) {
         entries += entries_of(queue_.front());
         jobs.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
-    ++batch;
-    std::vector<PartitionWrite> writes;
-    std::uint64_t wal_position = 0;
-    for (const auto& job : jobs) {
-      wal_position = std::max(wal_position, job.wal_position);
-      for (std::size_t i = 0; i < job.readies.size(); ++i)
-        writes.push_back({job.partitions[i], &job.readies[i]});
+    if (!jobs.empty()) {
+      if (open_jobs_.empty()) opened = apply_started = Clock::now();
+      std::vector<std::vector<AppendOutcome>> outcomes;
+      if (!add(jobs, outcomes)) return;
+      hand_back(batch, jobs, outcomes);
+      for (auto& job : jobs) {
+        open_position = std::max(open_position, job.wal_position);
+        open_jobs_.push_back(std::move(job));
+      }
+      open_entries += entries;
     }
-    bool handed_back = false;
-    auto hand_back = [&](const std::vector<std::vector<AppendOutcome>>& outcomes) {
-      // A retry after the map grew yields the same outcomes: hand them once.
-      if (handed_back) return;
-      handed_back = true;
-      Done done{batch, {}};
-      for (std::size_t w = 0; w < writes.size(); ++w) {
-        const consensus::Ready& ready = *writes[w].ready;
-        if (ready.to_apply.empty()) continue;
-        Applied& applied = done.applied.emplace_back();
-        applied.partition = writes[w].partition;
-        applied.first_index = ready.first_apply_index;
-        applied.terms.reserve(ready.to_apply.size());
-        for (const auto& entry : ready.to_apply) applied.terms.push_back(entry.term);
-        applied.outcomes = outcomes[w];
-      }
-      {
-        std::lock_guard lock(mutex_);
-        done_.push_back(std::move(done));
-      }
-      wake();
-    };
-    const auto started = std::chrono::steady_clock::now();
-    std::vector<std::vector<AppendOutcome>> outcomes;
-    std::string error;
-    const auto result = store_.write_turn(writes, outcomes, error, hand_back, wal_position);
+    if (open_jobs_.empty()) {
+      if (stopping) return;
+      continue;
+    }
+    const bool interval_over = Clock::now() >= opened + limits_.commit_interval;
+    if (!interval_over && open_entries < limits_.batch_entries_max && !stopping) continue;
+    if (!commit(open_position)) return;
     {
       std::lock_guard lock(mutex_);
-      backlog_entries_ -= std::min(backlog_entries_, entries);
+      backlog_entries_ -= std::min(backlog_entries_, open_entries);
       backlog_gauge_.set(static_cast<std::int64_t>(backlog_entries_));
-      if (result == MessageStore::WriteResult::kDurable) {
-        durable_batch_ = batch;
-        durable_wal_position_ = std::max(durable_wal_position_, wal_position);
-      } else {
-        failure_ = error.empty() ? std::string("apply failed") : error;
-      }
+      durable_batch_ = batch;
+      // This commit made the one before it durable (see MessageStore's
+      // MDB_NOMETASYNC): the log may forget up to that one's position.
+      durable_wal_position_ = std::max(durable_wal_position_, committed_position);
+      committed_position = open_position;
     }
-    if (result == MessageStore::WriteResult::kDurable) {
-      apply_seconds_.observe(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-      batches_.add();
-    }
+    apply_seconds_.observe(
+        std::chrono::duration<double>(Clock::now() - apply_started).count());
+    batches_.add();
+    open_jobs_.clear();
+    open_entries = 0;
+    ++batch;
     drained_.notify_all();
     wake();
   }

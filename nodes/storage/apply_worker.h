@@ -7,7 +7,7 @@
 // Why a thread of its own: the tables are B-trees keyed by conversations and
 // ids, so a commit touches pages all over the file and costs milliseconds;
 // the loop only waits for the write-ahead log's append. Outcomes are handed
-// back once every record of a batch is in its transaction, before the
+// back once a turn's records are in the open transaction, before the
 // commit's fsync: the entries are committed in the replicated log already
 // and their outcomes are a function of that log, so a crash before the
 // commit ends in the same answers after the restart re-applies them.
@@ -20,6 +20,7 @@
 // the loop: outcomes, a durable batch, or a failure.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -44,6 +45,11 @@ class ApplyWorker {
     std::size_t backlog_entries_soft_max = 32768;
     std::size_t backlog_entries_max = 131072;
     std::size_t batch_entries_max = 16384;  // per transaction (at least one turn)
+    // A transaction stays open this long after its first turn, taking the
+    // turns that follow, so that one commit (two fsyncs) covers them: the
+    // disk's flushes are shared by every node on the machine. Reads wait for
+    // the commit, so this is also what a read may wait behind writes.
+    std::chrono::milliseconds commit_interval{5};
   };
 
   // One loop turn's share: the Readies of its partitions (their messages
@@ -76,7 +82,10 @@ class ApplyWorker {
   int wake_fd() const { return wake_fd_; }
   void clear_wake();
 
+  // The last committed transaction: what reads may now see.
   std::uint64_t durable_batch() const;
+  // The write-ahead log position the tables hold even after a power loss
+  // (one commit behind durable_batch()): the log may forget up to here.
   std::uint64_t durable_wal_position() const;
   bool over_soft_limit() const;
   // Set when a batch could not be written; the node must stop taking writes.
@@ -84,6 +93,13 @@ class ApplyWorker {
 
  private:
   void run();
+  // Applies `jobs` to the open transaction, growing the map (and adding the
+  // open transaction's earlier jobs again) when it is full. False on failure.
+  bool add(const std::vector<Job>& jobs, std::vector<std::vector<AppendOutcome>>& outcomes);
+  bool commit(std::uint64_t wal_position);
+  void hand_back(std::uint64_t batch, const std::vector<Job>& jobs,
+                 std::vector<std::vector<AppendOutcome>>& outcomes);
+  void fail(const std::string& error);
   void wake();
   static std::size_t entries_of(const Job& job);
 
@@ -99,6 +115,8 @@ class ApplyWorker {
   std::uint64_t durable_batch_ = 0;
   std::uint64_t durable_wal_position_ = 0;
   std::optional<std::string> failure_;
+  // The worker thread's own: jobs in the open transaction, not yet committed.
+  std::vector<Job> open_jobs_;
   bool stopping_ = false;
 
   Histogram& apply_seconds_;

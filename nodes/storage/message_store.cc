@@ -348,9 +348,14 @@ MessageStore::MessageStore(const Options& options) : options_(options) {
   try {
     check(mdb_env_set_maxdbs(env_, 8), "mdb_env_set_maxdbs");
     check(mdb_env_set_mapsize(env_, map_size_bytes_), "mdb_env_set_mapsize");
-    // MDB_NOTLS: read transactions are not tied to a thread. No NOSYNC, no
-    // WRITEMAP: a commit returns only after the data and meta page are fsynced.
-    check(mdb_env_open(env_, options_.directory.c_str(), MDB_NOTLS | MDB_NORDAHEAD, 0640),
+    // MDB_NOTLS: read transactions are not tied to a thread. MDB_NOMETASYNC:
+    // one fsync per commit instead of two; LMDB keeps its integrity, and a
+    // crash may undo the last commit only, which the write-ahead log still
+    // holds (ApplyWorker lets the log forget a commit's records only once
+    // the commit after it has returned, and that one's fsync carried the
+    // earlier meta page). No NOSYNC, no WRITEMAP.
+    check(mdb_env_open(env_, options_.directory.c_str(),
+                       MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMETASYNC, 0640),
           ("open LMDB at " + options_.directory.string()).c_str());
     MDB_envinfo info{};
     mdb_env_info(env_, &info);
@@ -409,6 +414,7 @@ void MessageStore::check_layout(MDB_txn* txn) {
 }
 
 MessageStore::~MessageStore() {
+  batch_abort();
   mdb_env_close(env_);
 }
 
@@ -489,11 +495,78 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
                                                   std::string& error,
                                                   const OutcomesReady& outcomes_ready,
                                                   std::uint64_t wal_checkpoint) {
-  outcomes.assign(writes.size(), {});
   TxnGuard guard;
   try {
     must(mdb_txn_begin(env_, nullptr, 0, &guard.txn), "begin");
+    apply_writes(guard.txn, writes, outcomes);
+    if (wal_checkpoint) put_checkpoint(guard.txn, wal_checkpoint);
+    if (outcomes_ready) outcomes_ready(outcomes);
     MDB_txn* txn = guard.txn;
+    guard.txn = nullptr;  // commit frees the transaction, also on failure
+    must(mdb_txn_commit(txn), "commit");
+    return WriteResult::kDurable;
+  } catch (const LmdbFailure& failure) {
+    error = std::string(failure.what) + ": " + mdb_strerror(failure.rc);
+    return failure.rc == MDB_MAP_FULL ? WriteResult::kFull : WriteResult::kFailed;
+  } catch (const std::exception& e) {
+    // A snapshot or log record that does not decode: nothing is written.
+    error = std::string("undecodable record: ") + e.what();
+    return WriteResult::kFailed;
+  }
+}
+
+void MessageStore::put_checkpoint(MDB_txn* txn, std::uint64_t wal_checkpoint) {
+  const std::string position = seq_bytes(wal_checkpoint);
+  MDB_val key = as_val(kCheckpointKey), value = as_val(position);
+  must(mdb_put(txn, meta_db_, &key, &value, 0), "put the write-ahead log checkpoint");
+}
+
+MessageStore::WriteResult MessageStore::batch_add(const std::vector<PartitionWrite>& writes,
+                                                  std::vector<std::vector<AppendOutcome>>& outcomes,
+                                                  std::string& error) {
+  try {
+    if (!batch_txn_) must(mdb_txn_begin(env_, nullptr, 0, &batch_txn_), "begin");
+    apply_writes(batch_txn_, writes, outcomes);
+    return WriteResult::kDurable;
+  } catch (const LmdbFailure& failure) {
+    batch_abort();
+    error = std::string(failure.what) + ": " + mdb_strerror(failure.rc);
+    return failure.rc == MDB_MAP_FULL ? WriteResult::kFull : WriteResult::kFailed;
+  } catch (const std::exception& e) {
+    batch_abort();
+    error = std::string("undecodable record: ") + e.what();
+    return WriteResult::kFailed;
+  }
+}
+
+MessageStore::WriteResult MessageStore::batch_commit(std::uint64_t wal_checkpoint,
+                                                     std::string& error) {
+  if (!batch_txn_) return WriteResult::kDurable;
+  try {
+    if (wal_checkpoint) put_checkpoint(batch_txn_, wal_checkpoint);
+    MDB_txn* txn = std::exchange(batch_txn_, nullptr);  // commit frees it, also on failure
+    must(mdb_txn_commit(txn), "commit");
+    return WriteResult::kDurable;
+  } catch (const LmdbFailure& failure) {
+    batch_abort();
+    error = std::string(failure.what) + ": " + mdb_strerror(failure.rc);
+    return failure.rc == MDB_MAP_FULL ? WriteResult::kFull : WriteResult::kFailed;
+  }
+}
+
+void MessageStore::batch_abort() {
+  if (batch_txn_) mdb_txn_abort(std::exchange(batch_txn_, nullptr));
+}
+
+bool MessageStore::grow() {
+  batch_abort();
+  return grow_map();
+}
+
+void MessageStore::apply_writes(MDB_txn* txn, const std::vector<PartitionWrite>& writes,
+                                std::vector<std::vector<AppendOutcome>>& outcomes) {
+  outcomes.assign(writes.size(), {});
+  {
     auto put = [&](MDB_dbi db, std::string_view key_bytes, std::string_view value_bytes,
                    const char* what) {
       MDB_val key = as_val(key_bytes), value = as_val(value_bytes);
@@ -640,21 +713,6 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
           state.applied_index != before.applied_index)
         put(state_db_, prefix, pack(state), "put consensus state");
     }
-    if (wal_checkpoint) {
-      const std::string position = seq_bytes(wal_checkpoint);
-      put(meta_db_, kCheckpointKey, position, "put the write-ahead log checkpoint");
-    }
-    if (outcomes_ready) outcomes_ready(outcomes);
-    guard.txn = nullptr;  // commit frees the transaction, also on failure
-    must(mdb_txn_commit(txn), "commit");
-    return WriteResult::kDurable;
-  } catch (const LmdbFailure& failure) {
-    error = std::string(failure.what) + ": " + mdb_strerror(failure.rc);
-    return failure.rc == MDB_MAP_FULL ? WriteResult::kFull : WriteResult::kFailed;
-  } catch (const std::exception& e) {
-    // A snapshot or log record that does not decode: nothing is written.
-    error = std::string("undecodable record: ") + e.what();
-    return WriteResult::kFailed;
   }
 }
 

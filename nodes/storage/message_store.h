@@ -111,6 +111,20 @@ class MessageStore {
                          const OutcomesReady& outcomes_ready = {},
                          std::uint64_t wal_checkpoint = 0);
 
+  // The apply thread's transaction, kept open across many turns so that one
+  // commit (and fsync) covers them: batch_add() applies writes into it
+  // (beginning it if none is open) and fills `outcomes` as write_turn does;
+  // batch_commit() makes everything added durable with the checkpoint. On
+  // kFull or kFailed the whole open transaction is gone (aborted): grow() and
+  // add again everything since the last commit, in the same order, which
+  // gives the same outcomes.
+  WriteResult batch_add(const std::vector<PartitionWrite>& writes,
+                        std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error);
+  WriteResult batch_commit(std::uint64_t wal_checkpoint, std::string& error);
+  void batch_abort();
+  // Aborts an open batch and doubles the map up to its maximum; false at it.
+  bool grow();
+
   // The last write-ahead log position the tables reflect (0: none).
   std::uint64_t wal_checkpoint() const;
 
@@ -147,6 +161,10 @@ class MessageStore {
                         std::vector<std::vector<AppendOutcome>>& outcomes, std::string& error,
                         const OutcomesReady& outcomes_ready, std::uint64_t wal_checkpoint);
   bool grow_map();
+  // Throws LmdbFailure (or std::exception for an undecodable record).
+  void apply_writes(MDB_txn* txn, const std::vector<PartitionWrite>& writes,
+                    std::vector<std::vector<AppendOutcome>>& outcomes);
+  void put_checkpoint(MDB_txn* txn, std::uint64_t wal_checkpoint);
   // Runs `read` on the partition's applied state in a read transaction; an
   // LMDB error or an undecodable record gives a kInternal Reply naming it.
   template <typename Reply, typename Read>
@@ -158,6 +176,7 @@ class MessageStore {
   unsigned int state_db_ = 0, log_db_ = 0, messages_db_ = 0, heads_db_ = 0, dedup_db_ = 0,
                records_db_ = 0, meta_db_ = 0;
   std::atomic<std::uint64_t> map_size_bytes_{0};
+  MDB_txn* batch_txn_ = nullptr;  // the apply thread's open transaction
   // Shared by every read transaction, exclusive for a map growth (LMDB allows
   // mdb_env_set_mapsize only while no transaction of the process is open).
   mutable std::shared_mutex resize_mutex_;

@@ -234,12 +234,13 @@ TEST(ApplyWorkerTest, AppliesTurnsInOrderAndHandsBackTheirOutcomes) {
     EXPECT_EQ(seqs[i], i + 1);
     EXPECT_EQ(indexes[i], i + 1);
   }
-  while (worker.durable_wal_position() < 20 && std::chrono::steady_clock::now() < deadline)
+  while (f.store->wal_checkpoint() < 20 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_EQ(worker.durable_wal_position(), 20u);
+  EXPECT_EQ(f.store->wal_checkpoint(), 20u);
   EXPECT_GE(worker.durable_batch(), 1u);
   EXPECT_FALSE(worker.failure());
-  EXPECT_EQ(f.store->wal_checkpoint(), 20u);
+  // The log may forget only what a later commit made surely durable.
+  EXPECT_LT(worker.durable_wal_position(), 20u);
   EXPECT_EQ(f.store->read(kP, "c", 1, 100).messages.size(), 40u);
 }
 
