@@ -36,6 +36,7 @@ struct StorageNode::Waiting {
   std::string conversation_id;  // appends
   std::string message_id;
   bool command = false;  // a CommandRequest: answered with a CommandReply
+  Clock::time_point proposed_at;
 };
 
 struct StorageNode::Partition {
@@ -91,6 +92,10 @@ struct StorageNode::Stats {
   Histogram& write_seconds = metrics().latency_histogram(
       "chat4all_storage_commit_seconds",
       "Time of one group commit: a write-ahead log append and its fsync");
+  Histogram& commit_latency_seconds = metrics().latency_histogram(
+      "chat4all_storage_proposal_seconds",
+      "From a client's proposal to its answer on the leader: replication to a majority, the "
+      "write-ahead log and the apply");
   Counter& reads_deferred = metrics().counter(
       "chat4all_storage_reads_deferred_total",
       "Reads held until the tables hold every entry already answered");
@@ -381,6 +386,7 @@ void StorageNode::propose(std::vector<zmq::message_t>& frames, const wire::Heade
   waiting.token = std::move(frames[1]);
   waiting.header = header;
   waiting.term = proposal.term;
+  waiting.proposed_at = Clock::now();
   partition.waiting.emplace(proposal.index, std::move(waiting));
 }
 
@@ -592,6 +598,8 @@ void StorageNode::answer_applied() {
 
 void StorageNode::answer(Partition& partition, Waiting& client, std::uint64_t entry_term,
                          const AppendOutcome& outcome) {
+  stats_->commit_latency_seconds.observe(
+      std::chrono::duration<double>(Clock::now() - client.proposed_at).count());
   if (entry_term != client.term) {
     // Another leader's entry took this place; ours was never committed.
     redirect(client.peer, client.token, client.header, partition.id);
