@@ -15,8 +15,9 @@ ApplyWorker::ApplyWorker(MessageStore& store, Limits limits)
       apply_seconds_(metrics().latency_histogram(
           "chat4all_storage_apply_seconds",
           "Time from an apply transaction's first turn to its commit (behind the write-ahead log)")),
-      backlog_gauge_(metrics().gauge("chat4all_storage_apply_backlog_entries",
-                                     "Entries written to the write-ahead log, not yet applied")),
+      backlog_gauge_(metrics().gauge(
+          "chat4all_storage_apply_backlog_bytes",
+          "Bytes of entries and snapshots handed to the apply thread, not yet committed")),
       batches_(metrics().counter("chat4all_storage_apply_batches_total",
                                  "Apply transactions committed")) {
   if (wake_fd_ < 0) throw std::runtime_error("eventfd failed");
@@ -34,21 +35,26 @@ ApplyWorker::~ApplyWorker() {
   close(wake_fd_);
 }
 
-std::size_t ApplyWorker::entries_of(const Job& job) {
-  std::size_t entries = 0;
-  for (const auto& ready : job.readies) entries += ready.to_apply.size() + ready.new_entries.size();
-  return entries;
+std::size_t ApplyWorker::bytes_of(const Job& job) {
+  constexpr std::size_t kEntryOverheadBytes = 32;  // index, term, keys
+  std::size_t bytes = 0;
+  for (const auto& ready : job.readies) {
+    for (const auto& entry : ready.to_apply) bytes += entry.data.size() + kEntryOverheadBytes;
+    for (const auto& entry : ready.new_entries) bytes += entry.data.size() + kEntryOverheadBytes;
+    if (ready.install) bytes += ready.install->data.size();
+  }
+  return bytes;
 }
 
 void ApplyWorker::push(Job job) {
-  const std::size_t entries = entries_of(job);
+  const std::size_t bytes = bytes_of(job);
   std::unique_lock lock(mutex_);
   // Backpressure: the loop waits rather than queueing without bound.
   drained_.wait(lock, [&] {
-    return backlog_entries_ < limits_.backlog_entries_max || stopping_ || failure_;
+    return backlog_bytes_ < limits_.backlog_bytes_max || stopping_ || failure_;
   });
-  backlog_entries_ += entries;
-  backlog_gauge_.set(static_cast<std::int64_t>(backlog_entries_));
+  backlog_bytes_ += bytes;
+  backlog_gauge_.set(static_cast<std::int64_t>(backlog_bytes_));
   queue_.push_back(std::move(job));
   lock.unlock();
   queued_.notify_one();
@@ -81,7 +87,7 @@ std::uint64_t ApplyWorker::durable_wal_position() const {
 
 bool ApplyWorker::over_soft_limit() const {
   std::lock_guard lock(mutex_);
-  return backlog_entries_ >= limits_.backlog_entries_soft_max;
+  return backlog_bytes_ >= limits_.backlog_bytes_soft_max;
 }
 
 std::optional<std::string> ApplyWorker::failure() const {
@@ -170,14 +176,14 @@ void ApplyWorker::hand_back(std::uint64_t batch, const std::vector<Job>& jobs,
 void ApplyWorker::run() {
   using Clock = std::chrono::steady_clock;
   std::uint64_t batch = 1;  // the open (or next) transaction
-  std::size_t open_entries = 0;
+  std::size_t open_bytes = 0;
   std::uint64_t open_position = 0;
   std::uint64_t committed_position = 0;  // of the last commit, not yet surely durable
   Clock::time_point opened;
   Clock::time_point apply_started;
   while (true) {
     std::vector<Job> jobs;
-    std::size_t entries = 0;
+    std::size_t bytes = 0;
     bool stopping = false;
     {
       std::unique_lock lock(mutex_);
@@ -188,8 +194,8 @@ void ApplyWorker::run() {
         queued_.wait_until(lock, opened + limits_.commit_interval, has_work);
       if (failure_) return;
       stopping = stopping_;
-      while (!queue_.empty() && (jobs.empty() || entries < limits_.batch_entries_max)) {
-        entries += entries_of(queue_.front());
+      while (!queue_.empty() && (jobs.empty() || bytes < limits_.batch_bytes_max)) {
+        bytes += bytes_of(queue_.front());
         jobs.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
@@ -203,19 +209,19 @@ void ApplyWorker::run() {
         open_position = std::max(open_position, job.wal_position);
         open_jobs_.push_back(std::move(job));
       }
-      open_entries += entries;
+      open_bytes += bytes;
     }
     if (open_jobs_.empty()) {
       if (stopping) return;
       continue;
     }
     const bool interval_over = Clock::now() >= opened + limits_.commit_interval;
-    if (!interval_over && open_entries < limits_.batch_entries_max && !stopping) continue;
+    if (!interval_over && open_bytes < limits_.batch_bytes_max && !stopping) continue;
     if (!commit(open_position)) return;
     {
       std::lock_guard lock(mutex_);
-      backlog_entries_ -= std::min(backlog_entries_, open_entries);
-      backlog_gauge_.set(static_cast<std::int64_t>(backlog_entries_));
+      backlog_bytes_ -= std::min(backlog_bytes_, open_bytes);
+      backlog_gauge_.set(static_cast<std::int64_t>(backlog_bytes_));
       durable_batch_ = batch;
       // This commit made the one before it durable (see MessageStore's
       // MDB_NOMETASYNC): the log may forget up to that one's position.
@@ -226,7 +232,7 @@ void ApplyWorker::run() {
         std::chrono::duration<double>(Clock::now() - apply_started).count());
     batches_.add();
     open_jobs_.clear();
-    open_entries = 0;
+    open_bytes = 0;
     ++batch;
     drained_.notify_all();
     wake();

@@ -39,12 +39,14 @@ namespace chat4all::storage {
 class ApplyWorker {
  public:
   struct Limits {
-    // Entries (to apply and to store) queued behind the write-ahead log. Over
-    // `backlog_entries_soft_max` leaders refuse new proposals (the router
-    // retries); at `backlog_entries_max` push() waits for the worker.
-    std::size_t backlog_entries_soft_max = 32768;
-    std::size_t backlog_entries_max = 131072;
-    std::size_t batch_entries_max = 16384;  // per transaction (at least one turn)
+    // Bytes of entries (to apply and to store) and snapshots queued behind
+    // the write-ahead log or in the open transaction. Over
+    // `backlog_bytes_soft_max` leaders refuse new proposals (503, the router
+    // retries); at `backlog_bytes_max` push() waits for the worker, which
+    // stops the loop from taking more.
+    std::size_t backlog_bytes_soft_max = 32ull << 20;
+    std::size_t backlog_bytes_max = 128ull << 20;
+    std::size_t batch_bytes_max = 8ull << 20;  // per transaction (at least one turn)
     // A transaction stays open this long after its first turn, taking the
     // turns that follow, so that one commit (two fsyncs) covers them: the
     // disk's flushes are shared by every node on the machine. Reads wait for
@@ -101,7 +103,7 @@ class ApplyWorker {
                  std::vector<std::vector<AppendOutcome>>& outcomes);
   void fail(const std::string& error);
   void wake();
-  static std::size_t entries_of(const Job& job);
+  static std::size_t bytes_of(const Job& job);
 
   MessageStore& store_;
   const Limits limits_;
@@ -110,7 +112,7 @@ class ApplyWorker {
   mutable std::mutex mutex_;
   std::condition_variable queued_, drained_;
   std::deque<Job> queue_;
-  std::size_t backlog_entries_ = 0;
+  std::size_t backlog_bytes_ = 0;
   std::vector<Done> done_;
   std::uint64_t durable_batch_ = 0;
   std::uint64_t durable_wal_position_ = 0;

@@ -264,5 +264,24 @@ TEST(ApplyWorkerTest, StoppingAppliesWhatIsQueued) {
   EXPECT_EQ(f.store->read(kP, "c", 1, 100).messages.size(), 5u);
 }
 
+// Bytes behind the log count until their transaction commits: over the soft
+// bound leaders refuse new proposals.
+TEST(ApplyWorkerTest, TheBacklogCountsBytesUntilTheCommit) {
+  Fixture f;
+  ApplyWorker::Limits limits;
+  limits.backlog_bytes_soft_max = 4096;
+  limits.commit_interval = std::chrono::hours(1);  // commits only when stopping
+  ApplyWorker worker(*f.store, limits);
+  EXPECT_FALSE(worker.over_soft_limit());
+  ApplyWorker::Job job;
+  job.wal_position = 1;
+  Ready ready = log_change(1, {LogEntry{1, std::string(5000, 'x')}});
+  job.partitions.push_back(kP);
+  job.readies.push_back(std::move(ready));
+  worker.push(std::move(job));
+  EXPECT_TRUE(worker.over_soft_limit());
+  EXPECT_EQ(worker.durable_batch(), 0u);
+}
+
 }  // namespace
 }  // namespace chat4all::storage
