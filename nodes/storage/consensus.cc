@@ -8,7 +8,8 @@
 // A broken invariant aborts with file and line in every build: assert() is
 // compiled out of the optimised build the nodes run (-DNDEBUG).
 #define CONSENSUS_CHECK(condition) \
-  ((condition) ? void(0) : ::chat4all::storage::consensus::check_failed(#condition, __FILE__, __LINE__))
+  ((condition) ? void(0)           \
+               : ::chat4all::storage::consensus::check_failed(#condition, __FILE__, __LINE__))
 
 namespace chat4all::storage::consensus {
 

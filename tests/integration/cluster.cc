@@ -304,7 +304,8 @@ bool TestCluster::stop_all() {
   return exited && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-pid_t TestCluster::start_node(const std::string& name, const std::vector<std::string>& environment) {
+pid_t TestCluster::start_node(const std::string& name,
+                              const std::vector<std::string>& environment) {
   const pid_t pid =
       spawn({"node", "--topology", topology_path_.string(), "--name", name}, name, environment);
   node_pids_[name] = pid;

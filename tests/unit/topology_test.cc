@@ -340,8 +340,9 @@ TEST(TopologyErrorTest, ZeroAndOutOfRangeValues) {
                "log_retained_max must be positive", 8);
   expect_error(kCluster + "storage:\n  clock_skew_max_ms: 199\n" + kNodes,
                "clock_skew_max_ms must be 0 (no check) or at least 4 * tick_ms", 8);
-  EXPECT_EQ(parse(kCluster + "storage:\n  clock_skew_max_ms: 0\n" + kNodes).storage.clock_skew_max_ms,
-            0u);
+  EXPECT_EQ(
+      parse(kCluster + "storage:\n  clock_skew_max_ms: 0\n" + kNodes).storage.clock_skew_max_ms,
+      0u);
   EXPECT_EQ(parse(kCluster + kNodes).storage.clock_skew_max_ms, 1000u);
   expect_error(kCluster + "auth:\n  token_ttl_s: 0\n" + kNodes, "token_ttl_s must be positive", 8);
   expect_error(
