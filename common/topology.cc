@@ -234,7 +234,7 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   if (const YAML::Node storage = root["storage"]) {
     check.only_keys(storage, "storage",
                     {"map_size_initial_mb", "map_size_max_mb", "batch_messages_max", "tick_ms",
-                     "heartbeat_ticks", "election_ticks", "log_retained_max"});
+                     "heartbeat_ticks", "election_ticks", "log_retained_max", "clock_skew_max_ms"});
     auto& s = topology.storage;
     check.optional_scalar(storage, "map_size_initial_mb", "storage", s.map_size_initial_mb);
     check.optional_scalar(storage, "map_size_max_mb", "storage", s.map_size_max_mb);
@@ -245,11 +245,15 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     check.optional_scalar(storage, "heartbeat_ticks", "storage", s.heartbeat_ticks);
     check.optional_scalar(storage, "election_ticks", "storage", s.election_ticks);
     check.optional_scalar(storage, "log_retained_max", "storage", s.log_retained_max);
+    check.optional_scalar(storage, "clock_skew_max_ms", "storage", s.clock_skew_max_ms);
     if (s.batch_messages_max == 0) check.fail(storage, "batch_messages_max must be positive");
     if (s.log_retained_max == 0) check.fail(storage, "log_retained_max must be positive");
     if (s.tick_ms == 0 || s.heartbeat_ticks == 0 || s.election_ticks <= s.heartbeat_ticks)
       check.fail(storage,
                  "timers must satisfy tick_ms > 0 and 0 < heartbeat_ticks < election_ticks");
+    if (s.clock_skew_max_ms != 0 &&
+        std::uint64_t(s.clock_skew_max_ms) < 4 * std::uint64_t(s.tick_ms))
+      check.fail(storage, "clock_skew_max_ms must be 0 (no check) or at least 4 * tick_ms");
   }
 
   if (const YAML::Node auth = root["auth"]) {

@@ -144,6 +144,11 @@ struct StorageSettings {
   // acknowledge them (it is down); beyond, the log is trimmed anyway and that
   // replica catches up from a snapshot of the partition.
   std::uint32_t log_retained_max = 65536;
+  // A leader whose wall clock differs from a majority of its replica set by
+  // more than this steps down and does not lead again until it agrees: it
+  // stamps stored_at_ms. Measured to within about a tick, so it must be 0
+  // (no check) or at least 4 * tick_ms.
+  std::uint32_t clock_skew_max_ms = 1000;
 };
 
 struct AuthSettings {

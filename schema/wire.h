@@ -198,8 +198,16 @@ struct ReplicationMessage {
   bool transfer = false;       // kVote: campaign started by kTimeoutNow (ignores leader lease)
   std::vector<LogEntry> entries;
   std::string snapshot;  // kSnapshot: the partition's state, msgpack PartitionSnapshot
+  // Requests (kAppend, kHeartbeat, kSnapshot, kVote): the sender's round, its
+  // consensus tick count when it sent them; responses echo the round they
+  // answer, so the sender knows how old the answer's evidence is (read lease,
+  // clock comparison). 0: none (a peer from before rounds existed).
+  std::uint64_t round = 0;
+  // The sender's wall clock (Unix ms) as its core last observed it, at most
+  // about a tick old. 0: unknown (no clock given, or an older peer).
+  std::int64_t sender_wall_ms = 0;
   MSGPACK_DEFINE(kind, partition, term, index, log_term, commit, reject, hint, transfer, entries,
-                 snapshot);
+                 snapshot, round, sender_wall_ms);
 };
 
 // storage -> storage, sent as [empty token][frame] on the peer's rpc socket.

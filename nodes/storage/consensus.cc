@@ -1,12 +1,24 @@
 #include "nodes/storage/consensus.h"
 
 #include <algorithm>
-#include <cassert>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
+
+// A broken invariant aborts with file and line in every build: assert() is
+// compiled out of the optimised build the nodes run (-DNDEBUG).
+#define CONSENSUS_CHECK(condition) \
+  ((condition) ? void(0)           \
+               : ::chat4all::storage::consensus::check_failed(#condition, __FILE__, __LINE__))
 
 namespace chat4all::storage::consensus {
 
 namespace {
+
+[[noreturn]] void check_failed(const char* condition, const char* file, int line) {
+  std::fprintf(stderr, "%s:%d: consensus invariant broken: %s\n", file, line, condition);
+  std::abort();
+}
 
 // splitmix64: a tiny seeded generator, so the same seed gives the same run.
 std::uint64_t next_random(std::uint64_t& state) {
@@ -47,9 +59,21 @@ Replica::Replica(Config config, Restored restored)
     throw std::invalid_argument("consensus: " + config_.self + " is not in its replica set");
   if (config_.heartbeat_ticks < 1 || config_.election_ticks <= config_.heartbeat_ticks)
     throw std::invalid_argument("consensus: election_ticks must exceed heartbeat_ticks >= 1");
+  // The read lease must end before any follower that answered the round it
+  // rests on can vote for someone else (see has_read_lease): at most
+  // election_ticks - 1. The derived value leaves one more tick for drift.
+  read_lease_ticks_ = config_.read_lease_ticks != 0 ? config_.read_lease_ticks
+                                                    : std::max(1, config_.election_ticks - 2);
+  if (read_lease_ticks_ < 1 || read_lease_ticks_ > config_.election_ticks - 1)
+    throw std::invalid_argument(
+        "consensus: read_lease_ticks must be within 1 .. election_ticks - 1, or 0 (derived)");
+  if (config_.clock_skew_max_ms < 0)
+    throw std::invalid_argument("consensus: clock_skew_max_ms must be >= 0 (0: no check)");
+  clock_skew_.bound_ms = config_.clock_skew_max_ms;
   rank_ = static_cast<int>(self - config_.replicas.begin());
   for (const auto& name : config_.replicas)
     if (name != config_.self) peers_.push_back(Progress(name));
+  clock_samples_.resize(peers_.size());
 
   term_ = restored.hard_state.term;
   voted_for_ = restored.hard_state.voted_for;
@@ -86,7 +110,7 @@ void Replica::append_to_log(LogEntry entry) {
 
 void Replica::truncate_from(std::uint64_t index) {
   // Only uncommitted entries are ever replaced (Log Matching + Leader Completeness).
-  assert(index > commit_);
+  CONSENSUS_CHECK(index > commit_);
   log_.resize(index - snapshot_index_ - 1);
   unstable_from_ = std::min(unstable_from_, index);
   stable_index_ = std::min(stable_index_, index - 1);
@@ -116,9 +140,13 @@ void Replica::reset_election_timer() {
   election_timeout_ = base + rank_ * step + jitter;
 }
 
+// While this is true the replica neither votes (pre-vote or vote) for anyone
+// nor lets another message of a newer term move it, except a leader's message
+// or a transfer vote; a follower only leaves it by ticking election_ticks
+// times without hearing its leader. The read lease rests on that promise.
 bool Replica::in_lease() const {
   if (role_ == Role::kLeader) return true;  // check-quorum steps a cut-off leader down
-  return !leader_.empty() && elapsed_ < config_.election_ticks;
+  return (!leader_.empty() || restarted_) && elapsed_ < config_.election_ticks;
 }
 
 bool Replica::is_peer(const std::string& name) const {
@@ -148,6 +176,7 @@ void Replica::become_follower(std::uint64_t term, const std::string& leader) {
 }
 
 void Replica::campaign(bool pre_vote, bool transfer) {
+  restarted_ = false;
   votes_granted_ = {config_.self};
   votes_rejected_.clear();
   leader_.clear();
@@ -178,6 +207,7 @@ void Replica::campaign(bool pre_vote, bool transfer) {
     // A pre-vote is a vote request whose `commit` is 1: it asks whether the
     // peer would vote, without the candidate raising its term.
     m.commit = pre_vote ? 1 : 0;
+    m.round = tick_count_;
     send(peer.name, std::move(m), /*after_persist=*/true);
   }
 }
@@ -186,6 +216,7 @@ void Replica::become_leader() {
   role_ = Role::kLeader;
   leader_ = config_.self;
   transferee_.clear();
+  transfer_started_ = false;
   elapsed_ = 0;
   heartbeat_elapsed_ = 0;
   leader_ticks_ = 0;
@@ -206,6 +237,7 @@ ReplicationMessage Replica::make(ReplicationKind kind) const {
   m.kind = kind;
   m.partition = config_.partition;
   m.term = term_;
+  m.sender_wall_ms = wall_ms_;
   return m;
 }
 
@@ -238,6 +270,7 @@ bool Replica::send_append(Progress& peer) {
   for (std::uint64_t i = prev + 1; i <= last; ++i) m.entries.push_back(*entry_at(i));
   m.commit = commit_;
   m.hint = snapshot_index_;
+  m.round = tick_count_;
   send(peer.name, std::move(m), /*after_persist=*/false);
   if (peer.state == PeerState::kReplicate) {
     peer.next = last + 1;
@@ -259,14 +292,23 @@ void Replica::broadcast_heartbeats() {
     // Never tell a follower to commit beyond what it is known to hold.
     m.commit = std::min(peer.match, commit_);
     m.hint = std::min(peer.match, snapshot_index_);
+    m.round = tick_count_;
     send(peer.name, std::move(m), /*after_persist=*/false);
   }
 }
 
 // --- Inputs ------------------------------------------------------------------
 
-void Replica::tick() {
+void Replica::tick(std::int64_t wall_ms) {
+  ++tick_count_;
+  wall_ms_ = wall_ms;
+  if (wall_ms != 0) {
+    wall_history_.emplace_back(tick_count_, wall_ms);
+    while (wall_history_.size() > static_cast<std::size_t>(config_.election_ticks) + 1)
+      wall_history_.pop_front();
+  }
   ++elapsed_;
+  if (elapsed_ >= config_.election_ticks) restarted_ = false;
   if (role_ != Role::kLeader) {
     if (elapsed_ >= election_timeout_) campaign(/*pre_vote=*/true, /*transfer=*/false);
     return;
@@ -284,7 +326,14 @@ void Replica::tick() {
     heartbeat_elapsed_ = 0;
     broadcast_heartbeats();
   }
-  if (!transferee_.empty() && ++transfer_elapsed_ >= config_.election_ticks) transferee_.clear();
+  if (!transferee_.empty() && ++transfer_elapsed_ >= config_.election_ticks) {
+    // The transferee did not take over. It may still campaign on the
+    // TimeoutNow it holds, and votes for a transfer ignore leases, so this
+    // term can no longer have a read lease: step down and let an election
+    // (the preferred replica's timer fires first) settle it.
+    become_follower(term_, "");
+    return;
+  }
   if (elapsed_ >= config_.election_ticks) {
     // Check quorum: a leader that heard from no majority for a whole election
     // timeout steps down, so its clients go elsewhere instead of waiting.
@@ -310,9 +359,12 @@ void Replica::consider_transfer() {
     if (name == config_.self) return;  // we are the first live one
     Progress* peer = progress_of(name);
     if (peer->ticks_since_heard > config_.election_ticks) continue;  // not live
-    if (peer->match != last_index()) return;                         // wait until it caught up
+    const ClockSample& clock = clock_samples_[slot_of(*peer)];
+    if (clock.off && clock_sample_recent(clock)) continue;  // would stamp wrong times
+    if (peer->match != last_index()) return;                // wait until it caught up
     transferee_ = name;
     transfer_elapsed_ = 0;
+    transfer_started_ = true;
     send(name, make(ReplicationKind::kTimeoutNow), /*after_persist=*/false);
     return;
   }
@@ -320,6 +372,9 @@ void Replica::consider_transfer() {
 
 Replica::Proposal Replica::propose(std::string data) {
   if (role_ != Role::kLeader || !transferee_.empty()) return {};
+  // A leader elected by a transfer while its clock was last known off waits
+  // for its first answers to clear it: the shell stamps commands with it.
+  if (clock_skew_.off) return {};
   if (last_index() - commit_ >= config_.uncommitted_entries_max) return {};
   append_to_log(LogEntry{term_, std::move(data)});
   appends_pending_ = true;
@@ -337,6 +392,7 @@ void Replica::offer_snapshot(const std::string& peer_name, std::uint64_t index, 
   m.log_term = term;
   m.commit = commit_;
   m.snapshot = std::move(data);
+  m.round = tick_count_;
   peer->pending_snapshot = index;
   peer->snapshot_ticks = 0;
   send(peer_name, std::move(m), /*after_persist=*/false);
@@ -352,6 +408,10 @@ void Replica::step(const std::string& from, const ReplicationMessage& m) {
 
   if (m.term > term_) {
     if (is_vote && !m.transfer && in_lease()) return;  // a live leader exists: ignore disruptors
+    // Nor does a follower in lease let any other message of a newer term
+    // (a late answer to its own old requests, a TimeoutNow) end its lease
+    // early: only ticks do, or a leader of that term.
+    if (role_ != Role::kLeader && !from_leader && !is_vote && in_lease()) return;
     if (is_pre_vote) {
       // Answered below without changing our term.
     } else if (m.kind == ReplicationKind::kVoteResponse && !m.reject &&
@@ -387,7 +447,9 @@ void Replica::step(const std::string& from, const ReplicationMessage& m) {
       } else {
         commit_ = std::max(commit_, std::min(m.commit, last_index()));
         if (m.hint > snapshot_index_) trim(std::min(m.hint, applied_));
-        send(from, make(ReplicationKind::kHeartbeatResponse), /*after_persist=*/true);
+        ReplicationMessage answer = make(ReplicationKind::kHeartbeatResponse);
+        answer.round = m.round;
+        send(from, std::move(answer), /*after_persist=*/true);
       }
       return;
     case ReplicationKind::kVote:
@@ -405,6 +467,12 @@ void Replica::step(const std::string& from, const ReplicationMessage& m) {
       if (Progress* peer = progress_of(from)) {
         peer->ticks_since_heard = 0;
         peer->active_this_period = true;
+        // The peer followed us when it answered this round, so it will not
+        // vote for another before election_ticks of its own ticks from then.
+        if (m.round != 0 && m.round <= tick_count_)
+          peer->acked_round = std::max(peer->acked_round, m.round);
+        observe_clock(slot_of(*peer), m);
+        if (role_ != Role::kLeader) return;  // stepped down: our clock is off
         if (m.kind == ReplicationKind::kAppendResponse)
           handle_append_response(*peer, m);
         else
@@ -416,6 +484,7 @@ void Replica::step(const std::string& from, const ReplicationMessage& m) {
 
 void Replica::handle_append(const std::string& from, const ReplicationMessage& m) {
   ReplicationMessage answer = make(ReplicationKind::kAppendResponse);
+  answer.round = m.round;
   if (m.index < commit_) {
     // Everything up to our commit index is settled; say so.
     answer.index = commit_;
@@ -446,6 +515,7 @@ void Replica::handle_append(const std::string& from, const ReplicationMessage& m
 
 void Replica::handle_snapshot(const std::string& from, const ReplicationMessage& m) {
   ReplicationMessage answer = make(ReplicationKind::kAppendResponse);
+  answer.round = m.round;
   if (m.index <= commit_) {
     answer.index = commit_;
   } else if (term_at(m.index) == m.log_term) {
@@ -485,6 +555,7 @@ void Replica::handle_vote(const std::string& from, const ReplicationMessage& m) 
   ReplicationMessage answer = make(ReplicationKind::kVoteResponse);
   answer.reject = !grant;
   answer.commit = pre_vote ? 1 : 0;
+  answer.round = m.round;
   if (pre_vote && grant) answer.term = m.term;
   send(from, std::move(answer), /*after_persist=*/true);
 }
@@ -493,13 +564,17 @@ void Replica::handle_vote_response(const std::string& from, const ReplicationMes
   const bool pre_vote = m.commit == 1;
   if (pre_vote ? role_ != Role::kPreCandidate : role_ != Role::kCandidate) return;
   if (pre_vote && !m.reject && m.term != term_ + 1) return;  // answer to an older pre-vote
+  if (Progress* peer = progress_of(from)) observe_clock(slot_of(*peer), m);
   auto& tally = m.reject ? votes_rejected_ : votes_granted_;
   if (!contains(tally, from)) tally.push_back(from);
   if (votes_granted_.size() >= quorum()) {
-    if (pre_vote)
-      campaign(false, /*transfer=*/false);
-    else
+    if (pre_vote) {
+      // Raise the term only with a clock a majority of the voters does not
+      // contradict; otherwise wait for more answers, or the next timeout.
+      if (clock_confirmed_by(votes_granted_)) campaign(false, /*transfer=*/false);
+    } else {
       become_leader();
+    }
   } else if (votes_rejected_.size() >= quorum()) {
     become_follower(term_, "");
   }
@@ -623,7 +698,121 @@ void Replica::advance() {
 }
 
 bool Replica::can_serve_reads() const {
-  return role_ == Role::kLeader && term_at(commit_) == term_ && applied_ >= commit_;
+  return role_ == Role::kLeader && term_at(commit_) == term_ && applied_ >= commit_ &&
+         has_read_lease();
+}
+
+// The read lease. Let a majority Q (ourselves included) have answered rounds
+// we sent at tick counts >= R, and let us read at tick count c with
+// c - R < read_lease_ticks. A newer leader needs votes from a majority, which
+// meets Q; each member f of Q other than us answered a round >= R, and at
+// that moment (after we sent it, so after our tick R) followed us: its
+// elapsed_ was 0 and it was in lease. In lease it neither votes nor starts an
+// election nor lets another newer-term message move it (in_lease, step), and
+// it leaves the lease only by ticking election_ticks times; after a restart
+// it keeps the promise for election_ticks ticks too (restarted_). So f's vote
+// for anyone else comes after its election_ticks-th tick after our tick R.
+// With equal tick rates (period P) that tick lies more than
+// (election_ticks - 1) * P after our tick R, since the first of them may come
+// at once. Our read happens before our tick R + read_lease_ticks, i.e. less
+// than read_lease_ticks * P after tick R. Hence read_lease_ticks <=
+// election_ticks - 1 is exactly enough; the derived default keeps one tick
+// more so that tick rates may differ by about 1 / election_ticks. We, the
+// other member of Q, vote for no one while we lead (in_lease), and a
+// transfer vote ignores leases, so after a TimeoutNow reads stop for good in
+// this term (transfer_started_). The sim checks this with the exact bound.
+bool Replica::has_read_lease() const {
+  if (role_ != Role::kLeader || transfer_started_) return false;
+  std::vector<std::uint64_t> rounds{tick_count_};
+  for (const auto& peer : peers_) rounds.push_back(peer.acked_round);
+  std::sort(rounds.begin(), rounds.end(), std::greater<>());
+  const std::uint64_t oldest_needed = rounds[quorum() - 1];
+  return oldest_needed != 0 &&
+         tick_count_ - oldest_needed < static_cast<std::uint64_t>(read_lease_ticks_);
+}
+
+// --- Wall clock --------------------------------------------------------------
+
+std::optional<std::int64_t> Replica::wall_at(std::uint64_t round) const {
+  for (auto it = wall_history_.rbegin(); it != wall_history_.rend() && it->first >= round; ++it)
+    if (it->first == round) return it->second;
+  return std::nullopt;  // older than the ring (not recent), or no reading then
+}
+
+bool Replica::clock_sample_recent(const ClockSample& sample) const {
+  return sample.measured_tick != 0 &&
+         tick_count_ - sample.measured_tick <= static_cast<std::uint64_t>(config_.election_ticks);
+}
+
+void Replica::observe_clock(std::size_t slot, const ReplicationMessage& m) {
+  const std::int64_t bound = config_.clock_skew_max_ms;
+  if (bound <= 0 || wall_ms_ == 0 || m.round == 0) return;
+  // Only answers to our recent rounds: older ones say little about now.
+  const auto sent_wall = wall_at(m.round);
+  if (!sent_wall || wall_ms_ < *sent_wall) return;  // too old, or our clock stepped back since
+  ClockSample& sample = clock_samples_[slot];
+  sample.measured_tick = tick_count_;
+  sample.known = m.sender_wall_ms != 0;
+  if (!sample.known) {
+    sample.off = false;  // an older peer: no evidence either way
+  } else {
+    // The peer read its clock after our tick `round` (we sent then; its
+    // reading may be up to a tick older still) and before our next tick (we
+    // received the answer before it). One-way delays are unknown but each is
+    // at most the round trip, so its clock minus ours lies in [low, high] to
+    // within a tick on either side; the bound tolerates that much.
+    const std::int64_t low = m.sender_wall_ms - wall_ms_;
+    const std::int64_t high = m.sender_wall_ms - *sent_wall;
+    sample.off = low > bound || high < -bound;
+    sample.offset_ms = low + (high - low) / 2;
+  }
+  update_clock_verdict();
+  if (role_ == Role::kLeader && clock_skew_.off) {
+    // A majority's clocks disagree with ours: we would stamp wrong times.
+    become_follower(term_, "");
+  }
+}
+
+void Replica::update_clock_verdict() {
+  std::size_t off = 0, not_off = 1;  // ourselves
+  std::vector<std::int64_t> ours_minus_theirs{0};
+  for (const auto& sample : clock_samples_) {
+    if (!clock_sample_recent(sample)) continue;
+    ++(sample.off ? off : not_off);
+    if (sample.known) ours_minus_theirs.push_back(-sample.offset_ms);
+  }
+  std::sort(ours_minus_theirs.begin(), ours_minus_theirs.end());
+  clock_skew_.offset_ms = ours_minus_theirs[ours_minus_theirs.size() / 2];
+  // Off and confirmed need a majority each, so they never hold together;
+  // between them the verdict stands until more answers come.
+  if (off >= quorum())
+    clock_skew_.off = true;
+  else if (not_off >= quorum())
+    clock_skew_.off = false;
+}
+
+bool Replica::clock_confirmed_by(const std::vector<std::string>& voters) const {
+  if (config_.clock_skew_max_ms <= 0) return true;
+  std::size_t agreeing = 0;
+  for (const auto& name : voters) {
+    if (name == config_.self) {
+      ++agreeing;
+      continue;
+    }
+    const Progress* peer = nullptr;
+    for (const auto& p : peers_)
+      if (p.name == name) peer = &p;
+    if (!peer) continue;
+    const ClockSample& sample = clock_samples_[slot_of(*peer)];
+    if (!(sample.off && clock_sample_recent(sample))) ++agreeing;
+  }
+  return agreeing >= quorum();
+}
+
+std::optional<ClockSkew> Replica::take_clock_skew_change() {
+  if (clock_skew_.off == clock_off_reported_) return std::nullopt;
+  clock_off_reported_ = clock_skew_.off;
+  return clock_skew_;
 }
 
 }  // namespace chat4all::storage::consensus

@@ -3,11 +3,18 @@
 // pre-vote, leader lease, check-quorum and leadership transfer to the
 // preferred replica).
 //
-// It is a pure state machine. Inputs: tick(), step() for a message from a
-// peer, propose() for a client command, offer_snapshot(). Outputs: take_ready()
-// returns what to write, what to apply and what to send. No sockets, threads,
-// clocks or disks inside, so a seeded simulation can drive it through crashes,
-// drops, duplicates, reorders and partitions (tests/unit/consensus_sim_test.cc).
+// It is a pure state machine. Inputs: tick() (with the node's wall-clock
+// reading, which the core only compares, never reads), step() for a message
+// from a peer, propose() for a client command, offer_snapshot(). Outputs:
+// take_ready() returns what to write, what to apply and what to send. No
+// sockets, threads, clocks or disks inside, so a seeded simulation can drive
+// it through crashes, drops, duplicates, reorders and partitions
+// (tests/unit/consensus_sim_test.cc).
+//
+// Time is ticks. Every replica of a group is assumed to tick at the same rate
+// (the same tick_ms on every node and clocks that run at the same speed; an
+// NTP-disciplined clock drifts by parts per million). Phases differ freely.
+// The read lease below leaves a tick of margin for a rate difference.
 //
 // The shell's contract for each Ready, before calling anything else:
 //   1. send `send_now` (leader appends: a leader counts its own entries only
@@ -46,6 +53,18 @@ struct Config {
   // a delay by its rank in ring order and a random part smaller than the
   // step between ranks, so the first live replica campaigns first and alone.
   int election_ticks = 10;
+  // A leader serves reads only while a majority (itself included) answered
+  // one of its rounds sent within the last read_lease_ticks ticks. 0 derives
+  // it: max(1, election_ticks - 2). Safe values: 1 .. election_ticks - 1
+  // (the argument is at Replica::has_read_lease in consensus.cc); the
+  // derived value keeps one tick of margin for clock-rate drift.
+  int read_lease_ticks = 0;
+  // A leader whose wall clock differs by more than this from a majority of
+  // the replica set steps down, and a replica whose clock is known to be off
+  // does not start an election (it stamps stored_at_ms when it leads). 0: no
+  // check. Measured from the stamps of responses to its own recent rounds,
+  // to within a tick and the round trip.
+  std::int64_t clock_skew_max_ms = 1000;
   std::size_t entries_per_message_max = 512;
   std::size_t inflight_messages_max = 16;  // pipelined appends per follower
   std::size_t entries_per_apply_max = 4096;
@@ -74,6 +93,19 @@ struct Restored {
 
 enum class Role { kFollower, kPreCandidate, kCandidate, kLeader };
 const char* role_name(Role role);
+
+// What this replica knows about its wall clock against its peers', for the
+// shell to log (once per change) and count.
+struct ClockSkew {
+  // A majority of the replica set answered recently with clocks off from
+  // ours by more than bound_ms: we do not lead and do not start elections.
+  bool off = false;
+  // Our clock minus the replica set's (the median of the recent estimates,
+  // ourselves included); positive: ours is ahead. 0 while nothing is known.
+  std::int64_t offset_ms = 0;
+  std::int64_t bound_ms = 0;
+  bool operator==(const ClockSkew&) const = default;
+};
 
 struct Outgoing {
   std::string to;
@@ -108,7 +140,9 @@ class Replica {
  public:
   Replica(Config config, Restored restored);
 
-  void tick();
+  // `wall_ms`: the node's wall clock (Unix ms) read just before this tick, or
+  // 0 when the shell gives none (then no clock is compared).
+  void tick(std::int64_t wall_ms = 0);
   void step(const std::string& from, const ReplicationMessage& message);
 
   struct Proposal {
@@ -139,10 +173,19 @@ class Replica {
   std::uint64_t snapshot_index() const { return snapshot_index_; }
   std::optional<std::uint64_t> term_at(std::uint64_t index) const;
   const LogEntry* entry_at(std::uint64_t index) const;
-  // A leader whose commit index includes an entry of its own term: its
-  // applied state holds every acknowledged write.
+  // A leader whose commit index includes an entry of its own term (so its
+  // applied state holds every acknowledged write) and that holds the read
+  // lease (so no newer leader can have been elected yet): it may answer reads
+  // from its applied state without asking anyone.
   bool can_serve_reads() const;
+  bool has_read_lease() const;
   const Config& config() const { return config_; }
+  int read_lease_ticks() const { return read_lease_ticks_; }
+
+  ClockSkew clock_skew() const { return clock_skew_; }
+  // The clock state when it changed since the last call, for the shell's log
+  // line and counter; nullopt otherwise.
+  std::optional<ClockSkew> take_clock_skew_change();
 
  private:
   enum class PeerState { kProbe, kReplicate, kSnapshot };
@@ -158,6 +201,14 @@ class Replica {
     int snapshot_ticks = 0;
     int ticks_since_heard = 1 << 20;
     bool active_this_period = false;
+    std::uint64_t acked_round = 0;  // newest of our rounds it answered in this term
+  };
+  // The newest comparison of a peer's wall clock with ours.
+  struct ClockSample {
+    std::uint64_t measured_tick = 0;  // 0: none
+    bool known = false;               // false: the peer sent no clock (an older node)
+    bool off = false;
+    std::int64_t offset_ms = 0;  // its clock minus ours, the middle of the interval
   };
 
   std::size_t quorum() const { return config_.replicas.size() / 2 + 1; }
@@ -165,6 +216,14 @@ class Replica {
   Progress* progress_of(const std::string& name);
   std::uint64_t last_term() const { return *term_at(last_index()); }
   bool in_lease() const;
+  std::optional<std::int64_t> wall_at(std::uint64_t round) const;
+  std::size_t slot_of(const Progress& peer) const {
+    return static_cast<std::size_t>(&peer - peers_.data());
+  }
+  void observe_clock(std::size_t peer_slot, const ReplicationMessage& m);
+  bool clock_sample_recent(const ClockSample& sample) const;
+  bool clock_confirmed_by(const std::vector<std::string>& voters) const;
+  void update_clock_verdict();
   void reset_election_timer();
   void become_follower(std::uint64_t term, const std::string& leader);
   void campaign(bool pre_vote, bool transfer);
@@ -188,6 +247,7 @@ class Replica {
   void consider_transfer();
 
   Config config_;
+  int read_lease_ticks_ = 0;
   int rank_ = 0;
   std::uint64_t rng_state_;
 
@@ -209,6 +269,14 @@ class Replica {
   bool hard_state_dirty_ = false;
   int elapsed_ = 0;  // ticks since the leader was last heard (follower) or since the last
                      // quorum check (leader)
+  // This incarnation's tick count; starts at 1 so that round 0 means none.
+  std::uint64_t tick_count_ = 1;
+  // Just started: a leader may have been heard before the restart, whose lease
+  // counts on our promise not to vote; keep it for one election timeout.
+  bool restarted_ = true;
+  // TimeoutNow was sent in this term: the transferee may be elected at any
+  // moment without waiting for leases, so reads stop for the rest of the term.
+  bool transfer_started_ = false;
   int election_timeout_ = 0;
   int heartbeat_elapsed_ = 0;
   int leader_ticks_ = 0;
@@ -217,6 +285,14 @@ class Replica {
   std::string transferee_;
   int transfer_elapsed_ = 0;
   bool appends_pending_ = false;
+
+  // Wall clock: the reading at each recent tick (ring of election_ticks + 1),
+  // the latest one, the newest sample per peer (peers_ order) and the verdict.
+  std::deque<std::pair<std::uint64_t, std::int64_t>> wall_history_;
+  std::int64_t wall_ms_ = 0;
+  std::vector<ClockSample> clock_samples_;
+  ClockSkew clock_skew_;
+  bool clock_off_reported_ = false;
 
   // Output of the current turn.
   std::optional<SnapshotInstall> install_;

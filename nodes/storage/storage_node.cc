@@ -132,6 +132,7 @@ StorageNode::StorageNode(const Topology& topology, const NodeSpec& self)
     config.uncommitted_entries_max = topology.limits.pending_requests_max;
     config.log_retained_max = settings.log_retained_max;
     config.trim_step = std::min<std::uint64_t>(config.trim_step, settings.log_retained_max);
+    config.clock_skew_max_ms = settings.clock_skew_max_ms;  // consensus clock check (issue 12)
     config.seed = process_seed ^ placement_hash(self.name + "#" + std::to_string(p));
     auto partition = std::make_unique<Partition>();
     partition->id = p;
@@ -200,7 +201,26 @@ void StorageNode::run(const std::atomic<bool>& stop) {
     }
     const auto now = Clock::now();
     if (now >= next_tick) {
-      for (auto& [id, partition] : partitions_) partition->replica->tick();
+      // --- consensus wall clock (issue 12, item 6) ---
+      // The cores compare this node's wall clock (never read inside them) with
+      // their peers'; a partition whose verdict changed says so once.
+      const std::int64_t wall_ms = ids::now_ms();
+      for (auto& [id, partition] : partitions_) {
+        partition->replica->tick(wall_ms);
+        if (auto skew = partition->replica->take_clock_skew_change()) {
+          metrics()
+              .counter("chat4all_storage_clock_skew_changes_total",
+                       "Partitions whose verdict on this node's wall clock changed (off: a "
+                       "majority of the replica set disagrees by more than clock_skew_max_ms)",
+                       skew->off ? "state=\"off\"" : "state=\"ok\"")
+              .add();
+          log_.info("clock_skew", {{"partition", id},
+                                   {"off", skew->off},
+                                   {"offset_ms", skew->offset_ms},
+                                   {"bound_ms", skew->bound_ms}});
+        }
+      }
+      // --- end consensus wall clock ---
       // After a stall, resume the clock rather than firing the missed ticks.
       next_tick = std::max(next_tick + tick, now);
     }

@@ -13,6 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -124,7 +125,8 @@ namespace {
 
 // Starts chat4all with `args`, stdout and stderr appended to `output`. The
 // child gets SIGTERM if this test process dies, so nothing outlives a crash.
-pid_t spawn_chat4all(const std::vector<std::string>& args, const std::filesystem::path& output) {
+pid_t spawn_chat4all(const std::vector<std::string>& args, const std::filesystem::path& output,
+                     const std::vector<std::string>& environment = {}) {
   const std::string binary = chat4all_binary();
   const pid_t parent = getpid();
   const pid_t pid = fork();
@@ -134,6 +136,7 @@ pid_t spawn_chat4all(const std::vector<std::string>& args, const std::filesystem
     const int fd = ::open(output.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     ::dup2(fd, STDOUT_FILENO);
     ::dup2(fd, STDERR_FILENO);
+    for (const auto& entry : environment) putenv(strdup(entry.c_str()));
     std::vector<char*> argv;
     argv.push_back(const_cast<char*>(binary.c_str()));
     for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
@@ -178,7 +181,8 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
        << "\n  token_burst: " << options.token_burst << "\n  members_max: " << options.members_max
        << "\n"
        << "storage:\n  map_size_initial_mb: 1\n  map_size_max_mb: " << options.map_size_max_mb
-       << "\n  log_retained_max: " << options.log_retained_max << "\n"
+       << "\n  log_retained_max: " << options.log_retained_max
+       << "\n  clock_skew_max_ms: " << options.clock_skew_max_ms << "\n"
        << "auth:\n  token_ttl_s: " << options.token_ttl_s << "\n"
        << "stream:\n  queue_bytes_max: " << options.stream_queue_bytes_max
        << "\n  resync_ms: " << options.stream_resync_ms
@@ -257,8 +261,9 @@ std::uint16_t TestCluster::port_of(const std::string& node, const std::string& e
   return ports_.at(node).at(endpoint);
 }
 
-pid_t TestCluster::spawn(const std::vector<std::string>& args, const std::string& log_name) {
-  return spawn_chat4all(args, log_path(log_name));
+pid_t TestCluster::spawn(const std::vector<std::string>& args, const std::string& log_name,
+                         const std::vector<std::string>& environment) {
+  return spawn_chat4all(args, log_path(log_name), environment);
 }
 
 bool TestCluster::wait_exit(pid_t pid, std::chrono::milliseconds timeout, int* status) {
@@ -299,8 +304,10 @@ bool TestCluster::stop_all() {
   return exited && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-pid_t TestCluster::start_node(const std::string& name) {
-  const pid_t pid = spawn({"node", "--topology", topology_path_.string(), "--name", name}, name);
+pid_t TestCluster::start_node(const std::string& name,
+                              const std::vector<std::string>& environment) {
+  const pid_t pid =
+      spawn({"node", "--topology", topology_path_.string(), "--name", name}, name, environment);
   node_pids_[name] = pid;
   return pid;
 }

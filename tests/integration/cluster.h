@@ -60,6 +60,7 @@ struct ClusterOptions {
   std::uint32_t token_ttl_s = 3600;
   std::uint64_t map_size_max_mb = 65536;     // LMDB map ceiling of each storage node
   std::uint32_t log_retained_max = 65536;    // entries kept for a replica that is down
+  std::uint32_t clock_skew_max_ms = 1000;    // storage: a leader this far off a majority steps down
   std::uint32_t token_requests_per_s = 100;  // per-token rate limit of the frontend
   std::uint32_t token_burst = 200;
   std::uint32_t members_max = 256;  // members per conversation
@@ -109,7 +110,8 @@ class TestCluster {
   bool stop_all();
 
   // One node as its own process (`chat4all node`); returns its pid.
-  pid_t start_node(const std::string& name);
+  // `environment`: NAME=VALUE entries added to the node's environment.
+  pid_t start_node(const std::string& name, const std::vector<std::string>& environment = {});
   void signal_node(const std::string& name, int signal);
   void kill_node(const std::string& name);  // SIGKILL and reap
 
@@ -151,7 +153,8 @@ class TestCluster {
   std::string read_log(const std::string& process) const;
 
  private:
-  pid_t spawn(const std::vector<std::string>& args, const std::string& log_name);
+  pid_t spawn(const std::vector<std::string>& args, const std::string& log_name,
+              const std::vector<std::string>& environment = {});
   static bool wait_exit(pid_t pid, std::chrono::milliseconds timeout, int* status);
   void stop_process(pid_t pid);
 

@@ -9,7 +9,14 @@
 //   - no two replicas apply different entries at the same index;
 //   - every acknowledged entry is in the log (or the snapshot) of every leader
 //     of the acknowledging term or a later one;
-//   - entries are applied in order, each exactly once per incarnation.
+//   - entries are applied in order, each exactly once per incarnation;
+//   - a read from any replica whose can_serve_reads() is true (the sim reads
+//     from every such replica after every step) sees a state that includes
+//     every entry committed anywhere before it: a cut-off old leader never
+//     answers once a newer leader has committed something. The replicas use
+//     the largest read lease the argument allows (election_ticks - 1).
+// Every replica ticks at the same rate with its own phase and is given the
+// same wall clock, so the clock-skew check runs and must never fire.
 // At the end the network heals and the group must converge: one leader
 // commits a new entry and every replica applies the same state.
 //
@@ -73,6 +80,7 @@ struct SimOptions {
   double partition = 0.003;
   double propose = 0.3;
   std::uint64_t log_retained_max = 40;  // small, so trimming and snapshots happen
+  int read_lease_ticks = 9;             // election_ticks - 1: the exact bound
 };
 
 // What a run exercised, summed over seeds, so a test can prove that its
@@ -80,6 +88,9 @@ struct SimOptions {
 struct Coverage {
   std::uint64_t acked = 0, crashes = 0, restarts = 0, partitions = 0, leaders = 0,
                 snapshots_installed = 0, truncations = 0;
+  // Steps at which a leader could serve reads, and steps at which a leader
+  // with an entry of its term committed could not because its lease ran out.
+  std::uint64_t reads = 0, reads_refused_no_lease = 0;
 };
 
 class Simulation {
@@ -105,6 +116,9 @@ class Simulation {
 
  private:
   static constexpr int kTickEvery = 5;
+  // 10 ms a step makes a 50 ms tick, as in topology/local.yaml.
+  static constexpr std::int64_t kWallEpochMs = 1'700'000'000'000;
+  static constexpr std::int64_t kWallMsPerStep = 10;
 
   Config config_for(std::size_t i) {
     Config config;
@@ -117,6 +131,8 @@ class Simulation {
     config.entries_per_apply_max = 8;
     config.log_retained_max = options_.log_retained_max;
     config.trim_step = 4;
+    config.read_lease_ticks = options_.read_lease_ticks;
+    config.clock_skew_max_ms = 1000;
     config.seed = seed_ * 131 + i * 7 + restarts_++;
     return config;
   }
@@ -255,7 +271,31 @@ class Simulation {
     if (expected != state.size()) fail(names_[i] + " installed a snapshot missing entries");
   }
 
+  void check_reads() {
+    for (const auto& replica : replicas_)
+      if (replica) committed_floor_ = std::max(committed_floor_, replica->commit_index());
+    for (std::size_t i = 0; i < names_.size(); ++i) {
+      const Replica* replica = replicas_[i].get();
+      if (!replica || !replica->is_leader()) continue;
+      if (replica->clock_skew().off) fail(names_[i] + " sees its clock off, though all agree");
+      if (!replica->can_serve_reads()) {
+        if (replica->term_at(replica->commit_index()) == replica->term() &&
+            replica->applied_index() >= replica->commit_index())
+          ++coverage_.reads_refused_no_lease;
+        continue;
+      }
+      ++coverage_.reads;
+      // The read answers from the applied state; applied entries match the
+      // committed ones (checked at apply), so covering the index is enough.
+      if (disks_[i].applied < committed_floor_ || replica->applied_index() < committed_floor_)
+        fail("stale read: " + names_[i] + " (term " + std::to_string(replica->term()) +
+             ") serves reads at applied " + std::to_string(disks_[i].applied) + " while " +
+             std::to_string(committed_floor_) + " is committed");
+    }
+  }
+
   void check_invariants() {
+    check_reads();
     for (std::size_t i = 0; i < names_.size(); ++i) {
       const Replica* replica = replicas_[i].get();
       if (!replica || !replica->is_leader()) continue;
@@ -308,7 +348,8 @@ class Simulation {
     deliver(lossy);
     for (std::size_t i = 0; i < names_.size(); ++i) {
       if (!replicas_[i]) continue;
-      if ((now_ + tick_phase_[i]) % kTickEvery == 0) replicas_[i]->tick();
+      if ((now_ + tick_phase_[i]) % kTickEvery == 0)
+        replicas_[i]->tick(kWallEpochMs + static_cast<std::int64_t>(now_) * kWallMsPerStep);
       if (lossy && replicas_[i]->is_leader() && chance(options_.propose)) {
         std::string data = "m" + std::to_string(next_command_++);
         auto proposal = replicas_[i]->propose(data);
@@ -390,7 +431,7 @@ class Simulation {
   std::map<std::size_t, std::uint64_t> applied_seen_;
   std::vector<InFlight> network_;
   std::set<std::string> side_;
-  std::uint64_t now_ = 0, order_ = 0, restarts_ = 0, next_command_ = 0;
+  std::uint64_t now_ = 0, order_ = 0, restarts_ = 0, next_command_ = 0, committed_floor_ = 0;
   std::map<std::uint64_t, LogEntry> committed_;
   std::map<std::uint64_t, std::string> leader_of_term_;
   std::map<std::uint64_t, std::pair<std::string, Acked>> proposals_;
@@ -435,11 +476,13 @@ Coverage run_seeds(const SimOptions& options, std::uint64_t first_seed,
   }
   std::printf(
       "  %llu seeds: %llu entries acknowledged, %llu leaders, %llu crashes, %llu restarts, "
-      "%llu partitions, %llu snapshots installed, %llu log truncations\n",
+      "%llu partitions, %llu snapshots installed, %llu log truncations; reads possible at %llu "
+      "leader-steps, refused for want of a lease at %llu\n",
       (unsigned long long)count, (unsigned long long)coverage.acked,
       (unsigned long long)coverage.leaders, (unsigned long long)coverage.crashes,
       (unsigned long long)coverage.restarts, (unsigned long long)coverage.partitions,
-      (unsigned long long)coverage.snapshots_installed, (unsigned long long)coverage.truncations);
+      (unsigned long long)coverage.snapshots_installed, (unsigned long long)coverage.truncations,
+      (unsigned long long)coverage.reads, (unsigned long long)coverage.reads_refused_no_lease);
   return coverage;
 }
 
@@ -447,12 +490,14 @@ Coverage run_seeds(const SimOptions& options, std::uint64_t first_seed,
 void expect_faults_exercised(const Coverage& coverage, bool with_peers) {
   if (std::getenv("CHAT4ALL_SIM_SEED")) return;
   EXPECT_GT(coverage.acked, 0u);
+  EXPECT_GT(coverage.reads, 0u);
   EXPECT_GT(coverage.crashes, 0u);
   EXPECT_GT(coverage.restarts, 0u);
   if (!with_peers) return;
   EXPECT_GT(coverage.partitions, 0u);
   EXPECT_GT(coverage.snapshots_installed, 0u);
   EXPECT_GT(coverage.truncations, 0u);
+  EXPECT_GT(coverage.reads_refused_no_lease, 0u);  // leases did run out under the faults
 }
 
 TEST(ConsensusSimulation, ThreeReplicasUnderFaults) {

@@ -14,7 +14,8 @@ namespace chat4all::storage::consensus {
 namespace {
 
 // Replicas that persist instantly and deliver every message in the next
-// round, except across a cut.
+// round, except across a cut. Every round is 50 ms of wall clock; a replica's
+// clock may be set off by an offset.
 class Group {
  public:
   explicit Group(int size, std::uint64_t seed = 7) {
@@ -38,6 +39,9 @@ class Group {
     replicas_[names_[i]] = std::make_unique<Replica>(config, restored);
   }
   void crash(const std::string& name) { replicas_.erase(name); }
+  void set_clock_offset(const std::string& name, std::int64_t offset_ms) {
+    clock_offset_ms_[name] = offset_ms;
+  }
   void cut(const std::set<std::string>& side) { side_ = side; }
   void heal() { side_.clear(); }
 
@@ -49,7 +53,8 @@ class Group {
   // One round: every replica ticks, then readies are processed and messages
   // delivered until quiet.
   void round() {
-    for (auto& [name, replica] : replicas_) replica->tick();
+    wall_ms_ += 50;
+    for (auto& [name, replica] : replicas_) replica->tick(wall_ms_ + clock_offset_ms_[name]);
     settle();
   }
   void rounds(int n) {
@@ -119,6 +124,8 @@ class Group {
   std::map<std::string, std::unique_ptr<Replica>> replicas_;
   std::map<std::string, Disk> disks_;
   std::set<std::string> side_;
+  std::int64_t wall_ms_ = 1'700'000'000'000;
+  std::map<std::string, std::int64_t> clock_offset_ms_;
 };
 
 TEST(ConsensusTest, ThePreferredReplicaLeadsOnceTheGroupSettles) {
@@ -235,6 +242,151 @@ TEST(ConsensusTest, ARestartedReplicaKeepsItsVoteAndLog) {
   EXPECT_EQ(group["s2"]->term(), term);
   EXPECT_EQ(group["s2"]->last_index(), last);
   EXPECT_EQ(group["s2"]->applied_index(), last);
+}
+
+TEST(ConsensusTest, ACutOffLeaderStopsServingReadsBeforeANewLeaderIsElected) {
+  Group group(3);
+  group.rounds(60);
+  ASSERT_EQ(group.leaders(), std::vector<std::string>{"s1"});
+  ASSERT_TRUE(group["s1"]->can_serve_reads());
+  const std::uint64_t old_term = group["s1"]->term();
+  group.cut({"s1"});
+  int reads_stopped = -1, new_leader = -1;
+  for (int round = 1; round <= 80 && new_leader < 0; ++round) {
+    group.round();
+    if (reads_stopped < 0 && !group["s1"]->can_serve_reads()) reads_stopped = round;
+    for (const char* name : {"s2", "s3"})
+      if (group[name]->is_leader() && group[name]->term() > old_term) new_leader = round;
+  }
+  ASSERT_GE(reads_stopped, 1) << "the old leader never stopped serving reads";
+  ASSERT_GE(new_leader, 1) << "the majority side elected no leader";
+  EXPECT_LT(reads_stopped, new_leader);
+  // Its lease is the read_lease_ticks after the last round a majority answered.
+  EXPECT_LE(reads_stopped, group["s1"]->read_lease_ticks() + 1);
+}
+
+TEST(ConsensusTest, TheReadLeaseMustEndBeforeAFollowerMayVote) {
+  Config config;
+  config.self = "s1";
+  config.replicas = {"s1", "s2", "s3"};
+  config.election_ticks = 10;
+  EXPECT_EQ(Replica(config, {}).read_lease_ticks(), 8);  // derived: one tick of margin
+  config.read_lease_ticks = 9;
+  EXPECT_EQ(Replica(config, {}).read_lease_ticks(), 9);  // the exact bound
+  config.read_lease_ticks = 10;
+  EXPECT_THROW(Replica(config, {}), std::invalid_argument);
+  config.read_lease_ticks = -1;
+  EXPECT_THROW(Replica(config, {}), std::invalid_argument);
+  config.read_lease_ticks = 0;
+  config.clock_skew_max_ms = -1;
+  EXPECT_THROW(Replica(config, {}), std::invalid_argument);
+}
+
+// The lease counts on followers keeping their promise across a restart.
+TEST(ConsensusTest, ARestartedReplicaVotesForNoOneWithinAnElectionTimeout) {
+  Config config;
+  config.self = "s2";
+  config.replicas = {"s1", "s2", "s3"};
+  Replica replica(config, {});
+  auto pre_vote_answer = [&]() -> std::optional<bool> {
+    ReplicationMessage vote;
+    vote.kind = ReplicationKind::kVote;
+    vote.term = replica.term() + 1;
+    vote.commit = 1;  // a pre-vote
+    replica.step("s3", vote);
+    if (!replica.has_ready()) return std::nullopt;
+    Ready ready = replica.take_ready();
+    replica.advance();
+    for (const auto& out : ready.send_after_persist)
+      if (out.message.kind == ReplicationKind::kVoteResponse) return !out.message.reject;
+    return std::nullopt;
+  };
+  for (int i = 0; i < config.election_ticks - 1; ++i) {
+    replica.tick();
+    EXPECT_EQ(pre_vote_answer(), std::nullopt) << "answered after " << i + 1 << " ticks";
+  }
+  replica.tick();
+  EXPECT_EQ(pre_vote_answer(), std::optional<bool>(true));
+}
+
+TEST(ConsensusTest, AReplicaWithAFastClockDoesNotLeadAndLeadsAgainOnceCorrected) {
+  Group group(3);
+  group.set_clock_offset("s1", 60'000);  // the preferred replica, 60 s fast
+  for (int round = 0; round < 80; ++round) {
+    group.round();
+    ASSERT_FALSE(group["s1"]->is_leader()) << "round " << round;
+  }
+  const auto leaders = group.leaders();
+  ASSERT_EQ(leaders.size(), 1u);
+  EXPECT_TRUE(group["s1"]->clock_skew().off);
+  EXPECT_GE(group["s1"]->clock_skew().offset_ms, 59'000);
+  EXPECT_EQ(group["s1"]->clock_skew().bound_ms, 1000);
+  auto change = group["s1"]->take_clock_skew_change();
+  ASSERT_TRUE(change);
+  EXPECT_TRUE(change->off);
+  EXPECT_FALSE(group["s1"]->take_clock_skew_change()) << "reported once per change";
+  EXPECT_FALSE(group[leaders[0]]->clock_skew().off);
+  ASSERT_TRUE(group[leaders[0]]->propose("while s1 is off").accepted);
+  group.settle();
+
+  group.set_clock_offset("s1", 0);  // NTP steps it back
+  group.rounds(80);
+  EXPECT_EQ(group.leaders(), std::vector<std::string>{"s1"}) << "handed back to the preferred";
+  EXPECT_FALSE(group["s1"]->clock_skew().off);
+  change = group["s1"]->take_clock_skew_change();
+  ASSERT_TRUE(change);
+  EXPECT_FALSE(change->off);
+  ASSERT_TRUE(group["s1"]->propose("after").accepted);
+  group.settle();
+  group.rounds(2);
+  for (const char* name : {"s1", "s2", "s3"})
+    EXPECT_EQ(group.applied(name), (std::vector<std::string>{"while s1 is off", "after"})) << name;
+}
+
+TEST(ConsensusTest, ALeaderWhoseClockJumpsAheadStepsDownPromptly) {
+  Group group(3);
+  group.rounds(60);
+  ASSERT_EQ(group.leaders(), std::vector<std::string>{"s1"});
+  group.set_clock_offset("s1", 60'000);
+  group.rounds(2);  // a heartbeat round trip
+  EXPECT_FALSE(group["s1"]->is_leader());
+  EXPECT_TRUE(group["s1"]->clock_skew().off);
+  EXPECT_FALSE(group["s1"]->propose("x").accepted);
+  group.rounds(40);
+  const auto leaders = group.leaders();
+  ASSERT_EQ(leaders.size(), 1u);
+  EXPECT_NE(leaders[0], "s1");
+}
+
+TEST(ConsensusTest, OneFollowerWithAnOffClockIsAMinority) {
+  // The leader keeps leading and does not hand leadership to it.
+  Group group(3);
+  group.set_clock_offset("s2", -60'000);
+  group.rounds(60);
+  EXPECT_EQ(group.leaders(), std::vector<std::string>{"s1"});
+  EXPECT_FALSE(group["s1"]->clock_skew().off);
+  EXPECT_FALSE(group["s2"]->clock_skew().off) << "a follower measures nothing";
+  // With s1 gone the two left disagree and neither can tell whose clock is
+  // wrong: an election needs a majority that agrees with the candidate's
+  // clock, so nobody leads (writes would be stamped by a clock nobody
+  // vouches for) until the clocks agree again.
+  group.crash("s1");
+  group.rounds(60);
+  EXPECT_TRUE(group.leaders().empty());
+  group.set_clock_offset("s2", 0);
+  group.rounds(60);
+  EXPECT_EQ(group.leaders().size(), 1u);
+}
+
+TEST(ConsensusTest, NoClockCheckWhenTheBoundIsZero) {
+  Config config;
+  config.self = "s1";
+  config.replicas = {"s1"};
+  config.clock_skew_max_ms = 0;
+  Replica replica(config, {});
+  for (int i = 0; i < 30; ++i) replica.tick(1'700'000'000'000 + i * 50);
+  EXPECT_TRUE(replica.is_leader());
+  EXPECT_FALSE(replica.clock_skew().off);
 }
 
 }  // namespace

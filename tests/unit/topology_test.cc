@@ -128,6 +128,7 @@ storage:
   heartbeat_ticks: 3
   election_ticks: 12
   log_retained_max: 100
+  clock_skew_max_ms: 250
 auth:
   token_ttl_s: 60
   token_secret_file: secrets/key.hex
@@ -148,6 +149,7 @@ auth:
   EXPECT_EQ(t.storage.heartbeat_ticks, 3u);
   EXPECT_EQ(t.storage.election_ticks, 12u);
   EXPECT_EQ(t.storage.log_retained_max, 100u);
+  EXPECT_EQ(t.storage.clock_skew_max_ms, 250u);
   EXPECT_EQ(t.auth.token_ttl_s, 60u);
   EXPECT_EQ(t.auth.token_secret_file, kBase / "secrets/key.hex");
 }
@@ -336,6 +338,12 @@ TEST(TopologyErrorTest, ZeroAndOutOfRangeValues) {
   expect_error(kCluster + "storage:\n  tick_ms: 0\n" + kNodes, "tick_ms > 0", 8);
   expect_error(kCluster + "storage:\n  log_retained_max: 0\n" + kNodes,
                "log_retained_max must be positive", 8);
+  expect_error(kCluster + "storage:\n  clock_skew_max_ms: 199\n" + kNodes,
+               "clock_skew_max_ms must be 0 (no check) or at least 4 * tick_ms", 8);
+  EXPECT_EQ(
+      parse(kCluster + "storage:\n  clock_skew_max_ms: 0\n" + kNodes).storage.clock_skew_max_ms,
+      0u);
+  EXPECT_EQ(parse(kCluster + kNodes).storage.clock_skew_max_ms, 1000u);
   expect_error(kCluster + "auth:\n  token_ttl_s: 0\n" + kNodes, "token_ttl_s must be positive", 8);
   expect_error(
       kCluster + kNodes + "  - name: s9\n    role: storage\n    host: h\n    endpoints: {rpc: 0}\n",
