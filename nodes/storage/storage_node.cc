@@ -412,11 +412,12 @@ void StorageNode::propose(std::vector<zmq::message_t>& frames, const wire::Heade
 
 bool StorageNode::serves_reads(PartitionId partition_id) const {
   auto it = partitions_.find(partition_id);
-  // The leader's applied state holds every acknowledged write. With no leader
-  // anywhere (no majority alive), a replica's committed state is the best
-  // answer there is.
-  return it != partitions_.end() &&
-         (it->second->replica->can_serve_reads() || it->second->replica->leader().empty());
+  // Only a leader under its read lease: its applied state holds every
+  // acknowledged write, and no newer leader can have acknowledged anything it
+  // lacks. A replica without a leader cannot tell a lost majority from one
+  // that elected someone else beyond a partition, so it answers
+  // "unavailable" rather than something possibly stale.
+  return it != partitions_.end() && it->second->replica->can_serve_reads();
 }
 
 void StorageNode::handle_query(std::vector<zmq::message_t>& frames, const wire::Header& header,

@@ -134,7 +134,7 @@ TEST(ClusterTest, APreferredLeaderThatIsDownIsLedAround) {
   EXPECT_EQ(history[0]["message_id"], "first");
 }
 
-TEST(ClusterTest, WithoutAMajorityWritesGet503AndReadsServeWhatWasCommitted) {
+TEST(ClusterTest, WithoutAMajorityWritesAndReadsGet503UntilItIsBack) {
   TestCluster cluster;
   for (const char* node : {"frontend-1", "router-1", "storage-1", "storage-2", "storage-3"})
     cluster.start_node(node);
@@ -159,19 +159,25 @@ TEST(ClusterTest, WithoutAMajorityWritesGet503AndReadsServeWhatWasCommitted) {
   }
   EXPECT_LT(elapsed, std::chrono::milliseconds(1500 + 1000));  // request_timeout_ms + slack
 
-  // Once storage-1 knows it leads no majority, it serves its committed state.
-  HttpResult read;
-  const auto deadline = Clock::now() + std::chrono::seconds(10);
-  do {
-    read = cluster.history(token, conversation);
-  } while (read.status != 200 && Clock::now() < deadline);
-  ASSERT_EQ(read.status, 200) << read.body;
-  const json messages = read.json()["messages"];
-  ASSERT_EQ(messages.size(), 3u) << read.body;
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(messages[i]["seq"].get<int>(), i + 1);
+  // Without a majority no replica can know that its state is current (a newer
+  // leader may exist beyond a partition), so reads are refused too, not stale.
+  const HttpResult read = cluster.history(token, conversation);
+  EXPECT_TRUE(read.status == 503 || read.status == 504) << read.status << " " << read.body;
   // Writes stay refused, quickly, while there is no majority.
   result = cluster.send_text(token, conversation, "still no quorum", "lost-2");
   EXPECT_TRUE(result.status == 503 || result.status == 504) << result.body;
+
+  // With a majority again, everything acknowledged is there, in order.
+  cluster.start_node("storage-2");
+  HttpResult healed;
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  do {
+    healed = cluster.history(token, conversation);
+  } while (healed.status != 200 && Clock::now() < deadline);
+  ASSERT_EQ(healed.status, 200) << healed.body;
+  const json messages = healed.json()["messages"];
+  ASSERT_GE(messages.size(), 3u) << healed.body;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(messages[i]["seq"].get<int>(), i + 1);
 }
 
 TEST(ClusterTest, AReplicaBehindTheTrimmedLogCatchesUpFromASnapshot) {
@@ -203,11 +209,15 @@ TEST(ClusterTest, AReplicaBehindTheTrimmedLogCatchesUpFromASnapshot) {
          Clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   ASSERT_GE(cluster.metric("storage-3", "chat4all_storage_snapshots_installed_total"), 1);
-  // Let heartbeats carry the commit index, then leave storage-3 alone: with
-  // no majority it serves its own committed state, which must be complete.
+  // Let heartbeats carry the commit index, then make storage-3 the only
+  // replica that holds the partition: storage-2 comes back with no data at all
+  // (so it can only vote for storage-3, whose log is longer) and storage-1
+  // stays down. Only a leader serves reads, so what is read is storage-3's.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   cluster.kill_node("storage-1");
   cluster.kill_node("storage-2");
+  std::filesystem::remove_all(cluster.directory() / "data" / "storage-2");
+  cluster.start_node("storage-2");
   HttpResult read;
   deadline = Clock::now() + std::chrono::seconds(10);
   do {
@@ -293,7 +303,15 @@ TEST(ClusterTest, AFullStoreRefusesWith507AndKeepsWhatItHad) {
   }
   ASSERT_EQ(refused.status, 507) << refused.body;
   EXPECT_EQ(refused.json()["error"]["code"], "storage_full");
+  EXPECT_EQ(refused.json()["error"]["message"].get<std::string>().find("storage is full: storage"),
+            std::string::npos)
+      << "the message says it once: " << refused.body;
   ASSERT_GT(stored, 10);
+  // A retry of a message already stored needs no room: it is answered as stored.
+  auto retried = cluster.send_text(token, conversation, text, "fill-3");
+  ASSERT_EQ(retried.status, 202) << retried.body;
+  EXPECT_EQ(retried.json()["seq"], 4);
+  EXPECT_EQ(retried.headers["idempotent-replayed"], "true");
   // Everything acknowledged is still there, in order; the refused one is not.
   const json history = full_history(cluster, token, conversation);
   ASSERT_EQ(history.size(), static_cast<std::size_t>(stored));
