@@ -1040,13 +1040,9 @@ std::vector<std::string> note_appended(PartitionState& state, std::uint32_t part
   append_outbox(state, partition, outbox, dropped);
   // Its locator entry, indexed behind the log (kIndexMessages) so that the send needs one
   // replicated round only.
-  wire::OutboxEvent locate;
+  wire::OutboxEvent locate = outbox;
   locate.type = "message.locate";
-  locate.tenant_id = tenant_id;
-  locate.conversation_id = message.conversation_id;
-  locate.seq = message.seq;
-  locate.message_id = message.message_id;
-  locate.at_ms = message.stored_at_ms;
+  locate.state.clear();
   append_outbox(state, partition, std::move(locate), dropped, wire::kOutboxLocator);
   // No choice means every channel.
   const bool only_internal =

@@ -7,30 +7,15 @@
 #include <map>
 
 #include "common/codec.h"
+#include "tests/unit/memory_partition_state.h"
 
 namespace chat4all::storage {
 namespace {
 
 using wire::Status;
 
-class MemoryState final : public PartitionState {
+class MemoryState final : public unit::MemoryRecords {
  public:
-  std::optional<std::string> get(std::string_view key) const override {
-    auto it = records.find(std::string(key));
-    if (it == records.end()) return std::nullopt;
-    return it->second;
-  }
-  void put(std::string_view key, std::string_view value) override {
-    records[std::string(key)] = std::string(value);
-  }
-  void erase(std::string_view key) override { records.erase(std::string(key)); }
-  void scan(std::string_view prefix, std::string_view after, const Visit& visit) const override {
-    for (auto it = records.lower_bound(std::string(after.empty() ? prefix : after));
-         it != records.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
-      if (!after.empty() && it->first == after) continue;
-      if (!visit(it->first, it->second)) return;
-    }
-  }
   std::optional<wire::StoredMessage> message(std::string_view conversation,
                                              std::uint64_t seq) const override {
     auto it = messages.find({std::string(conversation), seq});
@@ -67,7 +52,6 @@ class MemoryState final : public PartitionState {
     return check;
   }
 
-  std::map<std::string, std::string> records;
   std::map<std::pair<std::string, std::uint64_t>, wire::StoredMessage> messages;
   std::map<std::string, std::uint64_t> heads;
 };

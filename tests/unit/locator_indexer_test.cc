@@ -13,42 +13,15 @@
 
 #include "common/codec.h"
 #include "nodes/storage/domain.h"
+#include "tests/unit/memory_partition_state.h"
 
 namespace chat4all::router {
 namespace {
 
-using storage::PartitionState;
 using wire::Status;
 
-// A partition's records table (the message log is not needed: note_appended only writes
-// records), as the storage node would hold it.
-class Partition final : public PartitionState {
- public:
-  std::optional<std::string> get(std::string_view key) const override {
-    auto it = records.find(std::string(key));
-    if (it == records.end()) return std::nullopt;
-    return it->second;
-  }
-  void put(std::string_view key, std::string_view value) override {
-    records[std::string(key)] = std::string(value);
-  }
-  void erase(std::string_view key) override { records.erase(std::string(key)); }
-  void scan(std::string_view prefix, std::string_view after, const Visit& visit) const override {
-    for (auto it = records.lower_bound(std::string(after.empty() ? prefix : after));
-         it != records.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
-      if (!after.empty() && it->first == after) continue;
-      if (!visit(it->first, it->second)) return;
-    }
-  }
-  std::optional<wire::StoredMessage> message(std::string_view, std::uint64_t) const override {
-    return std::nullopt;
-  }
-  std::uint64_t head(std::string_view) const override { return 0; }
-  std::optional<std::uint64_t> seq_of(std::string_view, std::string_view) const override {
-    return std::nullopt;
-  }
-  std::map<std::string, std::string> records;
-};
+// A partition as the storage node holds it; note_appended writes records only.
+using Partition = unit::MemoryRecords;
 
 constexpr PartitionId kPartitions = 4;
 
