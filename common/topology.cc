@@ -74,6 +74,20 @@ std::vector<const NodeSpec*> Topology::with_role(NodeRole role) const {
   return result;
 }
 
+std::vector<std::uint32_t> Topology::partitions_read_by(NodeRole role,
+                                                        const std::string& name) const {
+  std::vector<std::string> names;
+  for (const auto* node : with_role(role)) names.push_back(node->name);
+  std::sort(names.begin(), names.end());
+  const auto found = std::find(names.begin(), names.end(), name);
+  std::vector<std::uint32_t> partitions;
+  if (found == names.end()) return partitions;
+  const auto position = static_cast<std::uint32_t>(found - names.begin());
+  for (std::uint32_t p = 0; p < partition_count; ++p)
+    if (p % names.size() == position) partitions.push_back(p);
+  return partitions;
+}
+
 std::vector<std::string> Topology::storage_node_names() const {
   std::vector<std::string> names;
   for (const auto* node : with_role(NodeRole::kStorage)) names.push_back(node->name);

@@ -178,6 +178,10 @@ struct Topology {
   // The connectors that host `channel`, in file order.
   std::vector<const NodeSpec*> connectors_of(const std::string& channel) const;
   std::vector<const NodeSpec*> with_role(NodeRole role) const;
+  // The partitions whose outboxes the node `name` of `role` reads: the nodes of the role sorted
+  // by name, node i of n takes every p with p % n == i, so each partition has exactly one reader
+  // of each role while all of them run. Empty for a name that is not of the role.
+  std::vector<std::uint32_t> partitions_read_by(NodeRole role, const std::string& name) const;
   std::vector<std::string> storage_node_names() const;
   std::filesystem::path node_data_dir(const std::string& node_name) const;
 };

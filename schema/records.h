@@ -115,11 +115,15 @@ struct Horizons {
 // acknowledged on its own.
 inline constexpr std::uint32_t kOutboxWebhooks = 0;  // message.sent/delivered/read: webhooks
 inline constexpr std::uint32_t kOutboxChannels = 1;  // messages to deliver on outside channels
-inline constexpr std::uint32_t kOutboxStreams = 2;
+// Messages to index by id (tenant, message_id -> conversation_id) on the
+// locator partitions, written behind the committed log (IndexMessages).
+inline constexpr std::uint32_t kOutboxLocator = 2;
+inline constexpr std::uint32_t kOutboxStreams = 3;
 
-// An event of a partition's outbox, read by webhook dispatchers (stream 0)
-// and channel dispatchers (stream 1) by cursor. event_id is the same on every
-// replica and across retries.
+// An event of a partition's outbox, read by webhook dispatchers (stream 0),
+// channel dispatchers (stream 1) and the routers' locator indexers (stream 2,
+// type "message.locate") by cursor. event_id is the same on every replica and
+// across retries.
 struct OutboxEvent {
   std::uint64_t index = 0;
   std::string event_id;
@@ -332,6 +336,32 @@ struct LocateMessage {
   std::string message_id;
   std::string conversation_id;
   MSGPACK_DEFINE(tenant_id, message_id, conversation_id);
+};
+
+// Locator entries of stored messages, all on the partition the command is
+// sent to (key partition_key(p), p = the partition of each entry's
+// locator_key). An entry whose id is free takes it; one naming the
+// conversation that holds the id already changes nothing (a replay); one
+// naming another conversation is refused (the first indexed keeps the id) and
+// reported in the result. At most kIndexMessagesEntriesMax entries.
+struct IndexMessages {
+  std::vector<LocateMessage> entries;
+  MSGPACK_DEFINE(entries);
+};
+inline constexpr std::size_t kIndexMessagesEntriesMax = 4096;
+
+// An entry of IndexMessages refused because the id names another conversation.
+struct LocatorConflict {
+  LocateMessage refused;
+  std::string held_by;  // the conversation the id stays with
+  MSGPACK_DEFINE(refused, held_by);
+};
+
+struct IndexMessagesResult {
+  std::uint32_t added = 0;     // entries that took a free id
+  std::uint32_t replayed = 0;  // entries that were there already
+  std::vector<LocatorConflict> conflicts;
+  MSGPACK_DEFINE(added, replayed, conflicts);
 };
 
 struct AckOutbox {

@@ -252,10 +252,14 @@ enum class CommandKind : std::uint16_t {
   kAddMembers = 21,          // ChangeMembers -> ConversationRecord
   kRemoveMember = 22,        // ChangeMembers -> ConversationRecord
   kMarkState = 23,           // MarkState -> MarkStateResult
-  // message locator, key locator_key(tenant, message_id)
+  // message locator, key locator_key(tenant, message_id). The claim and its release are no
+  // longer sent (the locator is written behind the log, kIndexMessages); entries of older logs
+  // are still applied.
   kLocateMessage = 30,  // LocateMessage -> (empty); kConflict if the id names another conversation
   kReleaseMessage =
       31,  // LocateMessage -> (empty); forgets the claim if it names that conversation
+  // many locator entries of one locator partition, key partition_key(p)
+  kIndexMessages = 32,  // IndexMessages -> IndexMessagesResult
   // partition, key partition_key(p)
   kAckOutbox = 40,  // AckOutbox -> (empty)
   // channel deliveries, key conversation_id

@@ -877,12 +877,8 @@ bool ChannelHost::process_message(Channel& channel, const InboundEvent& event) {
                                       {"provider_message_id", event.provider_message_id}}}}
                          .dump();
 
-  // The id is claimed in the tenant first (as the frontend does), then appended; both are
-  // idempotent, so a platform's retry repeats them harmlessly.
-  auto located = command<StorageClient::Empty>(
-      wire::locator_key(tenant, request.message_id), wire::CommandKind::kLocateMessage,
-      wire::LocateMessage{tenant, request.message_id, conversation_id});
-  if (!located.ok()) return transient(located.status) ? false : drop("message_id_conflict");
+  // One replicated round, as for the frontend: the append is idempotent (a platform's retry gets
+  // the stored message back), and the id's locator entry is written behind the log.
   std::string detail;
   const wire::Status appended = append(request, &detail);
   if (appended != wire::Status::kOk) {

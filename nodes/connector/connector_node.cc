@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
@@ -21,6 +20,7 @@
 #include "common/ring.h"
 #include "common/router_client.h"
 #include "common/storage_client.h"
+#include "common/task_inbox.h"
 #include "common/webhook_signature.h"
 #include "common/worker_pool.h"
 #include "nodes/connector/channel_host.h"
@@ -52,30 +52,6 @@ constexpr std::uint32_t kOutboxPageEvents = 64;
 constexpr std::size_t kEventsInFlightPerPartitionMax = 1024;
 constexpr auto kWebhooksRefetchDelay = std::chrono::milliseconds(500);
 constexpr std::size_t kInboxMax = 100000;
-
-// Work handed to the dispatcher's thread from other threads. Bounded: at the
-// bound a completion is dropped and its event is delivered again after the
-// outbox is re-read (at least once).
-class Inbox {
- public:
-  bool post(std::function<void()> task) {
-    std::lock_guard lock(mutex_);
-    if (tasks_.size() >= kInboxMax) return false;
-    tasks_.push_back(std::move(task));
-    ready_.notify_one();
-    return true;
-  }
-  std::deque<std::function<void()>> take(Clock::time_point until) {
-    std::unique_lock lock(mutex_);
-    ready_.wait_until(lock, until, [&] { return !tasks_.empty(); });
-    return std::exchange(tasks_, {});
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable ready_;
-  std::deque<std::function<void()>> tasks_;
-};
 
 struct Stats {
   Counter& attempts =
@@ -522,7 +498,10 @@ class Dispatcher {
   StorageClient& storage_;
   Log& log_;
   Stats stats_;
-  Inbox inbox_;  // before sender_: the sender's thread posts here until it is stopped
+  // Work handed to the dispatcher's thread from other threads. At the bound a completion is
+  // dropped and its event is delivered again after the outbox is re-read (at least once).
+  // Before sender_: the sender's thread posts here until it is stopped.
+  TaskInbox inbox_{kInboxMax};
   HttpSender sender_;
   RetryPolicy policy_;
   UrlPolicy url_policy_;
@@ -543,15 +522,9 @@ void ConnectorNode::run(const std::atomic<bool>& stop) {
   std::optional<MetricsServer> metrics_server;
   if (auto port = self_.port("metrics")) metrics_server.emplace(metrics(), self_.host, *port);
 
-  std::vector<std::string> connectors;
-  for (const NodeSpec* node : topology_.with_role(NodeRole::kConnector))
-    connectors.push_back(node->name);
-  std::sort(connectors.begin(), connectors.end());
-  const auto position = static_cast<std::uint32_t>(
-      std::find(connectors.begin(), connectors.end(), self_.name) - connectors.begin());
-  std::vector<PartitionId> partitions;
-  for (PartitionId p = 0; p < topology_.partition_count; ++p)
-    if (p % connectors.size() == position) partitions.push_back(p);
+  const std::size_t connectors = topology_.with_role(NodeRole::kConnector).size();
+  std::vector<PartitionId> partitions =
+      topology_.partitions_read_by(NodeRole::kConnector, self_.name);
 
   std::vector<std::string> routers;
   for (const NodeSpec* node : topology_.with_role(NodeRole::kRouter))
@@ -572,7 +545,7 @@ void ConnectorNode::run(const std::atomic<bool>& stop) {
   if (host) host->start();
 
   log_.info("started", {{"partitions", partitions.size()},
-                        {"connectors", connectors.size()},
+                        {"connectors", connectors},
                         {"channels", host ? host->hosted_channels() : 0}});
   Dispatcher dispatcher(topology_, std::move(partitions), storage, log_);
   dispatcher.run(stop);

@@ -15,68 +15,47 @@ namespace {
 
 constexpr FailureCodes kMessageCodes{.conflict = "message_id_conflict"};
 
+// A message_id the locator does not know is looked up this many times, kLocatorRetryDelay apart
+// (about 300 ms in all), before the answer is 404: long enough for the routers to index a
+// message another frontend accepted just now.
+constexpr int kLocatorLookupTries = 3;
+constexpr std::chrono::milliseconds kLocatorRetryDelay{150};
+
+std::int64_t steady_now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
-// The message_id is claimed in the tenant first (its locator), so that one id
-// can never name messages in two conversations; only then is it appended.
-// Both steps are idempotent, so a client retrying after a 504 repeats both.
-// An append that storage refuses, and that names no stored message, releases
-// the claim, so a send to a mistyped conversation (or by a non-member) does not
-// take the id for good.
+// One replicated round: the append goes straight to the conversation's partition, which decides
+// the seq and the dedup verdict (per conversation). The id's locator entry is written behind the
+// committed log by the routers (nodes/router/locator_indexer.h); until then this frontend finds
+// the message through accepted_ (read-your-writes).
 void HttpApi::send_message(const ApiRequest& request, Call call) {
   auto parsed = parse_send_message(request.body, call.caller.tenant, call.caller.user(),
                                    message_limits_, ids::now_ms());
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
-  wire::AppendRequest append_request = std::get<wire::AppendRequest>(std::move(parsed));
-  const std::string key = wire::locator_key(call.caller.tenant, append_request.message_id);
-  const wire::LocateMessage locate{call.caller.tenant, append_request.message_id,
-                                   append_request.conversation_id};
-  storage_.command<Empty>(
-      key, wire::CommandKind::kLocateMessage, locate,
-      [this, call, append_request](StorageOutcome<Empty> outcome) mutable {
-        if (outcome.status == wire::Status::kConflict)
-          return refuse_taken_message_id(std::move(call), append_request.conversation_id);
-        if (!outcome.ok()) return call.respond(storage_error(outcome, kMessageCodes));
-        append(std::move(call), std::move(append_request));
-      },
-      call.trace_id);
-}
-
-// The id names a message in another conversation. Only someone who may write to the
-// conversation they named learns that (409); anyone else gets what the append would have
-// answered (404), so ids cannot be probed from outside a conversation.
-void HttpApi::refuse_taken_message_id(Call call, const std::string& conversation_id) {
-  storage_.query<wire::ConversationRecord>(
-      conversation_id, wire::QueryKind::kGetConversation,
-      wire::ConversationLookup{call.caller.tenant, conversation_id, call.caller.requester(), ""},
-      on_ok<wire::ConversationRecord>(call.respond,
-                                      [call](wire::ConversationRecord) {
-                                        call.respond(error_response(
-                                            409, "message_id_conflict",
-                                            "message_id is used in another conversation",
-                                            "message_id"));
-                                      }),
-      call.trace_id);
+  append(std::move(call), std::get<wire::AppendRequest>(std::move(parsed)));
 }
 
 void HttpApi::append(Call call, wire::AppendRequest append_request) {
   const auto started = std::chrono::steady_clock::now();
   const wire::Header header{wire::kWireVersion, wire::MessageType::kAppendRequest,
                             ids::next_request_id(), call.trace_id};
-  const wire::LocateMessage claim{call.caller.tenant, append_request.message_id,
-                                  append_request.conversation_id};
   routers_.submit(
       header.request_id, codec::encode(header, append_request),
-      [this, call, started, claim](wire::Status status, std::optional<codec::Frame> reply) {
+      [this, call, started](wire::Status status, std::optional<codec::Frame> reply) {
         auto unwrapped = unwrap_reply<wire::AppendReply>(
             status, reply, wire::MessageType::kAppendReply, kMessageCodes);
         if (auto* failure = std::get_if<ApiResponse>(&unwrapped)) {
           log_.debug("send_failed", {{"trace_id", call.trace_id}, {"status", failure->status}});
-          if (refusal_names_no_message(status, reply))
-            return release_claim(call, claim, std::move(*failure));
           return call.respond(std::move(*failure));
         }
         const auto& answer = std::get<wire::AppendReply>(unwrapped);
+        accepted_.remember(call.caller.tenant, answer.message_id, answer.conversation_id,
+                           steady_now_ms());
         ApiResponse response = json_response(202, {{"status", "accepted"},
                                                    {"message_id", answer.message_id},
                                                    {"conversation_id", answer.conversation_id},
@@ -89,40 +68,37 @@ void HttpApi::append(Call call, wire::AppendRequest append_request) {
       });
 }
 
-// Storage looked at the append and refused it for good (no such conversation, not a member,
-// not a recipient) and the id names no message there. Anything else (a timeout, no majority, a
-// conflict with a stored message) leaves the claim where it is.
-bool HttpApi::refusal_names_no_message(wire::Status status,
-                                       const std::optional<codec::Frame>& reply) {
-  if (status != wire::Status::kOk || !reply ||
-      reply->header().type != wire::MessageType::kAppendReply)
-    return false;
-  const auto answer = reply->body<wire::AppendReply>();
-  return answer && !answer->duplicate &&
-         (answer->status == wire::Status::kNotFound || answer->status == wire::Status::kInvalid);
-}
-
-// The client hears the refusal once the claim is released, so that a send it makes next (to the
-// right conversation) finds the id free. A release that fails leaves the id taken, as before.
-void HttpApi::release_claim(Call call, const wire::LocateMessage& claim, ApiResponse refusal) {
-  storage_.command<Empty>(
-      wire::locator_key(claim.tenant_id, claim.message_id), wire::CommandKind::kReleaseMessage,
-      claim,
-      [call, refusal = std::move(refusal)](StorageOutcome<Empty>) mutable {
-        call.respond(std::move(refusal));
-      },
-      call.trace_id);
-}
-
 void HttpApi::find_message(Call call, std::function<void(Call, std::string)> next) {
   const std::string& message_id = call.params[0];
   if (auto error = check_id(message_id, "message_id")) return call.respond(error_response(*error));
+  look_up_message(std::move(call), std::move(next), kLocatorLookupTries);
+}
+
+// The locator first (it names the conversation that holds the id for the whole tenant); when it
+// does not know the id yet, what this frontend accepted; when neither does, the locator again
+// after a short wait, since another frontend may have accepted it a moment ago and its entry is
+// on its way. The caller's tenant is part of every key, so nothing of another tenant is found.
+void HttpApi::look_up_message(Call call, std::function<void(Call, std::string)> next,
+                              int tries_left) {
+  const std::string message_id = call.params[0];
   storage_.query<std::string>(
       wire::locator_key(call.caller.tenant, message_id), wire::QueryKind::kFindMessage,
       wire::LocateMessage{call.caller.tenant, message_id, ""},
-      [call, next](StorageOutcome<std::string> outcome) {
-        if (!outcome.ok()) return call.respond(storage_error(outcome));
-        next(call, std::move(*outcome.value));
+      [this, call, next, tries_left, message_id](StorageOutcome<std::string> outcome) mutable {
+        if (outcome.ok()) return next(std::move(call), std::move(*outcome.value));
+        if (outcome.status != wire::Status::kNotFound)
+          return call.respond(storage_error(outcome));
+        if (auto accepted = accepted_.find(call.caller.tenant, message_id, steady_now_ms()))
+          return next(std::move(call), std::move(*accepted));
+        if (tries_left <= 1) return call.respond(storage_error(outcome));
+        auto respond = call.respond;
+        const bool scheduled = lookup_retries_.schedule(
+            kLocatorRetryDelay,
+            [this, call = std::move(call), next = std::move(next), tries_left]() mutable {
+              look_up_message(std::move(call), std::move(next), tries_left - 1);
+            });
+        // At the bound of waiting retries the answer is the one the locator gave.
+        if (!scheduled) respond(storage_error(outcome));
       },
       call.trace_id);
 }

@@ -68,6 +68,14 @@ constexpr std::uint32_t kUrlChecksQueuedMax = 16;
 constexpr std::int64_t kClientValidityTtlMs = 2000;
 constexpr std::size_t kClientValidityEntriesMax = 100000;
 
+// Messages this frontend accepted, kept for reads right after the 202 until the routers have
+// indexed them (tens of milliseconds while they run): a minute of sends, at most this many; at
+// the bound the oldest is forgotten.
+constexpr std::size_t kAcceptedMessagesMax = 100000;
+constexpr std::int64_t kAcceptedMessageAgeMaxMs = 60000;
+// Locator lookups waiting for their next try; at the bound a miss is answered 404 at once.
+constexpr std::size_t kLookupRetriesWaitingMax = 10000;
+
 std::int64_t now_s() {
   return ids::now_ms() / 1000;
 }
@@ -86,6 +94,8 @@ HttpApi::HttpApi(const Topology& topology, const NodeSpec& self, RouterClient& r
       logins_(topology.limits.login_concurrency_max, topology.limits.login_queue_max),
       url_checks_(kUrlCheckThreads, kUrlChecksQueuedMax),
       clients_(kClientValidityEntriesMax, kClientValidityTtlMs),
+      accepted_(kAcceptedMessagesMax, kAcceptedMessageAgeMaxMs),
+      lookup_retries_(kLookupRetriesWaitingMax),
       rate_limiter_(topology.limits.token_requests_per_s, topology.limits.token_burst),
       send_latency_(metrics().latency_histogram("chat4all_frontend_send_seconds",
                                                 "POST /v1/messages, request to 202")),

@@ -21,12 +21,14 @@
 #include <vector>
 
 #include "common/auth.h"
+#include "common/delayed_tasks.h"
 #include "common/json_log.h"
 #include "common/metrics.h"
 #include "common/router_client.h"
 #include "common/storage_client.h"
 #include "common/topology.h"
 #include "common/worker_pool.h"
+#include "nodes/frontend/accepted_messages.h"
 #include "nodes/frontend/api_support.h"
 #include "nodes/frontend/client_validity.h"
 #include "nodes/frontend/message_validation.h"
@@ -166,11 +168,8 @@ class HttpApi {
   void mark_message(Call call, const char* state);
   // Where the tenant's message `message_id` is stored: continues with its conversation_id.
   void find_message(Call call, std::function<void(Call, std::string)> next);
+  void look_up_message(Call call, std::function<void(Call, std::string)> next, int tries_left);
   void append(Call call, wire::AppendRequest append);
-  void refuse_taken_message_id(Call call, const std::string& conversation_id);
-  static bool refusal_names_no_message(wire::Status status,
-                                       const std::optional<codec::Frame>& reply);
-  void release_claim(Call call, const wire::LocateMessage& claim, ApiResponse refusal);
 
   // api_webhooks.cc
   void create_webhook(const ApiRequest& request, Call call);
@@ -191,6 +190,10 @@ class HttpApi {
   // apart from the logins so that a slow resolver cannot hold them up.
   WorkerPool url_checks_;
   ClientValidityCache clients_;
+  // What this frontend accepted lately, for reads right after a 202 (see AcceptedMessages).
+  AcceptedMessages accepted_;
+  // Locator lookups waiting to be tried again (find_message).
+  DelayedTasks lookup_retries_;
   RateLimiter rate_limiter_;
   Log log_{"http_api"};
   Histogram& send_latency_;

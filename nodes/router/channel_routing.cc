@@ -70,16 +70,10 @@ class ChannelRouting::Loop {
         log_(log),
         dispatcher_(topology.channels, DispatchLimits{}, std::random_device{}()),
         socket_(transport::context(), zmq::socket_type::router) {
-    std::vector<std::string> routers, names;
-    for (const NodeSpec* node : topology.with_role(NodeRole::kRouter)) {
+    std::vector<std::string> routers;
+    for (const NodeSpec* node : topology.with_role(NodeRole::kRouter))
       routers.push_back(node->zmq_address("rpc"));
-      names.push_back(node->name);
-    }
-    std::sort(names.begin(), names.end());
-    const auto position = static_cast<std::uint32_t>(
-        std::find(names.begin(), names.end(), self.name) - names.begin());
-    for (std::uint32_t p = 0; p < topology.partition_count; ++p)
-      if (p % names.size() == position) readers_[p];
+    for (std::uint32_t p : topology.partitions_read_by(NodeRole::kRouter, self.name)) readers_[p];
     client_ = std::make_unique<RouterClient>(routers, topology.limits.request_timeout_ms,
                                              topology.limits.pending_requests_max);
     storage_ = std::make_unique<StorageClient>(*client_);

@@ -16,6 +16,7 @@
 #include "common/transport.h"
 #include "nodes/router/channel_routing.h"
 #include "nodes/router/leader_cache.h"
+#include "nodes/router/locator_indexing.h"
 
 namespace chat4all::router {
 
@@ -116,6 +117,9 @@ void RouterNode::run(const std::atomic<bool>& stop) {
   }
   log_.info("listening", {{"rpc", transport::bind_address(self_, "rpc")},
                           {"storage_nodes", storage_sockets.size()}});
+  // Every router indexes message ids for its share of the partitions, channels or not.
+  LocatorIndexing locator_indexing(topology_, self_);
+  locator_indexing.start();
   std::optional<ChannelRouting> channel_routing;
   if (!topology_.channels.empty() && self_.port("channels")) {
     channel_routing.emplace(topology_, self_);

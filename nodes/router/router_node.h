@@ -15,6 +15,11 @@
 // attempts: at the deadline the frontend gets kTimeout; when kAttemptsMax
 // attempts failed first, it gets kUnavailable.
 //
+// Beside forwarding, every router writes the message locator of its share of
+// the partitions behind the committed log (LocatorIndexing), and, when the
+// topology declares channels and the router a "channels" endpoint, routes
+// messages to outside channels (ChannelRouting); each on a thread of its own.
+//
 // Threading: run() owns every socket on the calling thread until `stop`.
 #pragma once
 

@@ -226,8 +226,11 @@ void append_outbox(PartitionState& state, std::uint32_t partition, wire::OutboxE
   OutboxMeta meta = load<OutboxMeta>(state, outbox_meta_key(stream)).value_or(OutboxMeta{});
   event.index = meta.next_index++;
   char id[48];
-  std::snprintf(id, sizeof id, "%s_%08x_%016llx", stream == wire::kOutboxWebhooks ? "evt" : "route",
-                partition, static_cast<unsigned long long>(event.index));
+  const char* id_prefix = stream == wire::kOutboxWebhooks   ? "evt"
+                          : stream == wire::kOutboxChannels ? "route"
+                                                            : "locate";
+  std::snprintf(id, sizeof id, "%s_%08x_%016llx", id_prefix, partition,
+                static_cast<unsigned long long>(event.index));
   event.event_id = id;
   store(state, prefix + be64(event.index), event);
   // Bounded: without a dispatcher acknowledging, the oldest events go (counted and logged by
@@ -588,6 +591,33 @@ DomainResult release_message(PartitionState& state, const wire::LocateMessage& b
   return ok_empty();
 }
 
+// Written behind the committed log by the routers' locator indexers, from the locator outbox
+// of the partitions that stored the messages. Replays change nothing; the first conversation
+// indexed under an id keeps it.
+DomainResult index_messages(PartitionState& state, const wire::IndexMessages& body) {
+  if (body.entries.size() > wire::kIndexMessagesEntriesMax)
+    return fail(Status::kInvalid, "more than " + std::to_string(wire::kIndexMessagesEntriesMax) +
+                                      " locator entries in one command");
+  for (const auto& entry : body.entries)
+    if (entry.tenant_id.empty() || entry.message_id.empty() || entry.conversation_id.empty())
+      return fail(Status::kInvalid,
+                  "a locator entry needs tenant_id, message_id and conversation_id");
+  wire::IndexMessagesResult result;
+  for (const auto& entry : body.entries) {
+    const std::string key = locator_record_key(entry.tenant_id, entry.message_id);
+    auto existing = state.get(key);
+    if (!existing) {
+      state.put(key, entry.conversation_id);
+      ++result.added;
+    } else if (*existing == entry.conversation_id) {
+      ++result.replayed;
+    } else {
+      result.conflicts.push_back({entry, *existing});
+    }
+  }
+  return ok(result);
+}
+
 DomainResult ack_outbox(PartitionState& state, const wire::AckOutbox& body) {
   if (body.stream >= wire::kOutboxStreams) return fail(Status::kInvalid, "no such outbox stream");
   OutboxMeta meta = load<OutboxMeta>(state, outbox_meta_key(body.stream)).value_or(OutboxMeta{});
@@ -809,6 +839,10 @@ DomainResult apply_command(PartitionState& state, std::uint32_t partition,
       CHAT4ALL_BODY(wire::LocateMessage, body);
       return release_message(state, *body);
     }
+    case Kind::kIndexMessages: {
+      CHAT4ALL_BODY(wire::IndexMessages, body);
+      return index_messages(state, *body);
+    }
     case Kind::kAckOutbox: {
       CHAT4ALL_BODY(wire::AckOutbox, body);
       return ack_outbox(state, *body);
@@ -1004,6 +1038,12 @@ std::vector<std::string> note_appended(PartitionState& state, std::uint32_t part
   outbox.state = wire::kStateSent;
   outbox.at_ms = message.stored_at_ms;
   append_outbox(state, partition, outbox, dropped);
+  // Its locator entry, indexed behind the log (kIndexMessages) so that the send needs one
+  // replicated round only.
+  wire::OutboxEvent locate = outbox;
+  locate.type = "message.locate";
+  locate.state.clear();
+  append_outbox(state, partition, std::move(locate), dropped, wire::kOutboxLocator);
   // No choice means every channel.
   const bool only_internal =
       !message.channels.empty() &&

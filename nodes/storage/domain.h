@@ -57,7 +57,9 @@ struct DomainResult {
 // Unacknowledged events per partition and stream. At the bound the oldest is dropped: the node
 // counts it (chat4all_storage_outbox_events_dropped_total) and logs it at warn, and each webhook
 // that would have been sent it gets a `failed` delivery record saying so, when the tenant's
-// records live in the same partition (elsewhere only the count and the log tell).
+// records live in the same partition (elsewhere only the count and the log tell). A locator
+// entry dropped so leaves its message unknown to GET /v1/messages/{id} (its conversation still
+// holds it); it takes kOutboxEventsMax messages stored while no indexer runs.
 inline constexpr std::uint64_t kOutboxEventsMax = 100000;
 inline constexpr std::uint64_t kHorizonStepMax = 10000;  // messages one horizon move covers
 
@@ -72,9 +74,10 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
 // when none were named). kOk, or the refusal.
 DomainResult check_append(const PartitionState& state, wire::AppendRequest& append);
 
-// After a new message is stored: its outbox event and hint, and, with
-// `route_to_channels` and a channel choice other than only "internal", its
-// entry on the channel outbox. Returns the ids of outbox events dropped to make
+// After a new message is stored: its outbox event and hint, its locator entry
+// (the locator outbox, which the routers' indexers turn into kIndexMessages on
+// the locator partitions), and, with `route_to_channels` and a channel choice
+// other than only "internal", its entry on the channel outbox. Returns the ids of outbox events dropped to make
 // room (see kOutboxEventsMax).
 std::vector<std::string> note_appended(PartitionState& state, std::uint32_t partition,
                                        const wire::StoredMessage& message,

@@ -426,11 +426,17 @@ async function main() {
       assert.equal(r.json.message_id, m1);
       assert.equal(r.headers['idempotent-replayed'], 'true');
     });
-    await runner.check('the same message_id with other content or elsewhere: 409', async () => {
+    await runner.check('the same message_id with other content in the conversation: 409', async () => {
       await api.error('POST', '/v1/messages', { token: a.token, body: { message_id: m1, conversation_id: s.private, payload: { type: 'text', text: 'changed' } } },
         { status: 409, code: 'message_id_conflict', field: 'message_id' });
-      await api.error('POST', '/v1/messages', { token: a.token, body: { message_id: m1, conversation_id: s.group, payload: { type: 'text', text: 'hello 1' } } },
-        { status: 409, code: 'message_id_conflict', field: 'message_id' });
+    });
+    await runner.check('GET /v1/messages/{id} right after the 202', async () => {
+      const id = `m-${run}-read-own`;
+      const other = await api.call('POST', '/v1/conversations', { token: a.token, body: { type: 'group', members: [b.id] }, expect: 201 });
+      await send(a.token, { message_id: id, conversation_id: other.json.conversation_id, payload: { type: 'text', text: 'read me now' } });
+      const got = await api.call('GET', `/v1/messages/${id}`, { token: b.token, expect: 200 });
+      assert.equal(got.json.conversation_id, other.json.conversation_id);
+      assert.equal(got.json.payload.text, 'read me now');
     });
     await runner.check('send without a message_id: one is made, seq 2', async () => {
       const r = await send(a.token, { conversation_id: s.private, payload: { type: 'text', text: 'hello 2' } });
@@ -516,6 +522,19 @@ async function main() {
       assert.deepEqual(m.json.payload, { type: 'file', file_id: `f-${run}.pdf` });
       await api.error('POST', '/v1/messages', { token: a.token, body: { conversation_id: conversation, payload: { type: 'file' } } }, { status: 400, field: 'payload.file_id' });
       await api.error('POST', '/v1/messages', { token: a.token, body: { conversation_id: conversation, payload: { type: 'file', file_id: 'bad id!' } } }, { status: 400, field: 'payload.file_id' });
+    });
+    // One replicated round per send: deduplication is per conversation. Last in this section, well
+    // after m1 was sent, so that m1 is the one indexed first; the locator keeps the first indexed.
+    await runner.check('the same message_id in another conversation: stored there; the id keeps naming the first', async () => {
+      const other = await api.call('POST', '/v1/conversations', { token: a.token, body: { type: 'group', members: [b.id] }, expect: 201 });
+      const elsewhere = await send(a.token, { message_id: m1, conversation_id: other.json.conversation_id, payload: { type: 'text', text: 'hello 1' } });
+      assert.equal(elsewhere.json.conversation_id, other.json.conversation_id);
+      assert.equal(elsewhere.json.seq, 1);
+      assert.equal(elsewhere.headers['idempotent-replayed'], undefined, 'not a replay');
+      const history = await api.call('GET', `/v1/conversations/${other.json.conversation_id}/messages`, { token: b.token, expect: 200 });
+      assert.deepEqual(history.json.messages.map((m) => m.message_id), [m1]);
+      const got = await api.call('GET', `/v1/messages/${m1}`, { token: a.token, expect: 200 });
+      assert.equal(got.json.conversation_id, s.private);
     });
   }
 

@@ -57,7 +57,7 @@ const clients = new Map();        // tenant/client -> client
 const conversations = new Map();  // id -> conversation
 const privates = new Map();       // tenant/a/b -> conversation id
 const keyedGroups = new Map();    // tenant/role/subject/Idempotency-Key -> conversation id
-const messageIndex = new Map();   // tenant/message_id -> message
+const messageIndex = new Map();   // tenant/message_id -> the first message stored under it
 const webhooks = new Map();       // id -> webhook
 const tokens = new Map();         // token -> claims
 const buckets = new Map();        // token -> {tokens, at}
@@ -605,7 +605,9 @@ route('POST', '/v1/messages', (req, auth) => {
     to = [...new Set(b.to)];
   }
   const fingerprint = JSON.stringify([conversationId, b.to ?? null, b.channels ?? null, b.payload, b.metadata ?? null, sender]);
-  const existing = messageIndex.get(`${auth.tenant}/${messageId}`);
+  // Deduplication is per conversation; the id's locator (messageIndex) keeps the first message.
+  c.byMessageId ??= new Map();
+  const existing = c.byMessageId.get(messageId);
   if (existing) {
     if (existing.fingerprint !== fingerprint) throw new HttpError(409, 'message_id_conflict', `message_id ${messageId} names another message`, 'message_id');
     return [202, { status: 'accepted', message_id: messageId, conversation_id: conversationId, seq: existing.seq }, { 'idempotent-replayed': 'true' }];
@@ -616,7 +618,8 @@ route('POST', '/v1/messages', (req, auth) => {
     states: new Map(to.map((r) => [r, [{ state: 'SENT', at: now() }]])), fingerprint,
   };
   c.messages.push(m);
-  messageIndex.set(`${auth.tenant}/${messageId}`, m);
+  c.byMessageId.set(messageId, m);
+  if (!messageIndex.has(`${auth.tenant}/${messageId}`)) messageIndex.set(`${auth.tenant}/${messageId}`, m);
   stored(c, m);
   return [202, { status: 'accepted', message_id: messageId, conversation_id: conversationId, seq: m.seq }];
 });

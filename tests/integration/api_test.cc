@@ -194,9 +194,12 @@ TEST_F(ApiTest, SameMessageIdIsStoredOnce) {
   EXPECT_EQ(other.json()["seq"].get<int>(), 2);
   expect_api_error(cluster_->send_text(alice_, conversation, "different text", id_1), 409,
                    "message_id_conflict", "message_id");
-  // A message_id is unique in the tenant: the same one in another conversation is refused.
-  expect_api_error(cluster_->send_text(alice_, conversation_, "once", id_1), 409,
-                   "message_id_conflict", "message_id");
+  // Deduplication is per conversation: the same id in another conversation is another message
+  // there (one replicated round per send; docs/api.md).
+  auto elsewhere = cluster_->send_text(alice_, conversation_, "once", id_1);
+  ASSERT_EQ(elsewhere.status, 202) << elsewhere.body;
+  EXPECT_EQ(elsewhere.json()["conversation_id"], conversation_);
+  EXPECT_EQ(elsewhere.headers.count("idempotent-replayed"), 0u);
 
   auto history = cluster_->history(alice_, conversation);
   ASSERT_EQ(history.status, 200);

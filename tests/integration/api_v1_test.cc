@@ -6,6 +6,7 @@
 
 #include <future>
 #include <set>
+#include <thread>
 
 #include "common/auth.h"
 #include "common/ids.h"
@@ -422,17 +423,19 @@ TEST_F(ApiV1Test, AMessageIdIsTakenOnlyByAStoredMessage) {
   body["to"] = {"bob"};
   body["metadata"] = {{"n", 1}};
   EXPECT_EQ(send(alice_, body), message_id) << "a refused send must not keep the id";
+  // Found by id right after the 202, before or after the routers indexed it.
+  const auto found = call("GET", "/v1/messages/" + message_id, bob_);
+  ASSERT_EQ(found.status, 200) << found.body;
+  EXPECT_EQ(found.json()["conversation_id"], id);
 
-  // Someone who cannot see that conversation learns nothing of the id: 404, not 409.
+  // Someone who cannot see that conversation learns nothing of the id.
   const std::string alone = group(bob_, {"bob"});
-  json probe = text(alone, "whose id is this?");
-  probe["message_id"] = message_id;
-  EXPECT_EQ(call("POST", "/v1/messages", bob_, probe).status, 409) << "bob is in both";
   json outsider = text(id, "not mine");
   outsider["message_id"] = "other-" + ids::new_trace_id();
   EXPECT_EQ(send(alice_, outsider), outsider["message_id"]);
   outsider["conversation_id"] = alone;
   expect_api_error(call("POST", "/v1/messages", alice_, outsider), 404, "not_found");
+  expect_api_error(call("GET", "/v1/messages/" + message_id, carol_), 404, "not_found");
 
   // The same content again: replayed, whatever the order of the sets, after bob left too.
   ASSERT_EQ(call("DELETE", "/v1/conversations/" + id + "/members/bob", bob_).status, 204);
@@ -449,6 +452,50 @@ TEST_F(ApiV1Test, AMessageIdIsTakenOnlyByAStoredMessage) {
   expect_api_error(call("POST", "/v1/messages", alice_, changed), 409, "message_id_conflict",
                    "message_id");
   EXPECT_EQ(call("GET", "/v1/messages/" + message_id, alice_).json()["metadata"], body["metadata"]);
+}
+
+// One replicated round per send: deduplication is per conversation, so an id reused in another
+// conversation of the tenant is stored there too, and the id's locator (written behind the log)
+// stays with the message indexed first, which GET /v1/messages/{id} keeps answering.
+TEST_F(ApiV1Test, AnIdReusedInAnotherConversationIsStoredAndTheFirstKeepsTheLocator) {
+  const auto wait_for_metric = [](const std::string& name, double at_least) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (cluster_->metric("router-1", name) < at_least &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return cluster_->metric("router-1", name) >= at_least;
+  };
+  const std::string first = group(alice_, {"bob"});
+  const std::string second = group(bob_, {"bob"});
+  const std::string message_id = "reused-" + ids::new_trace_id();
+  const double added = cluster_->metric("router-1", "chat4all_router_locator_entries_added_total");
+  json body = text(first, "the first");
+  body["message_id"] = message_id;
+  EXPECT_EQ(send(alice_, body), message_id);
+  ASSERT_TRUE(wait_for_metric("chat4all_router_locator_entries_added_total", added + 1))
+      << "the router did not index the message";
+
+  const double conflicts = cluster_->metric("router-1", "chat4all_router_locator_conflicts_total");
+  json again = text(second, "the same id elsewhere");
+  again["message_id"] = message_id;
+  const auto reused = call("POST", "/v1/messages", bob_, again);
+  ASSERT_EQ(reused.status, 202) << reused.body;
+  EXPECT_EQ(reused.json()["conversation_id"], second);
+  EXPECT_EQ(reused.json()["seq"], 1);
+  EXPECT_EQ(reused.headers.count("idempotent-replayed"), 0u);
+  ASSERT_TRUE(wait_for_metric("chat4all_router_locator_conflicts_total", conflicts + 1))
+      << "the reuse was not counted as a locator conflict";
+
+  // Both messages are stored, each in its conversation ...
+  const auto history = cluster_->history(bob_, second);
+  ASSERT_EQ(history.status, 200) << history.body;
+  ASSERT_EQ(history.json()["messages"].size(), 1u);
+  EXPECT_EQ(history.json()["messages"][0]["message_id"], message_id);
+  // ... and the id names the first one.
+  const auto got = call("GET", "/v1/messages/" + message_id, bob_);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_EQ(got.json()["conversation_id"], first);
+  EXPECT_EQ(got.json()["payload"]["text"], "the first");
 }
 
 // What no parser may choke on: JSON nested without end, a request head over the bound. Both get

@@ -104,17 +104,27 @@ class RouterHarness {
     return id;
   }
 
-  // The next request any fake storage node receives within `bound`.
+  // The next request of the test's frontend (appends and reads) any fake storage node receives
+  // within `bound`. Commands and queries are the router's own work beside forwarding (its
+  // locator indexing reads outboxes): left unanswered, as from storage that is busy.
   Arrival next_arrival(std::chrono::milliseconds bound) {
+    const auto deadline = Clock::now() + bound;
     std::vector<zmq::pollitem_t> items;
     for (auto& storage : storage_) items.push_back({storage.socket().handle(), 0, ZMQ_POLLIN, 0});
-    if (transport::poll(items.data(), items.size(), bound) <= 0) return {};
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      if (!(items[i].revents & ZMQ_POLLIN)) continue;
-      auto frames = transport::receive_multipart(storage_[i].socket());
-      if (frames.size() == 3) return {storage_[i].name(), std::move(frames)};
+    while (true) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() < 0 || transport::poll(items.data(), items.size(), left) <= 0) return {};
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        if (!(items[i].revents & ZMQ_POLLIN)) continue;
+        auto frames = transport::receive_multipart(storage_[i].socket());
+        if (frames.size() != 3) continue;
+        Arrival arrival{storage_[i].name(), std::move(frames)};
+        const wire::MessageType type = arrival.header().type;
+        if (type == wire::MessageType::kAppendRequest || type == wire::MessageType::kReadRequest)
+          return arrival;
+      }
     }
-    return {};
   }
 
   // `from` answers `arrival` (which need not have reached `from`) with `reply`.

@@ -7,30 +7,15 @@
 #include <map>
 
 #include "common/codec.h"
+#include "tests/unit/memory_partition_state.h"
 
 namespace chat4all::storage {
 namespace {
 
 using wire::Status;
 
-class MemoryState final : public PartitionState {
+class MemoryState final : public unit::MemoryRecords {
  public:
-  std::optional<std::string> get(std::string_view key) const override {
-    auto it = records.find(std::string(key));
-    if (it == records.end()) return std::nullopt;
-    return it->second;
-  }
-  void put(std::string_view key, std::string_view value) override {
-    records[std::string(key)] = std::string(value);
-  }
-  void erase(std::string_view key) override { records.erase(std::string(key)); }
-  void scan(std::string_view prefix, std::string_view after, const Visit& visit) const override {
-    for (auto it = records.lower_bound(std::string(after.empty() ? prefix : after));
-         it != records.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
-      if (!after.empty() && it->first == after) continue;
-      if (!visit(it->first, it->second)) return;
-    }
-  }
   std::optional<wire::StoredMessage> message(std::string_view conversation,
                                              std::uint64_t seq) const override {
     auto it = messages.find({std::string(conversation), seq});
@@ -67,7 +52,6 @@ class MemoryState final : public PartitionState {
     return check;
   }
 
-  std::map<std::string, std::string> records;
   std::map<std::pair<std::string, std::uint64_t>, wire::StoredMessage> messages;
   std::map<std::string, std::uint64_t> heads;
 };
@@ -340,9 +324,11 @@ TEST(DomainTest, OutboxOverflowDropsTheOldestAndRecordsItForTheWebhooksThatMisse
   // One more: the oldest unacknowledged event of each stream goes, and says so.
   const DomainResult full = state.append(message("acme", "c", "m_last", "alice"), 20);
   ASSERT_EQ(full.status, Status::kOk);
-  ASSERT_EQ(full.outbox_dropped.size(), 2u);  // the webhook event and the channel route
+  // The webhook event, the locator entry and the channel route.
+  ASSERT_EQ(full.outbox_dropped.size(), 3u);
   EXPECT_EQ(full.outbox_dropped[0], "evt_00000007_0000000000000001");
-  EXPECT_EQ(full.outbox_dropped[1], "route_00000007_0000000000000001");
+  EXPECT_EQ(full.outbox_dropped[1], "locate_00000007_0000000000000001");
+  EXPECT_EQ(full.outbox_dropped[2], "route_00000007_0000000000000001");
   EXPECT_EQ(query_ok<std::vector<wire::OutboxEvent>>(state, wire::QueryKind::kReadOutbox,
                                                      wire::ReadOutbox{7, 0, 1})
                 .front()
@@ -602,8 +588,10 @@ TEST(DomainTest, HistoryPagesBackwardAndSinceATime) {
   EXPECT_TRUE(read_history(state, request, 500).messages.empty());
 }
 
-// A claim made for a refused append is released, but only the claim for that conversation.
-TEST(DomainTest, AReleasedClaimFreesTheMessageIdOnlyForItsConversation) {
+// Logs written before the locator moved behind the log hold claims and releases; they are
+// applied as they were. A claim made for a refused append is released, but only the claim for
+// that conversation.
+TEST(DomainTest, ClaimsOfOlderLogsAreReleasedOnlyForTheirConversation) {
   MemoryState state;
   auto claim = [&](const char* conversation) {
     return command(state, "l", wire::CommandKind::kLocateMessage,
@@ -627,31 +615,106 @@ TEST(DomainTest, AReleasedClaimFreesTheMessageIdOnlyForItsConversation) {
             "c1");
 }
 
-TEST(DomainTest, AMessageIdBelongsToOneConversationOfItsTenant) {
+// A stored message puts its locator entry on the locator outbox, and only there: the locator
+// itself is written later, by kIndexMessages, once the append is committed.
+TEST(DomainTest, AStoredMessageIsIndexedBehindTheLogThroughTheLocatorOutbox) {
   MemoryState state;
-  EXPECT_EQ(command(state, "l", wire::CommandKind::kLocateMessage,
-                    wire::LocateMessage{"acme", "m1", "c1"})
+  command(state, "c", wire::CommandKind::kCreateConversation,
+          wire::CreateConversation{conversation("acme", "c", {"alice", "bob"})});
+  ASSERT_EQ(state.append(message("acme", "c", "m1", "alice"), 10).status, Status::kOk);
+  ASSERT_EQ(state.append(message("acme", "c", "m2", "alice"), 11).status, Status::kOk);
+  // Not findable yet: nothing was written in front of the append.
+  const wire::LocateMessage lookup_m1{"acme", "m1", ""};
+  EXPECT_EQ(run_query(state, wire::QueryRequest{"k", wire::QueryKind::kFindMessage,
+                                                codec::pack_body(lookup_m1)})
                 .status,
-            Status::kOk);
-  EXPECT_EQ(command(state, "l", wire::CommandKind::kLocateMessage,
-                    wire::LocateMessage{"acme", "m1", "c1"})
-                .status,
-            Status::kOk);  // a retry
-  EXPECT_EQ(command(state, "l", wire::CommandKind::kLocateMessage,
-                    wire::LocateMessage{"acme", "m1", "c2"})
-                .status,
-            Status::kConflict);
-  EXPECT_EQ(command(state, "l", wire::CommandKind::kLocateMessage,
-                    wire::LocateMessage{"other", "m1", "c2"})
-                .status,
-            Status::kOk);
+            Status::kNotFound);
+  auto entries = query_ok<std::vector<wire::OutboxEvent>>(
+      state, wire::QueryKind::kReadOutbox, wire::ReadOutbox{7, 0, 100, wire::kOutboxLocator});
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].type, "message.locate");
+  EXPECT_EQ(entries[0].tenant_id, "acme");
+  EXPECT_EQ(entries[0].message_id, "m1");
+  EXPECT_EQ(entries[0].conversation_id, "c");
+  EXPECT_EQ(entries[0].seq, 1u);
+  EXPECT_EQ(entries[0].event_id, "locate_00000007_0000000000000001");
+  EXPECT_EQ(entries[1].message_id, "m2");
+
+  // What an indexer does with them: one command for the locator partition, then the ack.
+  wire::IndexMessages index;
+  for (const auto& entry : entries)
+    index.entries.push_back({entry.tenant_id, entry.message_id, entry.conversation_id});
+  auto result =
+      codec::unpack_body<wire::IndexMessagesResult>(
+          command(state, "#partition:7", wire::CommandKind::kIndexMessages, index).body)
+          .value();
+  EXPECT_EQ(result.added, 2u);
+  EXPECT_EQ(query_ok<std::string>(state, wire::QueryKind::kFindMessage,
+                                  wire::LocateMessage{"acme", "m2", ""}),
+            "c");
+  command(state, "#partition:7", wire::CommandKind::kAckOutbox,
+          wire::AckOutbox{7, 2, wire::kOutboxLocator});
+  EXPECT_TRUE(
+      query_ok<std::vector<wire::OutboxEvent>>(state, wire::QueryKind::kReadOutbox,
+                                               wire::ReadOutbox{7, 0, 100, wire::kOutboxLocator})
+          .empty());
+  // The other streams are untouched by that acknowledgement.
+  EXPECT_EQ(query_ok<std::vector<wire::OutboxEvent>>(state, wire::QueryKind::kReadOutbox,
+                                                     wire::ReadOutbox{7, 0, 100})
+                .size(),
+            2u);
+  wire::AppendRequest tenantless = message("", "bare", "m3", "alice");
+  ASSERT_EQ(state.append(tenantless, 12).status, Status::kOk);
+  EXPECT_TRUE(
+      query_ok<std::vector<wire::OutboxEvent>>(state, wire::QueryKind::kReadOutbox,
+                                               wire::ReadOutbox{7, 0, 100, wire::kOutboxLocator})
+          .empty())
+      << "a message without a tenant has no locator";
+}
+
+// The first conversation indexed under an id keeps it; a replay changes nothing; another tenant's
+// id is another id.
+TEST(DomainTest, IndexingKeepsTheFirstConversationOfAnIdAndReportsTheRest) {
+  MemoryState state;
+  auto index = [&](std::vector<wire::LocateMessage> entries) {
+    DomainResult result = command(state, "#partition:3", wire::CommandKind::kIndexMessages,
+                                  wire::IndexMessages{std::move(entries)});
+    EXPECT_EQ(result.status, Status::kOk) << result.detail;
+    return codec::unpack_body<wire::IndexMessagesResult>(result.body)
+        .value_or(wire::IndexMessagesResult{});
+  };
+  auto first = index({{"acme", "m1", "c1"}, {"acme", "m2", "c1"}, {"acme", "m1", "c2"}});
+  EXPECT_EQ(first.added, 2u);
+  ASSERT_EQ(first.conflicts.size(), 1u);
+  EXPECT_EQ(first.conflicts[0].refused.conversation_id, "c2");
+  EXPECT_EQ(first.conflicts[0].held_by, "c1");
+  auto replay = index({{"acme", "m1", "c1"}, {"acme", "m2", "c1"}, {"other", "m1", "c2"}});
+  EXPECT_EQ(replay.added, 1u);  // the other tenant's m1
+  EXPECT_EQ(replay.replayed, 2u);
+  EXPECT_TRUE(replay.conflicts.empty());
   EXPECT_EQ(query_ok<std::string>(state, wire::QueryKind::kFindMessage,
                                   wire::LocateMessage{"acme", "m1", ""}),
             "c1");
+  EXPECT_EQ(query_ok<std::string>(state, wire::QueryKind::kFindMessage,
+                                  wire::LocateMessage{"other", "m1", ""}),
+            "c2");
   EXPECT_EQ(run_query(state, wire::QueryRequest{"l", wire::QueryKind::kFindMessage,
                                                 codec::pack_body(wire::LocateMessage{"x", "m1"})})
                 .status,
             Status::kNotFound);
+  // An entry that names no conversation refuses the whole command, which changes nothing.
+  DomainResult bad = command(state, "#partition:3", wire::CommandKind::kIndexMessages,
+                             wire::IndexMessages{{{"acme", "m9", "c1"}, {"acme", "m8", ""}}});
+  EXPECT_EQ(bad.status, Status::kInvalid);
+  const wire::LocateMessage m9{"acme", "m9", ""};
+  EXPECT_EQ(run_query(state, wire::QueryRequest{"l", wire::QueryKind::kFindMessage,
+                                                codec::pack_body(m9)})
+                .status,
+            Status::kNotFound);
+  wire::IndexMessages too_many;
+  too_many.entries.assign(wire::kIndexMessagesEntriesMax + 1, {"acme", "m", "c1"});
+  EXPECT_EQ(command(state, "#partition:3", wire::CommandKind::kIndexMessages, too_many).status,
+            Status::kInvalid);
 }
 
 TEST(DomainTest, MalformedBodiesAreRefusedWithoutChange) {
