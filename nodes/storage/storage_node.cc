@@ -369,8 +369,12 @@ void StorageNode::propose(std::vector<zmq::message_t>& frames, const wire::Heade
   }
   Partition& partition = *it->second;
   if (store_.nearly_full()) {
-    // A retry of a message stored before is answered as stored: it needs no write.
-    if (!waiting.command && partition.replica->can_serve_reads() && !reads_must_wait()) {
+    // A retry of a message stored before is answered as stored: it needs no
+    // write. The tables must hold everything answered to find it: until then
+    // it waits like a read.
+    if (!waiting.command && partition.replica->can_serve_reads() && defer_read(frames, header))
+      return;
+    if (!waiting.command && partition.replica->can_serve_reads()) {
       if (auto seq = store_.stored_seq(partition_id, command.append)) {
         stats_->duplicates.add();
         wire::Header reply_header{wire::kWireVersion, wire::MessageType::kAppendReply,
