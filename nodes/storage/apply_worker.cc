@@ -12,9 +12,9 @@ ApplyWorker::ApplyWorker(MessageStore& store, Limits limits)
     : store_(store),
       limits_(limits),
       wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
-      apply_seconds_(metrics().latency_histogram(
-          "chat4all_storage_apply_seconds",
-          "Time from an apply transaction's first turn to its commit (behind the write-ahead log)")),
+      apply_seconds_(metrics().latency_histogram("chat4all_storage_apply_seconds",
+                                                 "Time from an apply transaction's first turn to "
+                                                 "its commit (behind the write-ahead log)")),
       backlog_gauge_(metrics().gauge(
           "chat4all_storage_apply_backlog_bytes",
           "Bytes of entries and snapshots handed to the apply thread, not yet committed")),
@@ -50,9 +50,8 @@ void ApplyWorker::push(Job job) {
   const std::size_t bytes = bytes_of(job);
   std::unique_lock lock(mutex_);
   // Backpressure: the loop waits rather than queueing without bound.
-  drained_.wait(lock, [&] {
-    return backlog_bytes_ < limits_.backlog_bytes_max || stopping_ || failure_;
-  });
+  drained_.wait(
+      lock, [&] { return backlog_bytes_ < limits_.backlog_bytes_max || stopping_ || failure_; });
   backlog_bytes_ += bytes;
   backlog_gauge_.set(static_cast<std::int64_t>(backlog_bytes_));
   queue_.push_back(std::move(job));
@@ -228,8 +227,7 @@ void ApplyWorker::run() {
       durable_wal_position_ = std::max(durable_wal_position_, committed_position);
       committed_position = open_position;
     }
-    apply_seconds_.observe(
-        std::chrono::duration<double>(Clock::now() - apply_started).count());
+    apply_seconds_.observe(std::chrono::duration<double>(Clock::now() - apply_started).count());
     batches_.add();
     open_jobs_.clear();
     open_bytes = 0;

@@ -66,7 +66,7 @@ class ApplyWorker {
   struct Applied {
     PartitionId partition = 0;
     std::uint64_t first_index = 0;
-    std::vector<std::uint64_t> terms;      // of the entries, in index order
+    std::vector<std::uint64_t> terms;     // of the entries, in index order
     std::vector<AppendOutcome> outcomes;  // one per entry
   };
   struct Done {

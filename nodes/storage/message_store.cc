@@ -354,8 +354,8 @@ MessageStore::MessageStore(const Options& options) : options_(options) {
     // holds (ApplyWorker lets the log forget a commit's records only once
     // the commit after it has returned, and that one's fsync carried the
     // earlier meta page). No NOSYNC, no WRITEMAP.
-    check(mdb_env_open(env_, options_.directory.c_str(),
-                       MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMETASYNC, 0640),
+    check(mdb_env_open(env_, options_.directory.c_str(), MDB_NOTLS | MDB_NORDAHEAD | MDB_NOMETASYNC,
+                       0640),
           ("open LMDB at " + options_.directory.string()).c_str());
     MDB_envinfo info{};
     mdb_env_info(env_, &info);

@@ -96,11 +96,11 @@ struct StorageNode::Stats {
       "chat4all_storage_proposal_seconds",
       "From a client's proposal to its answer on the leader: replication to a majority, the "
       "write-ahead log and the apply");
-  Counter& reads_deferred = metrics().counter(
-      "chat4all_storage_reads_deferred_total",
-      "Reads held until the tables hold every entry already answered");
-  Gauge& wal_bytes = metrics().gauge("chat4all_storage_wal_bytes",
-                                     "Bytes the write-ahead log's file uses");
+  Counter& reads_deferred =
+      metrics().counter("chat4all_storage_reads_deferred_total",
+                        "Reads held until the tables hold every entry already answered");
+  Gauge& wal_bytes =
+      metrics().gauge("chat4all_storage_wal_bytes", "Bytes the write-ahead log's file uses");
 };
 
 StorageNode::StorageNode(const Topology& topology, const NodeSpec& self)
@@ -387,10 +387,10 @@ void StorageNode::propose(std::vector<zmq::message_t>& frames, const wire::Heade
       }
     }
     if (!waiting.command) stats_->failed_appends.add();
-    error_reply(frames[0], frames[1], header,
-                {wire::Status::kStorageFull,
-                 "the LMDB map is near its configured maximum; nothing was written", "",
-                 partition_id, 0});
+    error_reply(
+        frames[0], frames[1], header,
+        {wire::Status::kStorageFull,
+         "the LMDB map is near its configured maximum; nothing was written", "", partition_id, 0});
     return;
   }
   if (applier_->over_soft_limit()) {
@@ -651,9 +651,8 @@ void StorageNode::answer(Partition& partition, Waiting& client, std::uint64_t en
                         client.header.request_id, client.header.trace_id};
     reply(client.peer, client.token,
           codec::encode(header, wire::AppendReply{outcome.status, client.conversation_id,
-                                                  client.message_id, outcome.seq,
-                                                  outcome.duplicate, outcome.detail,
-                                                  outcome.field}));
+                                                  client.message_id, outcome.seq, outcome.duplicate,
+                                                  outcome.detail, outcome.field}));
   }
 }
 
@@ -667,9 +666,9 @@ bool StorageNode::reads_must_wait() const {
 bool StorageNode::defer_read(std::vector<zmq::message_t>& frames, const wire::Header& header) {
   if (!reads_must_wait()) return false;
   if (deferred_reads_.size() >= kDeferredReadsMax) {
-    error_reply(frames[0], frames[1], header,
-                {wire::Status::kUnavailable, "too many reads wait for the apply thread; retry", "",
-                 0, 0});
+    error_reply(
+        frames[0], frames[1], header,
+        {wire::Status::kUnavailable, "too many reads wait for the apply thread; retry", "", 0, 0});
     return true;
   }
   stats_->reads_deferred.add();

@@ -48,8 +48,8 @@ struct WalPartitionRecord {
 bool must_be_durable(const consensus::Ready& ready);
 
 // The record of one turn, for the partitions whose Ready must be durable.
-std::string encode_wal_record(const std::vector<std::pair<std::uint32_t, const consensus::Ready*>>&
-                                  partitions);
+std::string encode_wal_record(
+    const std::vector<std::pair<std::uint32_t, const consensus::Ready*>>& partitions);
 // Throws std::runtime_error on a record that does not decode.
 std::vector<WalPartitionRecord> decode_wal_record(std::string_view bytes);
 

@@ -135,7 +135,8 @@ class Cluster {
                              codec::pack_body(wire::ReadOutbox{p, 0, 1024, wire::kOutboxLocator})});
       const auto events = codec::unpack_body<std::vector<wire::OutboxEvent>>(result.body);
       ASSERT_TRUE(events.has_value());
-      for (const auto& event : *events) still_queued.insert(event.tenant_id + "/" + event.message_id);
+      for (const auto& event : *events)
+        still_queued.insert(event.tenant_id + "/" + event.message_id);
       for (const auto& entry : stored) {
         if (partition_of(entry.conversation_id) != p) continue;
         if (still_queued.count(entry.tenant_id + "/" + entry.message_id)) continue;

@@ -71,16 +71,15 @@ struct Fixture {
   }
   std::vector<std::uint64_t> positions_after(std::uint64_t after) const {
     std::vector<std::uint64_t> positions;
-    wal->replay(after, [&](std::uint64_t position, std::string_view) {
-      positions.push_back(position);
-    });
+    wal->replay(after,
+                [&](std::uint64_t position, std::string_view) { positions.push_back(position); });
     return positions;
   }
 };
 
 TEST(WriteAheadLogTest, RecordsRoundTripWithHardStateEntriesAndInstall) {
-  Ready ready = log_change(5, {append_entry("c1", "m1", 2), LogEntry{2, ""}},
-                           HardState{2, "storage-2"});
+  Ready ready =
+      log_change(5, {append_entry("c1", "m1", 2), LogEntry{2, ""}}, HardState{2, "storage-2"});
   ready.install = consensus::SnapshotInstall{4, 1, "snapshot-bytes"};
   Ready plain = log_change(9, {append_entry("c2", "m2", 3)});
   const auto records = decode_wal_record(encode_wal_record({{kP, &ready}, {kP + 1, &plain}}));
@@ -155,9 +154,9 @@ TEST(WriteAheadLogTest, ReplayBringsTheTablesConsensusStateUpToTheLog) {
   const std::uint64_t p1 = f.append(
       record_of(kP, log_change(1, {LogEntry{1, ""}, append_entry("c", "m1")}, HardState{1, "n1"})));
   // A later leader's turn replaced the second entry and added one.
-  const std::uint64_t p2 = f.append(record_of(
-      kP, log_change(2, {append_entry("c", "m2", 2), append_entry("c", "m3", 2)},
-                     HardState{2, "n2"})));
+  const std::uint64_t p2 =
+      f.append(record_of(kP, log_change(2, {append_entry("c", "m2", 2), append_entry("c", "m3", 2)},
+                                        HardState{2, "n2"})));
   f.open();  // the crash: the tables never saw either record
   EXPECT_EQ(f.store->wal_checkpoint(), 0u);
   EXPECT_EQ(replay_write_ahead_log(*f.wal, *f.store), 2u);
