@@ -12,6 +12,7 @@
 
 #include "common/codec.h"
 #include "nodes/storage/domain.h"
+#include "nodes/storage/lmdb_support.h"
 
 namespace chat4all::storage {
 
@@ -21,17 +22,16 @@ constexpr std::size_t kDigestBytes = 16;
 // Marks a dedup record whose digest covers channels and metadata too.
 constexpr char kDigestTag = '\x02';
 
+using lmdb::as_val;
+using lmdb::CursorGuard;
+using lmdb::TxnGuard;
+
 std::string seq_bytes(std::uint64_t seq) {
-  std::string out(8, '\0');
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(seq >> (56 - 8 * i));
-  return out;
+  return lmdb::u64_bytes(seq);
 }
 
 std::uint64_t read_seq(const void* data) {
-  const auto* bytes = static_cast<const unsigned char*>(data);
-  std::uint64_t seq = 0;
-  for (int i = 0; i < 8; ++i) seq = (seq << 8) | bytes[i];
-  return seq;
+  return lmdb::read_u64(data);
 }
 
 constexpr std::size_t kPrefixBytes = 4;
@@ -123,12 +123,8 @@ bool same_content(const MDB_val& record, const wire::AppendRequest& request) {
   return false;
 }
 
-MDB_val as_val(std::string_view bytes) {
-  return MDB_val{bytes.size(), const_cast<char*>(bytes.data())};
-}
-
 void check(int rc, const char* what) {
-  if (rc != MDB_SUCCESS) throw std::runtime_error(std::string(what) + ": " + mdb_strerror(rc));
+  lmdb::check(rc, what);
 }
 
 // The consensus bookkeeping of one partition, one record per partition.
@@ -152,22 +148,6 @@ T unpack(const MDB_val& value) {
       msgpack::unpack(static_cast<const char*>(value.mv_data), value.mv_size);
   return handle.get().as<T>();
 }
-
-// Cursors of read-only transactions outlive them unless closed; this closes
-// them on every path, exceptions included.
-struct CursorGuard {
-  MDB_cursor* cursor = nullptr;
-  ~CursorGuard() {
-    if (cursor) mdb_cursor_close(cursor);
-  }
-};
-
-struct TxnGuard {
-  MDB_txn* txn = nullptr;
-  ~TxnGuard() {
-    if (txn) mdb_txn_abort(txn);
-  }
-};
 
 }  // namespace
 

@@ -1,9 +1,9 @@
 #include "nodes/storage/write_ahead_log.h"
 
-#include <lmdb.h>
-
 #include <msgpack.hpp>
 #include <stdexcept>
+
+#include "nodes/storage/lmdb_support.h"
 
 namespace chat4all::storage {
 
@@ -25,37 +25,17 @@ struct PackedRecord {
 };
 constexpr std::uint32_t kPackedRecordFields = 10;
 
+using lmdb::check;
+using Txn = lmdb::TxnGuard;
+using Cursor = lmdb::CursorGuard;
+
 std::string position_key(std::uint64_t position) {
-  std::string key(8, '\0');
-  for (int i = 0; i < 8; ++i) key[i] = static_cast<char>(position >> (56 - 8 * i));
-  return key;
+  return lmdb::u64_bytes(position);
 }
 
 std::uint64_t read_position(const MDB_val& key) {
-  const auto* bytes = static_cast<const unsigned char*>(key.mv_data);
-  std::uint64_t position = 0;
-  for (int i = 0; i < 8 && i < static_cast<int>(key.mv_size); ++i)
-    position = (position << 8) | bytes[i];
-  return position;
+  return key.mv_size == 8 ? lmdb::read_u64(key.mv_data) : 0;
 }
-
-void check(int rc, const std::string& what) {
-  if (rc != MDB_SUCCESS) throw std::runtime_error(what + ": " + mdb_strerror(rc));
-}
-
-struct Txn {
-  MDB_txn* txn = nullptr;
-  ~Txn() {
-    if (txn) mdb_txn_abort(txn);
-  }
-};
-
-struct Cursor {
-  MDB_cursor* cursor = nullptr;
-  ~Cursor() {
-    if (cursor) mdb_cursor_close(cursor);
-  }
-};
 
 }  // namespace
 
