@@ -19,7 +19,6 @@ constexpr std::size_t kRoutingKeyBytesMax = 512;
 // Reads that wait for the apply thread to make answered entries durable in the tables; more are
 // refused as unavailable (the router retries).
 constexpr std::size_t kDeferredReadsMax = 10000;
-
 }  // namespace
 
 namespace chat4all::storage {
@@ -92,7 +91,7 @@ struct StorageNode::Stats {
   Histogram& write_seconds = metrics().latency_histogram(
       "chat4all_storage_commit_seconds",
       "Time of one group commit: a write-ahead log append and its fsync");
-  Histogram& commit_latency_seconds = metrics().latency_histogram(
+  Histogram& proposal_seconds = metrics().latency_histogram(
       "chat4all_storage_proposal_seconds",
       "From a client's proposal to its answer on the leader: replication to a majority, the "
       "write-ahead log and the apply");
@@ -132,7 +131,7 @@ StorageNode::StorageNode(const Topology& topology, const NodeSpec& self)
     config.uncommitted_entries_max = topology.limits.pending_requests_max;
     config.log_retained_max = settings.log_retained_max;
     config.trim_step = std::min<std::uint64_t>(config.trim_step, settings.log_retained_max);
-    config.clock_skew_max_ms = settings.clock_skew_max_ms;  // consensus clock check (issue 12)
+    config.clock_skew_max_ms = settings.clock_skew_max_ms;
     config.seed = process_seed ^ placement_hash(self.name + "#" + std::to_string(p));
     auto partition = std::make_unique<Partition>();
     partition->id = p;
@@ -201,7 +200,6 @@ void StorageNode::run(const std::atomic<bool>& stop) {
     }
     const auto now = Clock::now();
     if (now >= next_tick) {
-      // --- consensus wall clock (issue 12, item 6) ---
       // The cores compare this node's wall clock (never read inside them) with
       // their peers'; a partition whose verdict changed says so once.
       const std::int64_t wall_ms = ids::now_ms();
@@ -220,7 +218,6 @@ void StorageNode::run(const std::atomic<bool>& stop) {
                                    {"bound_ms", skew->bound_ms}});
         }
       }
-      // --- end consensus wall clock ---
       // After a stall, resume the clock rather than firing the missed ticks.
       next_tick = std::max(next_tick + tick, now);
     }
@@ -623,7 +620,7 @@ void StorageNode::answer_applied() {
 
 void StorageNode::answer(Partition& partition, Waiting& client, std::uint64_t entry_term,
                          const AppendOutcome& outcome) {
-  stats_->commit_latency_seconds.observe(
+  stats_->proposal_seconds.observe(
       std::chrono::duration<double>(Clock::now() - client.proposed_at).count());
   if (entry_term != client.term) {
     // Another leader's entry took this place; ours was never committed.
