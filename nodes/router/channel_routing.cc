@@ -350,19 +350,14 @@ ChannelRouting::~ChannelRouting() {
 }
 
 void ChannelRouting::start() {
-  thread_ = std::thread([this] {
-    try {
-      Loop loop(topology_, self_, log_);
-      loop.run(stopping_);
-    } catch (const std::exception& e) {
-      log_.error("stopped_by_error", {{"error", e.what()}});
-    }
+  thread_.start(log_, [this](const std::atomic<bool>& stopping) {
+    Loop loop(topology_, self_, log_);
+    loop.run(stopping);
   });
 }
 
 void ChannelRouting::stop() {
-  stopping_.store(true);
-  if (thread_.joinable()) thread_.join();
+  thread_.stop();
 }
 
 }  // namespace chat4all::router

@@ -19,9 +19,9 @@
 
 #include <atomic>
 #include <memory>
-#include <thread>
 
 #include "common/json_log.h"
+#include "common/loop_thread.h"
 #include "common/topology.h"
 
 namespace chat4all::router {
@@ -37,9 +37,8 @@ class ChannelRouting {
   class Loop;
   const Topology& topology_;
   const NodeSpec& self_;
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
   Log log_{"channel_routing"};
+  LoopThread thread_;  // last: stopped before the members it uses go
 };
 
 }  // namespace chat4all::router

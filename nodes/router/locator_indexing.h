@@ -15,9 +15,9 @@
 #pragma once
 
 #include <atomic>
-#include <thread>
 
 #include "common/json_log.h"
+#include "common/loop_thread.h"
 #include "common/topology.h"
 
 namespace chat4all::router {
@@ -32,9 +32,8 @@ class LocatorIndexing {
  private:
   const Topology& topology_;
   const NodeSpec& self_;
-  std::atomic<bool> stopping_{false};
-  std::thread thread_;
   Log log_{"locator_indexing"};
+  LoopThread thread_;  // last: stopped before the members it uses go
 };
 
 }  // namespace chat4all::router
