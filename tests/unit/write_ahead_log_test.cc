@@ -282,5 +282,31 @@ TEST(ApplyWorkerTest, TheBacklogCountsBytesUntilTheCommit) {
   EXPECT_EQ(worker.durable_batch(), 0u);
 }
 
+// A turn the tables cannot take (here a snapshot that does not decode) stops
+// the worker and says why; it answers nothing of that turn and never blocks
+// the loop that pushes after it.
+TEST(ApplyWorkerTest, AFailedApplyIsReportedAndStopsTakingWork) {
+  Fixture f;
+  ApplyWorker::Limits limits;
+  limits.backlog_bytes_max = 1;  // every push after the first would wait for a commit
+  ApplyWorker worker(*f.store, limits);
+  ApplyWorker::Job job;
+  job.wal_position = 1;
+  Ready ready;
+  ready.install = consensus::SnapshotInstall{5, 1, "\xc1 not a snapshot"};
+  job.partitions.push_back(kP);
+  job.readies.push_back(std::move(ready));
+  worker.push(std::move(job));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!worker.failure() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(worker.failure());
+  EXPECT_NE(worker.failure()->find("undecodable"), std::string::npos) << *worker.failure();
+  worker.push(ApplyWorker::Job{2, {kP}, {log_change(1, {append_entry("c", "m1")})}});
+  EXPECT_TRUE(worker.take_done().empty());
+  EXPECT_EQ(worker.durable_batch(), 0u);
+  EXPECT_EQ(f.store->wal_checkpoint(), 0u);
+}
+
 }  // namespace
 }  // namespace chat4all::storage
