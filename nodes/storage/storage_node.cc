@@ -218,6 +218,7 @@ void StorageNode::run(const std::atomic<bool>& stop) {
                                    {"bound_ms", skew->bound_ms}});
         }
       }
+      stats_->wal_bytes.set(static_cast<std::int64_t>(wal_.bytes_used()));
       // After a stall, resume the clock rather than firing the missed ticks.
       next_tick = std::max(next_tick + tick, now);
     }
@@ -574,7 +575,6 @@ bool StorageNode::run_turn() {
     waiting += partition->waiting.size();
   }
   stats_->waiting.set(static_cast<std::int64_t>(waiting));
-  stats_->wal_bytes.set(static_cast<std::int64_t>(wal_.bytes_used()));
   return more;
 }
 
