@@ -88,16 +88,21 @@ cluster_init() {
 listening() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
 # Ports: distinct, not listening a moment ago, and below Linux's ephemeral range (32768 and up),
-# so that no outgoing connection holds one when a node binds it.
+# so that no outgoing connection holds one when a node binds it. `free_port VAR` sets VAR in
+# this shell: run in a subshell, `$(free_port)`, it would forget the ports it handed out and
+# could give the same one twice.
 declare -A taken=()
 free_port() {
-  local port
-  while true; do
-    port=$((20000 + RANDOM % 12000))
-    [[ -z ${taken[$port]:-} ]] || continue
-    taken[$port]=1
-    listening "$port" || { echo "$port"; return; }
+  local -n chosen=$1
+  local candidate tries
+  for ((tries = 0; tries < 500; tries++)); do
+    candidate=$((20000 + RANDOM % 12000))
+    [[ -z ${taken[$candidate]:-} ]] || continue
+    taken[$candidate]=1
+    listening "$candidate" || { chosen=$candidate; return 0; }
   done
+  echo "$cluster_tool: no free loopback port found" >&2
+  return 1
 }
 
 # Writes $topology. Optional arguments: the cluster name, the partition count, and YAML lines
@@ -105,15 +110,14 @@ free_port() {
 # the product's default, the consensus timers in particular.
 cluster_write_topology() {
   local name=${1:-fault} partitions=${2:-32} storage_extra=${3:-} node
-  # Plain assignments: `local x=$(...)` would hide a failing free_port from set -e.
-  http_port=$(free_port)
-  router_rpc=$(free_port)
-  router_metrics=$(free_port)
+  free_port http_port
+  free_port router_rpc
+  free_port router_metrics
   declare -gA rpc_port=() events_port=() metrics_port=()
   for node in "${storage_nodes[@]}"; do
-    rpc_port[$node]=$(free_port)
-    events_port[$node]=$(free_port)
-    metrics_port[$node]=$(free_port)
+    free_port "rpc_port[$node]"
+    free_port "events_port[$node]"
+    free_port "metrics_port[$node]"
   done
   {
     cat <<YAML
