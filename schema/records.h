@@ -450,9 +450,53 @@ struct ConversationSummary {
   std::vector<StoredMessage> last_message;  // empty or one
   std::uint32_t unread_count = 0;           // capped at kUnreadCountMax
   Horizons horizons;                        // the requester's
-  MSGPACK_DEFINE(conversation, last_seq, last_message, unread_count, horizons);
+  std::uint64_t state_head = 0;             // highest index of the conversation's state log
+  MSGPACK_DEFINE(conversation, last_seq, last_message, unread_count, horizons, state_head);
 };
 inline constexpr std::uint32_t kUnreadCountMax = 1000;
+
+// One step of one recipient's state of one message (DELIVERED or READ), as the
+// conversation's state log keeps it so that a stream reads its sender's state
+// changes by cursor (kReadStates) and a lost change hint loses no state frame.
+// Indexes start at 1 and have no gaps; the log keeps the last
+// kStateLogEntriesMax entries of a conversation (older ones are dropped as
+// new ones come: the message's own states, GET /v1/messages/{id}, keep them).
+struct StateLogEntry {
+  std::uint64_t index = 0;
+  std::uint64_t seq = 0;
+  std::string message_id;
+  std::string sender_id;
+  std::string recipient_id;
+  std::string state;
+  std::int64_t at_ms = 0;
+  MSGPACK_DEFINE(index, seq, message_id, sender_id, recipient_id, state, at_ms);
+};
+inline constexpr std::uint64_t kStateLogEntriesMax = 10000;
+
+// kReadStates: the entries after `after_index` about messages `sender_id` sent
+// (empty: every sender), at most `limit` (1..kStatePageMax) of them, looking at
+// no more than kStateScanMax entries; `requester_id` must be a member.
+struct ReadStates {
+  std::string tenant_id;
+  std::string conversation_id;
+  std::string requester_id;
+  std::string sender_id;
+  std::uint64_t after_index = 0;
+  std::uint32_t limit = 64;
+  MSGPACK_DEFINE(tenant_id, conversation_id, requester_id, sender_id, after_index, limit);
+};
+inline constexpr std::uint32_t kStatePageMax = 256;
+inline constexpr std::uint32_t kStateScanMax = 4096;
+
+struct StatePage {
+  std::vector<StateLogEntry> entries;  // index order
+  // The reader's next `after_index`: every entry up to it was looked at, the
+  // ones about other senders' messages skipped.
+  std::uint64_t scanned_to = 0;
+  std::uint64_t head = 0;         // highest index in the log
+  std::uint64_t first_index = 0;  // lowest index still kept (head + 1 when empty)
+  MSGPACK_DEFINE(entries, scanned_to, head, first_index);
+};
 
 struct ReadOutbox {
   std::uint32_t partition = 0;

@@ -147,7 +147,10 @@ struct ReadReply {
   std::vector<StoredMessage> messages;
   std::uint64_t last_seq = 0;  // highest seq of the conversation at the time of the read
   std::string detail;
-  MSGPACK_DEFINE(status, messages, last_seq, detail);
+  // Highest index of the conversation's state log at the time of the read, so
+  // that a stream learns of state changes it has not read with no extra request.
+  std::uint64_t state_head = 0;
+  MSGPACK_DEFINE(status, messages, last_seq, detail, state_head);
 };
 
 // Any node -> requester, for any request it cannot answer with its own reply type
@@ -284,6 +287,7 @@ enum class QueryKind : std::uint16_t {
   kGetConversation = 20,       // ConversationLookup -> ConversationRecord
   kGetMessage = 21,            // ConversationLookup (+ message_id) -> MessageWithStates
   kConversationSummary = 22,   // ConversationLookup -> ConversationSummary
+  kReadStates = 23,            // ReadStates -> StatePage
   kFindMessage = 30,           // LocateMessage (conversation_id ignored) -> std::string
   kReadOutbox = 40,            // ReadOutbox -> std::vector<OutboxEvent>
   kListChannelDeliveries =

@@ -61,6 +61,16 @@ std::string horizons_key(std::string_view conversation, std::string_view user) {
   key += user;
   return key;
 }
+// The conversation's state log: "t/<conversation>" holds StateLogMeta, "T/<conversation>" 0x00
+// index (u64 BE) one StateLogEntry.
+std::string state_log_meta_key(std::string_view conversation) {
+  return "t/" + std::string(conversation);
+}
+std::string state_log_prefix(std::string_view conversation) {
+  std::string key = "T/" + std::string(conversation);
+  key.push_back('\0');
+  return key;
+}
 std::string locator_record_key(std::string_view tenant, std::string_view message_id) {
   return "L/" + std::string(tenant) + "/" + std::string(message_id);
 }
@@ -91,6 +101,12 @@ struct DeliveryOrder {
   std::uint64_t count = 0;     // records in the order (older ones, from before it, are not)
   std::uint32_t kept_max = 0;  // the last bound a RecordDelivery named
   MSGPACK_DEFINE(next_seq, count, kept_max);
+};
+
+struct StateLogMeta {
+  std::uint64_t head = 0;         // highest index written
+  std::uint64_t first_index = 1;  // lowest index kept
+  MSGPACK_DEFINE(head, first_index);
 };
 
 struct OutboxMeta {
@@ -278,6 +294,51 @@ wire::RecipientState current_state(const PartitionState& state, const wire::Stor
   return fresh;
 }
 
+StateLogMeta state_log_meta(const PartitionState& state, std::string_view conversation) {
+  return load<StateLogMeta>(state, state_log_meta_key(conversation)).value_or(StateLogMeta{});
+}
+
+// Appends one step to the conversation's state log and drops what passed kStateLogEntriesMax.
+void append_state_log(PartitionState& state, const wire::StoredMessage& message,
+                      const std::string& user, const char* step, std::int64_t at_ms) {
+  StateLogMeta meta = state_log_meta(state, message.conversation_id);
+  wire::StateLogEntry entry;
+  entry.index = ++meta.head;
+  entry.seq = message.seq;
+  entry.message_id = message.message_id;
+  entry.sender_id = message.sender_id;
+  entry.recipient_id = user;
+  entry.state = step;
+  entry.at_ms = at_ms;
+  const std::string prefix = state_log_prefix(message.conversation_id);
+  store(state, prefix + be64(entry.index), entry);
+  while (meta.head - meta.first_index + 1 > wire::kStateLogEntriesMax)
+    state.erase(prefix + be64(meta.first_index++));
+  store(state, state_log_meta_key(message.conversation_id), meta);
+}
+
+wire::StatePage read_states(const PartitionState& state, const wire::ReadStates& request) {
+  const StateLogMeta meta = state_log_meta(state, request.conversation_id);
+  wire::StatePage page;
+  page.head = meta.head;
+  page.first_index = meta.first_index;
+  const std::uint32_t limit = std::clamp<std::uint32_t>(request.limit, 1, wire::kStatePageMax);
+  // Entries below first_index are gone: the reader goes on from the oldest kept.
+  std::uint64_t after = std::max(request.after_index, meta.first_index - 1);
+  page.scanned_to = std::min(after, meta.head);
+  std::uint32_t scanned = 0;
+  const std::string prefix = state_log_prefix(request.conversation_id);
+  state.scan(prefix, prefix + be64(after), [&](std::string_view, std::string_view value) {
+    auto entry = codec::unpack_body<wire::StateLogEntry>(value);
+    if (!entry) return false;
+    page.scanned_to = entry->index;
+    if (request.sender_id.empty() || entry->sender_id == request.sender_id)
+      page.entries.push_back(std::move(*entry));
+    return page.entries.size() < limit && ++scanned < wire::kStateScanMax;
+  });
+  return page;
+}
+
 // Moves `user`'s state of `message` forward to `target` (never back: a READ
 // implies DELIVERED; a DELIVERED after READ changes nothing).
 wire::RecipientState advance_state(PartitionState& state, std::uint32_t partition,
@@ -305,6 +366,7 @@ wire::RecipientState advance_state(PartitionState& state, std::uint32_t partitio
     outbox.state = step;
     outbox.at_ms = at_ms;
     append_outbox(state, partition, outbox, dropped);
+    append_state_log(state, message, user, step, at_ms);
     wire::Event event;
     event.kind = "state";
     event.tenant_id = tenant;
@@ -733,6 +795,7 @@ DomainResult conversation_summary(const PartitionState& state,
   wire::ConversationSummary summary;
   summary.conversation = *record;
   summary.last_seq = state.head(body.conversation_id);
+  summary.state_head = state_log_meta(state, body.conversation_id).head;
   if (summary.last_seq > 0)
     if (auto last = state.message(body.conversation_id, summary.last_seq))
       summary.last_message.push_back(std::move(*last));
@@ -952,6 +1015,12 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
       CHAT4ALL_BODY(wire::ConversationLookup, body);
       return conversation_summary(state, *body);
     }
+    case Kind::kReadStates: {
+      CHAT4ALL_BODY(wire::ReadStates, body);
+      if (!visible_conversation(state, body->tenant_id, body->conversation_id, body->requester_id))
+        return conversation_not_found();
+      return ok(read_states(state, *body));
+    }
     case Kind::kFindMessage: {
       CHAT4ALL_BODY(wire::LocateMessage, body);
       auto conversation = state.get(locator_record_key(body->tenant_id, body->message_id));
@@ -1082,6 +1151,7 @@ wire::ReadReply read_history(const PartitionState& state, const wire::ReadReques
   }
   reply.status = Status::kOk;
   reply.last_seq = state.head(request.conversation_id);
+  reply.state_head = state_log_meta(state, request.conversation_id).head;
   const std::uint64_t limit = std::clamp<std::uint32_t>(request.limit, 1, page_max);
   std::uint64_t first = std::max<std::uint64_t>(request.from_seq, 1);
   std::uint64_t last = reply.last_seq;

@@ -563,6 +563,84 @@ TEST(DomainTest, ReadHorizonMovesForwardOnlyAndCountsUnread) {
   EXPECT_EQ(m4.states[0].history.back().state, "READ");
 }
 
+TEST(DomainTest, TheStateLogKeepsEveryStepInOrderForItsSenderAndDropsTheOldest) {
+  MemoryState state;
+  command(state, "c", wire::CommandKind::kCreateConversation,
+          wire::CreateConversation{conversation("acme", "c", {"alice", "bob", "carol"})});
+  state.append(message("acme", "c", "m1", "alice"), 100);
+  state.append(message("acme", "c", "m2", "bob"), 101);
+  auto summary = query_ok<wire::ConversationSummary>(
+      state, wire::QueryKind::kConversationSummary, wire::ConversationLookup{"acme", "c", "alice"});
+  EXPECT_EQ(summary.state_head, 0u);
+  auto mark = [&](const std::string& user, const char* target, const std::string& id) {
+    ASSERT_EQ(command(state, "c", wire::CommandKind::kMarkState,
+                      wire::MarkState{"acme", "c", user, target, id, 0}, 200)
+                  .status,
+              Status::kOk);
+  };
+  mark("bob", wire::kStateRead, "m1");         // 1 DELIVERED, 2 READ
+  mark("alice", wire::kStateDelivered, "m2");  // 3 DELIVERED (bob's message)
+  mark("carol", wire::kStateDelivered, "m1");  // 4 DELIVERED
+  mark("carol", wire::kStateDelivered, "m1");  // no step: nothing logged
+  auto read = [&](const std::string& sender, std::uint64_t after, std::uint32_t limit = 64) {
+    return query_ok<wire::StatePage>(state, wire::QueryKind::kReadStates,
+                                     wire::ReadStates{"acme", "c", sender, sender, after, limit});
+  };
+  wire::StatePage alices = read("alice", 0);
+  EXPECT_EQ(alices.head, 4u);
+  EXPECT_EQ(alices.scanned_to, 4u);
+  ASSERT_EQ(alices.entries.size(), 3u);  // bob's message's step is not hers
+  EXPECT_EQ(alices.entries[0].index, 1u);
+  EXPECT_EQ(alices.entries[0].recipient_id, "bob");
+  EXPECT_EQ(alices.entries[0].state, "DELIVERED");
+  EXPECT_EQ(alices.entries[1].state, "READ");
+  EXPECT_EQ(alices.entries[2].recipient_id, "carol");
+  EXPECT_EQ(alices.entries[2].message_id, "m1");
+  EXPECT_EQ(alices.entries[2].seq, 1u);
+  // By cursor, a page at a time; the cursor passes the entries it skipped.
+  wire::StatePage first = read("alice", 0, 2);
+  ASSERT_EQ(first.entries.size(), 2u);
+  EXPECT_EQ(first.scanned_to, 2u);
+  wire::StatePage rest = read("alice", first.scanned_to);
+  ASSERT_EQ(rest.entries.size(), 1u);
+  EXPECT_EQ(rest.entries[0].index, 4u);
+  EXPECT_EQ(read("alice", rest.scanned_to).entries.size(), 0u);
+  EXPECT_EQ(read("alice", rest.scanned_to).scanned_to, 4u);
+  // Every read and summary says how far the log goes, so a stream knows when to read it.
+  EXPECT_EQ(query_ok<wire::ConversationSummary>(state, wire::QueryKind::kConversationSummary,
+                                                wire::ConversationLookup{"acme", "c", "alice"})
+                .state_head,
+            4u);
+  EXPECT_EQ(read_history(state, wire::ReadRequest{"c", 1, 10, "acme", "alice"}, 100).state_head,
+            4u);
+  // Only members read it.
+  EXPECT_EQ(run_query(state, wire::QueryRequest{"c", wire::QueryKind::kReadStates,
+                                                codec::pack_body(wire::ReadStates{
+                                                    "acme", "c", "mallory", "alice", 0, 10})})
+                .status,
+            Status::kNotFound);
+
+  // A horizon over many messages logs a step for each, and the log keeps only the newest.
+  const std::uint64_t more = wire::kStateLogEntriesMax + 5;
+  for (std::uint64_t i = 0; i < more; ++i)
+    state.append(message("acme", "c", "n" + std::to_string(i), "alice"), 300);
+  for (int step = 0; step < 2; ++step)  // a horizon moves at most kHorizonStepMax at a time
+    ASSERT_EQ(command(state, "c", wire::CommandKind::kMarkState,
+                      wire::MarkState{"acme", "c", "bob", wire::kStateDelivered, "", 2 + more}, 400)
+                  .status,
+              Status::kOk);
+  wire::StatePage late = read("alice", 3);
+  EXPECT_EQ(late.head, 4 + more);
+  EXPECT_EQ(late.first_index, late.head - wire::kStateLogEntriesMax + 1);
+  ASSERT_FALSE(late.entries.empty());
+  EXPECT_EQ(late.entries.front().index, late.first_index);  // from the oldest kept
+  EXPECT_EQ(late.entries.size(), 64u);
+  std::size_t kept = 0;
+  for (const auto& [key, value] : state.records)
+    if (key.rfind("T/", 0) != std::string::npos) ++kept;
+  EXPECT_EQ(kept, wire::kStateLogEntriesMax);
+}
+
 TEST(DomainTest, HistoryPagesBackwardAndSinceATime) {
   MemoryState state;
   command(state, "c", wire::CommandKind::kCreateConversation,
@@ -644,10 +722,9 @@ TEST(DomainTest, AStoredMessageIsIndexedBehindTheLogThroughTheLocatorOutbox) {
   wire::IndexMessages index;
   for (const auto& entry : entries)
     index.entries.push_back({entry.tenant_id, entry.message_id, entry.conversation_id});
-  auto result =
-      codec::unpack_body<wire::IndexMessagesResult>(
-          command(state, "#partition:7", wire::CommandKind::kIndexMessages, index).body)
-          .value();
+  auto result = codec::unpack_body<wire::IndexMessagesResult>(
+                    command(state, "#partition:7", wire::CommandKind::kIndexMessages, index).body)
+                    .value();
   EXPECT_EQ(result.added, 2u);
   EXPECT_EQ(query_ok<std::string>(state, wire::QueryKind::kFindMessage,
                                   wire::LocateMessage{"acme", "m2", ""}),
@@ -707,10 +784,10 @@ TEST(DomainTest, IndexingKeepsTheFirstConversationOfAnIdAndReportsTheRest) {
                              wire::IndexMessages{{{"acme", "m9", "c1"}, {"acme", "m8", ""}}});
   EXPECT_EQ(bad.status, Status::kInvalid);
   const wire::LocateMessage m9{"acme", "m9", ""};
-  EXPECT_EQ(run_query(state, wire::QueryRequest{"l", wire::QueryKind::kFindMessage,
-                                                codec::pack_body(m9)})
-                .status,
-            Status::kNotFound);
+  EXPECT_EQ(
+      run_query(state, wire::QueryRequest{"l", wire::QueryKind::kFindMessage, codec::pack_body(m9)})
+          .status,
+      Status::kNotFound);
   wire::IndexMessages too_many;
   too_many.entries.assign(wire::kIndexMessagesEntriesMax + 1, {"acme", "m", "c1"});
   EXPECT_EQ(command(state, "#partition:3", wire::CommandKind::kIndexMessages, too_many).status,
