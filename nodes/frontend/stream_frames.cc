@@ -86,14 +86,14 @@ std::string message_frame(const wire::StoredMessage& message) {
   return dump({{"type", "message"}, {"message", public_message_json(message)}});
 }
 
-std::string state_frame(const wire::Event& event) {
+std::string state_frame(const std::string& conversation_id, const wire::StateLogEntry& step) {
   return dump({{"type", "state"},
-               {"message_id", event.message_id},
-               {"conversation_id", event.conversation_id},
-               {"seq", event.seq},
-               {"recipient_id", event.recipient_id},
-               {"state", event.state},
-               {"at", event.at_ms}});
+               {"message_id", step.message_id},
+               {"conversation_id", conversation_id},
+               {"seq", step.seq},
+               {"recipient_id", step.recipient_id},
+               {"state", step.state},
+               {"at", step.at_ms}});
 }
 
 std::string pong_frame(const std::optional<std::string>& ping_id) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "nodes/frontend/stream_cursor_tracker.h"
+#include "schema/records.h"
 #include "schema/wire.h"
 
 namespace chat4all::frontend {
@@ -40,9 +41,9 @@ std::string ready_frame(const std::string& user_id,
 // `{"type":"message","message":{…}}`, the message as REST history shows it.
 std::string message_frame(const wire::StoredMessage& message);
 // `{"type":"state","message_id","conversation_id","seq","recipient_id","state","at"}`
-// from an event hint of kind "state" (DELIVERED or READ; SENT is not streamed:
-// the 202 said it).
-std::string state_frame(const wire::Event& event);
+// from a step of the conversation's state log (DELIVERED or READ; SENT is not
+// streamed: the 202 said it).
+std::string state_frame(const std::string& conversation_id, const wire::StateLogEntry& step);
 std::string pong_frame(const std::optional<std::string>& ping_id);
 std::string error_frame(const std::string& code, const std::string& message);
 

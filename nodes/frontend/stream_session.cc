@@ -203,7 +203,7 @@ void StreamSession::on_summary(const std::string& conversation_id,
   if (phase_ != Phase::kStarting && phase_ != Phase::kStreaming) return;
   if (outcome.ok()) {
     const Summary summary{conversation_id, outcome.value->horizons.delivered_up_to,
-                          outcome.value->last_seq};
+                          outcome.value->last_seq, outcome.value->state_head};
     if (phase_ == Phase::kStreaming)
       add_conversation(summary);
     else
@@ -220,6 +220,7 @@ void StreamSession::on_summary(const std::string& conversation_id,
 
 void StreamSession::add_conversation(const Summary& summary) {
   if (!tracker_.add(summary.conversation_id, summary.delivered_up_to, summary.last_seq)) return;
+  states_.add(summary.conversation_id, summary.state_head);
   subscribe(summary.conversation_id);
   pump_reads();
   schedule_marks();  // a resume cursor beyond the stored horizon is delivered
@@ -227,6 +228,7 @@ void StreamSession::add_conversation(const Summary& summary) {
 
 void StreamSession::drop_conversation(const std::string& conversation_id) {
   tracker_.remove(conversation_id);
+  states_.remove(conversation_id);
   unsubscribe(conversation_id);
 }
 
@@ -238,14 +240,17 @@ void StreamSession::maybe_ready() {
   if (phase_ != Phase::kStarting || !resume_decided_ || !starting_done()) return;
   tracker_.set_resume_cursors(std::move(resume_cursors_));
   for (const auto& summary : starting_summaries_)
-    if (tracker_.add(summary.conversation_id, summary.delivered_up_to, summary.last_seq))
+    if (tracker_.add(summary.conversation_id, summary.delivered_up_to, summary.last_seq)) {
+      states_.add(summary.conversation_id, summary.state_head);
       subscribe(summary.conversation_id);
+    }
   starting_summaries_.clear();
   enqueue({ready_frame(who_.user_id, tracker_.positions()), "", 0});
   if (phase_ != Phase::kStarting) return;  // the ready frame did not fit: closed
   phase_ = Phase::kStreaming;
   schedule_resync();
   pump_reads();
+  pump_state_reads();
   schedule_marks();
 }
 
@@ -317,6 +322,7 @@ void StreamSession::on_page(const std::string& conversation_id, std::size_t rese
   } else if (status != wire::Status::kOk) {
     tracker_.on_read_failed(conversation_id);  // the next hint or resync reads again
   } else {
+    states_.on_head(conversation_id, answer->state_head);
     for (auto& message :
          tracker_.on_page(conversation_id, std::move(answer->messages), answer->last_seq)) {
       enqueue({message_frame(message), conversation_id, message.seq, paced});
@@ -324,6 +330,45 @@ void StreamSession::on_page(const std::string& conversation_id, std::size_t rese
     }
   }
   pump_reads();
+  pump_state_reads();
+}
+
+void StreamSession::pump_state_reads() {
+  if (phase_ != Phase::kStreaming) return;
+  while (state_reads_in_flight_ < kStateReadsInFlightMax) {
+    auto reads = states_.take_reads(1);
+    if (reads.empty()) break;
+    const auto& read = reads.front();
+    ++state_reads_in_flight_;
+    storage_.query<wire::StatePage>(
+        read.conversation_id, wire::QueryKind::kReadStates,
+        wire::ReadStates{who_.tenant_id, read.conversation_id, who_.user_id, who_.user_id,
+                         read.after_index, kStatePageMax},
+        [self = shared_from_this(),
+         conversation_id = read.conversation_id](StorageOutcome<wire::StatePage> outcome) {
+          asio::post(self->executor_,
+                     [self, conversation_id, outcome = std::move(outcome)]() mutable {
+                       self->on_state_page(conversation_id, std::move(outcome));
+                     });
+        });
+  }
+}
+
+void StreamSession::on_state_page(const std::string& conversation_id,
+                                  StorageOutcome<wire::StatePage> outcome) {
+  --state_reads_in_flight_;
+  if (phase_ != Phase::kStreaming) return;
+  if (!outcome.ok()) {
+    // Not found: the user left, which the message reads find too. Otherwise
+    // the next hint or head learned reads again.
+    states_.on_read_failed(conversation_id);
+  } else {
+    for (const auto& step : states_.on_page(conversation_id, std::move(*outcome.value))) {
+      enqueue({state_frame(conversation_id, step), "", 0});
+      if (phase_ != Phase::kStreaming) return;  // too slow: closed
+    }
+  }
+  pump_state_reads();
 }
 
 void StreamSession::enqueue(OutboundFrame frame) {
@@ -439,6 +484,7 @@ void StreamSession::drain_hints() {
   }
   if (overflowed) tracker_.want_all();  // what the dropped hints said, read anyway
   pump_reads();
+  pump_state_reads();
 }
 
 void StreamSession::handle_hint(const wire::Event& event) {
@@ -446,11 +492,7 @@ void StreamSession::handle_hint(const wire::Event& event) {
   if (event.kind == "message") {
     tracker_.on_hint(event.conversation_id, event.seq);
   } else if (event.kind == "state") {
-    const bool streamed_state =
-        event.state == wire::kStateDelivered || event.state == wire::kStateRead;
-    if (phase_ == Phase::kStreaming && streamed_state && event.sender_id == who_.user_id &&
-        tracker_.contains(event.conversation_id))
-      enqueue({state_frame(event), "", 0});
+    if (event.sender_id == who_.user_id) states_.on_hint(event.conversation_id);
   } else if (event.kind == "membership" && event.user_id == who_.user_id) {
     if (event.joined)
       request_summary(event.conversation_id);

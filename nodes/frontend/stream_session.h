@@ -24,9 +24,12 @@
 //      new ones. Hints only make this sooner; correctness never depends on
 //      them. A "membership" hint adds (summary first) or drops a
 //      conversation; a read answered not-found (the user left) drops it too.
-//      "state" hints about messages the user sent become `state` frames
-//      (best effort: a lost hint loses that frame; GET /v1/messages/{id} has
-//      the states).
+//      `state` frames come from the conversation's state log, read by cursor
+//      as the user (StreamStateTracker, stream_state_tracker.h), from where
+//      the log stood when the conversation was added: read when a "state"
+//      hint names a message the user sent and when a read reply or summary
+//      shows the log grew, so a lost hint delays a state frame, never loses
+//      it.
 //   5. DELIVERED: once a message frame's write completed, the conversation's
 //      written horizon moves; one kMarkState (DELIVERED, up_to_seq = that
 //      horizon) per conversation records it as soon as the queue is empty, or
@@ -90,6 +93,7 @@
 #include "nodes/frontend/event_subscriber.h"
 #include "nodes/frontend/stream_cursor_tracker.h"
 #include "nodes/frontend/stream_hub.h"
+#include "nodes/frontend/stream_state_tracker.h"
 
 namespace chat4all::frontend {
 
@@ -103,6 +107,8 @@ class StreamSession : public EventListener,
   static constexpr std::chrono::seconds kPingInterval{30};
   static constexpr std::size_t kConversationsMax = 2000;
   static constexpr std::size_t kReadsInFlightMax = 4;
+  static constexpr std::size_t kStateReadsInFlightMax = 2;
+  static constexpr std::uint32_t kStatePageMax = 64;
   static constexpr std::size_t kSummariesInFlightMax = 4;
   static constexpr std::uint32_t kPageMessagesMax = 64;
   static constexpr std::uint32_t kListPageMax = 200;
@@ -139,6 +145,7 @@ class StreamSession : public EventListener,
     std::string conversation_id;
     std::uint64_t delivered_up_to = 0;
     std::uint64_t last_seq = 0;
+    std::uint64_t state_head = 0;
   };
 
   void on_accept(boost::beast::error_code ec);
@@ -163,6 +170,8 @@ class StreamSession : public EventListener,
   // `paced`: a backlog page, read to fit the queue.
   void on_page(const std::string& conversation_id, std::size_t reserved_bytes, bool paced,
                wire::Status status, std::optional<codec::Frame> reply);
+  void pump_state_reads();
+  void on_state_page(const std::string& conversation_id, StorageOutcome<wire::StatePage> outcome);
   void enqueue(OutboundFrame frame);
   void write_next();
   void on_write(boost::beast::error_code ec);
@@ -204,6 +213,8 @@ class StreamSession : public EventListener,
   StreamCursorTracker::Cursors resume_cursors_;
 
   StreamCursorTracker tracker_{kConversationsMax};
+  StreamStateTracker states_;  // the same conversations as tracker_
+  std::size_t state_reads_in_flight_ = 0;
   std::set<std::string> topics_;             // subscribed: the user's and each conversation's
   std::vector<Summary> starting_summaries_;  // before ready: added once the cursors are known
   bool listing_ = false;                     // a listing is under way (at most one)

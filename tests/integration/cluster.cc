@@ -207,9 +207,9 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
     ports_[name]["events"] = ports[next++];
     ports_[name]["metrics"] = ports[next++];
     yaml << "  - {name: " << name
-         << ", role: storage, host: 127.0.0.1, endpoints: {rpc: " << ports_[name]["rpc"]
-         << ", events: " << ports_[name]["events"] << ", metrics: " << ports_[name]["metrics"]
-         << "}}\n";
+         << ", role: storage, host: 127.0.0.1, endpoints: {rpc: " << ports_[name]["rpc"];
+    if (options.storage_events) yaml << ", events: " << ports_[name]["events"];
+    yaml << ", metrics: " << ports_[name]["metrics"] << "}}\n";
   }
   for (int i = 1; i <= options.connectors; ++i) {
     const std::string name = "connector-" + std::to_string(i);

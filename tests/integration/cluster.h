@@ -69,6 +69,9 @@ struct ClusterOptions {
   std::uint32_t stream_queue_bytes_max = 4u << 20;
   std::uint32_t stream_resync_ms = 2000;
   std::uint32_t stream_connections_max = 10000;
+  // false: storage nodes get no "events" endpoint, so no change hint ever
+  // reaches a frontend (what streams do when every hint is lost).
+  bool storage_events = true;
 
   // Outside channels: the whole `channels:` section of the topology, in which
   // {{PROVIDER}} stands for the simulated provider's base URL (filled in by

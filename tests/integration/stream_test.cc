@@ -504,6 +504,45 @@ TEST_F(StreamTest, RefusesBadTokensPlainRequestsAndConnectionsBeyondTheBound) {
   EXPECT_EQ(sessions(), 0);
 }
 
+// On its own cluster, whose storage nodes publish no change hints: every hint is lost.
+TEST(StreamWithoutHintsTest, MessagesAndStateFramesStillArriveFromTheLogsByResync) {
+  ClusterOptions options;
+  options.storage_events = false;
+  options.stream_resync_ms = 300;
+  TestCluster cluster(options);
+  cluster.start_all();
+  ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
+  const std::string conversation_id = cluster.create_conversation(cluster.token("alice"), {"bob"});
+  ASSERT_FALSE(conversation_id.empty());
+  StreamClient sender(cluster.http_port(), cluster.token("alice"));
+  StreamClient recipient(cluster.http_port(), cluster.token("bob"));
+  for (auto* device : {&sender, &recipient}) {
+    device->send(json{{"type", "resume"}, {"cursors", json::object()}});
+    ASSERT_TRUE(device->next_of_type("ready", 10s));
+  }
+  const HttpResult sent = cluster.send_text(cluster.token("alice"), conversation_id, "hi");
+  ASSERT_EQ(sent.status, 202) << sent.body;
+  const auto message = recipient.next_of_type("message", 10s, conversation_id);
+  ASSERT_TRUE(message) << "no message frame";
+  // Bob's stream marked it DELIVERED; the step is in the conversation's state
+  // log, which alice's stream reads once a resync shows the log grew.
+  const auto delivered = sender.next_of_type("state", 10s, conversation_id);
+  ASSERT_TRUE(delivered) << "no state frame";
+  EXPECT_EQ((*delivered)["message_id"], sent.json()["message_id"]);
+  EXPECT_EQ((*delivered)["recipient_id"], "bob");
+  EXPECT_EQ((*delivered)["state"], "DELIVERED");
+  EXPECT_EQ((*delivered)["seq"], 1);
+  // Marked READ through the API: the next frame is that step, not DELIVERED again.
+  const HttpResult read = http_request(
+      cluster.http_port(), "POST", "/v1/conversations/" + conversation_id + "/read",
+      json{{"up_to_seq", 1}}.dump(),
+      {{"Authorization", "Bearer " + cluster.token("bob")}, {"Content-Type", "application/json"}});
+  ASSERT_LT(read.status, 300) << read.body;
+  const auto read_frame = sender.next_of_type("state", 10s, conversation_id);
+  ASSERT_TRUE(read_frame) << "no READ state frame";
+  EXPECT_EQ((*read_frame)["state"], "READ");
+}
+
 // On its own cluster: it stops it.
 TEST(StreamShutdownTest, AStoppingFrontendClosesItsStreamsWith1001) {
   TestCluster cluster;

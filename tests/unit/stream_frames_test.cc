@@ -109,22 +109,21 @@ TEST(StreamFrames, ServerFrames) {
             {"user_id", "alice"},
             {"conversations",
              json::array({{{"conversation_id", "conv-1"}, {"last_seq", 9}, {"cursor", 4}}})}}));
-  wire::Event event;
-  event.kind = "state";
-  event.conversation_id = "conv-1";
-  event.seq = 3;
-  event.message_id = "m-3";
-  event.sender_id = "alice";
-  event.recipient_id = "bob";
-  event.state = "READ";
-  event.at_ms = 55;
-  EXPECT_EQ(json::parse(state_frame(event)), (json{{"type", "state"},
-                                                   {"message_id", "m-3"},
-                                                   {"conversation_id", "conv-1"},
-                                                   {"seq", 3},
-                                                   {"recipient_id", "bob"},
-                                                   {"state", "READ"},
-                                                   {"at", 55}}));
+  wire::StateLogEntry step;
+  step.index = 12;
+  step.seq = 3;
+  step.message_id = "m-3";
+  step.sender_id = "alice";
+  step.recipient_id = "bob";
+  step.state = "READ";
+  step.at_ms = 55;
+  EXPECT_EQ(json::parse(state_frame("conv-1", step)), (json{{"type", "state"},
+                                                            {"message_id", "m-3"},
+                                                            {"conversation_id", "conv-1"},
+                                                            {"seq", 3},
+                                                            {"recipient_id", "bob"},
+                                                            {"state", "READ"},
+                                                            {"at", 55}}));
   EXPECT_EQ(json::parse(pong_frame(std::nullopt)), (json{{"type", "pong"}}));
   EXPECT_EQ(json::parse(pong_frame("p-1")), (json{{"type", "pong"}, {"id", "p-1"}}));
   EXPECT_EQ(json::parse(error_frame("unknown_type", "no")),
