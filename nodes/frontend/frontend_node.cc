@@ -257,6 +257,13 @@ void FrontendNode::report_certificate(boost::asio::ssl::context& context) {
 }
 
 void FrontendNode::run(const std::atomic<bool>& stop, std::atomic<bool>& reload) {
+  // Throws when the certificate or key cannot be used: a frontend that cannot serve its
+  // certificate does not start, before it starts anything else.
+  std::optional<TlsContextSource> tls;
+  if (self_.port("https")) {
+    tls.emplace(topology_.tls);
+    report_certificate(*tls->current());
+  }
   std::vector<std::string> router_addresses;
   for (const NodeSpec* router : topology_.with_role(NodeRole::kRouter))
     router_addresses.push_back(router->zmq_address("rpc"));
@@ -273,13 +280,6 @@ void FrontendNode::run(const std::atomic<bool>& stop, std::atomic<bool>& reload)
                        topology_.limits.pending_requests_max);
   HttpApi api(topology_, self_, routers);
   const std::string host = self_.host == "localhost" ? "127.0.0.1" : self_.host;
-  // Throws when the certificate or key cannot be used: a frontend that cannot serve its
-  // certificate does not start.
-  std::optional<TlsContextSource> tls;
-  if (self_.port("https")) {
-    tls.emplace(topology_.tls);
-    report_certificate(*tls->current());
-  }
 
   // One acceptor per endpoint: "http" hands out plain streams, "https" TLS ones.
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;

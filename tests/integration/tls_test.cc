@@ -20,8 +20,10 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <optional>
 #include <thread>
+#include <tuple>
 
 #include "tests/integration/cluster.h"
 
@@ -373,6 +375,42 @@ TEST_F(TlsTest, SighupSwapsTheCertificateForNewConnectionsAndKeepsOpenOnes) {
   TlsConnection after(cluster_->https_port(), certificates_->ca_file());
   EXPECT_EQ(after.peer_subject(), "/O=second/CN=localhost");
   EXPECT_EQ(after.request("GET", "/healthz").status, 200);
+}
+
+// A frontend that cannot serve its certificate does not start, and says why.
+TEST_F(TlsTest, AFrontendWhoseKeyCannotBeUsedRefusesToStart) {
+  certificates_->issue("first");
+  ClusterOptions options;
+  options.storage_nodes = 1;
+  options.replication_factor = 1;
+  options.tls_certificate_file = certificates_->certificate_file().string();
+  options.tls_private_key_file = certificates_->key_file().string();
+  TestCluster cluster(options);
+  const std::vector<std::string> node = {"node", "--topology", cluster.topology_path().string(),
+                                         "--name", "frontend-1"};
+
+  std::ofstream(certificates_->key_file()) << "not a key\n";
+  auto [status, error] = run_chat4all(node);
+  EXPECT_NE(status, 0);
+  EXPECT_NE(error.find("cannot use the private key in " + certificates_->key_file().string()),
+            std::string::npos)
+      << error;
+
+  // A key of another certificate.
+  const fs::path other_key = certificates_->key_file();
+  certificates_->issue("second");
+  const std::string second_key = [&] {
+    std::ifstream in(other_key);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  certificates_->issue("third");
+  std::ofstream(certificates_->key_file()) << second_key;
+  std::tie(status, error) = run_chat4all(node);
+  EXPECT_NE(status, 0);
+  // OpenSSL finds it as the key is loaded ("key values mismatch").
+  EXPECT_NE(error.find("private key in " + certificates_->key_file().string()), std::string::npos)
+      << error;
+  EXPECT_NE(error.find("mismatch"), std::string::npos) << error;
 }
 
 }  // namespace
