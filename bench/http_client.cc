@@ -1,5 +1,8 @@
 #include "bench/http_client.h"
 
+#include <openssl/ssl.h>
+
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <cctype>
 #include <nlohmann/json.hpp>
@@ -23,15 +26,16 @@ constexpr std::size_t kBodyLimit = 64 << 20;
 }  // namespace
 
 std::optional<Target> parse_url(std::string_view url, std::string& error) {
-  if (url.substr(0, 8) == "https://") {
-    error = "https is not supported; the frontend speaks plain HTTP";
-    return std::nullopt;
-  }
-  if (url.substr(0, 7) == "http://") url.remove_prefix(7);
-  const std::string_view authority = url.substr(0, url.find('/'));
   Target target;
+  if (url.substr(0, 8) == "https://") {
+    target.https = true;
+    url.remove_prefix(8);
+  } else if (url.substr(0, 7) == "http://") {
+    url.remove_prefix(7);
+  }
+  const std::string_view authority = url.substr(0, url.find('/'));
   target.host_header = authority;
-  std::string_view port = "80";
+  std::string_view port = target.https ? "443" : "80";
   if (!authority.empty() && authority.front() == '[') {  // [IPv6]:port
     const auto close = authority.find(']');
     if (close == std::string_view::npos) {
@@ -53,11 +57,34 @@ std::optional<Target> parse_url(std::string_view url, std::string& error) {
   }
   std::uint32_t port_number = 0;
   if (target.host.empty() || !parse_number<std::uint32_t>(port, 1, 65535, port_number)) {
-    error = "--url must look like http://host:port";
+    error = "--url must look like http://host:port or https://host:port";
     return std::nullopt;
   }
   target.port = port;
+  if (target.https) use_tls(target, "");
   return target;
+}
+
+void use_tls(Target& target, const std::string& ca_file) {
+  auto context = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+  SSL_CTX_set_min_proto_version(context->native_handle(), TLS1_2_VERSION);
+  if (ca_file.empty()) {
+    context->set_verify_mode(asio::ssl::verify_none);
+  } else {
+    ErrorCode error;
+    context->load_verify_file(ca_file, error);
+    if (error)
+      throw std::runtime_error("cannot read the CA file " + ca_file + ": " + error.message());
+    context->set_verify_mode(asio::ssl::verify_peer);
+  }
+  target.tls = std::move(context);
+}
+
+std::unique_ptr<TlsSocket> tls_client(tcp::socket& socket, const Target& target) {
+  auto session = std::make_unique<TlsSocket>(socket, *target.tls);
+  SSL_set_tlsext_host_name(session->native_handle(), target.host.c_str());
+  SSL_set1_host(session->native_handle(), target.host.c_str());
+  return session;
 }
 
 tcp::endpoint resolve(const Target& target) {
@@ -74,7 +101,8 @@ HttpAnswer http_request(const tcp::endpoint& endpoint, const Target& target, htt
                         const std::string& path, const std::string& body, const Headers& headers,
                         std::chrono::milliseconds timeout) {
   asio::io_context io;
-  beast::tcp_stream stream(io);
+  tcp::socket socket(io);
+  std::unique_ptr<TlsSocket> tls;
   http::request<http::string_body> request{method, path, 11};
   request.set(http::field::host, target.host_header);
   for (const auto& [name, value] : headers) request.set(name, value);
@@ -85,29 +113,42 @@ HttpAnswer http_request(const tcp::endpoint& endpoint, const Target& target, htt
   parser.body_limit(kBodyLimit);
   ErrorCode failure;
   bool done = false;
-
-  // Asynchronous with the stream's own deadline, so that a server that accepts and then
-  // never answers cannot hang the caller.
-  stream.expires_after(timeout);
-  stream.async_connect(endpoint, [&](const ErrorCode& error) {
-    if (error) {
-      failure = error;
-      done = true;
-      return;
-    }
+  auto fail = [&](const ErrorCode& error) {
+    if (done) return;  // the deadline came first
+    failure = error;
+    done = true;
+  };
+  // Each step on whichever stream the target speaks.
+  auto exchange = [&](auto& stream) {
     http::async_write(stream, request, [&](const ErrorCode& error, std::size_t) {
-      if (error) {
-        failure = error;
-        done = true;
-        return;
-      }
-      http::async_read(stream, buffer, parser, [&](const ErrorCode& error, std::size_t) {
-        failure = error;
-        done = true;
-      });
+      if (error) return fail(error);
+      http::async_read(stream, buffer, parser,
+                       [&](const ErrorCode& error, std::size_t) { fail(error); });
+    });
+  };
+
+  // Asynchronous with a deadline, so that a server that accepts and then never answers cannot
+  // hang the caller: at the deadline the socket is closed and the pending step fails.
+  asio::steady_timer deadline(io);
+  deadline.expires_after(timeout);
+  deadline.async_wait([&](const ErrorCode& error) {
+    if (error) return;
+    ErrorCode ignored;
+    socket.close(ignored);
+    if (!done) fail(beast::error::timeout);
+  });
+  socket.async_connect(endpoint, [&](const ErrorCode& error) {
+    if (error) return fail(error);
+    if (!target.https) return exchange(socket);
+    tls = tls_client(socket, target);
+    tls->async_handshake(asio::ssl::stream_base::client, [&](const ErrorCode& error) {
+      if (error) return fail(error);
+      exchange(*tls);
     });
   });
-  io.run_for(timeout + std::chrono::seconds(1));
+  while (!done && io.run_one_for(timeout + std::chrono::seconds(1)) > 0) {
+  }
+  deadline.cancel();
 
   HttpAnswer answer;
   if (!done) {

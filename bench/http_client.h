@@ -7,12 +7,14 @@
 
 // clang-format off
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/http.hpp>
 // clang-format on
 
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,10 +37,25 @@ struct Target {
   std::string host;
   std::string port;
   std::string host_header;  // "host:port", as the Host header wants it
+  bool https = false;
+  // With https: the client context every connection is made with (see use_tls()).
+  std::shared_ptr<boost::asio::ssl::context> tls;
 };
 
-// "http://host:port"; https is refused. On failure returns nothing and sets `error`.
+// "http://host:port" or "https://host:port" (port 80 and 443 when left out). On failure returns
+// nothing and sets `error`. An https target does not check the server's certificate until
+// use_tls() is given a CA file.
 std::optional<Target> parse_url(std::string_view url, std::string& error);
+
+// Makes `target`'s client TLS context: the server certificate is checked against `ca_file`
+// (PEM) and the URL's host name; with an empty `ca_file` it is not checked at all (a load
+// generator measuring a test certificate). TLS 1.2 and newer. Throws std::runtime_error when
+// the file cannot be read.
+void use_tls(Target& target, const std::string& ca_file);
+
+// A client TLS session over `socket` for `target` (SNI and the name check set).
+using TlsSocket = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
+std::unique_ptr<TlsSocket> tls_client(boost::asio::ip::tcp::socket& socket, const Target& target);
 
 // Prefers IPv4, as the frontend binds it. Throws when the name does not resolve.
 boost::asio::ip::tcp::endpoint resolve(const Target& target);

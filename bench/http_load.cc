@@ -13,6 +13,7 @@
 
 // clang-format off
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 // clang-format on
@@ -78,7 +79,10 @@ constexpr const char* kUsage = R"(usage: chat4all-http-load [options]
 
 Sends POST /v1/messages to a Chat4All frontend and reports throughput and latency.
 
-  --url URL              frontend base URL, http://host:port (default http://127.0.0.1:8080)
+  --url URL              frontend base URL, http://host:port or https://host:port (default
+                         http://127.0.0.1:8080)
+  --cacert FILE          with https: check the frontend's certificate against this CA (PEM);
+                         without it the certificate is not checked
   --tenant ID            tenant to work in (default dev)
   --client-id ID         that tenant's admin client, which creates the users (default dev-admin)
   --client-secret S      its secret (default chat4all-dev)
@@ -133,6 +137,7 @@ struct Options {
   double timeout_s = 5;
   std::uint32_t threads = 1;
   std::string ack_log;  // empty: fire and forget, no retries
+  std::string cacert;   // https: the CA that signed the frontend's certificate
   double retry_s = 15;
   std::uint32_t retry_attempts = 40;
 };
@@ -148,9 +153,10 @@ std::optional<std::string> parse_options(int argc, char** argv, Options& options
     if (arg.substr(0, 2) != "--") return "unexpected argument '" + std::string(arg) + "'";
     arg.remove_prefix(2);
     static constexpr std::string_view kKnown[] = {
-        "url",      "tenant",      "client-id",     "client-secret", "user",     "peer",
-        "password", "connections", "conversations", "duration-s",    "warmup-s", "messages",
-        "rate",     "timeout-s",   "threads",       "ack-log",       "retry-s",  "retry-attempts"};
+        "url",      "tenant",   "client-id",      "client-secret", "user",
+        "peer",     "password", "connections",    "conversations", "duration-s",
+        "warmup-s", "messages", "rate",           "timeout-s",     "threads",
+        "ack-log",  "retry-s",  "retry-attempts", "cacert"};
     const std::string_view bare = arg.substr(0, arg.find('='));
     const std::string flag = "--" + std::string(bare);
     if (std::find(std::begin(kKnown), std::end(kKnown), bare) == std::end(kKnown))
@@ -167,6 +173,8 @@ std::optional<std::string> parse_options(int argc, char** argv, Options& options
     bool ok = true;
     if (name == "url") {
       options.url = value;
+    } else if (name == "cacert") {
+      options.cacert = value;
     } else if (name == "tenant") {
       options.tenant = value;
     } else if (name == "client-id") {
@@ -415,6 +423,7 @@ ResponseHead parse_response_head(std::string_view data) {
 
 struct Plan {
   tcp::endpoint endpoint;
+  Target target;             // with https, each connection makes a TLS session from target.tls
   std::string request_head;  // request line and fixed headers, up to Content-Length
   std::string run_id;
   std::uint32_t connections = 0;
@@ -509,6 +518,7 @@ class Connection {
 
   void connect() {
     if (done_sending(Clock::now())) return finish();
+    tls_.reset();  // nothing is pending on it now; a new connection needs a new session
     socket_.async_connect(plan_.endpoint, [this](const ErrorCode& error) {
       if (finish_if_aborted()) return;
       if (error) {
@@ -517,8 +527,35 @@ class Connection {
       }
       ErrorCode ignored;
       socket_.set_option(tcp::no_delay(true), ignored);
-      send_next(Clock::now());
+      if (!plan_.target.https) return send_next(Clock::now());
+      // The handshake belongs to the connection, not to a request: it is not in the latency.
+      tls_ = tls_client(socket_, plan_.target);
+      tls_->async_handshake(asio::ssl::stream_base::client, [this](const ErrorCode& error) {
+        if (finish_if_aborted()) return;
+        if (error) {
+          stats_.count_error("tls_handshake_failed");
+          return reconnect_later();
+        }
+        send_next(Clock::now());
+      });
     });
+  }
+
+  // Writes and reads go through the TLS session when there is one.
+  // Over TLS the pieces are joined first: asio's TLS stream writes one buffer per record, and
+  // three records (and sends) per request would measure that instead of the server.
+  template <typename Buffers, typename Handler>
+  void write_all(const Buffers& buffers, Handler&& handler) {
+    if (!tls_) return asio::async_write(socket_, buffers, std::forward<Handler>(handler));
+    joined_.clear();  // keeps its capacity: no allocation per request
+    for (const auto& buffer : buffers)
+      joined_.append(static_cast<const char*>(buffer.data()), buffer.size());
+    asio::async_write(*tls_, asio::buffer(joined_), std::forward<Handler>(handler));
+  }
+  template <typename Handler>
+  void read_some(asio::mutable_buffer buffer, Handler&& handler) {
+    if (tls_) return tls_->async_read_some(buffer, std::forward<Handler>(handler));
+    socket_.async_read_some(buffer, std::forward<Handler>(handler));
   }
 
   void send_next(Clock::time_point now) {
@@ -570,7 +607,7 @@ class Connection {
     const std::array<asio::const_buffer, 3> buffers{
         asio::buffer(plan_.request_head), asio::buffer(length_line_.data(), length_line_size_),
         asio::buffer(body_)};
-    asio::async_write(socket_, buffers, [this](const ErrorCode& error, std::size_t) {
+    write_all(buffers, [this](const ErrorCode& error, std::size_t) {
       if (finish_if_aborted()) return;
       if (timed_out_) return request_failed("timeout");
       if (error) return request_failed("connection_lost");
@@ -609,9 +646,8 @@ class Connection {
   }
 
   void read_answer() {
-    socket_.async_read_some(
-        asio::buffer(read_buffer_.data() + read_size_, read_buffer_.size() - read_size_),
-        [this](const ErrorCode& error, std::size_t bytes) { on_read(error, bytes); });
+    read_some(asio::buffer(read_buffer_.data() + read_size_, read_buffer_.size() - read_size_),
+              [this](const ErrorCode& error, std::size_t bytes) { on_read(error, bytes); });
   }
 
   void on_read(const ErrorCode& error, std::size_t bytes) {
@@ -744,6 +780,8 @@ class Connection {
   void finish();
 
   tcp::socket socket_;
+  std::unique_ptr<TlsSocket> tls_;  // over socket_, with https; made anew at each connect
+  std::string joined_;              // with https: the request being written, in one piece
   asio::steady_timer timer_;
   Plan& plan_;
   RunStats& stats_;
@@ -916,14 +954,23 @@ int run(int argc, char** argv) {
     return 0;
   }
   std::string url_error;
-  const auto target = parse_url(options.url, url_error);
+  auto target = parse_url(options.url, url_error);
   if (!target) {
     std::fprintf(stderr, "chat4all-http-load: %s\n", url_error.c_str());
     return 2;
   }
+  if (target->https && !options.cacert.empty()) {
+    try {
+      use_tls(*target, options.cacert);
+    } catch (const std::exception& error) {
+      std::fprintf(stderr, "chat4all-http-load: %s\n", error.what());
+      return 2;
+    }
+  }
   options.threads = std::min(options.threads, options.connections);
 
   Plan plan;
+  plan.target = *target;
   Token token;
   try {
     plan.endpoint = resolve(*target);

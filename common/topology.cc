@@ -190,7 +190,7 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   }
   if (!root.IsMap()) throw TopologyError(source_name + ": the topology must be a YAML mapping");
   check.only_keys(root, "the topology",
-                  {"cluster", "limits", "storage", "auth", "stream", "webhooks", "tenants",
+                  {"cluster", "limits", "storage", "auth", "tls", "stream", "webhooks", "tenants",
                    "channels", "nodes"});
 
   Topology topology;
@@ -280,6 +280,14 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   }
   if (topology.auth.token_secret_file.empty())
     topology.auth.token_secret_file = topology.data_dir / "secrets" / "token.key";
+
+  if (const YAML::Node tls = root["tls"]) {
+    check.only_keys(tls, "tls", {"certificate_file", "private_key_file"});
+    topology.tls.certificate_file =
+        resolve(base_dir, check.scalar<std::string>(tls, "certificate_file", "tls"));
+    topology.tls.private_key_file =
+        resolve(base_dir, check.scalar<std::string>(tls, "private_key_file", "tls"));
+  }
 
   if (const YAML::Node stream = root["stream"]) {
     check.only_keys(stream, "stream", {"queue_bytes_max", "resync_ms", "connections_max"});
@@ -444,7 +452,7 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     const YAML::Node endpoints = entry["endpoints"];
     if (!endpoints) check.fail(entry, "missing field 'endpoints' in " + where);
     check.only_keys(endpoints, where + ".endpoints",
-                    {"http", "rpc", "events", "channels", "metrics"});
+                    {"http", "https", "rpc", "events", "channels", "metrics"});
     for (const auto& item : endpoints) {
       const auto key = item.first.Scalar();
       const auto port = check.convert<std::uint32_t>(item.second, where + ".endpoints." + key);
@@ -458,12 +466,21 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
                                     key + ")");
       node.endpoints[key] = static_cast<std::uint16_t>(port);
     }
-    const char* required = node.role == NodeRole::kFrontend    ? "http"
-                           : node.role == NodeRole::kConnector ? nullptr
-                                                               : "rpc";
-    if (required && !node.port(required))
-      check.fail(endpoints,
-                 where + " (" + role_name(node.role) + ") needs an '" + required + "' endpoint");
+    if (node.role == NodeRole::kFrontend) {
+      if (!node.port("http") && !node.port("https"))
+        check.fail(endpoints, where + " (frontend) needs an 'http' or an 'https' endpoint");
+    } else if (node.role != NodeRole::kConnector && !node.port("rpc")) {
+      check.fail(endpoints, where + " (" + role_name(node.role) + ") needs an 'rpc' endpoint");
+    }
+    if (node.port("https")) {
+      if (node.role != NodeRole::kFrontend)
+        check.fail(endpoints["https"], where + ": only frontend nodes have an 'https' endpoint");
+      if (!topology.tls.configured())
+        check.fail(endpoints["https"],
+                   where +
+                       " has an 'https' endpoint: the topology needs a 'tls' section with "
+                       "certificate_file and private_key_file");
+    }
     if (const YAML::Node hosted = entry["channels"]) {
       if (node.role != NodeRole::kConnector)
         check.fail(hosted, where + ": only connector nodes host channels");

@@ -30,9 +30,11 @@ struct NodeSpec {
   std::string name;
   NodeRole role = NodeRole::kFrontend;
   std::string host;
-  // Named ports: "http" (frontend; connector: the platforms' webhooks), "rpc"
-  // (router, storage), "events" (storage: PUB of change hints), "channels"
-  // (router: where connectors take channel deliveries), "metrics" (any).
+  // Named ports: "http" (frontend: plain HTTP and WebSocket; connector: the platforms'
+  // webhooks), "https" (frontend: HTTPS and WSS with the topology's `tls` certificate; a
+  // frontend without "http" serves no plain HTTP at all), "rpc" (router, storage), "events"
+  // (storage: PUB of change hints), "channels" (router: where connectors take channel deliveries),
+  // "metrics" (any).
   std::map<std::string, std::uint16_t> endpoints;
   // Connector: the channels (ChannelSpec::name) it hosts; empty: every one.
   std::vector<std::string> channels;
@@ -151,6 +153,15 @@ struct StorageSettings {
   std::uint32_t clock_skew_max_ms = 1000;
 };
 
+// The certificate the frontends' "https" endpoints present (the `tls` section). Both files are
+// PEM: the certificate chain (leaf first) and its private key, read at start and again on SIGHUP.
+struct TlsSettings {
+  std::filesystem::path certificate_file;
+  std::filesystem::path private_key_file;
+
+  bool configured() const { return !certificate_file.empty(); }
+};
+
 struct AuthSettings {
   std::uint32_t token_ttl_s = 3600;
   std::filesystem::path token_secret_file;  // default: <data_dir>/secrets/token.key
@@ -166,6 +177,7 @@ struct Topology {
   Limits limits;
   StorageSettings storage;
   AuthSettings auth;
+  TlsSettings tls;
   StreamSettings stream;
   WebhookSettings webhooks;
   std::vector<TenantSpec> tenants;

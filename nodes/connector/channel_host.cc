@@ -112,6 +112,11 @@ struct ChannelHost::Channel {
                              "Events the platforms reported, by channel, kind and result",
                              labels + ",kind=\"" + kind + "\",result=\"" + result + "\"");
   }
+  Counter& webhooks_refused(const char* reason) {
+    return metrics().counter("chat4all_connector_channel_webhooks_refused_total",
+                             "Webhook requests refused by the channel's adapter, by reason",
+                             labels + ",reason=\"" + reason + "\"");
+  }
 
   const ChannelSpec spec;
   const std::unique_ptr<ChannelAdapter> adapter;
@@ -136,6 +141,10 @@ struct ChannelHost::Channel {
   Counter& statuses_stored = inbound("status", "stored");
   Counter& statuses_dropped = inbound("status", "dropped");
   Counter& storage_failures = inbound("any", "storage_failed");
+  // Webhook requests the adapter refused: no valid signature or secret (401/403), or a verified
+  // body it could not read (other 4xx).
+  Counter& webhooks_unverified = webhooks_refused("unverified");
+  Counter& webhooks_malformed = webhooks_refused("malformed");
 };
 
 ChannelHost::ChannelHost(const Topology& topology, const NodeSpec& self, RouterClient& routers,
@@ -636,6 +645,12 @@ void ChannelHost::on_webhook(WebhookRequest request, InboundHttpServer::Respond 
   } catch (const std::exception& e) {
     log_.warn("webhook_failed", {{"channel", channel.spec.name}, {"error", e.what()}});
     return respond(json_error(400, "bad_webhook"));
+  }
+  if (response.status == 401 || response.status == 403) {
+    channel.webhooks_unverified.add();
+    log_.debug("webhook_unverified", {{"channel", channel.spec.name}, {"status", response.status}});
+  } else if (response.status >= 400 && response.status < 500) {
+    channel.webhooks_malformed.add();
   }
   if (response.status < 200 || response.status > 299 || events.empty())
     return respond(std::move(response));

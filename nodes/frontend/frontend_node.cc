@@ -12,6 +12,8 @@
 
 #include "common/ids.h"
 #include "common/router_client.h"
+#include "nodes/frontend/edge_stream.h"
+#include "nodes/frontend/edge_tls.h"
 #include "nodes/frontend/http_api.h"
 #include "nodes/frontend/stream_hub.h"
 #include "nodes/frontend/stream_session.h"
@@ -26,6 +28,8 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr auto kIdleTimeout = std::chrono::seconds(60);
+// A TLS client has this long to finish its handshake.
+constexpr auto kTlsHandshakeTimeout = std::chrono::seconds(10);
 constexpr auto kStreamDrain = std::chrono::seconds(1);
 // The request line and headers together (Beast's default); a longer head is answered 431.
 constexpr std::uint32_t kHeaderBytesMax = 8 * 1024;
@@ -38,6 +42,11 @@ struct HttpMetrics {
   Counter& server_error = metrics().counter("chat4all_http_responses_total",
                                             "HTTP responses by class", "class=\"5xx\"");
   Gauge& connections = metrics().gauge("chat4all_http_connections", "Open client connections");
+  // Clients that did not complete a TLS handshake: plain HTTP on the https port, a client that
+  // refuses the certificate or offers only old protocols, or one too slow.
+  Counter& tls_handshake_failures =
+      metrics().counter("chat4all_http_tls_handshake_failures_total",
+                        "TLS handshakes on the https endpoint that failed or timed out");
 };
 
 // One client connection: read a request, answer it (possibly later, from
@@ -46,9 +55,9 @@ struct HttpMetrics {
 // WebSocket upgrade of GET /v1/stream hands the connection to a StreamSession.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, HttpApi& api, StreamHub& streams, RouterClient& routers,
+  Session(EdgeStream stream, HttpApi& api, StreamHub& streams, RouterClient& routers,
           HttpMetrics& stats, std::uint32_t body_bytes_max)
-      : stream_(std::move(socket)),
+      : stream_(std::move(stream)),
         api_(api),
         streams_(streams),
         routers_(routers),
@@ -59,15 +68,25 @@ class Session : public std::enable_shared_from_this<Session> {
   ~Session() { stats_.connections.add(-1); }
 
   void start() {
-    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(); });
+    asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+      if (!self->stream_.is_tls()) return self->read();
+      self->tcp().expires_after(kTlsHandshakeTimeout);
+      self->stream_.async_handshake([self](beast::error_code ec) {
+        if (!ec) return self->read();
+        self->stats_.tls_handshake_failures.add();
+        self->log_.debug("tls_handshake_failed", {{"error", ec.message()}});
+      });
+    });
   }
 
  private:
+  beast::tcp_stream& tcp() { return stream_.next_layer(); }
+
   void read() {
     parser_.emplace();
     parser_->body_limit(body_bytes_max_);
     parser_->header_limit(kHeaderBytesMax);
-    stream_.expires_after(kIdleTimeout);
+    tcp().expires_after(kIdleTimeout);
     http::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
@@ -107,7 +126,7 @@ class Session : public std::enable_shared_from_this<Session> {
                            std::string(request[http::field::content_type]),
                            std::move(request.body()),
                            std::string(request["Idempotency-Key"])};
-    stream_.expires_never();  // the API answers within its own bound
+    tcp().expires_never();  // the API answers within its own bound
     auto respond = [self = shared_from_this()](ApiResponse response) {
       asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
         self->write(std::move(response));
@@ -142,9 +161,9 @@ class Session : public std::enable_shared_from_this<Session> {
     auto admitted = streams_.admit({authorization.data(), authorization.size()},
                                    {target.data(), target.size()}, ids::now_ms() / 1000);
     if (auto* refusal = std::get_if<StreamRefusal>(&admitted)) return refuse(*refusal);
-    std::make_shared<StreamSession>(stream_.release_socket(),
-                                    std::move(std::get<StreamAdmission>(admitted)), streams_,
-                                    routers_)
+    // The session takes the connection, TLS state and all; this one ends here.
+    std::make_shared<StreamSession>(
+        std::move(stream_), std::move(std::get<StreamAdmission>(admitted)), streams_, routers_)
         ->start(parser_->release());
   }
 
@@ -161,7 +180,7 @@ class Session : public std::enable_shared_from_this<Session> {
      : api_response.status >= 400 ? stats_.client_error
                                   : stats_.ok)
         .add();
-    stream_.expires_after(kIdleTimeout);
+    tcp().expires_after(kIdleTimeout);
     http::async_write(stream_, *response,
                       [self = shared_from_this(), response](beast::error_code ec, std::size_t) {
                         if (!ec && self->linger_after_write_) return self->linger();
@@ -170,18 +189,27 @@ class Session : public std::enable_shared_from_this<Session> {
                       });
   }
 
+  // The answer is complete: TLS says so with close_notify (bounded by the idle timeout) and TCP
+  // with a FIN; the socket closes when the session goes.
   void close() {
+    if (!stream_.is_tls()) return shutdown_send();
+    tcp().expires_after(kLingerTimeout);
+    stream_.async_shutdown(
+        [self = shared_from_this()](beast::error_code) { self->shutdown_send(); });
+  }
+  void shutdown_send() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    tcp().socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
   // After answering 413 mid-body: the client is still sending. Closing at once
   // would reset the connection and it would see a broken pipe instead of the
   // answer, so read and discard what it still sends, up to a bound in bytes
   // and time, and close when it finishes.
+  // Over TLS the rest is read through the TLS layer (close_notify would end reading it).
   void linger() {
-    close();
-    stream_.expires_after(kLingerTimeout);
+    if (!stream_.is_tls()) shutdown_send();
+    tcp().expires_after(kLingerTimeout);
     linger_next();
   }
   void linger_next() {
@@ -197,7 +225,7 @@ class Session : public std::enable_shared_from_this<Session> {
   static constexpr auto kLingerTimeout = std::chrono::seconds(5);
   static constexpr std::size_t kLingerBytesMax = 64u << 20;
 
-  beast::tcp_stream stream_;
+  EdgeStream stream_;
   beast::flat_buffer buffer_{16 * 1024};
   bool linger_after_write_ = false;
   std::size_t lingered_bytes_ = 0;
@@ -218,7 +246,24 @@ class Session : public std::enable_shared_from_this<Session> {
 FrontendNode::FrontendNode(const Topology& topology, const NodeSpec& self)
     : topology_(topology), self_(self) {}
 
-void FrontendNode::run(const std::atomic<bool>& stop) {
+void FrontendNode::report_certificate(boost::asio::ssl::context& context) {
+  const CertificateValidity validity = certificate_validity(context);
+  const nlohmann::json fields = {{"certificate_file", topology_.tls.certificate_file.string()},
+                                 {"not_after", validity.not_after}};
+  if (validity.expired)
+    log_.warn("tls_certificate_expired", fields);
+  else
+    log_.info("tls_certificate", fields);
+}
+
+void FrontendNode::run(const std::atomic<bool>& stop, std::atomic<bool>& reload) {
+  // Throws when the certificate or key cannot be used: a frontend that cannot serve its
+  // certificate does not start, before it starts anything else.
+  std::optional<TlsContextSource> tls;
+  if (self_.port("https")) {
+    tls.emplace(topology_.tls);
+    report_certificate(*tls->current());
+  }
   std::vector<std::string> router_addresses;
   for (const NodeSpec* router : topology_.with_role(NodeRole::kRouter))
     router_addresses.push_back(router->zmq_address("rpc"));
@@ -235,29 +280,43 @@ void FrontendNode::run(const std::atomic<bool>& stop) {
                        topology_.limits.pending_requests_max);
   HttpApi api(topology_, self_, routers);
   const std::string host = self_.host == "localhost" ? "127.0.0.1" : self_.host;
-  const tcp::endpoint endpoint(asio::ip::make_address(host), *self_.port("http"));
-  tcp::acceptor acceptor(asio::make_strand(io));
-  acceptor.open(endpoint.protocol());
-  acceptor.set_option(asio::socket_base::reuse_address(true));
-  acceptor.bind(endpoint);
-  acceptor.listen(asio::socket_base::max_listen_connections);
 
-  std::function<void()> accept = [&] {
-    acceptor.async_accept(asio::make_strand(io), [&](beast::error_code ec, tcp::socket socket) {
-      if (!ec) {
-        socket.set_option(tcp::no_delay(true));
-        std::make_shared<Session>(std::move(socket), api, streams, routers, stats,
-                                  topology_.limits.body_bytes_max)
-            ->start();
-      } else if (ec == asio::error::operation_aborted) {
-        return;
-      } else {
-        log_.warn("accept_failed", {{"error", ec.message()}});
-      }
-      accept();
-    });
+  // One acceptor per endpoint: "http" hands out plain streams, "https" TLS ones.
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::function<void(tcp::acceptor&, bool)> accept = [&](tcp::acceptor& acceptor, bool with_tls) {
+    acceptor.async_accept(
+        asio::make_strand(io), [&, with_tls](beast::error_code ec, tcp::socket socket) {
+          if (!ec) {
+            socket.set_option(tcp::no_delay(true), ec);
+            beast::tcp_stream connection(std::move(socket));
+            EdgeStream stream = with_tls ? EdgeStream(std::move(connection), tls->current())
+                                         : EdgeStream(std::move(connection));
+            std::make_shared<Session>(std::move(stream), api, streams, routers, stats,
+                                      topology_.limits.body_bytes_max)
+                ->start();
+          } else if (ec == asio::error::operation_aborted) {
+            return;
+          } else {
+            log_.warn("accept_failed", {{"error", ec.message()}});
+          }
+          accept(acceptor, with_tls);
+        });
   };
-  accept();
+  nlohmann::json listening = nlohmann::json::object();
+  for (const char* scheme : {"http", "https"}) {
+    const auto port = self_.port(scheme);
+    if (!port) continue;
+    const tcp::endpoint endpoint(asio::ip::make_address(host), *port);
+    auto& acceptor =
+        *acceptors.emplace_back(std::make_unique<tcp::acceptor>(asio::make_strand(io)));
+    acceptor.open(endpoint.protocol());
+    acceptor.set_option(asio::socket_base::reuse_address(true));
+    acceptor.bind(endpoint);
+    acceptor.listen(asio::socket_base::max_listen_connections);
+    accept(acceptor, std::string_view(scheme) == "https");
+    listening[scheme] = std::string(scheme) + "://" + host + ":" + std::to_string(*port);
+  }
+  if (!self_.port("http")) listening["http"] = "off";
 
   // On stop, stream sessions are closed with 1001 and get kStreamDrain to
   // finish the close handshake before the event loop stops.
@@ -266,6 +325,16 @@ void FrontendNode::run(const std::atomic<bool>& stop) {
   std::function<void()> watch = [&] {
     stop_watch.expires_after(std::chrono::milliseconds(100));
     stop_watch.async_wait([&](beast::error_code) {
+      // SIGHUP: new connections get the files' certificate; open ones keep theirs.
+      if (reload.exchange(false) && tls) {
+        if (const std::string error = tls->reload(); error.empty()) {
+          log_.info("tls_reloaded",
+                    {{"certificate_file", topology_.tls.certificate_file.string()}});
+          report_certificate(*tls->current());
+        } else {
+          log_.error("tls_reload_failed", {{"error", error}, {"kept", "the previous certificate"}});
+        }
+      }
       if (stop.load() && !drain_deadline) {
         drain_deadline = std::chrono::steady_clock::now() + kStreamDrain;
         streams.close_all();
@@ -278,8 +347,7 @@ void FrontendNode::run(const std::atomic<bool>& stop) {
   };
   watch();
 
-  log_.info("listening", {{"http", "http://" + host + ":" + std::to_string(*self_.port("http"))},
-                          {"routers", router_addresses.size()}});
+  log_.info("listening", {{"endpoints", listening}, {"routers", router_addresses.size()}});
   std::vector<std::thread> workers;
   for (std::uint32_t i = 1; i < threads; ++i) workers.emplace_back([&] { io.run(); });
   io.run();

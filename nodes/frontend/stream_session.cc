@@ -14,9 +14,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 
-StreamSession::StreamSession(asio::ip::tcp::socket socket, StreamAdmission admission,
-                             StreamHub& hub, RouterClient& routers)
-    : socket_(std::move(socket)),
+StreamSession::StreamSession(EdgeStream stream, StreamAdmission admission, StreamHub& hub,
+                             RouterClient& routers)
+    : socket_(std::move(stream)),
       who_(std::move(admission)),
       hub_(hub),
       routers_(routers),

@@ -90,6 +90,7 @@
 #include "common/json_log.h"
 #include "common/router_client.h"
 #include "common/storage_client.h"
+#include "nodes/frontend/edge_stream.h"
 #include "nodes/frontend/event_subscriber.h"
 #include "nodes/frontend/stream_cursor_tracker.h"
 #include "nodes/frontend/stream_hub.h"
@@ -116,7 +117,8 @@ class StreamSession : public EventListener,
   static constexpr std::size_t kClientFrameBytesMax = 1 << 20;
   static constexpr std::size_t kHintsPendingMax = 1024;
 
-  StreamSession(boost::asio::ip::tcp::socket socket, StreamAdmission admission, StreamHub& hub,
+  // `stream`: the accepted connection, plain or TLS (handshake done), on its strand.
+  StreamSession(EdgeStream stream, StreamAdmission admission, StreamHub& hub,
                 RouterClient& routers);
   ~StreamSession() override;
   StreamSession(const StreamSession&) = delete;
@@ -132,7 +134,7 @@ class StreamSession : public EventListener,
   void go_away() override;
 
  private:
-  using WebSocket = boost::beast::websocket::stream<boost::beast::tcp_stream>;
+  using WebSocket = boost::beast::websocket::stream<EdgeStream>;
   enum class Phase { kHandshake, kStarting, kStreaming, kClosing, kFinished };
 
   struct OutboundFrame {

@@ -26,9 +26,15 @@
 namespace {
 
 std::atomic<bool> stop_requested{false};
+// SIGHUP: the frontend reads its TLS certificate and key again; other roles ignore it.
+std::atomic<bool> reload_requested{false};
 
 void request_stop(int) {
   stop_requested.store(true);
+}
+
+void request_reload(int) {
+  reload_requested.store(true);
 }
 
 int usage() {
@@ -61,6 +67,9 @@ int run_node(const std::string& topology_path, const std::string& name) {
   action.sa_handler = request_stop;
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  struct sigaction reload {};
+  reload.sa_handler = request_reload;
+  sigaction(SIGHUP, &reload, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   chat4all::Log log("node");
@@ -69,7 +78,7 @@ int run_node(const std::string& topology_path, const std::string& name) {
                         {"pid", getpid()}});
   switch (self->role) {
     case chat4all::NodeRole::kFrontend:
-      chat4all::frontend::FrontendNode(topology, *self).run(stop_requested);
+      chat4all::frontend::FrontendNode(topology, *self).run(stop_requested, reload_requested);
       break;
     case chat4all::NodeRole::kRouter:
       chat4all::router::RouterNode(topology, *self).run(stop_requested);

@@ -58,6 +58,13 @@ bool tcp_port_open(const std::string& host, std::uint16_t port) {
   return open;
 }
 
+// Where a frontend serves its API: HTTPS when it has that endpoint, else plain HTTP (the
+// topology makes sure one of them exists).
+std::optional<std::uint16_t> api_port(const NodeSpec& frontend) {
+  if (auto https = frontend.port("https")) return https;
+  return frontend.port("http");
+}
+
 }  // namespace
 
 Supervisor::Supervisor(const Topology& topology, std::string executable, std::string host_override)
@@ -86,6 +93,7 @@ int Supervisor::run() {
   sigaddset(&signals, SIGCHLD);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   sigprocmask(SIG_BLOCK, &signals, nullptr);
   const pid_t supervisor_pid = getpid();
 
@@ -129,6 +137,12 @@ int Supervisor::run() {
     timespec wait{0, 100 * 1000 * 1000};
     siginfo_t info{};
     const int signal_number = sigtimedwait(&signals, &info, &wait);
+    // SIGHUP: the nodes read their certificates again (the frontends; the others ignore it).
+    if (signal_number == SIGHUP && !stopping) {
+      log_.info("reloading", {{"signal", strsignal(signal_number)}});
+      for (auto& child : children)
+        if (child.pid > 0) kill(child.pid, SIGHUP);
+    }
     if ((signal_number == SIGINT || signal_number == SIGTERM) && !stopping) {
       stopping = true;
       kill_at = Clock::now() + kStopGrace;
@@ -186,14 +200,15 @@ int Supervisor::run() {
       bool ready = true;
       for (const auto& child : children)
         if (child.node->role == NodeRole::kFrontend &&
-            !tcp_port_open(child.node->host, *child.node->port("http")))
+            !tcp_port_open(child.node->host, *api_port(*child.node)))
           ready = false;
       if (ready || now > announce_deadline) {
         announced = true;
         for (const auto& child : children)
           if (child.node->role == NodeRole::kFrontend)
-            std::printf("chat4all: API of %s listening at http://%s:%u\n", child.node->name.c_str(),
-                        child.node->host.c_str(), unsigned(*child.node->port("http")));
+            std::printf("chat4all: API of %s listening at %s://%s:%u\n", child.node->name.c_str(),
+                        child.node->port("https") ? "https" : "http", child.node->host.c_str(),
+                        unsigned(*api_port(*child.node)));
         std::printf("chat4all: %zu nodes running from %s; Ctrl-C stops them\n", children.size(),
                     topology_.source_path.c_str());
         std::fflush(stdout);

@@ -12,8 +12,10 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
+#include "nodes/connector/graph_api.h"
 #include "tests/integration/cluster.h"
 
 namespace chat4all::testing {
@@ -67,6 +69,20 @@ constexpr const char* kChannelsYaml = R"(channels:
     breaker_failures: 3
     breaker_open_ms: 500
 )";
+
+// kChannelsYaml with Telegram taking its updates by webhook with a secret token. The webhook URL
+// is only told to the simulator (the tests post to the connector themselves).
+std::string telegram_webhook_yaml() {
+  std::string yaml = kChannelsYaml;
+  const std::string polling = "      updates: polling\n      poll_timeout_s: \"1\"\n";
+  const std::size_t at = yaml.find(polling);
+  if (at == std::string::npos) throw std::logic_error("kChannelsYaml changed");
+  yaml.replace(at, polling.size(),
+               "      updates: webhook\n"
+               "      webhook_url: \"http://127.0.0.1:9/unused\"\n"
+               "      secret_token: tg-secret_123\n");
+  return yaml;
+}
 
 // Linked as people write numbers; stored as WhatsApp reports it (wa_id): digits.
 constexpr const char* kWaPhone = "+55 (11) 90000-0001";
@@ -183,12 +199,13 @@ class ChannelsTest : public ::testing::Test {
   // A cluster of one storage node (fast to start) with `connectors`
   // connectors and the simulator. `one_by_one`: every node its own process
   // (so that one can be killed), else `chat4all up`.
-  void start(int connectors = 1, ProviderSimOptions sim_options = {}, bool one_by_one = false) {
+  void start(int connectors = 1, ProviderSimOptions sim_options = {}, bool one_by_one = false,
+             const std::string& channels_yaml = kChannelsYaml) {
     ClusterOptions options;
     options.storage_nodes = 1;
     options.replication_factor = 1;
     options.connectors = connectors;
-    options.channels_yaml = kChannelsYaml;
+    options.channels_yaml = channels_yaml;
     cluster_ = std::make_unique<TestCluster>(options);
     sim_ = std::make_unique<ProviderSim>(*cluster_, sim_options);
     one_by_one_ = one_by_one;
@@ -533,6 +550,127 @@ TEST_F(ChannelsTest, AKilledConnectorsDeliveriesArriveThroughTheOther) {
   for (const auto& text : texts)
     if (std::find(first.begin(), first.end(), text) == first.end()) first.push_back(text);
   EXPECT_EQ(first, expected) << json(texts).dump();
+}
+
+// A WhatsApp webhook carrying one inbound text message, as the platform posts it.
+std::string whatsapp_message_webhook(const std::string& message_id, const std::string& text) {
+  const json message = {{"from", kWaDigits},
+                        {"id", message_id},
+                        {"timestamp", "1700000000"},
+                        {"type", "text"},
+                        {"text", {{"body", text}}}};
+  const json value = {{"messaging_product", "whatsapp"},
+                      {"metadata", {{"phone_number_id", "100200300"}}},
+                      {"contacts", {{{"wa_id", kWaDigits}}}},
+                      {"messages", {message}}};
+  return json{{"object", "whatsapp_business_account"},
+              {"entry", {{{"id", "1"}, {"changes", {{{"field", "messages"}, {"value", value}}}}}}}}
+      .dump();
+}
+
+// A Telegram update carrying one inbound text message.
+std::string telegram_message_update(std::int64_t update_id, std::int64_t message_id,
+                                    const std::string& text) {
+  const std::int64_t chat = std::stoll(kTelegramChat);
+  return json{{"update_id", update_id},
+              {"message",
+               {{"message_id", message_id},
+                {"date", 1700000000},
+                {"chat", {{"id", chat}, {"type", "private"}}},
+                {"text", text}}}}
+      .dump();
+}
+
+// The messages of `conversation` (as `token` reads them) whose text is `text`.
+std::size_t count_in_history(TestCluster& cluster, const std::string& token,
+                             const std::string& conversation, const std::string& text) {
+  const auto page = cluster.history(token, conversation, "limit=100");
+  const json body = page.json();
+  std::size_t count = 0;
+  for (const auto& message : body["messages"])
+    if (message["payload"].value("text", "") == text) ++count;
+  return count;
+}
+
+// What a stranger can post to the connector's webhook endpoint is refused before it is read,
+// and what the platform posts twice is stored once.
+TEST_F(ChannelsTest, StrangersWebhooksAreRefusedAndAReplayChangesNothing) {
+  ASSERT_NO_FATAL_FAILURE(start(1, {}, false, telegram_webhook_yaml()));
+  const std::string wa = user("wa", identity("whatsapp", kWaPhone));
+  const std::string tg = user("tg", identity("telegram", kTelegramChat));
+  const std::string alice = cluster_->token("alice");
+  const std::string wa_chat = cluster_->create_conversation(alice, {"wa"}, "private");
+  const std::string tg_chat = cluster_->create_conversation(alice, {"tg"}, "private");
+  ASSERT_FALSE(wa_chat.empty());
+  ASSERT_FALSE(tg_chat.empty());
+  const std::uint16_t port = cluster_->port_of("connector-1", "http");
+  const std::string whatsapp = "/channels/whatsapp/webhook";
+  const std::string telegram = "/channels/telegram/webhook";
+  const std::map<std::string, std::string> json_type = {{"Content-Type", "application/json"}};
+  auto with = [&](std::string name, std::string value) {
+    auto headers = json_type;
+    headers[std::move(name)] = std::move(value);
+    return headers;
+  };
+
+  // WhatsApp: no signature, another key's signature, a signature of other bytes.
+  const std::string forged = whatsapp_message_webhook("wamid.forged", "forged");
+  EXPECT_EQ(http_request(port, "POST", whatsapp, forged, json_type).status, 401);
+  EXPECT_EQ(http_request(
+                port, "POST", whatsapp, forged,
+                with("X-Hub-Signature-256", connector::hub_signature("not-the-app-secret", forged)))
+                .status,
+            401);
+  const std::string genuine = whatsapp_message_webhook("wamid.genuine", "genuine");
+  EXPECT_EQ(
+      http_request(port, "POST", whatsapp, forged,
+                   with("X-Hub-Signature-256", connector::hub_signature("sim-app-secret", genuine)))
+          .status,
+      401);
+  // Telegram: no secret token, a wrong one.
+  const std::string forged_update = telegram_message_update(900, 900, "forged");
+  EXPECT_EQ(http_request(port, "POST", telegram, forged_update, json_type).status, 401);
+  EXPECT_EQ(http_request(port, "POST", telegram, forged_update,
+                         with("X-Telegram-Bot-Api-Secret-Token", "tg-secret_124"))
+                .status,
+            401);
+  // A body over the bound, signed or not, is refused before it is read whole.
+  const std::string huge(1024 * 1024 + 1, ' ');
+  EXPECT_EQ(
+      http_request(port, "POST", whatsapp, huge,
+                   with("X-Hub-Signature-256", connector::hub_signature("sim-app-secret", huge)))
+          .status,
+      413);
+
+  // The genuine webhooks, each delivered twice (the platforms retry; an attacker may replay).
+  const auto signed_genuine =
+      with("X-Hub-Signature-256", connector::hub_signature("sim-app-secret", genuine));
+  const std::string update = telegram_message_update(901, 901, "genuine on telegram");
+  const auto with_secret = with("X-Telegram-Bot-Api-Secret-Token", "tg-secret_123");
+  for (int round = 1; round <= 2; ++round) {
+    const auto wa_answer = http_request(port, "POST", whatsapp, genuine, signed_genuine);
+    EXPECT_EQ(wa_answer.status, 200) << round << ": " << wa_answer.body << "\n" << logs();
+    const auto tg_answer = http_request(port, "POST", telegram, update, with_secret);
+    EXPECT_EQ(tg_answer.status, 200) << round << ": " << tg_answer.body << "\n" << logs();
+  }
+  // Each webhook is answered once its message is stored: it is there now, once.
+  EXPECT_EQ(count_in_history(*cluster_, alice, wa_chat, "genuine"), 1u)
+      << cluster_->history(alice, wa_chat).body;
+  EXPECT_EQ(count_in_history(*cluster_, alice, tg_chat, "genuine on telegram"), 1u)
+      << cluster_->history(alice, tg_chat).body;
+  EXPECT_EQ(count_in_history(*cluster_, alice, wa_chat, "forged"), 0u);
+  EXPECT_EQ(count_in_history(*cluster_, alice, tg_chat, "forged"), 0u);
+  // Every refusal was counted, per channel.
+  const std::string metrics =
+      http_request(cluster_->port_of("connector-1", "metrics"), "GET", "/metrics").body;
+  EXPECT_NE(metrics.find("chat4all_connector_channel_webhooks_refused_total{channel=\"whatsapp\","
+                         "reason=\"unverified\"} 3"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("chat4all_connector_channel_webhooks_refused_total{channel=\"telegram\","
+                         "reason=\"unverified\"} 2"),
+            std::string::npos)
+      << metrics;
 }
 
 }  // namespace

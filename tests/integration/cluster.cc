@@ -162,11 +162,20 @@ std::string admin_client_id(const std::string& tenant) {
 TestCluster::TestCluster(ClusterOptions options) : options_(options) {
   auth::init_crypto();
   const bool channels = !options.channels_yaml.empty();
-  auto ports = free_ports(3 + 3 * static_cast<std::size_t>(options.storage_nodes) +
+  const bool tls = !options.tls_certificate_file.empty();
+  auto ports = free_ports(4 + 3 * static_cast<std::size_t>(options.storage_nodes) +
                           (channels ? 1 : 0) + 2 * static_cast<std::size_t>(options.connectors));
   std::size_t next = 0;
   http_port_ = ports[next++];
-  ports_["frontend-1"]["http"] = http_port_;
+  https_port_ = ports[next++];
+  if (options.plain_http)
+    ports_["frontend-1"]["http"] = http_port_;
+  else
+    http_port_ = 0;
+  if (tls)
+    ports_["frontend-1"]["https"] = https_port_;
+  else
+    https_port_ = 0;
   ports_["router-1"]["rpc"] = ports[next++];
   ports_["router-1"]["metrics"] = ports[next++];
   if (channels) ports_["router-1"]["channels"] = ports[next++];
@@ -187,6 +196,9 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
        << "stream:\n  queue_bytes_max: " << options.stream_queue_bytes_max
        << "\n  resync_ms: " << options.stream_resync_ms
        << "\n  connections_max: " << options.stream_connections_max << "\n";
+  if (tls)
+    yaml << "tls:\n  certificate_file: \"" << options.tls_certificate_file
+         << "\"\n  private_key_file: \"" << options.tls_private_key_file << "\"\n";
   if (options.connectors > 0)
     yaml << "webhooks:\n  allow_loopback: true\n  backoff_initial_ms: 100\n"
          << "  backoff_max_ms: 1000\n  timeout_ms: 2000\n";
@@ -195,8 +207,13 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
     yaml << "  - {id: " << tenant << ", admin_clients: [{client_id: " << admin_client_id(tenant)
          << ", secret_hash: \"" << admin_secret_hash() << "\"}]}\n";
   yaml << "nodes:\n"
-       << "  - {name: frontend-1, role: frontend, host: 127.0.0.1, endpoints: {http: " << http_port_
-       << "}}\n"
+       << "  - {name: frontend-1, role: frontend, host: 127.0.0.1, endpoints: {";
+  const char* separator = "";
+  for (const auto& [endpoint, port] : ports_["frontend-1"]) {
+    yaml << separator << endpoint << ": " << port;
+    separator = ", ";
+  }
+  yaml << "}}\n"
        << "  - {name: router-1, role: router, host: 127.0.0.1, endpoints: {rpc: "
        << ports_["router-1"]["rpc"] << ", metrics: " << ports_["router-1"]["metrics"];
   if (channels) yaml << ", channels: " << ports_["router-1"]["channels"];

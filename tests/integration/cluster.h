@@ -82,6 +82,12 @@ struct ClusterOptions {
   // "metrics" endpoints, hosting every channel. Connectors also deliver the
   // tenants' webhooks, which the test topology lets go to loopback receivers.
   int connectors = 0;
+  // Frontend TLS (the topology's `tls` section): with a certificate file, frontend-1 also gets
+  // an "https" endpoint (https_port()). Without plain_http it has no "http" endpoint at all
+  // (http_port() is 0, and wait_ready() and the helpers that speak plain HTTP cannot be used).
+  std::string tls_certificate_file;
+  std::string tls_private_key_file;
+  bool plain_http = true;
 };
 
 // The tenants of every test cluster, each with one admin client whose secret is
@@ -147,6 +153,7 @@ class TestCluster {
   std::string conversation_owned_by(const std::string& node, const std::string& token);
 
   std::uint16_t http_port() const { return http_port_; }
+  std::uint16_t https_port() const { return https_port_; }
   // Value of an unlabelled metric on `node`'s metrics endpoint; -1 if absent.
   double metric(const std::string& node, const std::string& name) const;
   std::uint16_t port_of(const std::string& node, const std::string& endpoint) const;
@@ -167,6 +174,7 @@ class TestCluster {
   std::filesystem::path topology_path_;
   std::string topology_text_;  // as written by the constructor, placeholders included
   std::uint16_t http_port_ = 0;
+  std::uint16_t https_port_ = 0;
   std::map<std::string, std::map<std::string, std::uint16_t>> ports_;
   pid_t up_pid_ = -1;
   std::map<std::string, pid_t> node_pids_;

@@ -441,6 +441,25 @@ TEST_F(WhatsAppTest, WebhookWithWrongOrMissingSignatureIsRefusedAndEmitsNothing)
   EXPECT_TRUE(events.empty());
 }
 
+// The signature is checked over the raw bytes before anything is parsed: a stranger's body,
+// however malformed, gets the same 401 as a well-formed one and never reaches the JSON parser.
+TEST_F(WhatsAppTest, TheSignatureIsCheckedBeforeTheBodyIsParsed) {
+  WhatsAppAdapter adapter(channel, transport);
+  std::vector<InboundEvent> events;
+  for (const std::string& body :
+       std::vector<std::string>{"{\"object\":", "[1,2]", "", std::string(4096, '{')}) {
+    WebhookRequest unsigned_post = signed_post(body, "s3cret");
+    unsigned_post.headers.erase("x-hub-signature-256");
+    EXPECT_EQ(adapter.on_webhook(unsigned_post, events).status, 401) << body.substr(0, 20);
+    EXPECT_EQ(adapter.on_webhook(signed_post(body, "not-the-secret"), events).status, 401);
+  }
+  // A signature made for other bytes (another webhook replayed with this one's header).
+  WebhookRequest swapped = signed_post("{\"object\":\"whatsapp_business_account\"}", "s3cret");
+  swapped.headers["x-hub-signature-256"] = hub_signature("s3cret", kWhatsAppWebhook);
+  EXPECT_EQ(adapter.on_webhook(swapped, events).status, 401);
+  EXPECT_TRUE(events.empty());
+}
+
 TEST_F(WhatsAppTest, MalformedJsonIs400) {
   WhatsAppAdapter adapter(channel, transport);
   std::vector<InboundEvent> events;
@@ -816,6 +835,7 @@ TEST_F(TelegramTest, NoPollingUnlessConfigured) {
   for (const char* mode : {"none", "webhook"}) {
     channel.settings["updates"] = mode;
     channel.settings["webhook_url"] = "https://x.example/hook";
+    channel.settings["secret_token"] = "tg-secret";
     auto adapter = make();
     std::vector<InboundEvent> events;
     EXPECT_FALSE(adapter->poll_updates(events)) << mode;
@@ -853,6 +873,52 @@ TEST_F(TelegramTest, WebhookChecksTheSecretAndMapsTheUpdate) {
   EXPECT_EQ(adapter->on_webhook(request, events).status, 400);
   EXPECT_TRUE(events.empty());
   EXPECT_TRUE(transport->requests().empty());
+}
+
+TEST_F(TelegramTest, TheSecretIsCheckedBeforeTheBodyIsParsed) {
+  channel.settings["updates"] = "webhook";
+  channel.settings["webhook_url"] = "https://x.example/hook";
+  channel.settings["secret_token"] = "tg-secret";
+  auto adapter = make();
+  WebhookRequest request;
+  request.method = "POST";
+  request.body = "{not json";
+  std::vector<InboundEvent> events;
+  EXPECT_EQ(adapter->on_webhook(request, events).status, 401);  // not 400: never parsed
+  request.headers["x-telegram-bot-api-secret-token"] = "";
+  EXPECT_EQ(adapter->on_webhook(request, events).status, 401);
+  request.headers["x-telegram-bot-api-secret-token"] = "tg-secret-and-more";
+  EXPECT_EQ(adapter->on_webhook(request, events).status, 401);
+  request.headers["x-telegram-bot-api-secret-token"] = "tg-secret";
+  EXPECT_EQ(adapter->on_webhook(request, events).status, 400);
+  EXPECT_TRUE(events.empty());
+}
+
+// Without a secret token a webhook channel would take updates from anyone who learns its URL:
+// such a channel does not start.
+TEST_F(TelegramTest, AWebhookChannelNeedsAWellFormedSecretToken) {
+  channel.settings["updates"] = "webhook";
+  channel.settings["webhook_url"] = "https://x.example/hook";
+  for (const std::string& token :
+       std::vector<std::string>{"", "with space", "semi;colon", "\xc3\xa9t\xc3\xa9",
+                                std::string(TelegramAdapter::kSecretTokenBytesMax + 1, 'a')}) {
+    if (token.empty())
+      channel.settings.erase("secret_token");
+    else
+      channel.settings["secret_token"] = token;
+    try {
+      make();
+      FAIL() << "accepted secret_token '" << token << "'";
+    } catch (const AdapterConfigError& error) {
+      EXPECT_NE(std::string(error.what()).find("secret_token"), std::string::npos) << error.what();
+    }
+  }
+  channel.settings["secret_token"] = "A-z_09" + std::string(250, 'x');
+  EXPECT_NO_THROW(make());
+  // Polling needs none: nothing is posted to the connector.
+  channel.settings["updates"] = "polling";
+  channel.settings.erase("secret_token");
+  EXPECT_NO_THROW(make());
 }
 
 TEST_F(TelegramTest, WebhookIsRefusedWhenPolling) {
@@ -924,6 +990,10 @@ TEST(AdapterRegistry, MissingRequiredSettingsAreNamed) {
   expect_missing(channel_of("telegram", {}), "bot_token");
   expect_missing(channel_of("telegram", {{"bot_token", "1:x"}, {"updates", "webhook"}}),
                  "webhook_url");
+  expect_missing(channel_of("telegram", {{"bot_token", "1:x"},
+                                         {"updates", "webhook"},
+                                         {"webhook_url", "https://x.example/hook"}}),
+                 "secret_token");
 }
 
 // ---------------------------------------------------------------------------------------------

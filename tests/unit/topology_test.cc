@@ -373,7 +373,38 @@ TEST(TopologyErrorTest, FrontendWithoutHttpEndpoint) {
   expect_error(
       kCluster + kNodes +
           "  - name: fe-2\n    role: frontend\n    host: h\n    endpoints: {rpc: 1, metrics: 2}\n",
-      "node 'fe-2' (frontend) needs an 'http' endpoint", 27);
+      "node 'fe-2' (frontend) needs an 'http' or an 'https' endpoint", 27);
+}
+
+const std::string kTls =
+    "tls:\n  certificate_file: certs/frontend.crt\n  private_key_file: /etc/chat4all/fe.key\n";
+
+TEST(TopologyTest, AnHttpsOnlyFrontendServesNoPlainHttp) {
+  const Topology t =
+      parse(kCluster + kTls + kNodes +
+            "  - name: fe-2\n    role: frontend\n    host: h\n    endpoints: {https: 8443}\n");
+  // Relative to the topology's folder, like every path in it.
+  EXPECT_EQ(t.tls.certificate_file, "/srv/chat4all/topology/certs/frontend.crt");
+  EXPECT_EQ(t.tls.private_key_file, "/etc/chat4all/fe.key");
+  const NodeSpec* fe = t.find("fe-2");
+  ASSERT_NE(fe, nullptr);
+  EXPECT_EQ(fe->port("https"), 8443);
+  EXPECT_FALSE(fe->port("http"));
+  EXPECT_FALSE(parse(kCluster + kNodes).tls.configured());
+}
+
+TEST(TopologyErrorTest, HttpsNeedsTheTlsSectionAndAFrontend) {
+  const std::string fe_https =
+      "  - name: fe-2\n    role: frontend\n    host: h\n    endpoints: {https: 8443}\n";
+  expect_error(kCluster + kNodes + fe_https, "the topology needs a 'tls' section", 27);
+  expect_error(
+      kCluster + kTls + kNodes +
+          "  - name: r9\n    role: router\n    host: h\n    endpoints: {rpc: 1, https: 2}\n",
+      "only frontend nodes have an 'https' endpoint", 30);
+  expect_error(kCluster + "tls:\n  certificate_file: a.crt\n" + kNodes + fe_https,
+               "missing field 'private_key_file' in tls", 8);
+  expect_error(kCluster + kTls + "  min_version: 1.0\n" + kNodes,
+               "unknown key 'min_version' in tls", 10);
 }
 
 TEST(TopologyErrorTest, StorageOrRouterWithoutRpcEndpoint) {

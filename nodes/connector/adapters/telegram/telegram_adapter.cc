@@ -1,6 +1,7 @@
 #include "nodes/connector/adapters/telegram/telegram_adapter.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <stdexcept>
@@ -28,6 +29,28 @@ std::uint32_t poll_timeout_s_of(const ChannelSpec& channel) {
     throw AdapterConfigError("channel '" + channel.name + "': settings.poll_timeout_s must be 0.." +
                              std::to_string(TelegramAdapter::kPollTimeoutMaxS));
   return static_cast<std::uint32_t>(seconds);
+}
+
+// With updates: webhook the secret token is the only thing that tells Telegram's POSTs from a
+// stranger's (the webhook URL is not a secret: it is in logs, proxies and DNS), so it is required
+// there. Telegram itself takes 1..256 characters of A-Z a-z 0-9 _ - and refuses setWebhook
+// otherwise; checking here names the setting at start instead.
+std::string secret_token_of(const ChannelSpec& channel, TelegramAdapter::UpdateMode mode) {
+  const std::string token = setting_or(channel, "secret_token", "");
+  if (mode != TelegramAdapter::UpdateMode::kWebhook) return token;
+  if (token.empty())
+    throw AdapterConfigError("channel '" + channel.name +
+                             "': settings.secret_token is required with updates: webhook (without "
+                             "it anyone who learns the webhook URL can post updates)");
+  const bool allowed = token.size() <= TelegramAdapter::kSecretTokenBytesMax &&
+                       std::all_of(token.begin(), token.end(), [](char c) {
+                         return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+                       });
+  if (!allowed)
+    throw AdapterConfigError("channel '" + channel.name + "': settings.secret_token must be 1.." +
+                             std::to_string(TelegramAdapter::kSecretTokenBytesMax) +
+                             " characters of A-Z, a-z, 0-9, _ and -");
+  return token;
 }
 
 std::string without_trailing_slash(std::string url) {
@@ -82,7 +105,7 @@ TelegramAdapter::TelegramAdapter(const ChannelSpec& channel,
       update_mode_(update_mode_of(channel)),
       poll_timeout_s_(poll_timeout_s_of(channel)),
       webhook_url_(update_mode_ == UpdateMode::kWebhook ? setting(channel, "webhook_url") : ""),
-      secret_token_(setting_or(channel, "secret_token", "")),
+      secret_token_(secret_token_of(channel, update_mode_)),
       document_link_prefix_(setting_or(channel, "document_link_prefix", "")),
       timeout_ms_(channel.timeout_ms),
       transport_(std::move(transport)),
@@ -116,7 +139,7 @@ void TelegramAdapter::connect() {
   switch (update_mode_) {
     case UpdateMode::kWebhook: {
       json body{{"url", webhook_url_}, {"allowed_updates", json::array({"message"})}};
-      if (!secret_token_.empty()) body["secret_token"] = secret_token_;
+      body["secret_token"] = secret_token_;
       call_or_throw("setWebhook", body);
       break;
     }
@@ -223,8 +246,8 @@ WebhookResponse TelegramAdapter::on_webhook(const WebhookRequest& request,
     response.body = "method not allowed";
     return response;
   }
-  if (!secret_token_.empty() &&
-      !secrets_equal(secret_token_, request.header("x-telegram-bot-api-secret-token"))) {
+  // The secret is checked before the body is looked at; the constructor made sure there is one.
+  if (!secrets_equal(secret_token_, request.header("x-telegram-bot-api-secret-token"))) {
     response.status = 401;
     response.body = "bad or missing X-Telegram-Bot-Api-Secret-Token";
     return response;

@@ -20,15 +20,16 @@
 //
 // Settings: bot_token (required); base_url (default https://api.telegram.org);
 // updates: polling (default) | webhook | none; poll_timeout_s (default 25);
-// webhook_url (required with updates: webhook); secret_token (with updates: webhook, optional
-// but advised: Telegram sends it in X-Telegram-Bot-Api-Secret-Token and on_webhook refuses
-// requests without it); document_link_prefix (optional: without it the file id is sent as is,
-// which Telegram takes for one of its own file ids or a URL).
+// webhook_url and secret_token (both required with updates: webhook: Telegram sends the secret in
+// X-Telegram-Bot-Api-Secret-Token and on_webhook refuses any request without it, compared in
+// constant time, before the body is parsed); document_link_prefix (optional: without it the file id
+// is sent as is, which Telegram takes for one of its own file ids or a URL).
 //
 // Thread-safety: send_message, send_file and on_webhook may be called from any thread at once;
 // poll_updates from one thread at a time (the host's polling thread).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -54,6 +55,8 @@ class TelegramAdapter final : public ChannelAdapter {
   // The transport timeout of getUpdates exceeds the long poll by this much.
   static constexpr std::uint32_t kPollTransportMarginMs = 10'000;
   static constexpr long kPollTimeoutMaxS = 600;
+  // Telegram's own bound on secret_token.
+  static constexpr std::size_t kSecretTokenBytesMax = 256;
 
   // Calls the platform through libcurl (the registered adapter).
   explicit TelegramAdapter(const ChannelSpec& channel);
