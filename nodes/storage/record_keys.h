@@ -2,7 +2,6 @@
 // partition state machine reads (domain.cc, presence.cc). Relative to the
 // partition; names never contain '/' (ids::is_valid_name / is_valid_id), so
 // the separators keep one record family, one tenant, one user together.
-// schema/README.md lists every family.
 #pragma once
 
 #include <string>

@@ -69,6 +69,11 @@ struct ClusterOptions {
   std::uint32_t stream_queue_bytes_max = 4u << 20;
   std::uint32_t stream_resync_ms = 2000;
   std::uint32_t stream_connections_max = 10000;
+  std::uint32_t presence_grace_ms = 3000;
+  std::uint32_t presence_lease_ms = 15000;
+
+  // frontend-1 .. frontend-N, each with an "http" endpoint (port_of(name, "http")).
+  int frontends = 1;
 
   // Outside channels: the whole `channels:` section of the topology, in which
   // {{PROVIDER}} stands for the simulated provider's base URL (filled in by
