@@ -118,7 +118,7 @@ class StreamSession : public EventListener,
   static constexpr std::size_t kFrameOverheadBytes = 1024;
   static constexpr std::size_t kClientFrameBytesMax = 1 << 20;
   static constexpr std::size_t kHintsPendingMax = 1024;
-  static constexpr std::size_t kPresenceUsersRememberedMax = 4096;
+  static constexpr std::size_t kPresenceUsersRememberedMax = 1024;
 
   StreamSession(boost::asio::ip::tcp::socket socket, StreamAdmission admission, StreamHub& hub,
                 RouterClient& routers);

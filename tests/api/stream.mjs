@@ -403,9 +403,11 @@ async function main() {
       assert.deepEqual(before.json, { user_id: subject.id, state: 'offline', last_seen_at: null });
       await api.error('GET', `/v1/users/${subject.id}/presence`, { token: stranger.token }, { status: 404, code: 'not_found' });
 
+      const opened = Date.now();
       const device = await Device.open('subject', subject.token);
       await device.resume({});
       const online = await watcher.waitFor('presence online', (f) => f.type === 'presence' && f.user_id === subject.id && f.state === 'online');
+      console.log(`      (the watcher had "online" ${Date.now() - opened} ms after the subject began to connect)`);
       assert.equal(online.last_seen_at, null);
       const now = await api.call('GET', `/v1/users/${subject.id}/presence`, { token: users.watcher.token, expect: 200 });
       assert.equal(now.json.state, 'online');
@@ -421,8 +423,10 @@ async function main() {
       assert.ok(conversation && watcher, 'needs the previous check');
       const typer = await Device.open('typer', users.subject.token);
       await typer.resume({});
+      const typed = Date.now();
       typer.send({ type: 'typing', conversation_id: conversation });
       const frame = await watcher.waitFor('typing', (f) => f.type === 'typing');
+      console.log(`      (the other member had the typing frame ${Date.now() - typed} ms after it was sent)`);
       assert.deepEqual(frame, { type: 'typing', conversation_id: conversation, user_id: users.subject.id });
       typer.send({ type: 'typing', conversation_id: conversation });  // within 3 s: dropped
       await sleep(1500);
