@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "common/ids.h"
+#include "schema/records.h"
 
 namespace chat4all {
 
@@ -290,14 +291,23 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   }
 
   if (const YAML::Node stream = root["stream"]) {
-    check.only_keys(stream, "stream", {"queue_bytes_max", "resync_ms", "connections_max"});
+    check.only_keys(stream, "stream",
+                    {"queue_bytes_max", "resync_ms", "connections_max", "presence_grace_ms",
+                     "presence_lease_ms"});
     auto& st = topology.stream;
     check.optional_scalar(stream, "queue_bytes_max", "stream", st.queue_bytes_max);
     check.optional_scalar(stream, "resync_ms", "stream", st.resync_ms);
     check.optional_scalar(stream, "connections_max", "stream", st.connections_max);
+    check.optional_scalar(stream, "presence_grace_ms", "stream", st.presence_grace_ms);
+    check.optional_scalar(stream, "presence_lease_ms", "stream", st.presence_lease_ms);
     if (st.queue_bytes_max < 65536) check.fail(stream, "queue_bytes_max must be at least 65536");
     if (st.resync_ms == 0 || st.connections_max == 0)
       check.fail(stream, "resync_ms and connections_max must be positive");
+    // Renewed at a third of it: at most once a second; at most what a report may ask for.
+    if (st.presence_lease_ms < 3000 || st.presence_lease_ms > wire::kPresenceLeaseMsMax)
+      check.fail(stream, "presence_lease_ms must be between 3000 and " +
+                             std::to_string(wire::kPresenceLeaseMsMax));
+    if (st.presence_grace_ms > 60000) check.fail(stream, "presence_grace_ms must be at most 60000");
   }
 
   if (const YAML::Node webhooks = root["webhooks"]) {

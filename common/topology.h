@@ -67,6 +67,12 @@ struct StreamSettings {
   std::uint32_t resync_ms = 2000;  // re-read every conversation of a connection this often, in
                                    // case an event hint was lost
   std::uint32_t connections_max = 10000;  // per frontend node
+  // Presence: a user's last stream closed this long ago before others see
+  // `offline` (a reconnect within it is not seen); and the lease a frontend
+  // holds on what it reported (its users go offline this long after it
+  // crashed), renewed at a third of it.
+  std::uint32_t presence_grace_ms = 3000;
+  std::uint32_t presence_lease_ms = 15000;
 };
 
 // Outgoing webhook calls (connector nodes).

@@ -33,8 +33,9 @@ struct UserRecord {
   std::vector<Identity> identities;
   std::int64_t created_at_ms = 0;
   std::int64_t updated_at_ms = 0;
+  bool presence_hidden = false;  // others see the user offline, without last_seen_at
   MSGPACK_DEFINE(tenant_id, user_id, display_name, password_hash, identities, created_at_ms,
-                 updated_at_ms);
+                 updated_at_ms, presence_hidden);
 };
 
 struct ClientRecord {
@@ -254,8 +255,10 @@ struct UpdateUser {
   std::string display_name;
   bool set_password_hash = false;
   std::string password_hash;
+  bool set_presence_hidden = false;
+  bool presence_hidden = false;
   MSGPACK_DEFINE(tenant_id, user_id, set_display_name, display_name, set_password_hash,
-                 password_hash);
+                 password_hash, set_presence_hidden, presence_hidden);
 };
 
 struct IdentityChange {
@@ -396,6 +399,100 @@ struct ChannelRef {
                  recipient_id, at_ms);
 };
 inline constexpr std::size_t kChannelRefsPerAddress = 1024;  // older ones are forgotten
+
+// ---- presence (tenant directory partition, key tenant_key; schema/README.md "Presence")
+//
+// A user is online while some frontend instance has a record of the user's
+// streams; each instance holds a lease per tenant that it renews with every
+// report, and the partition's leader expires (kExpirePresence) the records of
+// an instance whose lease ran out, so that a crashed frontend's users go
+// offline. A frontend instance is its node name and a per-start suffix, so a
+// restarted frontend never inherits the records of its previous life.
+
+// From one frontend instance: `online` users have at least one open stream
+// there now; `offline` users had and have none left (the reconnect grace is
+// over). Both may be empty: a lease renewal. The lease runs `lease_ms` from the
+// entry's leader stamp.
+struct PresenceReport {
+  std::string tenant_id;
+  std::string frontend;
+  std::uint32_t lease_ms = 0;
+  std::vector<std::string> online;
+  std::vector<std::string> offline;
+  MSGPACK_DEFINE(tenant_id, frontend, lease_ms, online, offline);
+};
+inline constexpr std::size_t kPresenceReportUsersMax = 1000;  // online + offline, per report
+inline constexpr std::uint32_t kPresenceLeaseMsMin = 1000;
+inline constexpr std::uint32_t kPresenceLeaseMsMax = 600000;
+
+// false: the instance held no live lease before this report (first report, or
+// it was expired): storage may have dropped what it reported before, so the
+// frontend reports every user it has online again.
+struct PresenceReportResult {
+  bool lease_was_live = false;
+  MSGPACK_DEFINE(lease_was_live);
+};
+
+// One frontend instance's lease in one tenant, as kept and as the sweep lists them.
+struct PresenceLease {
+  std::string tenant_id;
+  std::string frontend;
+  std::int64_t renewed_at_ms = 0;
+  std::int64_t expires_at_ms = 0;
+  MSGPACK_DEFINE(tenant_id, frontend, renewed_at_ms, expires_at_ms);
+};
+
+// The leader's own command: drops the instance's records if its lease has
+// expired by the entry's stamp (a renewal applied since makes it a no-op).
+struct PresenceExpiry {
+  std::string tenant_id;
+  std::string frontend;
+  MSGPACK_DEFINE(tenant_id, frontend);
+};
+
+// Leases of a partition that expired by `at_ms`, at most `limit`.
+struct PresenceSweep {
+  std::int64_t at_ms = 0;
+  std::uint32_t limit = 64;
+  MSGPACK_DEFINE(at_ms, limit);
+};
+
+// `requester_id` must be the user, share a conversation with the user, or be
+// empty (an admin of the tenant); anyone else gets kNotFound, as for a user
+// that does not exist.
+struct PresenceLookup {
+  std::string tenant_id;
+  std::string user_id;
+  std::string requester_id;
+  MSGPACK_DEFINE(tenant_id, user_id, requester_id);
+};
+
+struct PresenceRecord {
+  std::string user_id;
+  std::string state;                 // online | offline
+  std::int64_t last_seen_at_ms = 0;  // offline: when the last stream ended; 0: unknown or hidden
+  MSGPACK_DEFINE(user_id, state, last_seen_at_ms);
+};
+inline constexpr const char* kPresenceOnline = "online";
+inline constexpr const char* kPresenceOffline = "offline";
+// Conversations a presence change is published on (see wire::Event).
+inline constexpr std::size_t kPresenceEventConversationsMax = 2000;
+
+// ---- typing (kTyping, key conversation_id)
+
+struct TypingNotice {
+  std::string tenant_id;
+  std::string conversation_id;
+  std::string user_id;
+  MSGPACK_DEFINE(tenant_id, conversation_id, user_id);
+};
+// At most one typing event per user and conversation in this interval; more are dropped.
+inline constexpr std::int64_t kTypingIntervalMs = 3000;
+
+struct TypingResult {
+  bool published = false;  // false: within kTypingIntervalMs of the last one, dropped
+  MSGPACK_DEFINE(published);
+};
 
 // ---- query bodies
 

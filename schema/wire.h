@@ -250,6 +250,8 @@ enum class CommandKind : std::uint16_t {
   kCreateWebhook = 8,    // CreateWebhook -> WebhookRecord
   kDeleteWebhook = 9,    // TenantLookup -> (empty)
   kRecordDelivery = 10,  // RecordDelivery -> (empty)
+  kReportPresence = 11,  // PresenceReport -> PresenceReportResult
+  kExpirePresence = 12,  // PresenceExpiry -> (empty); proposed by the leader itself
   // conversation, key conversation_id
   kCreateConversation = 20,  // CreateConversation -> ConversationRecord
   kAddMembers = 21,          // ChangeMembers -> ConversationRecord
@@ -284,12 +286,17 @@ enum class QueryKind : std::uint16_t {
   kListDeliveries = 9,         // TenantList (owner = webhook) -> std::vector<DeliveryRecord>
   kResolveIdentity = 10,       // IdentityChange (user_id ignored) -> UserRecord
   kGetDelivery = 11,           // DeliveryLookup -> DeliveryRecord
+  kGetPresence = 12,           // PresenceLookup -> PresenceRecord
   kGetConversation = 20,       // ConversationLookup -> ConversationRecord
   kGetMessage = 21,            // ConversationLookup (+ message_id) -> MessageWithStates
   kConversationSummary = 22,   // ConversationLookup -> ConversationSummary
   kReadStates = 23,            // ReadStates -> StatePage
-  kFindMessage = 30,           // LocateMessage (conversation_id ignored) -> std::string
-  kReadOutbox = 40,            // ReadOutbox -> std::vector<OutboxEvent>
+  // Not a read: the leader checks membership, applies the typing rate limit
+  // and publishes a "typing" event; never stored.
+  kTyping = 24,                 // TypingNotice -> TypingResult
+  kFindMessage = 30,            // LocateMessage (conversation_id ignored) -> std::string
+  kReadOutbox = 40,             // ReadOutbox -> std::vector<OutboxEvent>
+  kExpiredPresenceLeases = 41,  // PresenceSweep -> std::vector<PresenceLease> (key partition_key)
   kListChannelDeliveries =
       50,                // ConversationLookup (+ message_id) -> std::vector<ChannelDeliveryRecord>
   kFindChannelRef = 60,  // ChannelRef (channel, address, provider_message_id) -> ChannelRef
@@ -339,19 +346,28 @@ inline std::string partition_key(std::uint32_t partition) {
 // What the leader that applied an entry publishes on its "events" PUB
 // socket, as [topic][Event frame]. A hint that something changed, so that
 // frontends read sooner: a subscriber that misses one recovers by reading
-// from its cursor. Topic: the conversation_id (kinds "message", "state"), or
-// "user:<tenant>:<user_id>" (kind "membership").
+// from its cursor. Topic: the conversation_id (kinds "message", "state",
+// "presence", "typing"), or "user:<tenant>:<user_id>" (kind "membership").
+//
+// "presence" and "typing" are not hints but the only copy of something
+// ephemeral (a lost one is a lost indicator; GET /v1/users/{id}/presence has
+// the state). A presence change of a user is published once on the topic of
+// each conversation the user is a member of (at most
+// kPresenceEventConversationsMax), so that exactly the streams of users who
+// share a conversation with the user hear of it; `user_id` is whose presence,
+// `state` "online" | "offline", `at_ms` the last_seen_at of an offline (0:
+// none to tell, e.g. hidden). A typing event names the typer in `user_id`.
 struct Event {
-  std::string kind;  // "message" | "state" | "membership"
+  std::string kind;  // "message" | "state" | "membership" | "presence" | "typing"
   std::string tenant_id;
   std::string conversation_id;
   std::uint64_t seq = 0;
   std::string message_id;
   std::string sender_id;
   std::string recipient_id;  // "state": whose state changed
-  std::string state;         // "state": SENT | DELIVERED | READ
+  std::string state;         // "state": SENT | DELIVERED | READ; "presence": online | offline
   std::int64_t at_ms = 0;
-  std::string user_id;  // "membership"
+  std::string user_id;  // "membership", "presence", "typing"
   bool joined = false;  // "membership"
   MSGPACK_DEFINE(kind, tenant_id, conversation_id, seq, message_id, sender_id, recipient_id, state,
                  at_ms, user_id, joined);

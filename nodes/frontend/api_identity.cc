@@ -221,7 +221,9 @@ void HttpApi::update_user(const ApiRequest& request, Call call) {
                            update.display_name.has_value(),
                            update.display_name.value_or(""),
                            false,
-                           ""};
+                           "",
+                           update.presence_hidden.has_value(),
+                           update.presence_hidden.value_or(false)};
   auto store = [this](Call call, wire::UpdateUser command) {
     storage_.command<wire::UserRecord>(
         wire::tenant_key(call.caller.tenant), wire::CommandKind::kUpdateUser, command,
@@ -238,6 +240,22 @@ void HttpApi::update_user(const ApiRequest& request, Call call) {
               command.password_hash = std::move(hash);
               store(std::move(call), std::move(command));
             });
+}
+
+// Only the user, an admin, or someone sharing a conversation with the user
+// sees it; anyone else gets the 404 of a user that does not exist (storage
+// decides, beside the membership index: nodes/storage/presence.h).
+void HttpApi::get_presence(const ApiRequest&, Call call) {
+  const std::string& user_id = call.params[0];
+  if (auto error = check_name(user_id, "user_id")) return call.respond(error_response(*error));
+  storage_.query<wire::PresenceRecord>(
+      wire::tenant_key(call.caller.tenant), wire::QueryKind::kGetPresence,
+      wire::PresenceLookup{call.caller.tenant, user_id, call.caller.requester()},
+      on_ok<wire::PresenceRecord>(call.respond,
+                                  [call](wire::PresenceRecord presence) {
+                                    call.respond(json_response(200, presence_json(presence)));
+                                  }),
+      call.trace_id);
 }
 
 void HttpApi::link_identity(const ApiRequest& request, Call call) {

@@ -17,7 +17,14 @@ json user_json(const wire::UserRecord& user, bool with_identities) {
     for (const auto& identity : user.identities)
       identities.push_back({{"channel", identity.channel}, {"address", identity.address}});
     out["identities"] = std::move(identities);
+    out["presence_hidden"] = user.presence_hidden;
   }
+  return out;
+}
+
+json presence_json(const wire::PresenceRecord& presence) {
+  json out = {{"user_id", presence.user_id}, {"state", presence.state}, {"last_seen_at", nullptr}};
+  if (presence.last_seen_at_ms > 0) out["last_seen_at"] = presence.last_seen_at_ms;
   return out;
 }
 

@@ -10,10 +10,13 @@
 
 namespace chat4all::frontend {
 
-// `with_identities`: only admins and the user itself see them.
+// `with_identities`: only admins and the user itself see them (and presence_hidden).
 nlohmann::json user_json(const wire::UserRecord& user, bool with_identities);
 // `source`: "api" or "topology".
 nlohmann::json client_json(const wire::ClientRecord& client, const std::string& source);
+// {"user_id","state","last_seen_at"}; last_seen_at null when online or unknown (hidden). The
+// stream's presence frame is this with "type" added.
+nlohmann::json presence_json(const wire::PresenceRecord& presence);
 nlohmann::json conversation_json(const wire::ConversationRecord& conversation);
 // The conversation as one member sees it: last message, unread count, horizons.
 nlohmann::json summary_json(const wire::ConversationSummary& summary);

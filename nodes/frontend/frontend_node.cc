@@ -273,12 +273,13 @@ void FrontendNode::run(const std::atomic<bool>& stop, std::atomic<bool>& reload)
   // subscriber's thread, which posts to stream sessions, is stopped below
   // before `io` goes.
   HttpMetrics stats;
-  StreamHub streams(topology_);
+  StreamHub streams(topology_, self_.name);
   const std::uint32_t threads = topology_.limits.http_threads;
   asio::io_context io(static_cast<int>(threads));
   RouterClient routers(router_addresses, topology_.limits.request_timeout_ms,
                        topology_.limits.pending_requests_max);
   HttpApi api(topology_, self_, routers);
+  streams.presence().start(routers);
   const std::string host = self_.host == "localhost" ? "127.0.0.1" : self_.host;
 
   // One acceptor per endpoint: "http" hands out plain streams, "https" TLS ones.
@@ -352,6 +353,7 @@ void FrontendNode::run(const std::atomic<bool>& stop, std::atomic<bool>& reload)
   for (std::uint32_t i = 1; i < threads; ++i) workers.emplace_back([&] { io.run(); });
   io.run();
   for (auto& worker : workers) worker.join();
+  streams.presence().stop();  // its users offline at once, while the routers still answer
   streams.stop_events();
   log_.info("stopped");
 }

@@ -114,6 +114,7 @@ const std::vector<HttpApi::Route>& HttpApi::routes() {
       {"GET", "/v1/users", A::kAdmin, false, &HttpApi::list_users},
       {"GET", "/v1/users/{}", A::kToken, false, &HttpApi::get_user},
       {"PATCH", "/v1/users/{}", A::kToken, true, &HttpApi::update_user},
+      {"GET", "/v1/users/{}/presence", A::kToken, false, &HttpApi::get_presence},
       {"PUT", "/v1/users/{}/identities/{}", A::kToken, true, &HttpApi::link_identity},
       {"DELETE", "/v1/users/{}/identities/{}", A::kToken, false, &HttpApi::unlink_identity},
       {"POST", "/v1/clients", A::kAdmin, true, &HttpApi::create_client},

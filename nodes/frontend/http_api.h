@@ -123,6 +123,7 @@ class HttpApi {
   void get_user(const ApiRequest& request, Call call);
   void refuse_managing(Call call, const std::string& user_id);
   void update_user(const ApiRequest& request, Call call);
+  void get_presence(const ApiRequest& request, Call call);
   void link_identity(const ApiRequest& request, Call call);
   void unlink_identity(const ApiRequest& request, Call call);
   void create_client(const ApiRequest& request, Call call);

@@ -111,8 +111,14 @@ std::variant<UserUpdate, ApiError> parse_user_update(std::string_view body) {
       return *error;
     update.password = std::move(password);
   }
-  if (!update.display_name && !update.password)
-    return bad_field("display_name", "give display_name, password or both", "missing_field");
+  if (const json* hidden = find_field(document, "presence_hidden")) {
+    if (!hidden->is_boolean())
+      return bad_field("presence_hidden", "presence_hidden must be true or false");
+    update.presence_hidden = hidden->get<bool>();
+  }
+  if (!update.display_name && !update.password && !update.presence_hidden)
+    return bad_field("display_name", "give display_name, password, presence_hidden or several",
+                     "missing_field");
   return update;
 }
 

@@ -42,6 +42,7 @@ std::variant<UserCreate, ApiError> parse_user_create(std::string_view body);
 struct UserUpdate {
   std::optional<std::string> display_name;
   std::optional<std::string> password;
+  std::optional<bool> presence_hidden;  // true: others see the user offline, without last_seen_at
 };
 std::variant<UserUpdate, ApiError> parse_user_update(std::string_view body);
 

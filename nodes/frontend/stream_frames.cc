@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/ids.h"
+#include "nodes/frontend/api_json.h"
 #include "nodes/frontend/message_json.h"
 #include "nodes/frontend/validation_support.h"
 
@@ -50,8 +51,18 @@ ClientFrame parse_client_frame(std::string_view text, std::size_t cursors_max) {
     frame.ping_id = id->get<std::string>();
     return frame;
   }
+  if (kind == "typing") {
+    const auto conversation_id = parsed.find("conversation_id");
+    if (conversation_id == parsed.end() || !conversation_id->is_string() ||
+        !ids::is_valid_id(conversation_id->get_ref<const std::string&>()))
+      return invalid("invalid_frame", "a typing frame names a \"conversation_id\"");
+    ClientFrame frame;
+    frame.kind = ClientFrame::Kind::kTyping;
+    frame.conversation_id = conversation_id->get<std::string>();
+    return frame;
+  }
   if (kind != "resume")
-    return invalid("unknown_type", "unknown frame type \"" + kind + "\" (resume, ping)");
+    return invalid("unknown_type", "unknown frame type \"" + kind + "\" (resume, ping, typing)");
 
   ClientFrame frame{ClientFrame::Kind::kResume, {}, {}, {}, {}};
   const auto cursors = parsed.find("cursors");
@@ -100,6 +111,18 @@ std::string pong_frame(const std::optional<std::string>& ping_id) {
   json frame = {{"type", "pong"}};
   if (ping_id) frame["id"] = *ping_id;
   return dump(frame);
+}
+
+std::string presence_frame(const wire::Event& event) {
+  const bool offline = event.state == wire::kPresenceOffline;
+  json frame = presence_json({event.user_id, event.state, offline ? event.at_ms : 0});
+  frame["type"] = "presence";
+  return dump(frame);
+}
+
+std::string typing_frame(const wire::Event& event) {
+  return dump(
+      {{"type", "typing"}, {"conversation_id", event.conversation_id}, {"user_id", event.user_id}});
 }
 
 std::string error_frame(const std::string& code, const std::string& message) {

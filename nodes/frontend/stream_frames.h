@@ -21,16 +21,18 @@ namespace chat4all::frontend {
 // (the connection stays open: one bad frame is the client's bug, not a reason
 // to drop its stream).
 struct ClientFrame {
-  enum class Kind { kResume, kPing, kInvalid };
+  enum class Kind { kResume, kPing, kInvalid, kTyping };
   Kind kind = Kind::kInvalid;
   StreamCursorTracker::Cursors cursors;  // kResume
   std::optional<std::string> ping_id;    // kPing: echoed in the pong
   std::string error_code;                // kInvalid: invalid_json | invalid_frame | unknown_type
   std::string error_message;
+  std::string conversation_id;  // kTyping
 };
 
 // `{"type":"resume","cursors":{"<conversation_id>":<last seq seen>}}` (cursors
-// may be absent or empty), `{"type":"ping","id"?}`; anything else is kInvalid.
+// may be absent or empty), `{"type":"ping","id"?}`,
+// `{"type":"typing","conversation_id"}`; anything else is kInvalid.
 // At most `cursors_max` cursors; ids must be valid conversation ids and seqs
 // non-negative integers; a ping id is a string of at most kPingIdBytesMax.
 ClientFrame parse_client_frame(std::string_view text, std::size_t cursors_max);
@@ -45,6 +47,11 @@ std::string message_frame(const wire::StoredMessage& message);
 // streamed: the 202 said it).
 std::string state_frame(const std::string& conversation_id, const wire::StateLogEntry& step);
 std::string pong_frame(const std::optional<std::string>& ping_id);
+// `{"type":"presence","user_id","state","last_seen_at"}` from an event of kind
+// "presence"; last_seen_at is null when online or unknown (hidden).
+std::string presence_frame(const wire::Event& event);
+// `{"type":"typing","conversation_id","user_id"}` from an event of kind "typing".
+std::string typing_frame(const wire::Event& event);
 std::string error_frame(const std::string& code, const std::string& message);
 
 }  // namespace chat4all::frontend

@@ -38,10 +38,11 @@ std::string StreamRefusal::body() const {
   return nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump();
 }
 
-StreamHub::StreamHub(const Topology& topology)
+StreamHub::StreamHub(const Topology& topology, const std::string& node_name)
     : topology_(topology),
       signer_(auth::load_or_create_token_key(topology.auth.token_secret_file)),
-      events_(event_addresses(topology), metrics_.hints) {}
+      events_(event_addresses(topology), metrics_.hints),
+      presence_(topology.stream, node_name) {}
 
 std::variant<StreamAdmission, StreamRefusal> StreamHub::admit(std::string_view authorization,
                                                               std::string_view target,

@@ -1,11 +1,14 @@
 // What every stream connection of one frontend shares: admission (token and
-// connection bound), the event-hint subscriber, the settings and the metrics.
+// connection bound), the event-hint subscriber, the presence reporter, the
+// settings and the metrics.
 //
 // Lifetime: created before the HTTP io_context and destroyed after it, since
 // sessions that the io_context still holds release their slot and their
 // subscriptions here when it destroys them. stop_events() must run after the
 // event loop stops and before the io_context is destroyed: the subscriber
-// thread posts to sessions' strands.
+// thread posts to sessions' strands. presence().start() once the router
+// client exists, presence().stop() before it goes (sessions may still
+// release their holds afterwards).
 //
 // Thread-safe: admit() runs on any event-loop thread; slots are released
 // from wherever a session ends.
@@ -24,6 +27,7 @@
 #include "common/metrics.h"
 #include "common/topology.h"
 #include "nodes/frontend/event_subscriber.h"
+#include "nodes/frontend/presence_reporter.h"
 
 namespace chat4all::frontend {
 
@@ -36,6 +40,10 @@ struct StreamMetrics {
       "Stream connections closed (1008) because stream.queue_bytes_max was queued for them");
   Counter& hints = metrics().counter("chat4all_frontend_stream_hints_total",
                                      "Event hints received by the frontend");
+  Counter& presence_frames = metrics().counter("chat4all_frontend_stream_presence_frames_total",
+                                               "Presence frames written to stream connections");
+  Counter& typing_frames = metrics().counter("chat4all_frontend_stream_typing_frames_total",
+                                             "Typing frames written to stream connections");
 };
 
 class StreamHub;
@@ -83,7 +91,8 @@ class StreamHub {
  public:
   // Reads the token key (the same file HttpApi signs with) and connects the
   // subscriber to the "events" endpoint of every storage node that has one.
-  explicit StreamHub(const Topology& topology);
+  // `node_name`: this frontend's, the stem of its presence instance.
+  StreamHub(const Topology& topology, const std::string& node_name);
   StreamHub(const StreamHub&) = delete;
   StreamHub& operator=(const StreamHub&) = delete;
 
@@ -107,6 +116,7 @@ class StreamHub {
   const StreamSettings& settings() const { return topology_.stream; }
   const Topology& topology() const { return topology_; }
   EventSubscriber& events() { return events_; }
+  PresenceReporter& presence() { return presence_; }
   StreamMetrics& stream_metrics() { return metrics_; }
 
  private:
@@ -121,6 +131,7 @@ class StreamHub {
   std::unordered_map<const StreamConnection*, std::weak_ptr<StreamConnection>>
       connections_;  // guarded by connections_mutex_
   EventSubscriber events_;
+  PresenceReporter presence_;
 };
 
 // True when `target` (path and query) is GET /v1/stream's.

@@ -62,6 +62,7 @@ void StreamSession::on_accept(beast::error_code ec) {
   if (ec) return finish("handshake_failed");
   phase_ = Phase::kStarting;
   hub_.track(shared_from_this());
+  presence_hold_ = hub_.presence().hold(who_.tenant_id, who_.user_id);
   log_.debug("session_started", {{"tenant_id", who_.tenant_id}, {"user_id", who_.user_id}});
   subscribe(user_topic(who_.tenant_id, who_.user_id));
   expiry_timer_.expires_after(std::chrono::milliseconds(
@@ -113,6 +114,10 @@ void StreamSession::on_frame(beast::error_code ec) {
       break;
     case ClientFrame::Kind::kInvalid:
       enqueue({error_frame(frame.error_code, frame.error_message), "", 0});
+      if (!resume_decided_) end_resume_wait(std::nullopt);
+      break;
+    case ClientFrame::Kind::kTyping:
+      send_typing(frame.conversation_id);
       if (!resume_decided_) end_resume_wait(std::nullopt);
       break;
   }
@@ -499,6 +504,8 @@ void StreamSession::handle_hint(const wire::Event& event) {
     else if (phase_ == Phase::kStreaming)
       drop_conversation(event.conversation_id);
     // Before ready a departure is caught by the read, answered not-found.
+  } else if (event.kind == "presence" || event.kind == "typing") {
+    handle_signal(event);
   }
 }
 
@@ -566,6 +573,7 @@ void StreamSession::finish(const char* why) {
   for (const auto& topic : topics_) hub_.events().unsubscribe(topic, this);
   topics_.clear();
   who_.slot.release();
+  presence_hold_.release();
   hub_.untrack(this);
   outbound_.erase(writing_ ? std::next(outbound_.begin()) : outbound_.begin(), outbound_.end());
   // Cancels whatever is still pending on the socket; their handlers drop the

@@ -29,7 +29,10 @@
 //      the log stood when the conversation was added: read when a "state"
 //      hint names a message the user sent and when a read reply or summary
 //      shows the log grew, so a lost hint delays a state frame, never loses
-//      it.
+//      it. "presence" and "typing" events about other users of a followed
+//      conversation become `presence` and `typing` frames
+//      (stream_session_signals.cc); a `typing` client frame goes to the
+//      conversation's leader, which checks membership and publishes it.
 //   5. DELIVERED: once a message frame's write completed, the conversation's
 //      written horizon moves; one kMarkState (DELIVERED, up_to_seq = that
 //      horizon) per conversation records it as soon as the queue is empty, or
@@ -66,6 +69,9 @@
 //     kClientFrameBytesMax. Hints waiting for the strand: kHintsPendingMax;
 //     beyond, they are dropped and every conversation is re-read instead.
 //
+// Presence: the session holds the user's place in the frontend's presence
+// report (PresenceReporter::Hold) from the handshake to its end.
+//
 // Threading: every member is used on the session's strand only, except
 // on_event() (the subscriber's thread), which touches only the hint inbox
 // under its mutex and posts to the strand. Replies of the router client
@@ -87,11 +93,14 @@
 #include <string>
 #include <vector>
 
+#include "common/interval_limiter.h"
 #include "common/json_log.h"
 #include "common/router_client.h"
 #include "common/storage_client.h"
 #include "nodes/frontend/edge_stream.h"
 #include "nodes/frontend/event_subscriber.h"
+#include "nodes/frontend/presence_frame_filter.h"
+#include "nodes/frontend/presence_reporter.h"
 #include "nodes/frontend/stream_cursor_tracker.h"
 #include "nodes/frontend/stream_hub.h"
 #include "nodes/frontend/stream_state_tracker.h"
@@ -116,6 +125,7 @@ class StreamSession : public EventListener,
   static constexpr std::size_t kFrameOverheadBytes = 1024;
   static constexpr std::size_t kClientFrameBytesMax = 1 << 20;
   static constexpr std::size_t kHintsPendingMax = 1024;
+  static constexpr std::size_t kPresenceUsersRememberedMax = 1024;
 
   // `stream`: the accepted connection, plain or TLS (handshake done), on its strand.
   StreamSession(EdgeStream stream, StreamAdmission admission, StreamHub& hub,
@@ -184,6 +194,10 @@ class StreamSession : public EventListener,
 
   void drain_hints();
   void handle_hint(const wire::Event& event);
+
+  // Presence and typing (stream_session_signals.cc).
+  void send_typing(const std::string& conversation_id);
+  void handle_signal(const wire::Event& event);
   void schedule_resync();
   void resync();
 
@@ -237,6 +251,11 @@ class StreamSession : public EventListener,
   std::vector<wire::Event> hints_pending_;  // guarded by hints_mutex_
   bool hints_overflowed_ = false;           // guarded by hints_mutex_
   bool hints_drain_posted_ = false;         // guarded by hints_mutex_
+
+  PresenceReporter::Hold presence_hold_;
+  PresenceFrameFilter presence_filter_{kPresenceUsersRememberedMax};
+  // Keyed by conversation: at most one per tracked conversation stays within the interval.
+  IntervalLimiter typing_limiter_{wire::kTypingIntervalMs, kConversationsMax};
 
   Log log_{"stream"};
 };

@@ -5,6 +5,8 @@
 #include <set>
 
 #include "common/codec.h"
+#include "nodes/storage/presence.h"
+#include "nodes/storage/record_keys.h"
 
 namespace chat4all::storage {
 
@@ -22,9 +24,6 @@ std::string be64(std::uint64_t value) {
   return out;
 }
 
-std::string user_key(std::string_view tenant, std::string_view user) {
-  return "U/" + std::string(tenant) + "/" + std::string(user);
-}
 std::string identity_key(std::string_view tenant, const wire::Identity& identity) {
   return "I/" + std::string(tenant) + "/" + identity.channel + "/" + identity.address;
 }
@@ -41,9 +40,6 @@ std::string delivery_prefix(std::string_view tenant, std::string_view webhook) {
 // holds DeliveryOrder, "d/<tenant>/<webhook>/" seq (u64 BE) the event id recorded as seq.
 std::string delivery_order_key(std::string_view tenant, std::string_view webhook) {
   return "d/" + std::string(tenant) + "/" + std::string(webhook);
-}
-std::string membership_prefix(std::string_view tenant, std::string_view user) {
-  return "M/" + std::string(tenant) + "/" + std::string(user) + "/";
 }
 std::string conversation_key(std::string_view conversation) {
   return "V/" + std::string(conversation);
@@ -532,9 +528,13 @@ DomainResult update_user(PartitionState& state, const wire::UpdateUser& body, st
   if (!user) return fail(Status::kNotFound, "user not found", "user_id");
   if (body.set_display_name) user->display_name = body.display_name;
   if (body.set_password_hash) user->password_hash = body.password_hash;
+  const bool was_hidden = user->presence_hidden;
+  if (body.set_presence_hidden) user->presence_hidden = body.presence_hidden;
   user->updated_at_ms = at_ms;
   store(state, key, *user);
-  return ok(*user);
+  DomainResult result = ok(*user);
+  note_presence_visibility(state, *user, was_hidden, result.events);
+  return result;
 }
 
 DomainResult change_identity(PartitionState& state, const wire::IdentityChange& body, bool link,
@@ -918,6 +918,14 @@ DomainResult apply_command(PartitionState& state, std::uint32_t partition,
       CHAT4ALL_BODY(wire::ChannelRef, body);
       return index_channel_ref(state, std::move(*body), at_ms);
     }
+    case Kind::kReportPresence: {
+      CHAT4ALL_BODY(wire::PresenceReport, body);
+      return report_presence(state, *body, at_ms);
+    }
+    case Kind::kExpirePresence: {
+      CHAT4ALL_BODY(wire::PresenceExpiry, body);
+      return expire_presence(state, *body, at_ms);
+    }
     case Kind::kNone:
       break;
   }
@@ -1010,6 +1018,22 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
     case Kind::kGetMessage: {
       CHAT4ALL_BODY(wire::ConversationLookup, body);
       return get_message(state, *body);
+    }
+    case Kind::kGetPresence: {
+      CHAT4ALL_BODY(wire::PresenceLookup, body);
+      return get_presence(state, *body);
+    }
+    case Kind::kExpiredPresenceLeases: {
+      CHAT4ALL_BODY(wire::PresenceSweep, body);
+      return ok(expired_presence_leases(state, *body));
+    }
+    case Kind::kTyping: {
+      // The membership check; the node rate-limits and publishes (storage_node.cc).
+      CHAT4ALL_BODY(wire::TypingNotice, body);
+      if (body->user_id.empty() ||
+          !visible_conversation(state, body->tenant_id, body->conversation_id, body->user_id))
+        return conversation_not_found();
+      return ok(wire::TypingResult{true});
     }
     case Kind::kConversationSummary: {
       CHAT4ALL_BODY(wire::ConversationLookup, body);

@@ -19,6 +19,10 @@ constexpr std::size_t kRoutingKeyBytesMax = 512;
 // Reads that wait for the apply thread to make answered entries durable in the tables; more are
 // refused as unavailable (the router retries).
 constexpr std::size_t kDeferredReadsMax = 10000;
+// How often a leader looks for expired presence leases: an expired lease's
+// users are announced offline within this of the lease's end.
+constexpr std::chrono::milliseconds kPresenceSweep{1000};
+constexpr std::uint32_t kPresenceExpiriesPerSweepMax = 64;  // per partition; the rest next time
 }  // namespace
 
 namespace chat4all::storage {
@@ -100,6 +104,15 @@ struct StorageNode::Stats {
                         "Reads held until the tables hold every entry already answered");
   Gauge& wal_bytes =
       metrics().gauge("chat4all_storage_wal_bytes", "Bytes the write-ahead log's file uses");
+  Counter& presence_expiries = metrics().counter(
+      "chat4all_storage_presence_expiries_proposed_total",
+      "Expired presence leases (a frontend instance that stopped renewing) proposed for removal");
+  Counter& typing_published =
+      metrics().counter("chat4all_storage_typing_published_total", "Typing events published");
+  Counter& typing_dropped = metrics().counter(
+      "chat4all_storage_typing_dropped_total",
+      "Typing notices dropped: within kTypingIntervalMs of the last one of that user and "
+      "conversation");
 };
 
 StorageNode::StorageNode(const Topology& topology, const NodeSpec& self)
@@ -176,6 +189,7 @@ void StorageNode::run(const std::atomic<bool>& stop) {
   applier_ = std::make_unique<ApplyWorker>(store_, ApplyWorker::Limits{});
   const auto tick = std::chrono::milliseconds(topology_.storage.tick_ms);
   auto next_tick = Clock::now() + tick;
+  auto next_presence_sweep = Clock::now() + kPresenceSweep;
   const std::uint32_t drain_max = topology_.storage.batch_messages_max;
   zmq::pollitem_t items[] = {{sockets_->clients.handle(), 0, ZMQ_POLLIN, 0},
                              {nullptr, applier_->wake_fd(), ZMQ_POLLIN, 0}};
@@ -219,6 +233,10 @@ void StorageNode::run(const std::atomic<bool>& stop) {
         }
       }
       stats_->wal_bytes.set(static_cast<std::int64_t>(wal_.bytes_used()));
+      if (now >= next_presence_sweep) {
+        sweep_presence(wall_ms);
+        next_presence_sweep = now + kPresenceSweep;
+      }
       // After a stall, resume the clock rather than firing the missed ticks.
       next_tick = std::max(next_tick + tick, now);
     }
@@ -429,10 +447,81 @@ void StorageNode::handle_query(std::vector<zmq::message_t>& frames, const wire::
     redirect(frames[0], frames[1], header, partition_id);
     return;
   }
+  if (request.kind == wire::QueryKind::kTyping) return handle_typing(frames, header, request);
   stats_->queries.add();
   wire::Header reply_header{wire::kWireVersion, wire::MessageType::kQueryReply, header.request_id,
                             header.trace_id};
   reply(frames[0], frames[1], codec::encode(reply_header, store_.query(partition_id, request)));
+}
+
+void StorageNode::handle_typing(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                                const wire::QueryRequest& request) {
+  const PartitionId partition_id = ring_.partition_of(request.key);
+  wire::QueryReply answer = store_.query(partition_id, request);
+  auto notice = codec::unpack_body<wire::TypingNotice>(request.body);
+  if (answer.status == wire::Status::kOk && notice) {
+    const std::int64_t steady_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
+            .count();
+    const bool allowed = typing_limiter_.allow(
+        notice->tenant_id + '/' + notice->conversation_id + '/' + notice->user_id, steady_ms);
+    if (allowed) {
+      wire::Event event;
+      event.kind = "typing";
+      event.tenant_id = notice->tenant_id;
+      event.conversation_id = notice->conversation_id;
+      event.user_id = notice->user_id;
+      event.at_ms = ids::now_ms();
+      std::vector<wire::Event> events{std::move(event)};
+      publish(events);
+      stats_->typing_published.add();
+    } else {
+      stats_->typing_dropped.add();
+    }
+    answer.body = codec::pack_body(wire::TypingResult{allowed});
+  }
+  stats_->queries.add();
+  wire::Header reply_header{wire::kWireVersion, wire::MessageType::kQueryReply, header.request_id,
+                            header.trace_id};
+  reply(frames[0], frames[1], codec::encode(reply_header, answer));
+}
+
+void StorageNode::sweep_presence(std::int64_t now_ms) {
+  const std::string sweep =
+      codec::pack_body(wire::PresenceSweep{now_ms, kPresenceExpiriesPerSweepMax});
+  for (auto& [id, partition] : partitions_) {
+    if (!partition->replica->can_serve_reads()) continue;
+    const wire::QueryReply reply =
+        store_.query(id, wire::QueryRequest{wire::partition_key(id),
+                                            wire::QueryKind::kExpiredPresenceLeases, sweep});
+    auto leases = reply.status == wire::Status::kOk
+                      ? codec::unpack_body<std::vector<wire::PresenceLease>>(reply.body)
+                      : std::nullopt;
+    if (!leases) continue;
+    for (const auto& lease : *leases) {
+      const wire::ReplicatedCommand command{
+          {},
+          now_ms,
+          wire::CommandRequest{
+              wire::tenant_key(lease.tenant_id), wire::CommandKind::kExpirePresence,
+              codec::pack_body(wire::PresenceExpiry{lease.tenant_id, lease.frontend})}};
+      if (!propose_own(id, command)) break;
+      stats_->presence_expiries.add();
+      log_.info("presence_lease_expired", {{"partition", id},
+                                           {"tenant_id", lease.tenant_id},
+                                           {"frontend", lease.frontend},
+                                           {"renewed_at_ms", lease.renewed_at_ms}});
+    }
+  }
+}
+
+bool StorageNode::propose_own(PartitionId partition_id, const wire::ReplicatedCommand& command) {
+  auto it = partitions_.find(partition_id);
+  if (it == partitions_.end() || !it->second->replica->is_leader()) return false;
+  if (store_.nearly_full() || applier_->over_soft_limit()) return false;
+  msgpack::sbuffer encoded(256);
+  msgpack::pack(encoded, command);
+  return it->second->replica->propose(std::string(encoded.data(), encoded.size())).accepted;
 }
 
 void StorageNode::handle_read(std::vector<zmq::message_t>& frames, const wire::Header& header,

@@ -34,6 +34,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/interval_limiter.h"
 #include "common/json_log.h"
 #include "common/ring.h"
 #include "common/topology.h"
@@ -41,6 +42,7 @@
 #include "nodes/storage/consensus.h"
 #include "nodes/storage/message_store.h"
 #include "nodes/storage/write_ahead_log.h"
+#include "schema/records.h"
 
 namespace chat4all::storage {
 
@@ -65,6 +67,16 @@ class StorageNode {
                       wire::CommandRequest request);
   void handle_query(std::vector<zmq::message_t>& frames, const wire::Header& header,
                     const wire::QueryRequest& request);
+  // kTyping: the membership check (domain), then typing_limiter_, then the
+  // "typing" event on the conversation's topic. Nothing is stored.
+  void handle_typing(std::vector<zmq::message_t>& frames, const wire::Header& header,
+                     const wire::QueryRequest& request);
+  // Every kPresenceSweep on the partitions it leads: proposes kExpirePresence
+  // for the presence leases that expired (nodes/storage/presence.h).
+  void sweep_presence(std::int64_t now_ms);
+  // A command of the node's own, answered to nobody; false if the partition is
+  // not led here or cannot take a write now (the next sweep tries again).
+  bool propose_own(PartitionId partition, const wire::ReplicatedCommand& command);
   // Proposes `command` to the partition's core if this node leads it (else
   // redirects, or refuses with storage_full near the map's maximum); the
   // client waits in `waiting` until the entry is applied.
@@ -105,6 +117,9 @@ class StorageNode {
   std::map<PartitionId, std::unique_ptr<Partition>> partitions_;
   std::unique_ptr<Sockets> sockets_;
   std::unique_ptr<Stats> stats_;
+  // Typing notices of the conversations led here; a new leader starts empty,
+  // so a leadership change may let one notice through early.
+  IntervalLimiter typing_limiter_{wire::kTypingIntervalMs, 100000};
   Log log_{"storage"};
 };
 

@@ -22,7 +22,7 @@ const USAGE = `usage: node contract.mjs --base-url http://127.0.0.1:PORT --tenan
        [--other-tenant T --other-admin-client-id ID --other-admin-client-secret S]
        [--text-bytes-max 65536] [--body-bytes-max 1048576] [--rate-requests-max 2000]
        [--timeout-ms 10000] [--wait-ms 20000] [--skip section,...] [--verbose]
-sections: operations auth users clients conversations messages states horizons
+sections: operations auth users clients conversations presence messages states horizons
           conversation-list history webhooks rate-limit tenants`;
 
 let options;
@@ -407,6 +407,39 @@ async function main() {
       const back = await api.call('POST', `/v1/conversations/${s.group}/members`, { token: s.admin, body: { members: [c.id] }, expect: 200 });
       sameSet(back.json.members, [a.id, b.id, c.id], 'members');
       await api.error('DELETE', `/v1/conversations/${s.private}/members/${b.id}`, { token: b.token }, { status: 409, code: 'private_conversation' });
+    });
+  }
+
+  // ------------------------------------------------------------ presence
+  if (runner.begin('presence')) {
+    const { a, b } = s.users;
+    const stranger = { id: `${prefix}p`, password: `pw-${crypto.randomBytes(9).toString('base64url')}` };
+    await runner.check('GET /v1/users/{id}/presence: the user, admins and those sharing a conversation; 404 for anyone else', async () => {
+      await api.call('POST', '/v1/users', { token: s.admin, body: { user_id: stranger.id, password: stranger.password }, expect: 201 });
+      stranger.token = await userToken(stranger);
+      for (const token of [a.token, b.token, s.admin]) {
+        const r = await api.call('GET', `/v1/users/${a.id}/presence`, { token, expect: 200 });
+        assert.equal(r.json.user_id, a.id);
+        assert.ok(['online', 'offline'].includes(r.json.state));
+        if (r.json.state === 'online') assert.equal(r.json.last_seen_at, null);
+      }
+      // No conversation in common: the same 404 as a user that does not exist.
+      await api.error('GET', `/v1/users/${a.id}/presence`, { token: stranger.token }, { status: 404, code: 'not_found' });
+      await api.error('GET', `/v1/users/${prefix}nobody/presence`, { token: a.token }, { status: 404, code: 'not_found' });
+      await api.error('GET', `/v1/users/${enc('bad id!')}/presence`, { token: a.token }, { status: 400, field: 'user_id' });
+      await api.error('GET', `/v1/users/${a.id}/presence`, {}, { status: 401 });
+    });
+    await runner.check('PATCH presence_hidden: offline without last_seen_at to others, validated like every field', async () => {
+      await api.error('PATCH', `/v1/users/${a.id}`, { token: a.token, body: { presence_hidden: 'yes' } }, { status: 400, field: 'presence_hidden' });
+      await api.error('PATCH', `/v1/users/${a.id}`, { token: b.token, body: { presence_hidden: true } }, { status: 403 });
+      const hidden = await api.call('PATCH', `/v1/users/${a.id}`, { token: a.token, body: { presence_hidden: true }, expect: 200 });
+      assert.equal(hidden.json.presence_hidden, true);
+      const seen = await api.call('GET', `/v1/users/${a.id}/presence`, { token: b.token, expect: 200 });
+      assert.deepEqual(seen.json, { user_id: a.id, state: 'offline', last_seen_at: null });
+      const shown = await api.call('PATCH', `/v1/users/${a.id}`, { token: s.admin, body: { presence_hidden: false }, expect: 200 });
+      assert.equal(shown.json.presence_hidden, false);
+      const byOther = await api.call('GET', `/v1/users/${a.id}`, { token: b.token, expect: 200 });
+      assert.equal(byOther.json.presence_hidden, undefined, 'another user must not see presence_hidden');
     });
   }
 

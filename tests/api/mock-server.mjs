@@ -34,6 +34,8 @@ const config = {
   webhookAttemptsMax: 3,
   webhookDeliveriesKeptMax: 1000,  // webhooks.deliveries_kept_max: the newest are kept
   resumeWaitMs: 2000,
+  presenceGraceMs: 500,  // stream.presence_grace_ms (shorter than the product's 3 s)
+  typingIntervalMs: 3000,
 };
 const specText = fs.readFileSync(path.join(here, '..', '..', 'schema', 'openapi.yaml'), 'utf8');
 // The outside channels of the mock's topology (as topology/local.yaml); it has no connectors, so
@@ -83,9 +85,28 @@ const forbidden = (message, code = 'forbidden') => new HttpError(403, code, mess
 // ---------------------------------------------------------------- views
 function userView(user, withIdentities) {
   const out = { user_id: user.user_id, tenant_id: user.tenant_id, display_name: user.display_name, created_at: user.created_at, updated_at: user.updated_at };
-  if (withIdentities) out.identities = user.identities.map((x) => ({ ...x }));
+  if (withIdentities) {
+    out.identities = user.identities.map((x) => ({ ...x }));
+    out.presence_hidden = Boolean(user.presence_hidden);
+  }
   return out;
 }
+// ---------------------------------------------------------------- presence and typing
+const online = (tenant, id) => [...connections].some((conn) => conn.tenant === tenant && conn.user === id);
+const shareConversation = (tenant, a, b) =>
+  [...conversations.values()].some((c) => c.tenant_id === tenant && c.members.includes(a) && c.members.includes(b));
+function presenceView(user, asker) {
+  if (user.presence_hidden && asker !== user.user_id) return { user_id: user.user_id, state: 'offline', last_seen_at: null };
+  if (online(user.tenant_id, user.user_id)) return { user_id: user.user_id, state: 'online', last_seen_at: null };
+  return { user_id: user.user_id, state: 'offline', last_seen_at: user.last_seen ?? null };
+}
+// To every ready stream of another user who shares a conversation with `user`.
+function announcePresence(user, state, lastSeen) {
+  for (const conn of connections)
+    if (conn.ready && conn.tenant === user.tenant_id && conn.user !== user.user_id && shareConversation(conn.tenant, conn.user, user.user_id))
+      conn.send({ type: 'presence', user_id: user.user_id, state, last_seen_at: lastSeen });
+}
+const typingLast = new Map();  // tenant/user/conversation -> ms
 function conversationView(c) {
   return {
     conversation_id: c.conversation_id, tenant_id: c.tenant_id, type: c.type, name: c.name, members: [...c.members],
@@ -332,13 +353,25 @@ const selfOrAdmin = (auth, id) => {
 route('PATCH', '/v1/users/{user_id}', (req, auth, [id]) => {
   const user = selfOrAdmin(auth, id);
   const b = req.body;
-  if (b.display_name === undefined && b.password === undefined) throw bad('display_name', 'give display_name or password');
+  if (b.display_name === undefined && b.password === undefined && b.presence_hidden === undefined) throw bad('display_name', 'give display_name, password or presence_hidden');
+  if (b.presence_hidden !== undefined && typeof b.presence_hidden !== 'boolean') throw bad('presence_hidden', 'presence_hidden must be true or false');
   if (b.display_name !== undefined && (typeof b.display_name !== 'string' || b.display_name.length > 256)) throw bad('display_name', 'display_name must be a string');
   if (b.password !== undefined) checkPassword(b.password);
   if (b.display_name !== undefined) user.display_name = b.display_name;
   if (b.password !== undefined) user.password = b.password;
+  if (b.presence_hidden !== undefined && b.presence_hidden !== Boolean(user.presence_hidden)) {
+    user.presence_hidden = b.presence_hidden;
+    if (online(user.tenant_id, user.user_id)) announcePresence(user, b.presence_hidden ? 'offline' : 'online', null);
+  }
   user.updated_at = now();
   return [200, userView(user, true)];
+});
+route('GET', '/v1/users/{user_id}/presence', (req, auth, [id]) => {
+  if (!NAME.test(id)) throw bad('user_id', 'user_id must be 1-64 of A-Z a-z 0-9 . _ -');
+  const user = findUser(auth.tenant, id);
+  const visible = user && (auth.role === 'admin' || auth.subject === id || shareConversation(auth.tenant, auth.subject, id));
+  if (!visible) throw notFound(`no user ${id}`);
+  return [200, presenceView(user, auth.subject)];
 });
 route('PUT', '/v1/users/{user_id}/identities/{channel}', (req, auth, [id, channel]) => {
   const user = selfOrAdmin(auth, id);
@@ -844,6 +877,15 @@ function openConnection(ws, auth) {
       this.sent.set(c.conversation_id, seq);
     },
   };
+  const user = findUser(conn.tenant, conn.user);
+  if (user && !online(conn.tenant, conn.user) && !user.presence_hidden) {
+    clearTimeout(user.offlineTimer);
+    if (!user.offlineTimer) announcePresence(user, 'online', null);
+    user.offlineTimer = null;
+  } else if (user) {
+    clearTimeout(user.offlineTimer);
+    user.offlineTimer = null;
+  }
   connections.add(conn);
   const start = (cursors) => {
     if (conn.ready) return;
@@ -871,11 +913,33 @@ function openConnection(ws, auth) {
       return start(frame.cursors);
     }
     if (frame?.type === 'ping') return conn.send(frame.id === undefined ? { type: 'pong' } : { type: 'pong', id: String(frame.id) });
+    if (frame?.type === 'typing') {
+      if (typeof frame.conversation_id !== 'string' || !ID.test(frame.conversation_id))
+        return conn.send({ type: 'error', error: { code: 'invalid_frame', message: 'a typing frame names a "conversation_id"' } });
+      const c = conversations.get(frame.conversation_id);
+      if (!c || c.tenant_id !== conn.tenant || !c.members.includes(conn.user))
+        return conn.send({ type: 'error', error: { code: 'conversation_not_found', message: 'no such conversation, or not a member' } });
+      const key = `${conn.tenant}/${conn.user}/${c.conversation_id}`;
+      if (now() - (typingLast.get(key) ?? -Infinity) < config.typingIntervalMs) return undefined;
+      typingLast.set(key, now());
+      for (const other of connections)
+        if (other.ready && other.tenant === conn.tenant && other.user !== conn.user && c.members.includes(other.user))
+          other.send({ type: 'typing', conversation_id: c.conversation_id, user_id: conn.user });
+      return undefined;
+    }
     conn.send({ type: 'error', error: { code: 'invalid_field', message: `unexpected frame type ${JSON.stringify(frame?.type)}`, field: 'type' } });
   });
   ws.on('close', () => {
     clearTimeout(timer);
     connections.delete(conn);
+    if (!user || online(conn.tenant, conn.user)) return;
+    // The grace: a reconnect within it is not seen.
+    user.offlineTimer = setTimeout(() => {
+      user.offlineTimer = null;
+      if (online(conn.tenant, conn.user)) return;
+      user.last_seen = now();
+      if (!user.presence_hidden) announcePresence(user, 'offline', user.last_seen);
+    }, config.presenceGraceMs);
   });
   ws.on('error', () => {});
 }

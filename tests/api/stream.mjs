@@ -2,8 +2,8 @@
 // Test of the real-time stream, GET /v1/stream (WebSocket), with the npm `ws`
 // client: live delivery to every device of a user, resume after a disconnect
 // (exactly the missed messages, in order, once), DELIVERED on push, state
-// frames to the sender, the slow-client cut-off (close 1008) and refusal of
-// bad tokens. Every server frame is checked against StreamServerFrame in
+// frames to the sender, presence and typing frames, the slow-client cut-off
+// (close 1008) and refusal of bad tokens. Every server frame is checked against StreamServerFrame in
 // schema/openapi.yaml, every HTTP response against its operation.
 //
 //   node tests/api/stream.mjs --base-url http://127.0.0.1:8080 --tenant dev \
@@ -20,7 +20,7 @@ const USAGE = `usage: node stream.mjs --base-url http://127.0.0.1:PORT --tenant 
          --admin-client-id ID --admin-client-secret SECRET
        [--queue-bytes-max 4194304] [--slow-messages-max 600] [--slow-text-bytes 60000]
        [--timeout-ms 10000] [--wait-ms 20000] [--skip section,...] [--verbose]
-sections: setup auth live resume slow-client`;
+sections: setup auth live resume presence slow-client`;
 
 let options;
 try {
@@ -378,7 +378,71 @@ async function main() {
     });
   }
 
-  // ------------------------------------------------------------ slow client
+  // ------------------------------------------------------------ presence
+  if (runner.begin('presence')) {
+    const users = {};
+    let conversation;
+    let watcher;
+    let strangerDevice;
+    const presenceOf = (device, userId) => device.frames.filter((f) => f.type === 'presence' && f.user_id === userId);
+    await runner.check('presence: online and offline (with last_seen_at) reach the streams of users sharing a conversation, nobody else', async () => {
+      for (const name of ['subject', 'watcher', 'stranger']) {
+        const user = { id: `${prefix}p-${name}`, password: `pw-${crypto.randomBytes(9).toString('base64url')}` };
+        await api.call('POST', '/v1/users', { token: s.admin, body: { user_id: user.id, password: user.password }, expect: 201 });
+        user.token = await userToken(user);
+        users[name] = user;
+      }
+      const { subject, stranger } = users;
+      const r = await api.call('POST', '/v1/conversations', { token: subject.token, body: { type: 'private', members: [users.watcher.id] }, expect: 201 });
+      conversation = r.json.conversation_id;
+      watcher = await Device.open('watcher', users.watcher.token);
+      await watcher.resume({});
+      strangerDevice = await Device.open('stranger', stranger.token);
+      await strangerDevice.resume({});
+      const before = await api.call('GET', `/v1/users/${subject.id}/presence`, { token: users.watcher.token, expect: 200 });
+      assert.deepEqual(before.json, { user_id: subject.id, state: 'offline', last_seen_at: null });
+      await api.error('GET', `/v1/users/${subject.id}/presence`, { token: stranger.token }, { status: 404, code: 'not_found' });
+
+      const opened = Date.now();
+      const device = await Device.open('subject', subject.token);
+      await device.resume({});
+      const online = await watcher.waitFor('presence online', (f) => f.type === 'presence' && f.user_id === subject.id && f.state === 'online');
+      console.log(`      (the watcher had "online" ${Date.now() - opened} ms after the subject began to connect)`);
+      assert.equal(online.last_seen_at, null);
+      const now = await api.call('GET', `/v1/users/${subject.id}/presence`, { token: users.watcher.token, expect: 200 });
+      assert.equal(now.json.state, 'online');
+      await device.close();
+      const offline = await watcher.waitFor('presence offline', (f) => f.type === 'presence' && f.user_id === subject.id && f.state === 'offline');
+      assert.ok(Number.isInteger(offline.last_seen_at), 'an offline frame says when the user was last seen');
+      const after = await api.call('GET', `/v1/users/${subject.id}/presence`, { token: users.watcher.token, expect: 200 });
+      assert.deepEqual(after.json, { user_id: subject.id, state: 'offline', last_seen_at: offline.last_seen_at });
+      assert.equal(presenceOf(watcher, subject.id).length, 2, 'each change once per connection');
+      assert.equal(presenceOf(strangerDevice, subject.id).length, 0, 'a user sharing no conversation hears nothing');
+    });
+    await runner.check('typing: the other member\'s stream gets it once per interval, the typer none, a non-member an error frame', async () => {
+      assert.ok(conversation && watcher, 'needs the previous check');
+      const typer = await Device.open('typer', users.subject.token);
+      await typer.resume({});
+      const typed = Date.now();
+      typer.send({ type: 'typing', conversation_id: conversation });
+      const frame = await watcher.waitFor('typing', (f) => f.type === 'typing');
+      console.log(`      (the other member had the typing frame ${Date.now() - typed} ms after it was sent)`);
+      assert.deepEqual(frame, { type: 'typing', conversation_id: conversation, user_id: users.subject.id });
+      typer.send({ type: 'typing', conversation_id: conversation });  // within 3 s: dropped
+      await sleep(1500);
+      assert.equal(watcher.frames.filter((f) => f.type === 'typing').length, 1, 'at most one every 3 s');
+      assert.ok(!typer.frames.some((f) => f.type === 'typing'), 'the typer gets no typing frame of its own');
+      strangerDevice.send({ type: 'typing', conversation_id: conversation });
+      const refused = await strangerDevice.waitFor('error frame', (f) => f.type === 'error');
+      assert.equal(refused.error.code, 'conversation_not_found');
+      typer.send({ type: 'typing' });
+      const invalid = await typer.waitFor('error frame', (f) => f.type === 'error');
+      assert.equal(invalid.error.code, 'invalid_frame');
+      await typer.close();
+    });
+  }
+
+  // ------------------------------------------------------------ slow-client
   if (runner.begin('slow-client')) {
     const { a, c } = s.users;
     const Q = s.slowConversation;

@@ -163,8 +163,10 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
   auth::init_crypto();
   const bool channels = !options.channels_yaml.empty();
   const bool tls = !options.tls_certificate_file.empty();
-  auto ports = free_ports(4 + 3 * static_cast<std::size_t>(options.storage_nodes) +
-                          (channels ? 1 : 0) + 2 * static_cast<std::size_t>(options.connectors));
+  // frontend-1's http and https, the router's two, frontend-2.. N's http, and the rest.
+  auto ports = free_ports(3 + static_cast<std::size_t>(options.frontends) +
+                          3 * static_cast<std::size_t>(options.storage_nodes) + (channels ? 1 : 0) +
+                          2 * static_cast<std::size_t>(options.connectors));
   std::size_t next = 0;
   http_port_ = ports[next++];
   https_port_ = ports[next++];
@@ -195,7 +197,9 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
        << "auth:\n  token_ttl_s: " << options.token_ttl_s << "\n"
        << "stream:\n  queue_bytes_max: " << options.stream_queue_bytes_max
        << "\n  resync_ms: " << options.stream_resync_ms
-       << "\n  connections_max: " << options.stream_connections_max << "\n";
+       << "\n  connections_max: " << options.stream_connections_max
+       << "\n  presence_grace_ms: " << options.presence_grace_ms
+       << "\n  presence_lease_ms: " << options.presence_lease_ms << "\n";
   if (tls)
     yaml << "tls:\n  certificate_file: \"" << options.tls_certificate_file
          << "\"\n  private_key_file: \"" << options.tls_private_key_file << "\"\n";
@@ -218,6 +222,13 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
        << ports_["router-1"]["rpc"] << ", metrics: " << ports_["router-1"]["metrics"];
   if (channels) yaml << ", channels: " << ports_["router-1"]["channels"];
   yaml << "}}\n";
+  for (int i = 2; i <= options.frontends; ++i) {
+    const std::string name = "frontend-" + std::to_string(i);
+    ports_[name]["http"] = ports[next++];
+    yaml << "  - {name: " << name
+         << ", role: frontend, host: 127.0.0.1, endpoints: {http: " << ports_[name]["http"]
+         << "}}\n";
+  }
   for (int i = 1; i <= options.storage_nodes; ++i) {
     const std::string name = "storage-" + std::to_string(i);
     ports_[name]["rpc"] = ports[next++];

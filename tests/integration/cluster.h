@@ -72,6 +72,11 @@ struct ClusterOptions {
   // false: storage nodes get no "events" endpoint, so no change hint ever
   // reaches a frontend (what streams do when every hint is lost).
   bool storage_events = true;
+  std::uint32_t presence_grace_ms = 3000;
+  std::uint32_t presence_lease_ms = 15000;
+
+  // frontend-1 .. frontend-N, each with an "http" endpoint (port_of(name, "http")).
+  int frontends = 1;
 
   // Outside channels: the whole `channels:` section of the topology, in which
   // {{PROVIDER}} stands for the simulated provider's base URL (filled in by

@@ -558,5 +558,234 @@ TEST(StreamShutdownTest, AStoppingFrontendClosesItsStreamsWith1001) {
   EXPECT_EQ(device.close_code(), websocket::close_code::going_away);
 }
 
+// Presence and typing across two frontends (each node its own process, so
+// that one frontend can be killed): changes reach a stream on the other
+// frontend, only users who share a conversation see them, a crashed
+// frontend's users go offline after its lease. Each test has users of its
+// own, so that a change of one test is never seen by the next.
+class PresenceStreamTest : public ::testing::Test {
+ protected:
+  static constexpr std::uint32_t kGraceMs = 1500;
+  static constexpr std::uint32_t kLeaseMs = 3000;
+
+  static void SetUpTestSuite() {
+    ClusterOptions options;
+    options.frontends = 2;
+    options.presence_grace_ms = kGraceMs;
+    options.presence_lease_ms = kLeaseMs;
+    cluster_ = new TestCluster(options);
+    for (const char* node : {"storage-1", "storage-2", "storage-3", "router-1", "frontend-1"})
+      cluster_->start_node(node);
+    start_second_frontend();
+    ASSERT_TRUE(cluster_->wait_ready()) << cluster_->read_log("frontend-1");
+  }
+  static void TearDownTestSuite() { delete cluster_; }
+
+  static void start_second_frontend() {
+    cluster_->start_node("frontend-2");
+    const auto deadline = Clock::now() + 20s;
+    while (http_request(port(2), "GET", "/healthz").status != 200 && Clock::now() < deadline)
+      std::this_thread::sleep_for(100ms);
+  }
+  static std::uint16_t port(int frontend) {
+    return cluster_->port_of("frontend-" + std::to_string(frontend), "http");
+  }
+  // Creates `user` and returns its token.
+  static std::string user(const std::string& user_id) {
+    EXPECT_TRUE(cluster_->create_user(user_id));
+    return cluster_->token(user_id);
+  }
+  // A ready stream of `token` on frontend `frontend`.
+  static std::unique_ptr<StreamClient> stream(const std::string& token, int frontend) {
+    auto client = std::make_unique<StreamClient>(port(frontend), token);
+    client->send(json{{"type", "resume"}});
+    EXPECT_TRUE(client->next_of_type("ready", 10s)) << "no ready frame";
+    return client;
+  }
+  static HttpResult presence(const std::string& token, const std::string& user_id) {
+    return http_request(port(1), "GET", "/v1/users/" + user_id + "/presence", "", bearer(token));
+  }
+  // Waits (bounded) until `user_id` is `state` as the user itself sees it: what
+  // its streams' reports did has been applied.
+  static void await_own_state(const std::string& token, const std::string& user_id,
+                              const std::string& state) {
+    const auto deadline = Clock::now() + 10s;
+    while (presence(token, user_id).json().value("state", "") != state && Clock::now() < deadline)
+      std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(presence(token, user_id).json().value("state", ""), state);
+  }
+  // "<name>-subject" and "<name>-watcher", who share a conversation, and the
+  // watcher's stream on frontend 1.
+  struct Pair {
+    std::string subject;  // tokens
+    std::string watcher;
+    std::unique_ptr<StreamClient> watching;
+  };
+  static Pair pair(const std::string& name) {
+    Pair made{user(name + "-subject"), user(name + "-watcher"), nullptr};
+    EXPECT_FALSE(cluster_->create_conversation(made.subject, {name + "-watcher"}).empty());
+    made.watching = stream(made.watcher, 1);
+    return made;
+  }
+  static json presence_frame(const std::string& user_id, const std::string& state,
+                             const json& last_seen_at) {
+    return json{{"type", "presence"},
+                {"user_id", user_id},
+                {"state", state},
+                {"last_seen_at", last_seen_at}};
+  }
+
+  static TestCluster* cluster_;
+};
+
+TestCluster* PresenceStreamTest::cluster_ = nullptr;
+
+TEST_F(PresenceStreamTest, ChangesReachStreamsOnTheOtherFrontendOnlyOfThoseSharingAConversation) {
+  Pair made = pair("pa");
+  const std::string subject = made.subject, watcher = made.watcher;
+  auto& watching = made.watching;
+  const std::string stranger = user("pa-stranger");
+  auto stranger_stream = stream(stranger, 1);
+
+  HttpResult before = presence(watcher, "pa-subject");
+  ASSERT_EQ(before.status, 200) << before.body;
+  EXPECT_EQ(before.json(),
+            (json{{"user_id", "pa-subject"}, {"state", "offline"}, {"last_seen_at", nullptr}}));
+  // Someone who shares no conversation learns nothing, not even that the user exists.
+  expect_api_error(presence(stranger, "pa-subject"), 404, "not_found");
+  expect_api_error(presence(watcher, "pa-nobody"), 404, "not_found");
+  expect_api_error(presence(watcher, "bad%20id"), 400, "invalid_field", "user_id");
+  EXPECT_EQ(presence(subject, "pa-subject").status, 200);
+  EXPECT_EQ(presence(cluster_->admin_token(), "pa-subject").status, 200);
+
+  auto device = stream(subject, 2);  // on the other frontend
+  auto online = watching->next_of_type("presence", 10s);
+  ASSERT_TRUE(online);
+  EXPECT_EQ(*online, presence_frame("pa-subject", "online", nullptr));
+  EXPECT_EQ(presence(watcher, "pa-subject").json()["state"], "online");
+
+  device->close();
+  auto offline = watching->next_of_type("presence", 10s);
+  ASSERT_TRUE(offline);
+  EXPECT_EQ((*offline)["state"], "offline");
+  ASSERT_TRUE((*offline)["last_seen_at"].is_number_integer()) << offline->dump();
+  EXPECT_EQ(presence(watcher, "pa-subject").json(),
+            (json{{"user_id", "pa-subject"},
+                  {"state", "offline"},
+                  {"last_seen_at", (*offline)["last_seen_at"]}}));
+  // The stranger's stream heard nothing of it.
+  EXPECT_FALSE(stranger_stream->next_of_type("presence", 500ms));
+}
+
+TEST_F(PresenceStreamTest, AReconnectWithinTheGraceIsNotSeenAndTwoDevicesAreOnePresence) {
+  Pair made = pair("pb");
+  const std::string subject = made.subject, watcher = made.watcher;
+  auto& watching = made.watching;
+  auto phone = stream(subject, 1);
+  ASSERT_TRUE(watching->next_of_type("presence", 10s));
+  auto laptop = stream(subject, 2);
+  phone->close();  // the laptop keeps the user online
+  phone = stream(subject, 2);
+  laptop->close();  // and the phone, back on the other frontend, within the grace
+  EXPECT_FALSE(watching->next_of_type("presence", std::chrono::milliseconds(2 * kGraceMs)));
+  EXPECT_EQ(presence(watcher, "pb-subject").json()["state"], "online");
+  phone->close();
+  auto offline = watching->next_of_type("presence", 10s);
+  ASSERT_TRUE(offline);
+  EXPECT_EQ((*offline)["state"], "offline");
+}
+
+TEST_F(PresenceStreamTest, AHiddenUserIsOfflineToOthersWithoutLastSeen) {
+  Pair made = pair("pc");
+  const std::string subject = made.subject, watcher = made.watcher;
+  auto& watching = made.watching;
+  auto device = stream(subject, 2);
+  ASSERT_TRUE(watching->next_of_type("presence", 10s));
+
+  auto patch = [&](const std::string& body) {
+    return http_request(port(2), "PATCH", "/v1/users/pc-subject", body, bearer(subject));
+  };
+  expect_api_error(patch(R"({"presence_hidden":"yes"})"), 400, "invalid_field", "presence_hidden");
+  HttpResult hidden = patch(R"({"presence_hidden":true})");
+  ASSERT_EQ(hidden.status, 200) << hidden.body;
+  EXPECT_EQ(hidden.json()["presence_hidden"], true);
+  auto gone = watching->next_of_type("presence", 10s);
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(*gone, presence_frame("pc-subject", "offline", nullptr));
+  EXPECT_EQ(presence(watcher, "pc-subject").json(),
+            (json{{"user_id", "pc-subject"}, {"state", "offline"}, {"last_seen_at", nullptr}}));
+  EXPECT_EQ(presence(subject, "pc-subject").json()["state"], "online");  // as it is, to itself
+
+  device->close();  // while hidden: nothing to see
+  EXPECT_FALSE(watching->next_of_type("presence", std::chrono::milliseconds(2 * kGraceMs)));
+  EXPECT_TRUE(presence(watcher, "pc-subject").json()["last_seen_at"].is_null());
+  device = stream(subject, 2);
+  await_own_state(subject, "pc-subject", "online");
+  ASSERT_EQ(patch(R"({"presence_hidden":false})").status, 200);
+  auto back = watching->next_of_type("presence", 10s);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(*back, presence_frame("pc-subject", "online", nullptr));
+}
+
+TEST_F(PresenceStreamTest, TypingReachesTheOtherMembersOncePerIntervalAndNotTheTyperOrStrangers) {
+  const std::string typer = user("pd-typer"), reader = user("pd-reader"),
+                    stranger = user("pd-stranger");
+  const std::string id = cluster_->create_conversation(typer, {"pd-reader"});
+  ASSERT_FALSE(id.empty());
+  auto reading = stream(reader, 1);
+  auto reading_too = stream(reader, 2);
+  auto typing = stream(typer, 2);
+  auto strange = stream(stranger, 1);
+
+  typing->send(json{{"type", "typing"}, {"conversation_id", id}});
+  const json expected{{"type", "typing"}, {"conversation_id", id}, {"user_id", "pd-typer"}};
+  for (auto* device : {reading.get(), reading_too.get()}) {
+    auto frame = device->next_of_type("typing", 10s);
+    ASSERT_TRUE(frame);
+    EXPECT_EQ(*frame, expected);
+  }
+  // Again at once, and from another device of the typer: within the interval, dropped.
+  typing->send(json{{"type", "typing"}, {"conversation_id", id}});
+  auto other_device = stream(typer, 1);
+  other_device->send(json{{"type", "typing"}, {"conversation_id", id}});
+  EXPECT_FALSE(reading->next_of_type("typing", 1500ms));
+  EXPECT_FALSE(typing->next_of_type("typing", 100ms));  // never to the typer itself
+
+  // A non-member is refused, and its frame goes nowhere.
+  strange->send(json{{"type", "typing"}, {"conversation_id", id}});
+  auto refused = strange->next_of_type("error", 10s);
+  ASSERT_TRUE(refused);
+  EXPECT_EQ((*refused)["error"]["code"], "conversation_not_found");
+  EXPECT_FALSE(reading_too->next_of_type("typing", 500ms));
+  typing->send(json{{"type", "typing"}});
+  auto invalid = typing->next_of_type("error", 10s);
+  ASSERT_TRUE(invalid);
+  EXPECT_EQ((*invalid)["error"]["code"], "invalid_frame");
+
+  // After the interval (3 s from the first) the next one goes through.
+  std::this_thread::sleep_for(1500ms);
+  typing->send(json{{"type", "typing"}, {"conversation_id", id}});
+  EXPECT_TRUE(reading->next_of_type("typing", 10s));
+}
+
+// Last: it kills a frontend (and starts it again for any test after it).
+TEST_F(PresenceStreamTest, ACrashedFrontendsUsersGoOfflineAfterItsLease) {
+  Pair made = pair("pe");
+  const std::string subject = made.subject, watcher = made.watcher;
+  auto& watching = made.watching;
+  auto device = stream(subject, 2);
+  ASSERT_TRUE(watching->next_of_type("presence", 10s));
+  const std::int64_t killed_at_ms = ids::now_ms();
+  cluster_->kill_node("frontend-2");  // no goodbye: only the lease ends it
+  auto offline = watching->next_of_type("presence", 20s);
+  ASSERT_TRUE(offline);
+  EXPECT_EQ((*offline)["state"], "offline");
+  // Last seen: the lease's last renewal, before the crash.
+  ASSERT_TRUE((*offline)["last_seen_at"].is_number_integer()) << offline->dump();
+  EXPECT_LE((*offline)["last_seen_at"].get<std::int64_t>(), killed_at_ms);
+  EXPECT_EQ(presence(watcher, "pe-subject").json()["state"], "offline");
+  start_second_frontend();
+}
+
 }  // namespace
 }  // namespace chat4all::testing

@@ -132,6 +132,14 @@ TEST(UserUpdateTest, OneOrBoth) {
   expect_api_error(parse_user_update(R"({"password":"short"})"), 400, "invalid_field", "password");
   expect_api_error(parse_user_update(R"({"display_name":7})"), 400, "invalid_field",
                    "display_name");
+  update = expect_ok(parse_user_update(R"({"presence_hidden":true})"));
+  EXPECT_EQ(update.presence_hidden, true);
+  EXPECT_FALSE(update.display_name);
+  EXPECT_EQ(expect_ok(parse_user_update(R"({"presence_hidden":false})")).presence_hidden, false);
+  expect_api_error(parse_user_update(R"({"presence_hidden":"yes"})"), 400, "invalid_field",
+                   "presence_hidden");
+  expect_api_error(parse_user_update(R"({"presence_hidden":1})"), 400, "invalid_field",
+                   "presence_hidden");
 }
 
 TEST(IdentityLinkTest, ChannelFromThePathAddressFromTheBody) {

@@ -41,6 +41,38 @@ TEST(StreamFrames, ParsesPing) {
   expect_invalid(R"({"type":"ping","id":")" + std::string(129, 'x') + R"("})", "invalid_frame");
 }
 
+TEST(StreamFrames, ParsesTypingWithAConversationId) {
+  const ClientFrame frame = parse_client_frame(R"({"type":"typing","conversation_id":"c-1"})", 4);
+  EXPECT_EQ(frame.kind, ClientFrame::Kind::kTyping);
+  EXPECT_EQ(frame.conversation_id, "c-1");
+  expect_invalid(R"({"type":"typing"})", "invalid_frame");
+  expect_invalid(R"({"type":"typing","conversation_id":7})", "invalid_frame");
+  expect_invalid(R"({"type":"typing","conversation_id":"bad id"})", "invalid_frame");
+}
+
+TEST(StreamFrames, PresenceAndTypingFramesFromTheirEvents) {
+  wire::Event event;
+  event.kind = "presence";
+  event.conversation_id = "c-1";
+  event.user_id = "ann";
+  event.state = "offline";
+  event.at_ms = 1700;
+  EXPECT_EQ(
+      json::parse(presence_frame(event)),
+      (json{
+          {"type", "presence"}, {"user_id", "ann"}, {"state", "offline"}, {"last_seen_at", 1700}}));
+  event.at_ms = 0;  // hidden: nothing to tell of when
+  EXPECT_TRUE(json::parse(presence_frame(event))["last_seen_at"].is_null());
+  event.state = "online";
+  EXPECT_EQ(json::parse(presence_frame(event)), (json{{"type", "presence"},
+                                                      {"user_id", "ann"},
+                                                      {"state", "online"},
+                                                      {"last_seen_at", nullptr}}));
+  event.kind = "typing";
+  EXPECT_EQ(json::parse(typing_frame(event)),
+            (json{{"type", "typing"}, {"conversation_id", "c-1"}, {"user_id", "ann"}}));
+}
+
 TEST(StreamFrames, RefusesMalformedFramesWithACode) {
   expect_invalid("{not json", "invalid_json");
   expect_invalid("", "invalid_json");

@@ -525,5 +525,18 @@ TEST(TopologyFileTest, RepositoryLocalTopologyIsValid) {
     EXPECT_EQ(ring.replicas(p).size(), std::min<std::size_t>(3, t.replication_factor));
 }
 
+TEST(TopologyTest, PresenceSettingsAreReadAndBounded) {
+  EXPECT_EQ(parse(kCluster + kNodes).stream.presence_grace_ms, 3000u);
+  EXPECT_EQ(parse(kCluster + kNodes).stream.presence_lease_ms, 15000u);
+  const Topology t =
+      parse(kCluster + "stream:\n  presence_grace_ms: 0\n  presence_lease_ms: 3000\n" + kNodes);
+  EXPECT_EQ(t.stream.presence_grace_ms, 0u);
+  EXPECT_EQ(t.stream.presence_lease_ms, 3000u);
+  expect_error(kCluster + "stream:\n  presence_lease_ms: 2999\n" + kNodes,
+               "presence_lease_ms must be between 3000 and 600000");
+  expect_error(kCluster + "stream:\n  presence_grace_ms: 60001\n" + kNodes,
+               "presence_grace_ms must be at most 60000");
+}
+
 }  // namespace
 }  // namespace chat4all
