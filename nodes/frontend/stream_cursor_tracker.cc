@@ -66,6 +66,10 @@ void StreamCursorTracker::want_all() {
   for (const auto& entry : conversations_) wanting_.insert(wanting_.end(), entry.first);
 }
 
+void StreamCursorTracker::want(const std::string& conversation_id) {
+  if (conversations_.contains(conversation_id)) wanting_.insert(conversation_id);
+}
+
 std::vector<StreamCursorTracker::Read> StreamCursorTracker::take_reads(std::size_t budget,
                                                                        bool catch_up_allowed) {
   std::vector<Read> reads;
@@ -105,6 +109,13 @@ std::vector<wire::StoredMessage> StreamCursorTracker::on_page(
     conversation.cursor = message.seq;
     to_send.push_back(std::move(message));
   }
+  after_progress(conversation_id, conversation, cursor_before, last_seq);
+  return to_send;
+}
+
+void StreamCursorTracker::after_progress(const std::string& conversation_id,
+                                         Conversation& conversation, std::uint64_t cursor_before,
+                                         std::uint64_t last_seq) {
   conversation.head = std::max({conversation.head, last_seq, conversation.cursor});
   if (conversation.cursor >= conversation.head) {
     wanting_.erase(conversation_id);  // a hint during the read asked for nothing new
@@ -112,7 +123,40 @@ std::vector<wire::StoredMessage> StreamCursorTracker::on_page(
     wanting_.insert(conversation_id);  // more to page through
   }
   // No progress while behind: wait for the next hint or resync rather than spin.
-  return to_send;
+}
+
+StreamCursorTracker::TailPlan StreamCursorTracker::take_from_tails(const TailLookup& tail_of,
+                                                                   bool catch_up_allowed,
+                                                                   std::uint64_t catch_up_limit) {
+  TailPlan plan;
+  // Collected first: serving a conversation changes wanting_.
+  std::vector<std::string> wanted(wanting_.begin(), wanting_.end());
+  for (const std::string& id : wanted) {
+    Conversation& conversation = conversations_.at(id);
+    if (conversation.read_in_flight) continue;  // its reply comes first
+    const auto view = tail_of(id);
+    if (!view) continue;
+    if (conversation.cursor >= view->last) {
+      if (conversation.head > view->last) plan.wakes.push_back({id, conversation.head});
+      wanting_.erase(id);  // the tail tells when it moves
+      continue;
+    }
+    if (conversation.cursor + 1 < view->first) continue;  // behind the window: storage
+    const bool catching_up = conversation.cursor < conversation.catch_up_to;
+    if (catching_up && !catch_up_allowed) continue;
+    std::uint64_t to_seq = view->last;
+    if (catching_up)
+      to_seq = std::min(to_seq, conversation.cursor + std::max<std::uint64_t>(catch_up_limit, 1));
+    const std::uint64_t cursor_before = conversation.cursor;
+    conversation.cursor = to_seq;
+    plan.takes.push_back({id, cursor_before + 1, to_seq, catching_up});
+    after_progress(id, conversation, cursor_before, view->last);
+    if (conversation.cursor < view->last) continue;  // paced: the rest at the next call
+    // At the tail's cursor: what lies beyond is the tail's to read, not ours.
+    if (conversation.head > view->last) plan.wakes.push_back({id, conversation.head});
+    wanting_.erase(id);
+  }
+  return plan;
 }
 
 void StreamCursorTracker::on_read_failed(const std::string& conversation_id) {

@@ -41,7 +41,8 @@ std::string StreamRefusal::body() const {
 StreamHub::StreamHub(const Topology& topology)
     : topology_(topology),
       signer_(auth::load_or_create_token_key(topology.auth.token_secret_file)),
-      events_(event_addresses(topology), metrics_.hints) {}
+      events_(event_addresses(topology), metrics_.hints),
+      tails_(events_, metrics_, topology.stream.resync_ms) {}
 
 std::variant<StreamAdmission, StreamRefusal> StreamHub::admit(std::string_view authorization,
                                                               std::string_view target,

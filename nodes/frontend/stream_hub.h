@@ -1,5 +1,6 @@
 // What every stream connection of one frontend shares: admission (token and
-// connection bound), the event-hint subscriber, the settings and the metrics.
+// connection bound), the event-hint subscriber, the conversations' shared
+// tails, the settings and the metrics.
 //
 // Lifetime: created before the HTTP io_context and destroyed after it, since
 // sessions that the io_context still holds release their slot and their
@@ -23,6 +24,7 @@
 #include "common/auth.h"
 #include "common/metrics.h"
 #include "common/topology.h"
+#include "nodes/frontend/conversation_tail.h"
 #include "nodes/frontend/event_subscriber.h"
 
 namespace chat4all::frontend {
@@ -36,6 +38,17 @@ struct StreamMetrics {
       "Stream connections closed (1008) because stream.queue_bytes_max was queued for them");
   Counter& hints = metrics().counter("chat4all_frontend_stream_hints_total",
                                      "Event hints received by the frontend");
+  // Reads per message pushed = storage_reads / messages_pushed: about one
+  // per frontend and message when the conversation's streams take it from
+  // its shared tail (conversation_tail.h), one per stream when they cannot.
+  Counter& storage_reads =
+      metrics().counter("chat4all_frontend_stream_storage_reads_total",
+                        "Reads of conversation logs issued by streams and their shared tails");
+  Counter& tail_frames = metrics().counter(
+      "chat4all_frontend_stream_tail_frames_total",
+      "Message frames streams took from a conversation's shared tail instead of reading storage");
+  Gauge& tails = metrics().gauge("chat4all_frontend_stream_tails",
+                                 "Conversations with a shared tail (followed by a stream)");
 };
 
 class StreamHub;
@@ -108,6 +121,7 @@ class StreamHub {
   const Topology& topology() const { return topology_; }
   EventSubscriber& events() { return events_; }
   StreamMetrics& stream_metrics() { return metrics_; }
+  TailRegistry& tails() { return tails_; }
 
  private:
   friend class SessionSlot;
@@ -121,6 +135,7 @@ class StreamHub {
   std::unordered_map<const StreamConnection*, std::weak_ptr<StreamConnection>>
       connections_;  // guarded by connections_mutex_
   EventSubscriber events_;
+  TailRegistry tails_;  // after events_: tails unsubscribe when they end
 };
 
 // True when `target` (path and query) is GET /v1/stream's.

@@ -33,12 +33,29 @@ StreamSession::StreamSession(asio::ip::tcp::socket socket, StreamAdmission admis
 StreamSession::~StreamSession() {
   // Normally finish() did this; not when the event loop was torn down first.
   for (const auto& topic : topics_) hub_.events().unsubscribe(topic, this);
+  unfollow_all_tails();
   hub_.untrack(this);
 }
 
 void StreamSession::go_away() {
   asio::post(executor_, [self = shared_from_this()] {
     self->close_with(websocket::close_code::going_away, "server shutting down", "shutdown");
+  });
+}
+
+void StreamSession::on_tail_advanced(const std::string& conversation_id, std::uint64_t last_seq) {
+  asio::post(executor_, [self = shared_from_this(), conversation_id, last_seq] {
+    if (self->phase_ != Phase::kStreaming) return;
+    const auto tail = self->tails_.find(conversation_id);
+    if (tail == self->tails_.end()) return;  // no longer followed
+    if (tail->second->snapshot()->gone) {
+      // Read on its own: a not-found answer drops the conversation.
+      self->unfollow_tail(conversation_id);
+      self->tracker_.want(conversation_id);
+    } else {
+      self->tracker_.on_hint(conversation_id, last_seq);
+    }
+    self->pump_reads();
   });
 }
 
@@ -147,16 +164,30 @@ void StreamSession::on_conversation_page(StorageOutcome<std::vector<std::string>
                {{"user_id", who_.user_id}, {"status", codec::status_name(outcome.status)}});
     listing_ = false;
     listed_count_ = 0;
+    unlisted_.clear();
     return maybe_ready();
   }
   const std::vector<std::string>& page = *outcome.value;
   for (const auto& conversation_id : page) {
     ++listed_count_;
+    unlisted_.erase(conversation_id);
     request_summary(conversation_id);
   }
   // Pages are taken until an empty one, so a store that caps the page size
   // below kListPageMax is paged through too.
   if (!page.empty() && listed_count_ < kConversationsMax) return list_conversations(page.back());
+  // Complete (an empty page came): what is tracked but no longer listed, the
+  // user left. Its reads would say so, but a stream served by a shared tail
+  // (which reads as the tenant) may have none.
+  if (page.empty()) {
+    for (const auto& conversation_id : unlisted_) {
+      if (!tracker_.contains(conversation_id)) continue;
+      log_.debug("conversation_left",
+                 {{"user_id", who_.user_id}, {"conversation_id", conversation_id}});
+      drop_conversation(conversation_id);
+    }
+  }
+  unlisted_.clear();
   listing_ = false;
   listed_count_ = 0;
   maybe_ready();
@@ -221,6 +252,7 @@ void StreamSession::on_summary(const std::string& conversation_id,
 void StreamSession::add_conversation(const Summary& summary) {
   if (!tracker_.add(summary.conversation_id, summary.delivered_up_to, summary.last_seq)) return;
   subscribe(summary.conversation_id);
+  follow_tail(summary.conversation_id, summary.last_seq);
   pump_reads();
   schedule_marks();  // a resume cursor beyond the stored horizon is delivered
 }
@@ -228,6 +260,26 @@ void StreamSession::add_conversation(const Summary& summary) {
 void StreamSession::drop_conversation(const std::string& conversation_id) {
   tracker_.remove(conversation_id);
   unsubscribe(conversation_id);
+  unfollow_tail(conversation_id);
+}
+
+void StreamSession::follow_tail(const std::string& conversation_id, std::uint64_t last_seq) {
+  auto tail = hub_.tails().tail(who_.tenant_id, conversation_id, last_seq, executor_, routers_);
+  if (!tail) return;  // kTailsMax: this conversation is read by the session alone
+  tail->follow(shared_from_this());
+  tails_[conversation_id] = std::move(tail);
+}
+
+void StreamSession::unfollow_tail(const std::string& conversation_id) {
+  const auto it = tails_.find(conversation_id);
+  if (it == tails_.end()) return;
+  it->second->unfollow(this);
+  tails_.erase(it);
+}
+
+void StreamSession::unfollow_all_tails() {
+  for (const auto& [conversation_id, tail] : tails_) tail->unfollow(this);
+  tails_.clear();
 }
 
 bool StreamSession::starting_done() const {
@@ -237,9 +289,11 @@ bool StreamSession::starting_done() const {
 void StreamSession::maybe_ready() {
   if (phase_ != Phase::kStarting || !resume_decided_ || !starting_done()) return;
   tracker_.set_resume_cursors(std::move(resume_cursors_));
-  for (const auto& summary : starting_summaries_)
-    if (tracker_.add(summary.conversation_id, summary.delivered_up_to, summary.last_seq))
-      subscribe(summary.conversation_id);
+  for (const auto& summary : starting_summaries_) {
+    if (!tracker_.add(summary.conversation_id, summary.delivered_up_to, summary.last_seq)) continue;
+    subscribe(summary.conversation_id);
+    follow_tail(summary.conversation_id, summary.last_seq);
+  }
   starting_summaries_.clear();
   enqueue({ready_frame(who_.user_id, tracker_.positions()), "", 0});
   if (phase_ != Phase::kStarting) return;  // the ready frame did not fit: closed
@@ -258,6 +312,13 @@ std::size_t StreamSession::read_room_bytes() const {
 
 void StreamSession::pump_reads() {
   if (phase_ != Phase::kStreaming) return;
+  {
+    const std::size_t room = read_room_bytes();
+    take_from_tails(room >= message_frame_bytes_estimate_ || outbound_.empty(),
+                    static_cast<std::uint32_t>(std::clamp<std::size_t>(
+                        room / message_frame_bytes_estimate_, 1, kPageMessagesMax)));
+    if (phase_ != Phase::kStreaming) return;  // too slow: closed
+  }
   while (reads_in_flight_ < kReadsInFlightMax) {
     const std::size_t room = read_room_bytes();
     // The backlog is read only when a message of the largest size fits (or
@@ -275,6 +336,7 @@ void StreamSession::pump_reads() {
     const std::size_t reserved = limit * message_frame_bytes_estimate_;
     ++reads_in_flight_;
     reserved_bytes_ += reserved;
+    hub_.stream_metrics().storage_reads.add();
     const wire::Header header{wire::kWireVersion, wire::MessageType::kReadRequest,
                               ids::next_request_id(), ids::new_trace_id()};
     wire::ReadRequest request;
@@ -292,6 +354,33 @@ void StreamSession::pump_reads() {
             self->on_page(conversation_id, reserved, paced, status, std::move(reply));
           });
         });
+  }
+}
+
+void StreamSession::take_from_tails(bool room_for_backlog, std::uint32_t backlog_limit) {
+  if (tails_.empty() || !tracker_.wants_reads()) return;
+  // One snapshot per conversation: the takes are cut from the very window
+  // the tracker was shown, whatever the tail did since.
+  std::map<std::string, std::shared_ptr<const TailSnapshot>> snapshots;
+  auto plan = tracker_.take_from_tails(
+      [&](const std::string& conversation_id) -> std::optional<StreamCursorTracker::TailView> {
+        const auto tail = tails_.find(conversation_id);
+        if (tail == tails_.end()) return std::nullopt;
+        auto snapshot = tail->second->snapshot();
+        if (snapshot->gone) return std::nullopt;
+        const StreamCursorTracker::TailView view{snapshot->first, snapshot->last};
+        snapshots[conversation_id] = std::move(snapshot);
+        return view;
+      },
+      room_for_backlog, backlog_limit);
+  for (const auto& wake : plan.wakes) tails_.at(wake.conversation_id)->on_hint(wake.seq);
+  for (const auto& take : plan.takes) {
+    const TailSnapshot& snapshot = *snapshots.at(take.conversation_id);
+    for (std::uint64_t seq = take.from_seq; seq <= take.to_seq; ++seq) {
+      hub_.stream_metrics().tail_frames.add();
+      enqueue({snapshot.frame(seq), take.conversation_id, seq, take.catching_up});
+      if (phase_ != Phase::kStreaming) return;  // too slow: closed
+    }
   }
 }
 
@@ -471,6 +560,8 @@ void StreamSession::schedule_resync() {
 void StreamSession::resync() {
   if (!listing_) {
     listing_ = true;
+    unlisted_.clear();
+    for (const auto& position : tracker_.positions()) unlisted_.insert(position.conversation_id);
     list_conversations("");
   }
   tracker_.want_all();
@@ -523,6 +614,7 @@ void StreamSession::finish(const char* why) {
   flush_marks();
   for (const auto& topic : topics_) hub_.events().unsubscribe(topic, this);
   topics_.clear();
+  unfollow_all_tails();
   who_.slot.release();
   hub_.untrack(this);
   outbound_.erase(writing_ ? std::next(outbound_.begin()) : outbound_.begin(), outbound_.end());

@@ -17,13 +17,23 @@
 //      horizon, either clamped to the last seq. A resume frame later on is
 //      answered with an error and changes nothing, since moving a cursor back
 //      would send a message twice on one connection.
-//   4. Streaming: reads (wire::ReadRequest as the user, from cursor + 1) are
-//      issued when an event hint names a seq beyond the cursor, when a page
-//      leaves more to read, and for every conversation every
-//      stream.resync_ms, which also lists the conversations again to pick up
-//      new ones. Hints only make this sooner; correctness never depends on
-//      them. A "membership" hint adds (summary first) or drops a
-//      conversation; a read answered not-found (the user left) drops it too.
+//   4. Streaming: every conversation follows the frontend's shared tail of
+//      it (conversation_tail.h), which reads the log once for all streams of
+//      this frontend; a conversation whose cursor is inside the tail's window
+//      takes its frames from there, in order from cursor + 1, and one whose
+//      cursor reached the tail's waits for the tail to tell it moved
+//      (on_tail_advanced). Otherwise (cursor behind the window: a backlog, or
+//      fallen behind; or no tail: kTailsMax reached) reads (wire::ReadRequest
+//      as the user, from cursor + 1) are issued. A conversation wants either
+//      when an event hint names a seq beyond the cursor, when a page leaves
+//      more to read, when its tail moved, and every stream.resync_ms, which
+//      also lists the conversations again to pick up new ones (and the tails
+//      resync on their own). Hints only make this sooner; correctness never
+//      depends on them. A "membership" hint adds (summary first) or drops a
+//      conversation; a read answered not-found (the user left) drops it too,
+//      and so does a complete resync listing that no longer has it (the
+//      user left and the hint was lost; a listing cut at kConversationsMax
+//      proves nothing and drops nothing).
 //      "state" hints about messages the user sent become `state` frames
 //      (best effort: a lost hint loses that frame; GET /v1/messages/{id} has
 //      the states).
@@ -58,6 +68,8 @@
 //   - Reads: at most kReadsInFlightMax per session, one per conversation,
 //     1..kPageMessagesMax messages each; a backlog page may pass the bound
 //     only by how much its messages exceed the size estimate (metadata).
+//     Frames taken from a shared tail's window follow the same rules: backlog
+//     only to fit (as many as a page would hold), live messages at once.
 //   - Conversations per session: kConversationsMax (more are not streamed;
 //     logged). Summaries: kSummariesInFlightMax at once. Client frames:
 //     kClientFrameBytesMax. Hints waiting for the strand: kHintsPendingMax;
@@ -77,6 +89,7 @@
 #include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -87,6 +100,7 @@
 #include "common/json_log.h"
 #include "common/router_client.h"
 #include "common/storage_client.h"
+#include "nodes/frontend/conversation_tail.h"
 #include "nodes/frontend/event_subscriber.h"
 #include "nodes/frontend/stream_cursor_tracker.h"
 #include "nodes/frontend/stream_hub.h"
@@ -94,6 +108,7 @@
 namespace chat4all::frontend {
 
 class StreamSession : public EventListener,
+                      public TailFollower,
                       public StreamConnection,
                       public std::enable_shared_from_this<StreamSession> {
  public:
@@ -125,6 +140,9 @@ class StreamSession : public EventListener,
   // Any thread: close with 1001, the frontend is stopping.
   void go_away() override;
 
+  // Any thread: the shared tail of the conversation moved; posts to the strand.
+  void on_tail_advanced(const std::string& conversation_id, std::uint64_t last_seq) override;
+
  private:
   using WebSocket = boost::beast::websocket::stream<boost::beast::tcp_stream>;
   enum class Phase { kHandshake, kStarting, kStreaming, kClosing, kFinished };
@@ -155,11 +173,17 @@ class StreamSession : public EventListener,
                   StorageOutcome<wire::ConversationSummary> outcome);
   void add_conversation(const Summary& summary);
   void drop_conversation(const std::string& conversation_id);
+  // Shared tails: followed while the conversation is tracked.
+  void follow_tail(const std::string& conversation_id, std::uint64_t last_seq);
+  void unfollow_tail(const std::string& conversation_id);
+  void unfollow_all_tails();
   bool starting_done() const;
   void maybe_ready();
 
   // Reading and sending.
   void pump_reads();
+  // Hands out what the tails' windows hold (StreamCursorTracker::take_from_tails).
+  void take_from_tails(bool room_for_backlog, std::uint32_t backlog_limit);
   // `paced`: a backlog page, read to fit the queue.
   void on_page(const std::string& conversation_id, std::size_t reserved_bytes, bool paced,
                wire::Status status, std::optional<codec::Frame> reply);
@@ -212,6 +236,10 @@ class StreamSession : public EventListener,
   std::set<std::string> summary_wanted_;     // queued or in flight
   std::size_t summaries_in_flight_ = 0;
   bool conversations_capped_logged_ = false;
+  // Tracked when the resync listing under way started and not listed yet: if
+  // the listing completes, the user left them.
+  std::set<std::string> unlisted_;
+  std::map<std::string, std::shared_ptr<ConversationTail>> tails_;  // one per tracked conversation
 
   std::deque<OutboundFrame> outbound_;  // the front one is being written while writing_
   std::size_t queued_bytes_ = 0;

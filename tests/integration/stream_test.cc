@@ -35,7 +35,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kQueueBytesMax = 65536;
 constexpr std::uint32_t kResyncMs = 1000;
-constexpr std::uint32_t kConnectionsMax = 6;
+// Enough for the fan-out test's streams of one group on one frontend.
+constexpr std::uint32_t kConnectionsMax = 18;
 
 // A WebSocket client of GET /v1/stream. Every operation is bounded: the
 // event loop runs only until the operation ends or its time is up.
@@ -360,6 +361,76 @@ TEST_F(StreamTest, TwoDevicesOfAUserEachGetEveryNewMessageOnce) {
   const auto third = phone->next_of_type("message", 5s, id);
   ASSERT_TRUE(third);
   EXPECT_EQ(seq_of(*third), 3u);  // the late resume moved nothing back
+}
+
+// One read per conversation per frontend: the streams of a group on one
+// frontend take its new messages from the conversation's shared tail, so
+// storage is read about once per message, not once per stream.
+TEST_F(StreamTest, ManyStreamsOfAGroupCostAboutOneStorageReadPerMessage) {
+  const std::string id = conversation("alice", {"bob", "carol"});
+  std::vector<std::unique_ptr<StreamClient>> devices;
+  for (const char* user : {"alice", "bob", "carol"})
+    for (int device = 0; device < 6; ++device) devices.push_back(connect(user));
+  for (auto& device : devices) ready(*device);
+  // The users' other conversations are each stream's backlog, read from
+  // storage by its own cursor: counted before, once it is all written.
+  for (double pushed = -1;;) {
+    const double now = frontend_metric("chat4all_frontend_stream_messages_pushed_total");
+    if (now == pushed) break;
+    pushed = now;
+    std::this_thread::sleep_for(300ms);
+  }
+  const double reads_before = frontend_metric("chat4all_frontend_stream_storage_reads_total");
+  const double pushed_before = frontend_metric("chat4all_frontend_stream_messages_pushed_total");
+  const double tail_before = frontend_metric("chat4all_frontend_stream_tail_frames_total");
+  const auto started = Clock::now();
+  ASSERT_GE(reads_before, 0);
+
+  constexpr std::uint64_t kMessages = 10;
+  json last;
+  for (std::uint64_t i = 0; i < kMessages; ++i) last = send("alice", id, "to all");
+  for (auto& device : devices)
+    for (std::uint64_t seq = 1; seq <= kMessages; ++seq) {
+      const auto frame = device->next_of_type("message", 10s, id);
+      ASSERT_TRUE(frame) << "no message frame " << seq;
+      EXPECT_EQ(seq_of(*frame), seq);  // in order, once
+    }
+  for (auto& device : devices) EXPECT_FALSE(device->next_of_type("message", 100ms, id));
+  const double frames = static_cast<double>(devices.size() * kMessages);
+  const auto deadline = Clock::now() + 5s;
+  while (frontend_metric("chat4all_frontend_stream_messages_pushed_total") - pushed_before <
+             frames &&
+         Clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(frontend_metric("chat4all_frontend_stream_messages_pushed_total") - pushed_before,
+            frames);
+  // Every stream was caught up: every frame came out of the tail's window.
+  EXPECT_EQ(frontend_metric("chat4all_frontend_stream_tail_frames_total") - tail_before, frames);
+  // One read per message, at most another when a hint came during a read,
+  // and each tail's own resync (every kResyncMs) meanwhile: far from the 18
+  // per message that one read per stream costs.
+  const double reads =
+      frontend_metric("chat4all_frontend_stream_storage_reads_total") - reads_before;
+  const auto resyncs =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count() /
+          kResyncMs +
+      1;
+  const double tails = frontend_metric("chat4all_frontend_stream_tails");
+  EXPECT_GE(tails, 1);
+  EXPECT_GE(reads, 1);
+  EXPECT_LE(reads, 2 * kMessages + tails * static_cast<double>(resyncs))
+      << "storage reads for " << kMessages << " messages, " << tails << " tails, " << resyncs
+      << " resyncs";
+  // Frames from the window are marked DELIVERED like any other.
+  for (const char* recipient : {"bob", "carol"}) {
+    std::string state;
+    for (const auto until = Clock::now() + 10s; Clock::now() < until;) {
+      state = state_of(last["message_id"], recipient, "alice");
+      if (state == "DELIVERED") break;
+      std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_EQ(state, "DELIVERED") << recipient;
+  }
 }
 
 TEST_F(StreamTest, ResumeGetsExactlyTheMissedMessagesInOrderAndMarksThemDelivered) {
