@@ -22,6 +22,11 @@ bool StreamCursorTracker::add(const std::string& conversation_id, std::uint64_t 
   const auto resume = resume_cursors_.find(conversation_id);
   conversation.cursor =
       resume != resume_cursors_.end() ? std::min(resume->second, last_seq) : conversation.marked;
+  if (const auto removed = removed_cursors_.find(conversation_id);
+      removed != removed_cursors_.end()) {
+    conversation.cursor = std::max(conversation.cursor, std::min(removed->second, last_seq));
+    removed_cursors_.erase(removed);
+  }
   conversation.written = std::max(conversation.cursor, conversation.marked);
   auto& added = conversations_.emplace(conversation_id, conversation).first->second;
   wanting_.insert(conversation_id);
@@ -32,7 +37,14 @@ bool StreamCursorTracker::add(const std::string& conversation_id, std::uint64_t 
 bool StreamCursorTracker::remove(const std::string& conversation_id) {
   wanting_.erase(conversation_id);
   marks_due_.erase(conversation_id);
-  return conversations_.erase(conversation_id) > 0;
+  const auto it = conversations_.find(conversation_id);
+  if (it == conversations_.end()) return false;
+  std::uint64_t& remembered = removed_cursors_[conversation_id];
+  remembered = std::max(remembered, it->second.cursor);
+  if (removed_cursors_.size() > conversations_max_)
+    removed_cursors_.erase(removed_cursors_.begin());
+  conversations_.erase(it);
+  return true;
 }
 
 bool StreamCursorTracker::contains(const std::string& conversation_id) const {

@@ -69,12 +69,17 @@ class StreamCursorTracker {
   // does not exist yet, and believing it would silently skip messages that
   // come later. A resume cursor beyond the stored horizon is reported as
   // delivered too (the client says it has those messages). The conversation
-  // wants a read at once. False (and no change) when it is tracked already or
-  // `conversations_max` is reached.
+  // wants a read at once. A conversation this connection streamed before
+  // (removed, then added again: the user left and came back, or a resync
+  // dropped it) never starts below the cursor it had: what was handed out on
+  // this connection is not handed out again, whatever the stored horizon
+  // says (its marks may not have landed). False (and no change) when it is
+  // tracked already or `conversations_max` is reached.
   bool add(const std::string& conversation_id, std::uint64_t delivered_up_to,
            std::uint64_t last_seq);
   // Stops tracking it (the user left); a reply still in flight for it is
-  // ignored. False if it was not tracked.
+  // ignored; its cursor is remembered for a later add(). False if it was not
+  // tracked.
   bool remove(const std::string& conversation_id);
   bool contains(const std::string& conversation_id) const;
   std::size_t size() const { return conversations_.size(); }
@@ -189,6 +194,10 @@ class StreamCursorTracker {
   std::set<std::string> wanting_;    // want a read (some may have one in flight)
   std::set<std::string> marks_due_;  // written > marked and no mark in flight
   std::string last_read_;            // round-robin position of take_reads()
+  // Cursors of removed conversations, for add(); at most conversations_max
+  // (beyond, the smallest ids are forgotten: their re-add may repeat what
+  // the stored horizon does not cover).
+  Cursors removed_cursors_;
 };
 
 }  // namespace chat4all::frontend

@@ -193,6 +193,27 @@ TEST(StreamCursorTracker, RemovedConversationIgnoresItsLateReply) {
   EXPECT_TRUE(tracker.take_marks().empty());
 }
 
+TEST(StreamCursorTracker, DroppedAndAddedAgainNeverRepeatsWhatThisConnectionHandedOut) {
+  Tracker tracker(10);
+  ASSERT_TRUE(tracker.add("c1", 0, 0));
+  tracker.on_hint("c1", 3);
+  expect_read(tracker, "c1", 1);
+  EXPECT_EQ(tracker.on_page("c1", messages("c1", 1, 3), 3).size(), 3u);
+  tracker.on_written("c1", 3);
+  ASSERT_TRUE(tracker.remove("c1"));  // the user left (or a resync dropped it) ...
+  // ... and came back before the DELIVERED mark of 1..3 landed: the stored
+  // horizon says 1, but this connection handed out 3 already.
+  ASSERT_TRUE(tracker.add("c1", 1, 5));
+  EXPECT_EQ(tracker.cursor("c1"), 3u);
+  expect_read(tracker, "c1", 4);
+  EXPECT_EQ(seqs(tracker.on_page("c1", messages("c1", 2, 5), 5)),
+            (std::vector<std::uint64_t>{4, 5}));
+  // A horizon beyond the remembered cursor (messages while not a member) wins.
+  ASSERT_TRUE(tracker.remove("c1"));
+  ASSERT_TRUE(tracker.add("c1", 9, 9));
+  EXPECT_EQ(tracker.cursor("c1"), 9u);
+}
+
 TEST(StreamCursorTracker, BoundedNumberOfConversations) {
   Tracker tracker(2);
   EXPECT_TRUE(tracker.add("a", 0, 0));
