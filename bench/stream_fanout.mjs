@@ -156,6 +156,24 @@ function frontendPid() {
   throw new Error('no frontend process found');
 }
 
+// CPU seconds used so far by each node of the cluster (by name) and by this client: on a
+// shared machine latency follows the load of others, CPU per message does not.
+function cpuSeconds() {
+  const used = { client: (process.cpuUsage().user + process.cpuUsage().system) / 1e6 };
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      const name = cmdline[cmdline.indexOf('--name') + 1];
+      if (!cmdline.includes('--name') || !cmdline.some((part) => part.startsWith(work))) continue;
+      const fields = fs.readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1].split(' ');
+      const role = name.replace(/-\d+$/, '');
+      used[role] = (used[role] ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100;  // utime, stime
+    } catch { /* exited */ }
+  }
+  return used;
+}
+
 function residentKiB(pid) {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+)/.exec(status)[1]);
@@ -264,6 +282,7 @@ async function fanout(admin) {
     sentAt.clear();
     const readsBefore = await metric('chat4all_frontend_stream_storage_reads_total');
     const pushedBefore = await metric('chat4all_frontend_stream_messages_pushed_total');
+    const cpuBefore = cpuSeconds();
     const ids = [];
     const start = performance.now();
     const sends = [];
@@ -295,6 +314,10 @@ async function fanout(admin) {
         else duplicates += n - 1;
       }
     }
+    const cpuAfter = cpuSeconds();
+    const cpu_ms_per_message = {};
+    for (const [role, seconds] of Object.entries(cpuAfter))
+      cpu_ms_per_message[role] = ((seconds - (cpuBefore[role] ?? 0)) * 1000) / ids.length;
     latencies.sort((a, b) => a - b);
     const reads = (await metric('chat4all_frontend_stream_storage_reads_total')) - readsBefore;
     const pushed = (await metric('chat4all_frontend_stream_messages_pushed_total')) - pushedBefore;
@@ -302,7 +325,7 @@ async function fanout(admin) {
       rate, messages: ids.length, refused, frames_expected: expected, missing, duplicates,
       p50_ms: percentile(latencies, 50), p90_ms: percentile(latencies, 90), p99_ms: percentile(latencies, 99),
       max_ms: latencies.at(-1), storage_reads: reads, frames_pushed: pushed,
-      reads_per_message: reads / ids.length, reads_per_frame: reads / pushed,
+      reads_per_message: reads / ids.length, reads_per_frame: reads / pushed, cpu_ms_per_message,
     };
     results.push(row);
     log(`fan-out ${rate}/s: ${JSON.stringify(row, (k, v) => (typeof v === 'number' && !Number.isInteger(v) ? Number(v.toPrecision(4)) : v))}`);

@@ -502,6 +502,11 @@ void StreamSession::flush_marks() {
 // ---- hints and resync
 
 void StreamSession::on_event(const wire::Event& event) {
+  // Filtered here, before the copy: in a group every recipient's DELIVERED
+  // and READ is a hint to every stream of the conversation, and only the
+  // sender's streams take it (handle_hint). who_'s ids never change.
+  if (event.tenant_id != who_.tenant_id) return;
+  if (event.kind == "state" && event.sender_id != who_.user_id) return;
   std::lock_guard lock(hints_mutex_);
   if (hints_pending_.size() < kHintsPendingMax)
     hints_pending_.push_back(event);

@@ -134,7 +134,9 @@ class StreamSession : public EventListener,
   // Completes the WebSocket handshake answering `upgrade`; any thread.
   void start(boost::beast::http::request<boost::beast::http::string_body> upgrade);
 
-  // Subscriber thread: queue the hint for the strand (bounded) and return.
+  // Subscriber thread: queue the hint for the strand (bounded) and return;
+  // hints this stream would ignore (another tenant, states of messages others
+  // sent) are dropped at once.
   void on_event(const wire::Event& event) override;
 
   // Any thread: close with 1001, the frontend is stopping.
