@@ -61,19 +61,22 @@ class StreamConnection {
   virtual void go_away() = 0;
 };
 
-// One of the hub's stream.connections_max places, held by a session for as
-// long as it is open; move-only, released on destruction or release().
+// One of the hub's stream.connections_max places, and one of its user's
+// kStreamsPerUserMax, held by a session for as long as it is open;
+// move-only, released on destruction or release().
 class SessionSlot {
  public:
   SessionSlot() = default;
-  explicit SessionSlot(StreamHub* hub) : hub_(hub) {}
-  SessionSlot(SessionSlot&& other) noexcept : hub_(std::exchange(other.hub_, nullptr)) {}
+  SessionSlot(StreamHub* hub, std::string user_key) : hub_(hub), user_key_(std::move(user_key)) {}
+  SessionSlot(SessionSlot&& other) noexcept
+      : hub_(std::exchange(other.hub_, nullptr)), user_key_(std::move(other.user_key_)) {}
   SessionSlot& operator=(SessionSlot&& other) noexcept;
   ~SessionSlot() { release(); }
   void release();
 
  private:
   StreamHub* hub_ = nullptr;
+  std::string user_key_;  // tenant and user
 };
 
 // A connection allowed to upgrade: who it is, and its slot.
@@ -94,6 +97,10 @@ struct StreamRefusal {
 
 class StreamHub {
  public:
+  // Streams one user may hold open on one frontend (devices, tabs); one more
+  // is refused with 429 `too_many_streams`.
+  static constexpr std::uint32_t kStreamsPerUserMax = 16;
+
   // Reads the token key (the same file HttpApi signs with) and connects the
   // subscriber to the "events" endpoint of every storage node that has one.
   explicit StreamHub(const Topology& topology);
@@ -103,8 +110,9 @@ class StreamHub {
   // Authenticates an upgrade request (Authorization: Bearer, or else the
   // `access_token` query parameter of `target`) and takes a slot. Refused with
   // 401 for a missing, bad or expired token or one without a tenant, 403
-  // `user_token_required` for an admin token (the stream is a user's), 503
-  // when connections_max sessions are open.
+  // `user_token_required` for an admin token (the stream is a user's), 429
+  // `too_many_streams` when the user holds kStreamsPerUserMax here, 503 when
+  // connections_max sessions are open.
   std::variant<StreamAdmission, StreamRefusal> admit(std::string_view authorization,
                                                      std::string_view target, std::int64_t now_s);
 
@@ -125,12 +133,16 @@ class StreamHub {
 
  private:
   friend class SessionSlot;
-  void release_slot();
+  void release_slot(const std::string& user_key);
+  void forget_user_stream(const std::string& user_key);
 
   const Topology& topology_;
   auth::TokenSigner signer_;
   StreamMetrics metrics_;
   std::atomic<std::uint32_t> sessions_{0};
+  std::mutex users_mutex_;
+  // Open streams per tenant and user (only users with at least one).
+  std::unordered_map<std::string, std::uint32_t> streams_per_user_;  // guarded by users_mutex_
   std::mutex connections_mutex_;
   std::unordered_map<const StreamConnection*, std::weak_ptr<StreamConnection>>
       connections_;  // guarded by connections_mutex_

@@ -174,8 +174,9 @@ void StreamSession::on_conversation_page(StorageOutcome<std::vector<std::string>
     request_summary(conversation_id);
   }
   // Pages are taken until an empty one, so a store that caps the page size
-  // below kListPageMax is paged through too.
-  if (!page.empty() && listed_count_ < kConversationsMax) return list_conversations(page.back());
+  // below kListPageMax is paged through too; one page beyond
+  // kConversationsMax, so that a user with more is told (request_summary).
+  if (!page.empty() && listed_count_ <= kConversationsMax) return list_conversations(page.back());
   // Complete (an empty page came): what is tracked but no longer listed, the
   // user left. Its reads would say so, but a stream served by a shared tail
   // (which reads as the tenant) may have none.
@@ -198,9 +199,13 @@ void StreamSession::request_summary(const std::string& conversation_id) {
   for (const auto& pending : starting_summaries_)
     if (pending.conversation_id == conversation_id) return;
   if (tracker_.size() + starting_summaries_.size() + summary_wanted_.size() >= kConversationsMax) {
-    if (!conversations_capped_logged_)
+    if (!conversations_capped_logged_) {
       log_.warn("conversations_capped",
                 {{"user_id", who_.user_id}, {"conversations_max", kConversationsMax}});
+      // Told once; before ready it follows the ready frame.
+      if (phase_ == Phase::kStreaming)
+        enqueue({conversations_capped_frame(kConversationsMax), "", 0});
+    }
     conversations_capped_logged_ = true;
     return;
   }
@@ -295,7 +300,8 @@ void StreamSession::maybe_ready() {
     follow_tail(summary.conversation_id, summary.last_seq);
   }
   starting_summaries_.clear();
-  enqueue({ready_frame(who_.user_id, tracker_.positions()), "", 0});
+  enqueue({ready_frame(who_.user_id, tracker_.positions(), kConversationsMax), "", 0});
+  if (conversations_capped_logged_) enqueue({conversations_capped_frame(kConversationsMax), "", 0});
   if (phase_ != Phase::kStarting) return;  // the ready frame did not fit: closed
   phase_ = Phase::kStreaming;
   schedule_resync();

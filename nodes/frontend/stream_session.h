@@ -70,10 +70,11 @@
 //     only by how much its messages exceed the size estimate (metadata).
 //     Frames taken from a shared tail's window follow the same rules: backlog
 //     only to fit (as many as a page would hold), live messages at once.
-//   - Conversations per session: kConversationsMax (more are not streamed;
-//     logged). Summaries: kSummariesInFlightMax at once. Client frames:
-//     kClientFrameBytesMax. Hints waiting for the strand: kHintsPendingMax;
-//     beyond, they are dropped and every conversation is re-read instead.
+//   - Conversations per session: kConversationsMax, announced in `ready`
+//     (conversations_max); more are not streamed: logged, and the client gets
+//     one error frame `conversations_capped` (after ready). Summaries:
+//     kSummariesInFlightMax at once. Client frames: kClientFrameBytesMax. Hints waiting for the
+//     strand: kHintsPendingMax; beyond, they are dropped and every conversation is re-read instead.
 //
 // Threading: every member is used on the session's strand only, except
 // on_event() (the subscriber's thread), which touches only the hint inbox

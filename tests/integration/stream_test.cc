@@ -564,7 +564,8 @@ TEST_F(StreamTest, RefusesBadTokensPlainRequestsAndConnectionsBeyondTheBound) {
   open.push_back(
       std::make_unique<StreamClient>(port, tokens_.at("bob"), 0, /*token_in_query=*/true));
   EXPECT_EQ(ready(*open.back())["user_id"], "bob");
-  while (open.size() < kConnectionsMax) open.push_back(connect("bob"));
+  // Two users: one may hold only StreamHub::kStreamsPerUserMax.
+  while (open.size() < kConnectionsMax) open.push_back(connect(open.size() % 2 ? "bob" : "carol"));
   expect_refused(
       upgrade_request(port, "/v1/stream", {{"Authorization", "Bearer " + tokens_.at("bob")}}), 503,
       "unavailable");
@@ -573,6 +574,32 @@ TEST_F(StreamTest, RefusesBadTokensPlainRequestsAndConnectionsBeyondTheBound) {
   const auto deadline = Clock::now() + 5s;
   while (sessions() != 0 && Clock::now() < deadline) std::this_thread::sleep_for(50ms);
   EXPECT_EQ(sessions(), 0);
+}
+
+TEST_F(StreamTest, AUserHoldsAtMost16StreamsOnAFrontend) {
+  std::vector<std::unique_ptr<StreamClient>> open;
+  for (int i = 0; i < 16; ++i) open.push_back(connect("carol"));
+  const HttpResult refused = upgrade_request(cluster_->http_port(), "/v1/stream",
+                                             {{"Authorization", "Bearer " + tokens_.at("carol")}});
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  const json body = refused.json();
+  ASSERT_TRUE(body.is_object()) << refused.body;
+  EXPECT_EQ(body["error"].value("code", ""), "too_many_streams") << refused.body;
+  // Another user is not held back by carol's bound.
+  auto other = connect("bob");
+  EXPECT_EQ(ready(*other)["user_id"], "bob");
+  // A closed stream gives its place back.
+  open.pop_back();
+  std::unique_ptr<StreamClient> again;
+  for (const auto deadline = Clock::now() + 5s; !again && Clock::now() < deadline;) {
+    try {
+      again = connect("carol");
+    } catch (const std::exception&) {
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  ASSERT_TRUE(again);
+  EXPECT_EQ(ready(*again)["user_id"], "carol");
 }
 
 // On its own cluster: it stops it.
