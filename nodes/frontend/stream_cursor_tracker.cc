@@ -29,13 +29,13 @@ bool StreamCursorTracker::add(const std::string& conversation_id, std::uint64_t 
   }
   conversation.written = std::max(conversation.cursor, conversation.marked);
   auto& added = conversations_.emplace(conversation_id, conversation).first->second;
-  wanting_.insert(conversation_id);
+  want_read(conversation_id);
   update_mark_due(conversation_id, added);
   return true;
 }
 
 bool StreamCursorTracker::remove(const std::string& conversation_id) {
-  wanting_.erase(conversation_id);
+  unwant_read(conversation_id);
   marks_due_.erase(conversation_id);
   const auto it = conversations_.find(conversation_id);
   if (it == conversations_.end()) return false;
@@ -71,38 +71,60 @@ void StreamCursorTracker::on_hint(const std::string& conversation_id, std::uint6
   if (it == conversations_.end()) return;
   Conversation& conversation = it->second;
   conversation.head = std::max(conversation.head, seq);
-  if (seq > conversation.cursor) wanting_.insert(conversation_id);
+  if (seq > conversation.cursor) want_read(conversation_id);
 }
 
 void StreamCursorTracker::want_all() {
-  for (const auto& entry : conversations_) wanting_.insert(wanting_.end(), entry.first);
+  // In id order, each inserted at the end: linear in the conversations.
+  for (const auto& entry : conversations_) {
+    wanting_.insert(wanting_.end(), entry.first);
+    tail_candidates_.insert(tail_candidates_.end(), entry.first);
+  }
 }
 
 void StreamCursorTracker::want(const std::string& conversation_id) {
-  if (conversations_.contains(conversation_id)) wanting_.insert(conversation_id);
+  if (conversations_.contains(conversation_id)) want_read(conversation_id);
+}
+
+void StreamCursorTracker::want_read(const std::string& conversation_id) {
+  wanting_.insert(conversation_id);
+  tail_candidates_.insert(conversation_id);
+}
+
+void StreamCursorTracker::unwant_read(const std::string& conversation_id) {
+  wanting_.erase(conversation_id);
+  tail_candidates_.erase(conversation_id);
 }
 
 std::vector<StreamCursorTracker::Read> StreamCursorTracker::take_reads(std::size_t budget,
                                                                        bool catch_up_allowed) {
   std::vector<Read> reads;
   if (budget == 0 || wanting_.empty()) return reads;
-  // Round-robin: start after the conversation read last time, wrap around once.
-  auto start = wanting_.upper_bound(last_read_);
-  std::vector<std::string> visit;
-  visit.reserve(wanting_.size());
-  for (auto it = start; it != wanting_.end(); ++it) visit.push_back(*it);
-  for (auto it = wanting_.begin(); it != start; ++it) visit.push_back(*it);
-  for (const std::string& id : visit) {
-    if (reads.size() == budget) break;
+  // Round-robin: start after the conversation read last time, wrap around
+  // once, and stop as soon as the budget is taken: a resync that wants every
+  // conversation costs a visit per read, not the whole set per read.
+  std::size_t to_visit = wanting_.size();  // each at most once
+  auto it = wanting_.upper_bound(last_read_);
+  std::string last_taken;
+  while (reads.size() < budget && to_visit > 0) {
+    if (it == wanting_.end()) it = wanting_.begin();
+    --to_visit;
+    ++visits_;
+    const std::string& id = *it;
     Conversation& conversation = conversations_.at(id);
-    if (conversation.read_in_flight) continue;  // stays wanted: read again after this reply
     const bool catching_up = conversation.cursor < conversation.catch_up_to;
-    if (catching_up && !catch_up_allowed) continue;
+    // In flight: stays wanted, read again after this reply.
+    if (conversation.read_in_flight || (catching_up && !catch_up_allowed)) {
+      ++it;
+      continue;
+    }
     conversation.read_in_flight = true;
-    wanting_.erase(id);
     reads.push_back({id, conversation.cursor + 1, catching_up});
-    last_read_ = id;
+    last_taken = id;
+    tail_candidates_.erase(id);
+    it = wanting_.erase(it);
   }
+  if (!reads.empty()) last_read_ = std::move(last_taken);
   return reads;
 }
 
@@ -130,9 +152,9 @@ void StreamCursorTracker::after_progress(const std::string& conversation_id,
                                          std::uint64_t last_seq) {
   conversation.head = std::max({conversation.head, last_seq, conversation.cursor});
   if (conversation.cursor >= conversation.head) {
-    wanting_.erase(conversation_id);  // a hint during the read asked for nothing new
+    unwant_read(conversation_id);  // a hint during the read asked for nothing new
   } else if (conversation.cursor > cursor_before) {
-    wanting_.insert(conversation_id);  // more to page through
+    want_read(conversation_id);  // more to page through
   }
   // No progress while behind: wait for the next hint or resync rather than spin.
 }
@@ -141,19 +163,24 @@ StreamCursorTracker::TailPlan StreamCursorTracker::take_from_tails(const TailLoo
                                                                    bool catch_up_allowed,
                                                                    std::uint64_t catch_up_limit) {
   TailPlan plan;
-  // Collected first: serving a conversation changes wanting_.
-  std::vector<std::string> wanted(wanting_.begin(), wanting_.end());
-  for (const std::string& id : wanted) {
+  // Only the candidates: a conversation found to need storage is not looked
+  // at again until it is wanted anew (after its read, a hint, a resync).
+  // Collected first: serving a conversation changes the sets.
+  std::vector<std::string> candidates(tail_candidates_.begin(), tail_candidates_.end());
+  for (const std::string& id : candidates) {
+    ++visits_;
     Conversation& conversation = conversations_.at(id);
     if (conversation.read_in_flight) continue;  // its reply comes first
     const auto view = tail_of(id);
-    if (!view) continue;
-    if (conversation.cursor >= view->last) {
-      if (conversation.head > view->last) plan.wakes.push_back({id, conversation.head});
-      wanting_.erase(id);  // the tail tells when it moves
+    if (!view || conversation.cursor + 1 < view->first) {
+      tail_candidates_.erase(id);  // no tail, or behind its window: take_reads()
       continue;
     }
-    if (conversation.cursor + 1 < view->first) continue;  // behind the window: storage
+    if (conversation.cursor >= view->last) {
+      if (conversation.head > view->last) plan.wakes.push_back({id, conversation.head});
+      unwant_read(id);  // the tail tells when it moves
+      continue;
+    }
     const bool catching_up = conversation.cursor < conversation.catch_up_to;
     if (catching_up && !catch_up_allowed) continue;
     std::uint64_t to_seq = view->last;
@@ -166,7 +193,7 @@ StreamCursorTracker::TailPlan StreamCursorTracker::take_from_tails(const TailLoo
     if (conversation.cursor < view->last) continue;  // paced: the rest at the next call
     // At the tail's cursor: what lies beyond is the tail's to read, not ours.
     if (conversation.head > view->last) plan.wakes.push_back({id, conversation.head});
-    wanting_.erase(id);
+    unwant_read(id);
   }
   return plan;
 }

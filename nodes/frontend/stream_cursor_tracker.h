@@ -172,6 +172,11 @@ class StreamCursorTracker {
 
   std::optional<std::uint64_t> cursor(const std::string& conversation_id) const;
 
+  // Conversations visited by take_reads() and take_from_tails() so far: the
+  // work of delivery decisions, which a resync keeps linear in the number of
+  // conversations (tests and diagnostics).
+  std::uint64_t visits() const { return visits_; }
+
  private:
   struct Conversation {
     std::uint64_t cursor = 0;
@@ -191,7 +196,14 @@ class StreamCursorTracker {
   std::size_t conversations_max_;
   Cursors resume_cursors_;
   std::map<std::string, Conversation> conversations_;
-  std::set<std::string> wanting_;    // want a read (some may have one in flight)
+  void want_read(const std::string& conversation_id);
+  void unwant_read(const std::string& conversation_id);
+
+  std::set<std::string> wanting_;  // want a read (some may have one in flight)
+  // Wanting ones take_from_tails() has not found to need storage since they
+  // were last wanted (a subset of wanting_).
+  std::set<std::string> tail_candidates_;
+  std::uint64_t visits_ = 0;
   std::set<std::string> marks_due_;  // written > marked and no mark in flight
   std::string last_read_;            // round-robin position of take_reads()
   // Cursors of removed conversations, for add(); at most conversations_max

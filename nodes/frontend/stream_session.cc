@@ -195,9 +195,9 @@ void StreamSession::on_conversation_page(StorageOutcome<std::vector<std::string>
 }
 
 void StreamSession::request_summary(const std::string& conversation_id) {
-  if (tracker_.contains(conversation_id) || summary_wanted_.contains(conversation_id)) return;
-  for (const auto& pending : starting_summaries_)
-    if (pending.conversation_id == conversation_id) return;
+  if (tracker_.contains(conversation_id) || summary_wanted_.contains(conversation_id) ||
+      starting_summaries_.contains(conversation_id))
+    return;
   if (tracker_.size() + starting_summaries_.size() + summary_wanted_.size() >= kConversationsMax) {
     if (!conversations_capped_logged_) {
       log_.warn("conversations_capped",
@@ -243,7 +243,7 @@ void StreamSession::on_summary(const std::string& conversation_id,
     if (phase_ == Phase::kStreaming)
       add_conversation(summary);
     else
-      starting_summaries_.push_back(summary);
+      starting_summaries_.emplace(conversation_id, summary);
   } else {
     // Not found: not (or no longer) a member. Anything else: the next resync retries.
     log_.debug("summary_failed", {{"user_id", who_.user_id},
@@ -294,7 +294,7 @@ bool StreamSession::starting_done() const {
 void StreamSession::maybe_ready() {
   if (phase_ != Phase::kStarting || !resume_decided_ || !starting_done()) return;
   tracker_.set_resume_cursors(std::move(resume_cursors_));
-  for (const auto& summary : starting_summaries_) {
+  for (const auto& [conversation_id, summary] : starting_summaries_) {
     if (!tracker_.add(summary.conversation_id, summary.delivered_up_to, summary.last_seq)) continue;
     subscribe(summary.conversation_id);
     follow_tail(summary.conversation_id, summary.last_seq);

@@ -231,12 +231,14 @@ class StreamSession : public EventListener,
   StreamCursorTracker::Cursors resume_cursors_;
 
   StreamCursorTracker tracker_{kConversationsMax};
-  std::set<std::string> topics_;             // subscribed: the user's and each conversation's
-  std::vector<Summary> starting_summaries_;  // before ready: added once the cursors are known
-  bool listing_ = false;                     // a listing is under way (at most one)
-  std::size_t listed_count_ = 0;             // conversations seen by the listing under way
-  std::deque<std::string> summary_queue_;    // bounded by kConversationsMax via summary_wanted_
-  std::set<std::string> summary_wanted_;     // queued or in flight
+  std::set<std::string> topics_;  // subscribed: the user's and each conversation's
+  // Before ready: added once the cursors are known; by id, so that a listing
+  // of many conversations costs a lookup per conversation, not a scan.
+  std::map<std::string, Summary> starting_summaries_;
+  bool listing_ = false;                   // a listing is under way (at most one)
+  std::size_t listed_count_ = 0;           // conversations seen by the listing under way
+  std::deque<std::string> summary_queue_;  // bounded by kConversationsMax via summary_wanted_
+  std::set<std::string> summary_wanted_;   // queued or in flight
   std::size_t summaries_in_flight_ = 0;
   bool conversations_capped_logged_ = false;
   // Tracked when the resync listing under way started and not listed yet: if
