@@ -12,6 +12,20 @@ namespace chat4all::frontend {
 
 namespace asio = boost::asio;
 
+std::optional<wire::ReadReply> read_reply(wire::Status& status,
+                                          const std::optional<codec::Frame>& reply) {
+  std::optional<wire::ReadReply> answer;
+  if (status != wire::Status::kOk) return answer;
+  if (reply->header().type == wire::MessageType::kReadReply) {
+    answer = reply->body<wire::ReadReply>();
+    status = answer ? answer->status : wire::Status::kInternal;
+  } else {
+    const auto error = reply->body<wire::ErrorReply>();
+    status = error ? error->status : wire::Status::kInternal;
+  }
+  return answer;
+}
+
 ConversationTail::ConversationTail(TailRegistry& registry, std::string key, std::string tenant_id,
                                    std::string conversation_id, std::uint64_t last_seq,
                                    asio::any_io_executor executor, RouterClient& routers)
@@ -91,16 +105,7 @@ void ConversationTail::issue_read(std::uint64_t from_seq) {
 }
 
 void ConversationTail::on_reply(wire::Status status, std::optional<codec::Frame> reply) {
-  std::optional<wire::ReadReply> answer;
-  if (status == wire::Status::kOk) {
-    if (reply->header().type == wire::MessageType::kReadReply) {
-      answer = reply->body<wire::ReadReply>();
-      status = answer ? answer->status : wire::Status::kInternal;
-    } else {
-      const auto error = reply->body<wire::ErrorReply>();
-      status = error ? error->status : wire::Status::kInternal;
-    }
-  }
+  std::optional<wire::ReadReply> answer = read_reply(status, reply);
   if (status != wire::Status::kOk) {
     std::unique_lock lock(mutex_);
     core_.on_read_failed();  // the next hint or resync reads again

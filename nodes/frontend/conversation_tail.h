@@ -46,8 +46,10 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -60,6 +62,11 @@
 namespace chat4all::frontend {
 
 struct StreamMetrics;
+
+// The answer to a wire::ReadRequest as the router client handed it over:
+// the reply when `status` (updated from the reply's own) is kOk.
+std::optional<wire::ReadReply> read_reply(wire::Status& status,
+                                          const std::optional<codec::Frame>& reply);
 
 class TailFollower {
  public:

@@ -395,16 +395,7 @@ void StreamSession::on_page(const std::string& conversation_id, std::size_t rese
   --reads_in_flight_;
   reserved_bytes_ -= reserved_bytes;
   if (phase_ != Phase::kStreaming) return;
-  std::optional<wire::ReadReply> answer;
-  if (status == wire::Status::kOk) {
-    if (reply->header().type == wire::MessageType::kReadReply) {
-      answer = reply->body<wire::ReadReply>();
-      status = answer ? answer->status : wire::Status::kInternal;
-    } else {
-      const auto error = reply->body<wire::ErrorReply>();
-      status = error ? error->status : wire::Status::kInternal;
-    }
-  }
+  std::optional<wire::ReadReply> answer = read_reply(status, reply);
   if (status == wire::Status::kNotFound) {
     log_.debug("conversation_gone",
                {{"user_id", who_.user_id}, {"conversation_id", conversation_id}});
