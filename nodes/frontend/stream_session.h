@@ -78,7 +78,8 @@
 //
 // Threading: every member is used on the session's strand only, except
 // on_event() (the subscriber's thread), which touches only the hint inbox
-// under its mutex and posts to the strand. Replies of the router client
+// under its mutex and posts to the strand, and on_tail_advanced() (a tail's
+// strand), which only posts to the strand. Replies of the router client
 // (its own thread) are posted to the strand too. The session lives as long as
 // an operation or posted handler holds it; when it ends it unsubscribes,
 // cancels its timers and releases its slot.

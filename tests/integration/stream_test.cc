@@ -488,6 +488,45 @@ TEST_F(StreamTest, NewConversationIsPickedUpWhileConnected) {
   EXPECT_EQ(seq_of(*frame), 1u);
 }
 
+// The conversation's tail reads for every stream of the frontend: one whose
+// user left gets nothing more from it, and coming back repeats nothing.
+TEST_F(StreamTest, AMemberWhoLeavesGetsNothingMoreAndOnReturnNothingTwice) {
+  const std::string id = conversation("alice", {"bob", "carol"});
+  auto bob = connect("bob");
+  auto carol = connect("carol");
+  ready(*bob);
+  ready(*carol);
+  send("alice", id);
+  for (auto* device : {bob.get(), carol.get()}) {
+    const auto frame = device->next_of_type("message", 5s, id);
+    ASSERT_TRUE(frame);
+    EXPECT_EQ(seq_of(*frame), 1u);
+  }
+  const auto port = cluster_->http_port();
+  const std::map<std::string, std::string> as_alice{
+      {"Authorization", "Bearer " + tokens_.at("alice")}};
+  const HttpResult removed =
+      http_request(port, "DELETE", "/v1/conversations/" + id + "/members/bob", "", as_alice);
+  ASSERT_EQ(removed.status, 204) << removed.body;
+  // By the membership hint, or at the latest by the next resync listing.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2 * kResyncMs));
+  send("alice", id);
+  const auto to_carol = carol->next_of_type("message", 5s, id);
+  ASSERT_TRUE(to_carol);
+  EXPECT_EQ(seq_of(*to_carol), 2u);
+  EXPECT_FALSE(bob->next_of_type("message", std::chrono::milliseconds(2 * kResyncMs), id))
+      << "a message of a conversation bob left";
+
+  const HttpResult added = http_request(port, "POST", "/v1/conversations/" + id + "/members",
+                                        json{{"members", {"bob"}}}.dump(), as_alice);
+  ASSERT_EQ(added.status / 100, 2) << added.body;
+  std::this_thread::sleep_for(std::chrono::milliseconds(2 * kResyncMs));
+  send("alice", id);
+  const auto back = bob->next_of_type("message", std::chrono::milliseconds(3 * kResyncMs), id);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(seq_of(*back), 3u);  // not 1 again, and not 2 (sent while bob was out)
+}
+
 TEST_F(StreamTest, ClientThatDoesNotReadIsClosedWith1008) {
   const std::string id = conversation("alice", {"bob"});
   auto slow = connect("bob", /*receive_buffer=*/4096);
