@@ -151,7 +151,8 @@ class Session : public std::enable_shared_from_this<Session> {
       if (refusal.http_status == 426) response.headers.emplace_back("Upgrade", "websocket");
       if (refusal.http_status == 401)
         response.headers.emplace_back("WWW-Authenticate", "Bearer error=\"invalid_token\"");
-      if (refusal.http_status == 503) response.headers.emplace_back("Retry-After", "1");
+      if (refusal.http_status == 503 || refusal.http_status == 429)
+        response.headers.emplace_back("Retry-After", "1");
       write(std::move(response));
     };
     if (!beast::websocket::is_upgrade(request))

@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -68,12 +69,17 @@ class StreamCursorTracker {
   // does not exist yet, and believing it would silently skip messages that
   // come later. A resume cursor beyond the stored horizon is reported as
   // delivered too (the client says it has those messages). The conversation
-  // wants a read at once. False (and no change) when it is tracked already or
-  // `conversations_max` is reached.
+  // wants a read at once. A conversation this connection streamed before
+  // (removed, then added again: the user left and came back, or a resync
+  // dropped it) never starts below the cursor it had: what was handed out on
+  // this connection is not handed out again, whatever the stored horizon
+  // says (its marks may not have landed). False (and no change) when it is
+  // tracked already or `conversations_max` is reached.
   bool add(const std::string& conversation_id, std::uint64_t delivered_up_to,
            std::uint64_t last_seq);
   // Stops tracking it (the user left); a reply still in flight for it is
-  // ignored. False if it was not tracked.
+  // ignored; its cursor is remembered for a later add(). False if it was not
+  // tracked.
   bool remove(const std::string& conversation_id);
   bool contains(const std::string& conversation_id) const;
   std::size_t size() const { return conversations_.size(); }
@@ -85,6 +91,8 @@ class StreamCursorTracker {
   void on_hint(const std::string& conversation_id, std::uint64_t seq);
   // Every conversation wants a read (the periodic resync: hints may be lost).
   void want_all();
+  // This one wants a read (its shared tail is gone). Unknown ones are ignored.
+  void want(const std::string& conversation_id);
 
   // Up to `budget` reads to issue now, each from its conversation's cursor + 1,
   // for conversations that want one and have none in flight; taken round-robin
@@ -94,6 +102,47 @@ class StreamCursorTracker {
   // conversations stay wanted.
   std::vector<Read> take_reads(std::size_t budget, bool catch_up_allowed = true);
   bool wants_reads() const { return !wanting_.empty(); }
+
+  // What a conversation's shared tail holds (conversation_tail.h): the
+  // frames of seqs [first, last] in memory (empty when first > last), `last`
+  // being the tail's cursor.
+  struct TailView {
+    std::uint64_t first = 1;
+    std::uint64_t last = 0;
+  };
+  // Frames [from_seq, to_seq] of the tail's window, to hand to the client now.
+  struct TailTake {
+    std::string conversation_id;
+    std::uint64_t from_seq = 0;
+    std::uint64_t to_seq = 0;
+    bool catching_up = false;  // as Read::catching_up
+  };
+  // The tail should read up to `seq`, which this connection knows exists.
+  struct TailWake {
+    std::string conversation_id;
+    std::uint64_t seq = 0;
+  };
+  struct TailPlan {
+    std::vector<TailTake> takes;
+    std::vector<TailWake> wakes;
+  };
+  using TailLookup = std::function<std::optional<TailView>(const std::string& conversation_id)>;
+
+  // Serves from the shared tails what they hold, before take_reads() reads
+  // storage. For each conversation that wants a read, has none in flight and
+  // has a tail (`tail_of`):
+  //   - cursor inside the window: a take from cursor + 1 to the window's end
+  //     (while catching up only with `catch_up_allowed`, and at most
+  //     `catch_up_limit` messages); the cursor moves as after a read reply,
+  //     and the conversation stays wanted if it knows of more;
+  //   - cursor at or beyond the tail's: no read (the tail tells, through
+  //     on_hint(), when it moves); a wake when this conversation knows of a
+  //     seq the tail has not read;
+  //   - cursor behind the window: left wanting, for take_reads().
+  // Takes are contiguous from the cursor, so order and once-per-connection
+  // hold exactly as with reads.
+  TailPlan take_from_tails(const TailLookup& tail_of, bool catch_up_allowed,
+                           std::uint64_t catch_up_limit);
 
   // The reply to the read in flight: the messages to hand to the client now,
   // in seq order, each exactly cursor + 1 of the one before (what was handed
@@ -123,6 +172,11 @@ class StreamCursorTracker {
 
   std::optional<std::uint64_t> cursor(const std::string& conversation_id) const;
 
+  // Conversations visited by take_reads() and take_from_tails() so far: the
+  // work of delivery decisions, which a resync keeps linear in the number of
+  // conversations (tests and diagnostics).
+  std::uint64_t visits() const { return visits_; }
+
  private:
   struct Conversation {
     std::uint64_t cursor = 0;
@@ -134,13 +188,28 @@ class StreamCursorTracker {
     bool mark_in_flight = false;
   };
   void update_mark_due(const std::string& conversation_id, const Conversation& conversation);
+  // After the cursor moved from `cursor_before` (a read or a take): wanted
+  // again while there is more to read and progress was made.
+  void after_progress(const std::string& conversation_id, Conversation& conversation,
+                      std::uint64_t cursor_before, std::uint64_t last_seq);
 
   std::size_t conversations_max_;
   Cursors resume_cursors_;
   std::map<std::string, Conversation> conversations_;
-  std::set<std::string> wanting_;    // want a read (some may have one in flight)
+  void want_read(const std::string& conversation_id);
+  void unwant_read(const std::string& conversation_id);
+
+  std::set<std::string> wanting_;  // want a read (some may have one in flight)
+  // Wanting ones take_from_tails() has not found to need storage since they
+  // were last wanted (a subset of wanting_).
+  std::set<std::string> tail_candidates_;
+  std::uint64_t visits_ = 0;
   std::set<std::string> marks_due_;  // written > marked and no mark in flight
   std::string last_read_;            // round-robin position of take_reads()
+  // Cursors of removed conversations, for add(); at most conversations_max
+  // (beyond, the smallest ids are forgotten: their re-add may repeat what
+  // the stored horizon does not cover).
+  Cursors removed_cursors_;
 };
 
 }  // namespace chat4all::frontend

@@ -83,14 +83,24 @@ ClientFrame parse_client_frame(std::string_view text, std::size_t cursors_max) {
 }
 
 std::string ready_frame(const std::string& user_id,
-                        const std::vector<StreamCursorTracker::ConversationPosition>& positions) {
+                        const std::vector<StreamCursorTracker::ConversationPosition>& positions,
+                        std::size_t conversations_max) {
   json conversations = json::array();
   for (const auto& position : positions)
     conversations.push_back({{"conversation_id", position.conversation_id},
                              {"last_seq", position.last_seq},
                              {"cursor", position.cursor}});
-  return dump(
-      {{"type", "ready"}, {"user_id", user_id}, {"conversations", std::move(conversations)}});
+  return dump({{"type", "ready"},
+               {"user_id", user_id},
+               {"conversations", std::move(conversations)},
+               {"conversations_max", conversations_max}});
+}
+
+std::string conversations_capped_frame(std::size_t conversations_max) {
+  return error_frame("conversations_capped",
+                     "this stream follows at most " + std::to_string(conversations_max) +
+                         " conversations; the others are not streamed (GET /v1/conversations "
+                         "lists them all)");
 }
 
 std::string message_frame(const wire::StoredMessage& message) {

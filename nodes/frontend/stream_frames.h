@@ -38,8 +38,13 @@ struct ClientFrame {
 ClientFrame parse_client_frame(std::string_view text, std::size_t cursors_max);
 inline constexpr std::size_t kPingIdBytesMax = 128;
 
+// `conversations_max`: how many conversations one stream follows at most.
 std::string ready_frame(const std::string& user_id,
-                        const std::vector<StreamCursorTracker::ConversationPosition>& positions);
+                        const std::vector<StreamCursorTracker::ConversationPosition>& positions,
+                        std::size_t conversations_max);
+// The error frame `conversations_capped`: the user has more conversations
+// than one stream follows; the others are not streamed.
+std::string conversations_capped_frame(std::size_t conversations_max);
 // `{"type":"message","message":{…}}`, the message as REST history shows it.
 std::string message_frame(const wire::StoredMessage& message);
 // `{"type":"state","message_id","conversation_id","seq","recipient_id","state","at"}`

@@ -26,12 +26,13 @@ SessionSlot& SessionSlot::operator=(SessionSlot&& other) noexcept {
   if (this != &other) {
     release();
     hub_ = std::exchange(other.hub_, nullptr);
+    user_key_ = std::move(other.user_key_);
   }
   return *this;
 }
 
 void SessionSlot::release() {
-  if (hub_) std::exchange(hub_, nullptr)->release_slot();
+  if (hub_) std::exchange(hub_, nullptr)->release_slot(user_key_);
 }
 
 std::string StreamRefusal::body() const {
@@ -42,6 +43,7 @@ StreamHub::StreamHub(const Topology& topology, const std::string& node_name)
     : topology_(topology),
       signer_(auth::load_or_create_token_key(topology.auth.token_secret_file)),
       events_(event_addresses(topology), metrics_.hints),
+      tails_(events_, metrics_, topology.stream.resync_ms),
       presence_(topology.stream, node_name) {}
 
 std::variant<StreamAdmission, StreamRefusal> StreamHub::admit(std::string_view authorization,
@@ -61,17 +63,29 @@ std::variant<StreamAdmission, StreamRefusal> StreamHub::admit(std::string_view a
   if (verified.claims.role == "admin")
     return StreamRefusal{403, "user_token_required", "the stream is a user's: use a user token"};
 
+  std::string user_key = verified.claims.tenant + '\n' + verified.claims.subject;
+  {
+    std::lock_guard lock(users_mutex_);
+    std::uint32_t& streams = streams_per_user_[user_key];
+    if (streams >= kStreamsPerUserMax)
+      return StreamRefusal{429, "too_many_streams",
+                           "this user holds its maximum of " + std::to_string(kStreamsPerUserMax) +
+                               " streams on this frontend; close one first"};
+    ++streams;
+  }
   const std::uint32_t max = topology_.stream.connections_max;
   std::uint32_t open = sessions_.load();
   do {
-    if (open >= max)
+    if (open >= max) {
+      forget_user_stream(user_key);
       return StreamRefusal{503, "unavailable",
                            "this frontend holds its maximum of " + std::to_string(max) +
                                " stream connections; retry later or elsewhere"};
+    }
   } while (!sessions_.compare_exchange_weak(open, open + 1));
   metrics_.sessions.add(1);
   return StreamAdmission{verified.claims.tenant, verified.claims.subject,
-                         verified.claims.expires_at_s, SessionSlot(this)};
+                         verified.claims.expires_at_s, SessionSlot(this, std::move(user_key))};
 }
 
 void StreamHub::track(const std::shared_ptr<StreamConnection>& connection) {
@@ -94,9 +108,16 @@ void StreamHub::close_all() {
   for (const auto& connection : open) connection->go_away();
 }
 
-void StreamHub::release_slot() {
+void StreamHub::release_slot(const std::string& user_key) {
+  forget_user_stream(user_key);
   sessions_.fetch_sub(1);
   metrics_.sessions.add(-1);
+}
+
+void StreamHub::forget_user_stream(const std::string& user_key) {
+  std::lock_guard lock(users_mutex_);
+  const auto it = streams_per_user_.find(user_key);
+  if (it != streams_per_user_.end() && --it->second == 0) streams_per_user_.erase(it);
 }
 
 bool is_stream_target(std::string_view target) {

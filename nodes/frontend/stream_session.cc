@@ -33,12 +33,32 @@ StreamSession::StreamSession(EdgeStream stream, StreamAdmission admission, Strea
 StreamSession::~StreamSession() {
   // Normally finish() did this; not when the event loop was torn down first.
   for (const auto& topic : topics_) hub_.events().unsubscribe(topic, this);
+  unfollow_all_tails();
   hub_.untrack(this);
 }
 
 void StreamSession::go_away() {
   asio::post(executor_, [self = shared_from_this()] {
     self->close_with(websocket::close_code::going_away, "server shutting down", "shutdown");
+  });
+}
+
+void StreamSession::on_tail_advanced(const std::string& conversation_id, std::uint64_t last_seq) {
+  asio::post(executor_, [self = shared_from_this(), conversation_id, last_seq] {
+    if (self->phase_ != Phase::kStreaming) return;
+    const auto tail = self->tails_.find(conversation_id);
+    if (tail == self->tails_.end()) return;  // no longer followed
+    const auto snapshot = tail->second->snapshot();
+    if (snapshot->gone) {
+      // Read on its own: a not-found answer drops the conversation.
+      self->unfollow_tail(conversation_id);
+      self->tracker_.want(conversation_id);
+    } else {
+      self->tracker_.on_hint(conversation_id, last_seq);
+      self->states_.on_head(conversation_id, snapshot->state_head);
+    }
+    self->pump_reads();
+    self->pump_state_reads();
   });
 }
 
@@ -152,29 +172,48 @@ void StreamSession::on_conversation_page(StorageOutcome<std::vector<std::string>
                {{"user_id", who_.user_id}, {"status", codec::status_name(outcome.status)}});
     listing_ = false;
     listed_count_ = 0;
+    unlisted_.clear();
     return maybe_ready();
   }
   const std::vector<std::string>& page = *outcome.value;
   for (const auto& conversation_id : page) {
     ++listed_count_;
+    unlisted_.erase(conversation_id);
     request_summary(conversation_id);
   }
   // Pages are taken until an empty one, so a store that caps the page size
-  // below kListPageMax is paged through too.
-  if (!page.empty() && listed_count_ < kConversationsMax) return list_conversations(page.back());
+  // below kListPageMax is paged through too; one page beyond
+  // kConversationsMax, so that a user with more is told (request_summary).
+  if (!page.empty() && listed_count_ <= kConversationsMax) return list_conversations(page.back());
+  // Complete (an empty page came): what is tracked but no longer listed, the
+  // user left. Its reads would say so, but a stream served by a shared tail
+  // (which reads as the tenant) may have none.
+  if (page.empty()) {
+    for (const auto& conversation_id : unlisted_) {
+      if (!tracker_.contains(conversation_id)) continue;
+      log_.debug("conversation_left",
+                 {{"user_id", who_.user_id}, {"conversation_id", conversation_id}});
+      drop_conversation(conversation_id);
+    }
+  }
+  unlisted_.clear();
   listing_ = false;
   listed_count_ = 0;
   maybe_ready();
 }
 
 void StreamSession::request_summary(const std::string& conversation_id) {
-  if (tracker_.contains(conversation_id) || summary_wanted_.contains(conversation_id)) return;
-  for (const auto& pending : starting_summaries_)
-    if (pending.conversation_id == conversation_id) return;
+  if (tracker_.contains(conversation_id) || summary_wanted_.contains(conversation_id) ||
+      starting_summaries_.contains(conversation_id))
+    return;
   if (tracker_.size() + starting_summaries_.size() + summary_wanted_.size() >= kConversationsMax) {
-    if (!conversations_capped_logged_)
+    if (!conversations_capped_logged_) {
       log_.warn("conversations_capped",
                 {{"user_id", who_.user_id}, {"conversations_max", kConversationsMax}});
+      // Told once; before ready it follows the ready frame.
+      if (phase_ == Phase::kStreaming)
+        enqueue({conversations_capped_frame(kConversationsMax), "", 0});
+    }
     conversations_capped_logged_ = true;
     return;
   }
@@ -212,7 +251,7 @@ void StreamSession::on_summary(const std::string& conversation_id,
     if (phase_ == Phase::kStreaming)
       add_conversation(summary);
     else
-      starting_summaries_.push_back(summary);
+      starting_summaries_.emplace(conversation_id, summary);
   } else {
     // Not found: not (or no longer) a member. Anything else: the next resync retries.
     log_.debug("summary_failed", {{"user_id", who_.user_id},
@@ -227,6 +266,7 @@ void StreamSession::add_conversation(const Summary& summary) {
   if (!tracker_.add(summary.conversation_id, summary.delivered_up_to, summary.last_seq)) return;
   states_.add(summary.conversation_id, summary.state_head);
   subscribe(summary.conversation_id);
+  follow_tail(summary.conversation_id, summary.last_seq);
   pump_reads();
   schedule_marks();  // a resume cursor beyond the stored horizon is delivered
 }
@@ -235,6 +275,26 @@ void StreamSession::drop_conversation(const std::string& conversation_id) {
   tracker_.remove(conversation_id);
   states_.remove(conversation_id);
   unsubscribe(conversation_id);
+  unfollow_tail(conversation_id);
+}
+
+void StreamSession::follow_tail(const std::string& conversation_id, std::uint64_t last_seq) {
+  auto tail = hub_.tails().tail(who_.tenant_id, conversation_id, last_seq, executor_, routers_);
+  if (!tail) return;  // kTailsMax: this conversation is read by the session alone
+  tail->follow(shared_from_this());
+  tails_[conversation_id] = std::move(tail);
+}
+
+void StreamSession::unfollow_tail(const std::string& conversation_id) {
+  const auto it = tails_.find(conversation_id);
+  if (it == tails_.end()) return;
+  it->second->unfollow(this);
+  tails_.erase(it);
+}
+
+void StreamSession::unfollow_all_tails() {
+  for (const auto& [conversation_id, tail] : tails_) tail->unfollow(this);
+  tails_.clear();
 }
 
 bool StreamSession::starting_done() const {
@@ -244,13 +304,15 @@ bool StreamSession::starting_done() const {
 void StreamSession::maybe_ready() {
   if (phase_ != Phase::kStarting || !resume_decided_ || !starting_done()) return;
   tracker_.set_resume_cursors(std::move(resume_cursors_));
-  for (const auto& summary : starting_summaries_)
-    if (tracker_.add(summary.conversation_id, summary.delivered_up_to, summary.last_seq)) {
-      states_.add(summary.conversation_id, summary.state_head);
-      subscribe(summary.conversation_id);
-    }
+  for (const auto& [conversation_id, summary] : starting_summaries_) {
+    if (!tracker_.add(summary.conversation_id, summary.delivered_up_to, summary.last_seq)) continue;
+    states_.add(summary.conversation_id, summary.state_head);
+    subscribe(summary.conversation_id);
+    follow_tail(summary.conversation_id, summary.last_seq);
+  }
   starting_summaries_.clear();
-  enqueue({ready_frame(who_.user_id, tracker_.positions()), "", 0});
+  enqueue({ready_frame(who_.user_id, tracker_.positions(), kConversationsMax), "", 0});
+  if (conversations_capped_logged_) enqueue({conversations_capped_frame(kConversationsMax), "", 0});
   if (phase_ != Phase::kStarting) return;  // the ready frame did not fit: closed
   phase_ = Phase::kStreaming;
   schedule_resync();
@@ -268,6 +330,13 @@ std::size_t StreamSession::read_room_bytes() const {
 
 void StreamSession::pump_reads() {
   if (phase_ != Phase::kStreaming) return;
+  {
+    const std::size_t room = read_room_bytes();
+    take_from_tails(room >= message_frame_bytes_estimate_ || outbound_.empty(),
+                    static_cast<std::uint32_t>(std::clamp<std::size_t>(
+                        room / message_frame_bytes_estimate_, 1, kPageMessagesMax)));
+    if (phase_ != Phase::kStreaming) return;  // too slow: closed
+  }
   while (reads_in_flight_ < kReadsInFlightMax) {
     const std::size_t room = read_room_bytes();
     // The backlog is read only when a message of the largest size fits (or
@@ -285,6 +354,7 @@ void StreamSession::pump_reads() {
     const std::size_t reserved = limit * message_frame_bytes_estimate_;
     ++reads_in_flight_;
     reserved_bytes_ += reserved;
+    hub_.stream_metrics().storage_reads.add();
     const wire::Header header{wire::kWireVersion, wire::MessageType::kReadRequest,
                               ids::next_request_id(), ids::new_trace_id()};
     wire::ReadRequest request;
@@ -305,21 +375,39 @@ void StreamSession::pump_reads() {
   }
 }
 
+void StreamSession::take_from_tails(bool room_for_backlog, std::uint32_t backlog_limit) {
+  if (tails_.empty() || !tracker_.wants_reads()) return;
+  // One snapshot per conversation: the takes are cut from the very window
+  // the tracker was shown, whatever the tail did since.
+  std::map<std::string, std::shared_ptr<const TailSnapshot>> snapshots;
+  auto plan = tracker_.take_from_tails(
+      [&](const std::string& conversation_id) -> std::optional<StreamCursorTracker::TailView> {
+        const auto tail = tails_.find(conversation_id);
+        if (tail == tails_.end()) return std::nullopt;
+        auto snapshot = tail->second->snapshot();
+        if (snapshot->gone) return std::nullopt;
+        const StreamCursorTracker::TailView view{snapshot->first, snapshot->last};
+        snapshots[conversation_id] = std::move(snapshot);
+        return view;
+      },
+      room_for_backlog, backlog_limit);
+  for (const auto& wake : plan.wakes) tails_.at(wake.conversation_id)->on_hint(wake.seq);
+  for (const auto& take : plan.takes) {
+    const TailSnapshot& snapshot = *snapshots.at(take.conversation_id);
+    for (std::uint64_t seq = take.from_seq; seq <= take.to_seq; ++seq) {
+      hub_.stream_metrics().tail_frames.add();
+      enqueue({snapshot.frame(seq), take.conversation_id, seq, take.catching_up});
+      if (phase_ != Phase::kStreaming) return;  // too slow: closed
+    }
+  }
+}
+
 void StreamSession::on_page(const std::string& conversation_id, std::size_t reserved_bytes,
                             bool paced, wire::Status status, std::optional<codec::Frame> reply) {
   --reads_in_flight_;
   reserved_bytes_ -= reserved_bytes;
   if (phase_ != Phase::kStreaming) return;
-  std::optional<wire::ReadReply> answer;
-  if (status == wire::Status::kOk) {
-    if (reply->header().type == wire::MessageType::kReadReply) {
-      answer = reply->body<wire::ReadReply>();
-      status = answer ? answer->status : wire::Status::kInternal;
-    } else {
-      const auto error = reply->body<wire::ErrorReply>();
-      status = error ? error->status : wire::Status::kInternal;
-    }
-  }
+  std::optional<wire::ReadReply> answer = read_reply(status, reply);
   if (status == wire::Status::kNotFound) {
     log_.debug("conversation_gone",
                {{"user_id", who_.user_id}, {"conversation_id", conversation_id}});
@@ -463,6 +551,11 @@ void StreamSession::flush_marks() {
 // ---- hints and resync
 
 void StreamSession::on_event(const wire::Event& event) {
+  // Filtered here, before the copy: in a group every recipient's DELIVERED
+  // and READ is a hint to every stream of the conversation, and only the
+  // sender's streams take it (handle_hint). who_'s ids never change.
+  if (event.tenant_id != who_.tenant_id) return;
+  if (event.kind == "state" && event.sender_id != who_.user_id) return;
   std::lock_guard lock(hints_mutex_);
   if (hints_pending_.size() < kHintsPendingMax)
     hints_pending_.push_back(event);
@@ -520,6 +613,8 @@ void StreamSession::schedule_resync() {
 void StreamSession::resync() {
   if (!listing_) {
     listing_ = true;
+    unlisted_.clear();
+    for (const auto& position : tracker_.positions()) unlisted_.insert(position.conversation_id);
     list_conversations("");
   }
   tracker_.want_all();
@@ -572,6 +667,7 @@ void StreamSession::finish(const char* why) {
   flush_marks();
   for (const auto& topic : topics_) hub_.events().unsubscribe(topic, this);
   topics_.clear();
+  unfollow_all_tails();
   who_.slot.release();
   presence_hold_.release();
   hub_.untrack(this);

@@ -17,20 +17,30 @@
 //      horizon, either clamped to the last seq. A resume frame later on is
 //      answered with an error and changes nothing, since moving a cursor back
 //      would send a message twice on one connection.
-//   4. Streaming: reads (wire::ReadRequest as the user, from cursor + 1) are
-//      issued when an event hint names a seq beyond the cursor, when a page
-//      leaves more to read, and for every conversation every
-//      stream.resync_ms, which also lists the conversations again to pick up
-//      new ones. Hints only make this sooner; correctness never depends on
-//      them. A "membership" hint adds (summary first) or drops a
-//      conversation; a read answered not-found (the user left) drops it too.
+//   4. Streaming: every conversation follows the frontend's shared tail of
+//      it (conversation_tail.h), which reads the log once for all streams of
+//      this frontend; a conversation whose cursor is inside the tail's window
+//      takes its frames from there, in order from cursor + 1, and one whose
+//      cursor reached the tail's waits for the tail to tell it moved
+//      (on_tail_advanced). Otherwise (cursor behind the window: a backlog, or
+//      fallen behind; or no tail: kTailsMax reached) reads (wire::ReadRequest
+//      as the user, from cursor + 1) are issued. A conversation wants either
+//      when an event hint names a seq beyond the cursor, when a page leaves
+//      more to read, when its tail moved, and every stream.resync_ms, which
+//      also lists the conversations again to pick up new ones (and the tails
+//      resync on their own). Hints only make this sooner; correctness never
+//      depends on them. A "membership" hint adds (summary first) or drops a
+//      conversation; a read answered not-found (the user left) drops it too,
+//      and so does a complete resync listing that no longer has it (the
+//      user left and the hint was lost; a listing cut at kConversationsMax
+//      proves nothing and drops nothing).
 //      `state` frames come from the conversation's state log, read by cursor
 //      as the user (StreamStateTracker, stream_state_tracker.h), from where
 //      the log stood when the conversation was added: read when a "state"
-//      hint names a message the user sent and when a read reply or summary
-//      shows the log grew, so a lost hint delays a state frame, never loses
-//      it. "presence" and "typing" events about other users of a followed
-//      conversation become `presence` and `typing` frames
+//      hint names a message the user sent and when a summary, a read reply
+//      or the shared tail shows the log grew, so a lost hint delays a state
+//      frame, never loses it. "presence" and "typing" events about other
+//      users of a followed conversation become `presence` and `typing` frames
 //      (stream_session_signals.cc); a `typing` client frame goes to the
 //      conversation's leader, which checks membership and publishes it.
 //   5. DELIVERED: once a message frame's write completed, the conversation's
@@ -64,17 +74,21 @@
 //   - Reads: at most kReadsInFlightMax per session, one per conversation,
 //     1..kPageMessagesMax messages each; a backlog page may pass the bound
 //     only by how much its messages exceed the size estimate (metadata).
-//   - Conversations per session: kConversationsMax (more are not streamed;
-//     logged). Summaries: kSummariesInFlightMax at once. Client frames:
-//     kClientFrameBytesMax. Hints waiting for the strand: kHintsPendingMax;
-//     beyond, they are dropped and every conversation is re-read instead.
+//     Frames taken from a shared tail's window follow the same rules: backlog
+//     only to fit (as many as a page would hold), live messages at once.
+//   - Conversations per session: kConversationsMax, announced in `ready`
+//     (conversations_max); more are not streamed: logged, and the client gets
+//     one error frame `conversations_capped` (after ready). Summaries:
+//     kSummariesInFlightMax at once. Client frames: kClientFrameBytesMax. Hints waiting for the
+//     strand: kHintsPendingMax; beyond, they are dropped and every conversation is re-read instead.
 //
 // Presence: the session holds the user's place in the frontend's presence
 // report (PresenceReporter::Hold) from the handshake to its end.
 //
 // Threading: every member is used on the session's strand only, except
 // on_event() (the subscriber's thread), which touches only the hint inbox
-// under its mutex and posts to the strand. Replies of the router client
+// under its mutex and posts to the strand, and on_tail_advanced() (a tail's
+// strand), which only posts to the strand. Replies of the router client
 // (its own thread) are posted to the strand too. The session lives as long as
 // an operation or posted handler holds it; when it ends it unsubscribes,
 // cancels its timers and releases its slot.
@@ -86,6 +100,7 @@
 #include <boost/beast/websocket.hpp>
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -97,6 +112,7 @@
 #include "common/json_log.h"
 #include "common/router_client.h"
 #include "common/storage_client.h"
+#include "nodes/frontend/conversation_tail.h"
 #include "nodes/frontend/edge_stream.h"
 #include "nodes/frontend/event_subscriber.h"
 #include "nodes/frontend/presence_frame_filter.h"
@@ -108,6 +124,7 @@
 namespace chat4all::frontend {
 
 class StreamSession : public EventListener,
+                      public TailFollower,
                       public StreamConnection,
                       public std::enable_shared_from_this<StreamSession> {
  public:
@@ -137,11 +154,16 @@ class StreamSession : public EventListener,
   // Completes the WebSocket handshake answering `upgrade`; any thread.
   void start(boost::beast::http::request<boost::beast::http::string_body> upgrade);
 
-  // Subscriber thread: queue the hint for the strand (bounded) and return.
+  // Subscriber thread: queue the hint for the strand (bounded) and return;
+  // hints this stream would ignore (another tenant, states of messages others
+  // sent) are dropped at once.
   void on_event(const wire::Event& event) override;
 
   // Any thread: close with 1001, the frontend is stopping.
   void go_away() override;
+
+  // Any thread: the shared tail of the conversation moved; posts to the strand.
+  void on_tail_advanced(const std::string& conversation_id, std::uint64_t last_seq) override;
 
  private:
   using WebSocket = boost::beast::websocket::stream<EdgeStream>;
@@ -174,11 +196,17 @@ class StreamSession : public EventListener,
                   StorageOutcome<wire::ConversationSummary> outcome);
   void add_conversation(const Summary& summary);
   void drop_conversation(const std::string& conversation_id);
+  // Shared tails: followed while the conversation is tracked.
+  void follow_tail(const std::string& conversation_id, std::uint64_t last_seq);
+  void unfollow_tail(const std::string& conversation_id);
+  void unfollow_all_tails();
   bool starting_done() const;
   void maybe_ready();
 
   // Reading and sending.
   void pump_reads();
+  // Hands out what the tails' windows hold (StreamCursorTracker::take_from_tails).
+  void take_from_tails(bool room_for_backlog, std::uint32_t backlog_limit);
   // `paced`: a backlog page, read to fit the queue.
   void on_page(const std::string& conversation_id, std::size_t reserved_bytes, bool paced,
                wire::Status status, std::optional<codec::Frame> reply);
@@ -231,14 +259,20 @@ class StreamSession : public EventListener,
   StreamCursorTracker tracker_{kConversationsMax};
   StreamStateTracker states_;  // the same conversations as tracker_
   std::size_t state_reads_in_flight_ = 0;
-  std::set<std::string> topics_;             // subscribed: the user's and each conversation's
-  std::vector<Summary> starting_summaries_;  // before ready: added once the cursors are known
-  bool listing_ = false;                     // a listing is under way (at most one)
-  std::size_t listed_count_ = 0;             // conversations seen by the listing under way
-  std::deque<std::string> summary_queue_;    // bounded by kConversationsMax via summary_wanted_
-  std::set<std::string> summary_wanted_;     // queued or in flight
+  std::set<std::string> topics_;  // subscribed: the user's and each conversation's
+  // Before ready: added once the cursors are known; by id, so that a listing
+  // of many conversations costs a lookup per conversation, not a scan.
+  std::map<std::string, Summary> starting_summaries_;
+  bool listing_ = false;                   // a listing is under way (at most one)
+  std::size_t listed_count_ = 0;           // conversations seen by the listing under way
+  std::deque<std::string> summary_queue_;  // bounded by kConversationsMax via summary_wanted_
+  std::set<std::string> summary_wanted_;   // queued or in flight
   std::size_t summaries_in_flight_ = 0;
   bool conversations_capped_logged_ = false;
+  // Tracked when the resync listing under way started and not listed yet: if
+  // the listing completes, the user left them.
+  std::set<std::string> unlisted_;
+  std::map<std::string, std::shared_ptr<ConversationTail>> tails_;  // one per tracked conversation
 
   std::deque<OutboundFrame> outbound_;  // the front one is being written while writing_
   std::size_t queued_bytes_ = 0;

@@ -273,6 +273,7 @@ async function main() {
         assert.ok(entry, `${device.name}: ready lists the conversation`);
         assert.equal(entry.last_seq, 0);
         assert.equal(entry.cursor, 0);
+        assert.equal(ready.conversations_max, 2000, `${device.name}: ready announces the bound`);
       }
       assert.equal(b1.frames[0].user_id, b.id);
       assert.equal(a1.frames[0].user_id, a.id);

@@ -35,7 +35,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kQueueBytesMax = 65536;
 constexpr std::uint32_t kResyncMs = 1000;
-constexpr std::uint32_t kConnectionsMax = 6;
+// Enough for the fan-out test's streams of one group on one frontend.
+constexpr std::uint32_t kConnectionsMax = 18;
 
 // A WebSocket client of GET /v1/stream. Every operation is bounded: the
 // event loop runs only until the operation ends or its time is up.
@@ -362,6 +363,76 @@ TEST_F(StreamTest, TwoDevicesOfAUserEachGetEveryNewMessageOnce) {
   EXPECT_EQ(seq_of(*third), 3u);  // the late resume moved nothing back
 }
 
+// One read per conversation per frontend: the streams of a group on one
+// frontend take its new messages from the conversation's shared tail, so
+// storage is read about once per message, not once per stream.
+TEST_F(StreamTest, ManyStreamsOfAGroupCostAboutOneStorageReadPerMessage) {
+  const std::string id = conversation("alice", {"bob", "carol"});
+  std::vector<std::unique_ptr<StreamClient>> devices;
+  for (const char* user : {"alice", "bob", "carol"})
+    for (int device = 0; device < 6; ++device) devices.push_back(connect(user));
+  for (auto& device : devices) ready(*device);
+  // The users' other conversations are each stream's backlog, read from
+  // storage by its own cursor: counted before, once it is all written.
+  for (double pushed = -1;;) {
+    const double now = frontend_metric("chat4all_frontend_stream_messages_pushed_total");
+    if (now == pushed) break;
+    pushed = now;
+    std::this_thread::sleep_for(300ms);
+  }
+  const double reads_before = frontend_metric("chat4all_frontend_stream_storage_reads_total");
+  const double pushed_before = frontend_metric("chat4all_frontend_stream_messages_pushed_total");
+  const double tail_before = frontend_metric("chat4all_frontend_stream_tail_frames_total");
+  const auto started = Clock::now();
+  ASSERT_GE(reads_before, 0);
+
+  constexpr std::uint64_t kMessages = 10;
+  json last;
+  for (std::uint64_t i = 0; i < kMessages; ++i) last = send("alice", id, "to all");
+  for (auto& device : devices)
+    for (std::uint64_t seq = 1; seq <= kMessages; ++seq) {
+      const auto frame = device->next_of_type("message", 10s, id);
+      ASSERT_TRUE(frame) << "no message frame " << seq;
+      EXPECT_EQ(seq_of(*frame), seq);  // in order, once
+    }
+  for (auto& device : devices) EXPECT_FALSE(device->next_of_type("message", 100ms, id));
+  const double frames = static_cast<double>(devices.size() * kMessages);
+  const auto deadline = Clock::now() + 5s;
+  while (frontend_metric("chat4all_frontend_stream_messages_pushed_total") - pushed_before <
+             frames &&
+         Clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(frontend_metric("chat4all_frontend_stream_messages_pushed_total") - pushed_before,
+            frames);
+  // Every stream was caught up: every frame came out of the tail's window.
+  EXPECT_EQ(frontend_metric("chat4all_frontend_stream_tail_frames_total") - tail_before, frames);
+  // One read per message, at most another when a hint came during a read,
+  // and each tail's own resync (every kResyncMs) meanwhile: far from the 18
+  // per message that one read per stream costs.
+  const double reads =
+      frontend_metric("chat4all_frontend_stream_storage_reads_total") - reads_before;
+  const auto resyncs =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count() /
+          kResyncMs +
+      1;
+  const double tails = frontend_metric("chat4all_frontend_stream_tails");
+  EXPECT_GE(tails, 1);
+  EXPECT_GE(reads, 1);
+  EXPECT_LE(reads, 2 * kMessages + tails * static_cast<double>(resyncs))
+      << "storage reads for " << kMessages << " messages, " << tails << " tails, " << resyncs
+      << " resyncs";
+  // Frames from the window are marked DELIVERED like any other.
+  for (const char* recipient : {"bob", "carol"}) {
+    std::string state;
+    for (const auto until = Clock::now() + 10s; Clock::now() < until;) {
+      state = state_of(last["message_id"], recipient, "alice");
+      if (state == "DELIVERED") break;
+      std::this_thread::sleep_for(100ms);
+    }
+    EXPECT_EQ(state, "DELIVERED") << recipient;
+  }
+}
+
 TEST_F(StreamTest, ResumeGetsExactlyTheMissedMessagesInOrderAndMarksThemDelivered) {
   const std::string id = conversation("alice", {"bob"});
   {
@@ -415,6 +486,45 @@ TEST_F(StreamTest, NewConversationIsPickedUpWhileConnected) {
   ASSERT_TRUE(frame);
   EXPECT_EQ((*frame)["message"]["conversation_id"], id);
   EXPECT_EQ(seq_of(*frame), 1u);
+}
+
+// The conversation's tail reads for every stream of the frontend: one whose
+// user left gets nothing more from it, and coming back repeats nothing.
+TEST_F(StreamTest, AMemberWhoLeavesGetsNothingMoreAndOnReturnNothingTwice) {
+  const std::string id = conversation("alice", {"bob", "carol"});
+  auto bob = connect("bob");
+  auto carol = connect("carol");
+  ready(*bob);
+  ready(*carol);
+  send("alice", id);
+  for (auto* device : {bob.get(), carol.get()}) {
+    const auto frame = device->next_of_type("message", 5s, id);
+    ASSERT_TRUE(frame);
+    EXPECT_EQ(seq_of(*frame), 1u);
+  }
+  const auto port = cluster_->http_port();
+  const std::map<std::string, std::string> as_alice{
+      {"Authorization", "Bearer " + tokens_.at("alice")}};
+  const HttpResult removed =
+      http_request(port, "DELETE", "/v1/conversations/" + id + "/members/bob", "", as_alice);
+  ASSERT_EQ(removed.status, 204) << removed.body;
+  // By the membership hint, or at the latest by the next resync listing.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2 * kResyncMs));
+  send("alice", id);
+  const auto to_carol = carol->next_of_type("message", 5s, id);
+  ASSERT_TRUE(to_carol);
+  EXPECT_EQ(seq_of(*to_carol), 2u);
+  EXPECT_FALSE(bob->next_of_type("message", std::chrono::milliseconds(2 * kResyncMs), id))
+      << "a message of a conversation bob left";
+
+  const HttpResult added = http_request(port, "POST", "/v1/conversations/" + id + "/members",
+                                        json{{"members", {"bob"}}}.dump(), as_alice);
+  ASSERT_EQ(added.status / 100, 2) << added.body;
+  std::this_thread::sleep_for(std::chrono::milliseconds(2 * kResyncMs));
+  send("alice", id);
+  const auto back = bob->next_of_type("message", std::chrono::milliseconds(3 * kResyncMs), id);
+  ASSERT_TRUE(back);
+  EXPECT_EQ(seq_of(*back), 3u);  // not 1 again, and not 2 (sent while bob was out)
 }
 
 TEST_F(StreamTest, ClientThatDoesNotReadIsClosedWith1008) {
@@ -493,7 +603,8 @@ TEST_F(StreamTest, RefusesBadTokensPlainRequestsAndConnectionsBeyondTheBound) {
   open.push_back(
       std::make_unique<StreamClient>(port, tokens_.at("bob"), 0, /*token_in_query=*/true));
   EXPECT_EQ(ready(*open.back())["user_id"], "bob");
-  while (open.size() < kConnectionsMax) open.push_back(connect("bob"));
+  // Two users: one may hold only StreamHub::kStreamsPerUserMax.
+  while (open.size() < kConnectionsMax) open.push_back(connect(open.size() % 2 ? "bob" : "carol"));
   expect_refused(
       upgrade_request(port, "/v1/stream", {{"Authorization", "Bearer " + tokens_.at("bob")}}), 503,
       "unavailable");
@@ -502,6 +613,32 @@ TEST_F(StreamTest, RefusesBadTokensPlainRequestsAndConnectionsBeyondTheBound) {
   const auto deadline = Clock::now() + 5s;
   while (sessions() != 0 && Clock::now() < deadline) std::this_thread::sleep_for(50ms);
   EXPECT_EQ(sessions(), 0);
+}
+
+TEST_F(StreamTest, AUserHoldsAtMost16StreamsOnAFrontend) {
+  std::vector<std::unique_ptr<StreamClient>> open;
+  for (int i = 0; i < 16; ++i) open.push_back(connect("carol"));
+  const HttpResult refused = upgrade_request(cluster_->http_port(), "/v1/stream",
+                                             {{"Authorization", "Bearer " + tokens_.at("carol")}});
+  EXPECT_EQ(refused.status, 429) << refused.body;
+  const json body = refused.json();
+  ASSERT_TRUE(body.is_object()) << refused.body;
+  EXPECT_EQ(body["error"].value("code", ""), "too_many_streams") << refused.body;
+  // Another user is not held back by carol's bound.
+  auto other = connect("bob");
+  EXPECT_EQ(ready(*other)["user_id"], "bob");
+  // A closed stream gives its place back.
+  open.pop_back();
+  std::unique_ptr<StreamClient> again;
+  for (const auto deadline = Clock::now() + 5s; !again && Clock::now() < deadline;) {
+    try {
+      again = connect("carol");
+    } catch (const std::exception&) {
+      std::this_thread::sleep_for(50ms);
+    }
+  }
+  ASSERT_TRUE(again);
+  EXPECT_EQ(ready(*again)["user_id"], "carol");
 }
 
 // On its own cluster, whose storage nodes publish no change hints: every hint is lost.

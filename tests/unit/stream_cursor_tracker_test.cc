@@ -193,6 +193,65 @@ TEST(StreamCursorTracker, RemovedConversationIgnoresItsLateReply) {
   EXPECT_TRUE(tracker.take_marks().empty());
 }
 
+TEST(StreamCursorTracker, DroppedAndAddedAgainNeverRepeatsWhatThisConnectionHandedOut) {
+  Tracker tracker(10);
+  ASSERT_TRUE(tracker.add("c1", 0, 0));
+  tracker.on_hint("c1", 3);
+  expect_read(tracker, "c1", 1);
+  EXPECT_EQ(tracker.on_page("c1", messages("c1", 1, 3), 3).size(), 3u);
+  tracker.on_written("c1", 3);
+  ASSERT_TRUE(tracker.remove("c1"));  // the user left (or a resync dropped it) ...
+  // ... and came back before the DELIVERED mark of 1..3 landed: the stored
+  // horizon says 1, but this connection handed out 3 already.
+  ASSERT_TRUE(tracker.add("c1", 1, 5));
+  EXPECT_EQ(tracker.cursor("c1"), 3u);
+  expect_read(tracker, "c1", 4);
+  EXPECT_EQ(seqs(tracker.on_page("c1", messages("c1", 2, 5), 5)),
+            (std::vector<std::uint64_t>{4, 5}));
+  // A horizon beyond the remembered cursor (messages while not a member) wins.
+  ASSERT_TRUE(tracker.remove("c1"));
+  ASSERT_TRUE(tracker.add("c1", 9, 9));
+  EXPECT_EQ(tracker.cursor("c1"), 9u);
+}
+
+// A resync wants every conversation; serving them costs a bounded number of
+// visits per conversation, not the whole set per read (2,000 conversations:
+// linear is about 2 * 2,000 visits, quadratic about 2,000,000).
+TEST(StreamCursorTracker, ResyncIsLinearInTheConversations) {
+  constexpr std::uint64_t kConversations = 2000;
+  Tracker tracker(kConversations);
+  for (std::uint64_t i = 0; i < kConversations; ++i)
+    ASSERT_TRUE(tracker.add("c" + std::to_string(10000 + i), 1, 1));
+  // Half follow a tail holding what they lack; the rest must read storage.
+  const auto tail_of = [](const std::string& id) -> std::optional<Tracker::TailView> {
+    if (std::stoul(id.substr(1)) % 2 == 0) return Tracker::TailView{1, 2};
+    return std::nullopt;
+  };
+  auto serve_everything = [&] {
+    std::size_t served = 0;
+    for (;;) {
+      served += tracker.take_from_tails(tail_of, true, 64).takes.size();
+      const auto reads = tracker.take_reads(4);
+      if (reads.empty()) break;
+      for (const auto& read : reads) {
+        tracker.on_page(read.conversation_id, {}, 1);
+        ++served;
+      }
+    }
+    return served;
+  };
+  serve_everything();  // what add() wanted
+  for (std::uint64_t i = 0; i < kConversations; ++i)
+    tracker.on_hint("c" + std::to_string(10000 + i), 2);
+  const std::uint64_t before = tracker.visits();
+  tracker.want_all();  // the resync
+  // The storage half is read (4 at a time); the tail half has all the tail
+  // holds and waits for it.
+  EXPECT_EQ(serve_everything(), kConversations / 2);
+  EXPECT_FALSE(tracker.wants_reads());
+  EXPECT_LE(tracker.visits() - before, 4 * kConversations);
+}
+
 TEST(StreamCursorTracker, BoundedNumberOfConversations) {
   Tracker tracker(2);
   EXPECT_TRUE(tracker.add("a", 0, 0));

@@ -134,13 +134,17 @@ TEST(StreamFrames, MessageJsonOfAFileAndOfMissingMetadata) {
 }
 
 TEST(StreamFrames, ServerFrames) {
-  const json ready = json::parse(ready_frame("alice", {{"conv-1", 9, 4}}));
-  EXPECT_EQ(
-      ready,
-      (json{{"type", "ready"},
-            {"user_id", "alice"},
-            {"conversations",
-             json::array({{{"conversation_id", "conv-1"}, {"last_seq", 9}, {"cursor", 4}}})}}));
+  const json ready = json::parse(ready_frame("alice", {{"conv-1", 9, 4}}, 2000));
+  EXPECT_EQ(ready,
+            (json{{"type", "ready"},
+                  {"user_id", "alice"},
+                  {"conversations",
+                   json::array({{{"conversation_id", "conv-1"}, {"last_seq", 9}, {"cursor", 4}}})},
+                  {"conversations_max", 2000}}));
+  const json capped = json::parse(conversations_capped_frame(2000));
+  EXPECT_EQ(capped["type"], "error");
+  EXPECT_EQ(capped["error"]["code"], "conversations_capped");
+  EXPECT_NE(capped["error"]["message"].get<std::string>().find("2000"), std::string::npos);
   wire::StateLogEntry step;
   step.index = 12;
   step.seq = 3;
