@@ -12,6 +12,8 @@ namespace chat4all::curve {
 
 namespace {
 
+std::atomic<NodeSecurity*> process_security{nullptr};
+
 constexpr std::size_t kZ85KeyLength = 40;
 constexpr std::size_t kBinaryKeyLength = 32;
 constexpr auto kPollInterval = std::chrono::milliseconds(100);  // how soon threads see a stop
@@ -86,7 +88,7 @@ std::vector<std::pair<std::string, std::string>> ensure_local_key_pairs(const To
   std::vector<std::pair<std::string, std::string>> made;
   for (const auto& node : topology.nodes) {
     const bool here = host.empty() ? is_local_host(node.host) : node.host == host;
-    if (!here || !node.curve_public_key.empty()) continue;
+    if (!here) continue;
     made.emplace_back(node.name,
                       load_or_create_key_pair(secret_key_file(topology, node.name)).public_key);
   }
@@ -140,6 +142,7 @@ struct NodeSecurity::Watch {
 NodeSecurity::NodeSecurity(const Topology& topology, const NodeSpec& self)
     : topology_(topology), self_(self), enabled_(topology.curve.enabled) {
   if (!enabled_) {
+    process_security = this;
     log_.warn("curve_off",
               {{"detail",
                 "the topology turns Curve off: traffic between nodes is plaintext and any peer "
@@ -153,10 +156,13 @@ NodeSecurity::NodeSecurity(const Topology& topology, const NodeSpec& self)
                              ": its public key is not the curve_public_key the topology lists "
                              "for " +
                              self.name);
-  for (const auto& node : topology.nodes)
-    policy_.add_node(
-        node.name == self.name ? own_.public_key : public_key_of(topology, node, self.name),
-        node.name, node.role);
+  for (const auto& node : topology.nodes) {
+    const std::string key =
+        node.name == self.name ? own_.public_key : public_key_of(topology, node, self.name);
+    policy_.add_node(key, node.name, node.role);
+    for (const auto& [endpoint, port] : node.endpoints)
+      server_keys_[node.zmq_address(endpoint)] = key;
+  }
 
   zmq::socket_t handler(transport::context(), zmq::socket_type::rep);
   handler.set(zmq::sockopt::linger, 0);
@@ -168,10 +174,13 @@ NodeSecurity::NodeSecurity(const Topology& topology, const NodeSpec& self)
   }
   zap_thread_ = std::thread(
       [this, socket = std::move(handler)]() mutable { run_zap_handler(std::move(socket)); });
+  process_security = this;
   log_.info("curve_on", {{"public_key", own_.public_key}});
 }
 
 NodeSecurity::~NodeSecurity() {
+  NodeSecurity* self = this;
+  process_security.compare_exchange_strong(self, nullptr);
   stopping_ = true;
   if (zap_thread_.joinable()) zap_thread_.join();
   for (auto& watch : watches_) watch->thread.join();
@@ -227,15 +236,17 @@ void NodeSecurity::serve(zmq::socket_t& socket, const std::string& domain,
   watches_.push_back(std::move(watch));
 }
 
-void NodeSecurity::connect(zmq::socket_t& socket, const NodeSpec& server,
-                           const std::string& endpoint) const {
+void NodeSecurity::connect(zmq::socket_t& socket, const std::string& address) const {
   if (enabled_) {
+    const auto server_key = server_keys_.find(address);
+    if (server_key == server_keys_.end())
+      throw std::runtime_error("no node of the topology listens on " + address);
     socket.set(zmq::sockopt::curve_publickey, own_.public_key);
     socket.set(zmq::sockopt::curve_secretkey, own_.secret_key);
     // Read at connect time, so one socket can connect to several servers with their own keys.
-    socket.set(zmq::sockopt::curve_serverkey, public_key_of(topology_, server, self_.name));
+    socket.set(zmq::sockopt::curve_serverkey, server_key->second);
   }
-  socket.connect(server.zmq_address(endpoint));
+  socket.connect(address);
 }
 
 void NodeSecurity::run_zap_handler(zmq::socket_t socket) {
@@ -269,6 +280,18 @@ void NodeSecurity::run_zap_handler(zmq::socket_t socket) {
         socket, {"1.0", frame(1), admitted ? "200" : "400",
                  admitted ? "OK" : verdict_name(decision.verdict), decision.node_name, ""});
   }
+}
+
+void serve(zmq::socket_t& socket, const std::string& domain, std::set<NodeRole> admitted) {
+  if (NodeSecurity* security = process_security.load())
+    security->serve(socket, domain, std::move(admitted));
+}
+
+void connect(zmq::socket_t& socket, const std::string& address) {
+  if (NodeSecurity* security = process_security.load())
+    security->connect(socket, address);
+  else
+    socket.connect(address);
 }
 
 }  // namespace chat4all::curve

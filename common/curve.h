@@ -63,8 +63,8 @@ std::string public_key_of(const Topology& topology, const NodeSpec& node,
                           const std::string& self_name = "");
 
 // `chat4all keygen` and `chat4all up`: makes the key pairs missing for the nodes of this host
-// (`host` empty) or of `host`, whose keys the topology does not list. Returns (node name,
-// public key) for each node whose key pair lives here.
+// (`host` empty) or of `host`. Returns (node name, public key) for each of them; a node whose
+// pair does not match the key the topology lists refuses to start until the two agree.
 std::vector<std::pair<std::string, std::string>> ensure_local_key_pairs(const Topology& topology,
                                                                         const std::string& host);
 
@@ -114,9 +114,9 @@ class NodeSecurity {
   // `domain` admits the nodes of `admitted`, and watches its failed handshakes. No-op when off.
   void serve(zmq::socket_t& socket, const std::string& domain, std::set<NodeRole> admitted);
 
-  // Sets `socket`'s Curve client keys for `server` and connects it to `endpoint` of `server`.
-  // Plain connect when off.
-  void connect(zmq::socket_t& socket, const NodeSpec& server, const std::string& endpoint) const;
+  // Connects `socket` to `address`, a "tcp://host:port" of a node of the topology, as a Curve
+  // client of that node. Throws for an address the topology does not name. Plain when off.
+  void connect(zmq::socket_t& socket, const std::string& address) const;
 
  private:
   struct Watch;
@@ -126,6 +126,7 @@ class NodeSecurity {
   const NodeSpec& self_;
   const bool enabled_;
   KeyPair own_;
+  std::map<std::string, std::string> server_keys_;  // by every endpoint's zmq_address
   Log log_{"curve"};
 
   std::mutex mutex_;
@@ -135,5 +136,11 @@ class NodeSecurity {
   std::atomic<bool> stopping_{false};
   std::thread zap_thread_;
 };
+
+// What node code calls on its sockets: they act through the process's NodeSecurity, which
+// `chat4all node` makes before the node and keeps until it is gone. A process without one (a test
+// driving a component with stand-in peers) gets plain sockets.
+void serve(zmq::socket_t& socket, const std::string& domain, std::set<NodeRole> admitted);
+void connect(zmq::socket_t& socket, const std::string& address);
 
 }  // namespace chat4all::curve

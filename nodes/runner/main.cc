@@ -79,6 +79,9 @@ int run_node(const std::string& topology_path, const std::string& name) {
   log.info("starting", {{"role", chat4all::role_name(self->role)},
                         {"topology", topology.source_path.string()},
                         {"pid", getpid()}});
+  // Before any socket of the node, and gone after all of them: every socket between nodes goes
+  // through it, and a node whose ZAP handler cannot start throws here and does not start.
+  chat4all::curve::NodeSecurity security(topology, *self);
   switch (self->role) {
     case chat4all::NodeRole::kFrontend:
       chat4all::frontend::FrontendNode(topology, *self).run(stop_requested, reload_requested);
@@ -140,7 +143,7 @@ int main(int argc, char** argv) {
       // The lines a topology spread over hosts lists under each node.
       for (const auto& [name, public_key] : pairs)
         std::printf("%s:\n    curve_public_key: \"%s\"\n", name.c_str(), public_key.c_str());
-      if (pairs.empty()) std::fprintf(stderr, "keygen: no node of this host lacks a listed key\n");
+      if (pairs.empty()) std::fprintf(stderr, "keygen: the topology has no node on this host\n");
       return 0;
     }
     if (command == "hash-password" && args.size() == 1) {
