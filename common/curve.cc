@@ -33,6 +33,29 @@ std::string encode_key(const std::string& binary) {
   return z85;
 }
 
+// At most one line a second, saying how many were left out before it: a refused peer retries
+// every 100 ms (ZeroMQ's reconnect interval), which must not flood the log. Counting is not
+// throttled. One per thread.
+class LogGate {
+ public:
+  // True when a line may be written now; `left_out` is then how many were not since the last.
+  bool open(std::uint64_t& left_out) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::seconds(1)) {
+      ++left_out_;
+      return false;
+    }
+    last_ = now;
+    left_out = left_out_;
+    left_out_ = 0;
+    return true;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point last_{};
+  std::uint64_t left_out_ = 0;
+};
+
 const char* handshake_failure_reason(std::uint16_t event) {
   switch (event) {
     case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
@@ -40,7 +63,7 @@ const char* handshake_failure_reason(std::uint16_t event) {
     case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
       return "auth";  // the ZAP handler refused the key
     default:
-      return "no_detail";
+      return "no_detail";  // e.g. the peer hung up: a plaintext one that saw CURVE first
   }
 }
 
@@ -210,11 +233,12 @@ void NodeSecurity::serve(zmq::socket_t& socket, const std::string& domain,
   for (const char* reason : {"protocol", "auth", "no_detail"})
     failures[reason] = &metrics().counter(
         "chat4all_curve_handshakes_failed_total",
-        "ZeroMQ handshakes refused on a server socket: plaintext peers (protocol), keys the "
-        "socket does not admit (auth), broken handshakes (no_detail)",
+        "ZeroMQ handshakes refused on a server socket: keys it does not admit (auth), "
+        "plaintext peers and broken greetings (protocol, or no_detail when the peer hung up)",
         "socket=\"" + domain + "\",reason=\"" + reason + "\"");
   auto watch = std::make_unique<Watch>();
   watch->thread = std::thread([this, domain, failures, monitor = std::move(monitor)]() mutable {
+    LogGate gate;
     zmq::pollitem_t item{monitor.handle(), 0, ZMQ_POLLIN, 0};
     while (!stopping_.load()) {
       if (transport::poll(&item, 1, kPollInterval) <= 0) continue;
@@ -227,7 +251,10 @@ void NodeSecurity::serve(zmq::socket_t& socket, const std::string& domain,
       std::memcpy(&value, static_cast<const char*>(frames[0].data()) + 2, sizeof value);
       const char* reason = handshake_failure_reason(event);
       failures.at(reason)->add();
+      std::uint64_t left_out = 0;
+      if (!gate.open(left_out)) continue;
       log_.warn("handshake_failed", {{"socket", domain},
+                                     {"not_logged_before", left_out},
                                      {"endpoint", std::string(transport::view(frames[1]))},
                                      {"reason", reason},
                                      {"code", value}});
@@ -250,6 +277,7 @@ void NodeSecurity::connect(zmq::socket_t& socket, const std::string& address) co
 }
 
 void NodeSecurity::run_zap_handler(zmq::socket_t socket) {
+  LogGate gate;
   zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
   while (!stopping_.load()) {
     if (transport::poll(&item, 1, kPollInterval) <= 0) continue;
@@ -267,9 +295,11 @@ void NodeSecurity::run_zap_handler(zmq::socket_t socket) {
       decision = policy_.decide(frame(2), frame(5), credentials);
     }
     const bool admitted = decision.verdict == ZapPolicy::Verdict::kAdmitted;
-    if (!admitted)
+    std::uint64_t left_out = 0;
+    if (!admitted && gate.open(left_out))
       log_.warn("peer_refused",
                 {{"socket", frame(2)},
+                 {"not_logged_before", left_out},
                  {"peer", frame(3)},
                  {"mechanism", frame(5)},
                  {"key", credentials.size() == 1 ? encode_key(credentials.front()) : ""},
