@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "common/secret_file.h"
+
 namespace chat4all::auth {
 
 void init_crypto() {
@@ -83,12 +85,10 @@ std::string sign(const TokenKey& key, std::string_view signing_input) {
 
 std::string TokenSigner::issue(std::string_view subject, std::int64_t now_s, std::uint32_t ttl_s,
                                std::string_view tenant, std::string_view role) const {
-  const nlohmann::json claims = {{"iss", "chat4all"},
-                                 {"sub", subject},
-                                 {"iat", now_s},
-                                 {"exp", now_s + static_cast<std::int64_t>(ttl_s)},
-                                 {"ten", tenant},
-                                 {"role", role}};
+  const nlohmann::json claims = {
+      {"iss", "chat4all"}, {"sub", subject},
+      {"iat", now_s},      {"exp", now_s + static_cast<std::int64_t>(ttl_s)},
+      {"ten", tenant},     {"role", role}};
   std::string signing_input = encoded_header() + "." + base64url_encode(claims.dump());
   const std::string signature = sign(key_, signing_input);
   return signing_input + "." + base64url_encode(signature);
@@ -174,29 +174,11 @@ TokenKey load_or_create_token_key(const std::filesystem::path& path) {
   };
   if (auto key = read_key()) return *key;
 
-  std::filesystem::create_directories(path.parent_path());
   TokenKey fresh{};
   randombytes_buf(fresh.data(), fresh.size());
   char hex[fresh.size() * 2 + 1];
   sodium_bin2hex(hex, sizeof hex, fresh.data(), fresh.size());
-  // A name of its own per caller (threads of one process included): a shared
-  // temp file could be truncated by one caller after another linked it.
-  char suffix[17];
-  const std::uint64_t random_suffix = randombytes_random() * 0x100000000ull + randombytes_random();
-  std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(random_suffix));
-  const std::string temp = path.string() + ".tmp." + std::to_string(getpid()) + "." + suffix;
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0600);
-  if (fd < 0) throw std::runtime_error(temp + ": cannot create the token key");
-  const std::string content = std::string(hex) + "\n";
-  const bool written =
-      ::write(fd, content.data(), content.size()) == ssize_t(content.size()) && ::fsync(fd) == 0;
-  ::close(fd);
-  // link() fails with EEXIST if another process created the key first; then
-  // everyone uses that one.
-  const bool linked = written && ::link(temp.c_str(), path.c_str()) == 0;
-  ::unlink(temp.c_str());
-  if (!written) throw std::runtime_error(path.string() + ": cannot write the token key");
-  (void)linked;
+  create_secret_file_once(path, std::string(hex) + "\n");
   if (auto key = read_key()) return *key;
   throw std::runtime_error(path.string() + ": token key vanished after creation");
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "common/curve.h"
 #include "common/deadline_queue.h"
 #include "common/metrics.h"
 #include "common/transport.h"
@@ -66,7 +67,7 @@ void RouterClient::run() {
   zmq::socket_t socket(transport::context(), zmq::socket_type::dealer);
   transport::configure(socket, static_cast<int>(pending_max_));
   socket.set(zmq::sockopt::immediate, 1);
-  for (const auto& address : router_addresses_) socket.connect(address);
+  for (const auto& address : router_addresses_) curve::connect(socket, address);
 
   struct Pending {
     Callback callback;

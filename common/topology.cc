@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
+#include <zmq.h>
 
 #include <algorithm>
 #include <climits>
@@ -191,8 +192,8 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   }
   if (!root.IsMap()) throw TopologyError(source_name + ": the topology must be a YAML mapping");
   check.only_keys(root, "the topology",
-                  {"cluster", "limits", "storage", "auth", "tls", "stream", "webhooks", "tenants",
-                   "channels", "nodes"});
+                  {"cluster", "limits", "storage", "auth", "tls", "curve", "stream", "webhooks",
+                   "tenants", "channels", "nodes"});
 
   Topology topology;
   topology.source_path = source_name;
@@ -288,6 +289,11 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
         resolve(base_dir, check.scalar<std::string>(tls, "certificate_file", "tls"));
     topology.tls.private_key_file =
         resolve(base_dir, check.scalar<std::string>(tls, "private_key_file", "tls"));
+  }
+
+  if (const YAML::Node curve = root["curve"]) {
+    check.only_keys(curve, "curve", {"enabled"});
+    check.optional_scalar(curve, "enabled", "curve", topology.curve.enabled);
   }
 
   if (const YAML::Node stream = root["stream"]) {
@@ -443,7 +449,8 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   std::set<std::string> names;
   std::map<std::pair<std::string, std::uint16_t>, std::string> ports_in_use;
   for (const auto& entry : nodes) {
-    check.only_keys(entry, "a node", {"name", "role", "host", "endpoints", "channels"});
+    check.only_keys(entry, "a node",
+                    {"name", "role", "host", "endpoints", "channels", "curve_public_key"});
     NodeSpec node;
     node.line = entry.Mark().line + 1;
     node.name = check.scalar<std::string>(entry, "name", "a node");
@@ -502,6 +509,15 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
                      where + " hosts channel '" + name + "', which 'channels' does not declare");
         node.channels.push_back(std::move(name));
       }
+    }
+    if (const YAML::Node key = entry["curve_public_key"]) {
+      node.curve_public_key = check.convert<std::string>(key, where + ".curve_public_key");
+      std::uint8_t decoded[32];
+      if (node.curve_public_key.size() != 40 ||
+          !zmq_z85_decode(decoded, node.curve_public_key.c_str()))
+        check.fail(key, where +
+                            ".curve_public_key must be a Z85 Curve public key (40 characters, "
+                            "as `chat4all keygen` prints it)");
     }
     if (node.role == NodeRole::kRouter && !topology.channels.empty() && !node.port("channels"))
       check.fail(endpoints, where +

@@ -38,6 +38,9 @@ struct NodeSpec {
   std::map<std::string, std::uint16_t> endpoints;
   // Connector: the channels (ChannelSpec::name) it hosts; empty: every one.
   std::vector<std::string> channels;
+  // The node's CurveZMQ public key (Z85, 40 characters). Empty: its key pair lives in its data
+  // dir (common/curve.h) and is made there on first use, which only works on its own host.
+  std::string curve_public_key;
   int line = 0;  // 1-based line of the node's entry in the file
 
   std::optional<std::uint16_t> port(const std::string& endpoint_name) const;
@@ -168,6 +171,12 @@ struct TlsSettings {
   bool configured() const { return !certificate_file.empty(); }
 };
 
+// CurveZMQ between nodes (the `curve` section; common/curve.h): on unless the topology turns it
+// off, which every node then warns about at start.
+struct CurveSettings {
+  bool enabled = true;
+};
+
 struct AuthSettings {
   std::uint32_t token_ttl_s = 3600;
   std::filesystem::path token_secret_file;  // default: <data_dir>/secrets/token.key
@@ -184,6 +193,7 @@ struct Topology {
   StorageSettings storage;
   AuthSettings auth;
   TlsSettings tls;
+  CurveSettings curve;
   StreamSettings stream;
   WebhookSettings webhooks;
   std::vector<TenantSpec> tenants;

@@ -11,6 +11,7 @@
 #include <zmq.hpp>
 
 #include "common/codec.h"
+#include "common/curve.h"
 #include "common/ids.h"
 #include "common/transport.h"
 
@@ -293,7 +294,7 @@ void ChannelHost::run_zmq() {
     // Nothing queues for a router that is down: a status would be stale, and a result is
     // covered by the router's lease on the job.
     socket.set(zmq::sockopt::immediate, 1);
-    socket.connect(address);
+    curve::connect(socket, address);
     dealers.push_back(std::move(socket));
   }
   std::vector<zmq::pollitem_t> items;

@@ -9,6 +9,7 @@
 #include <zmq.hpp>
 
 #include "common/codec.h"
+#include "common/curve.h"
 #include "common/transport.h"
 
 namespace chat4all::frontend {
@@ -77,7 +78,7 @@ std::size_t EventSubscriber::topic_count() const {
 void EventSubscriber::run() {
   zmq::socket_t socket(transport::context(), zmq::socket_type::sub);
   transport::configure(socket, kReceiveQueueMessagesMax);
-  for (const auto& address : event_addresses_) socket.connect(address);
+  for (const auto& address : event_addresses_) curve::connect(socket, address);
   log_.info("started", {{"storage_nodes", event_addresses_.size()}});
 
   std::set<std::string> subscribed;  // what the socket is subscribed to; this thread only

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "common/codec.h"
+#include "common/curve.h"
 #include "common/ids.h"
 #include "common/metrics.h"
 #include "common/router_client.h"
@@ -79,6 +80,7 @@ class ChannelRouting::Loop {
     storage_ = std::make_unique<StorageClient>(*client_);
     transport::configure(socket_, 100000);
     socket_.set(zmq::sockopt::router_mandatory, 1);  // a job for a gone connector fails at once
+    curve::serve(socket_, "router.channels", {NodeRole::kConnector});
     socket_.bind(transport::bind_address(self, "channels"));
     log_.info("listening", {{"channels", transport::bind_address(self, "channels")},
                             {"partitions", readers_.size()}});

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "common/codec.h"
+#include "common/curve.h"
 #include "common/deadline_queue.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
@@ -99,6 +100,8 @@ void RouterNode::run(const std::atomic<bool>& stop) {
   const int high_water_mark = static_cast<int>(topology_.limits.pending_requests_max);
   zmq::socket_t frontends(transport::context(), zmq::socket_type::router);
   transport::configure(frontends, high_water_mark);
+  curve::serve(frontends, "router.rpc",
+               {NodeRole::kFrontend, NodeRole::kRouter, NodeRole::kConnector});
   frontends.bind(transport::bind_address(self_, "rpc"));
 
   std::map<std::string, zmq::socket_t> storage_sockets;
@@ -109,7 +112,7 @@ void RouterNode::run(const std::atomic<bool>& stop) {
     zmq::socket_t socket(transport::context(), zmq::socket_type::dealer);
     transport::configure(socket, high_water_mark);
     socket.set(zmq::sockopt::immediate, 1);  // refuse sends while the node is not connected
-    socket.connect(node->zmq_address("rpc"));
+    curve::connect(socket, node->zmq_address("rpc"));
     auto& stored = storage_sockets.emplace(node->name, std::move(socket)).first->second;
     items.push_back({stored.handle(), 0, ZMQ_POLLIN, 0});
     polled_storage.push_back(&stored);

@@ -3,6 +3,7 @@
 //   chat4all up FILE [--host NAME]           start and supervise this host's nodes
 //   chat4all node --topology FILE --name N   run one node in the foreground
 //   chat4all check FILE                      validate a topology file
+//   chat4all keygen FILE [--host NAME]       make this host's missing Curve key pairs
 //   chat4all hash-password                   argon2id hash of a password read on stdin
 #include <signal.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "common/auth.h"
+#include "common/curve.h"
 #include "common/json_log.h"
 #include "common/topology.h"
 #include "nodes/connector/connector_node.h"
@@ -43,6 +45,7 @@ int usage() {
                "  chat4all up FILE [--host NAME]          start this host's nodes of a topology\n"
                "  chat4all node --topology FILE --name N  run one node\n"
                "  chat4all check FILE                     validate a topology file\n"
+               "  chat4all keygen FILE [--host NAME]      make this host's nodes' Curve key pairs\n"
                "  chat4all hash-password                  hash a password read from stdin\n");
   return 2;
 }
@@ -76,6 +79,9 @@ int run_node(const std::string& topology_path, const std::string& name) {
   log.info("starting", {{"role", chat4all::role_name(self->role)},
                         {"topology", topology.source_path.string()},
                         {"pid", getpid()}});
+  // Before any socket of the node, and gone after all of them: every socket between nodes goes
+  // through it, and a node whose ZAP handler cannot start throws here and does not start.
+  chat4all::curve::NodeSecurity security(topology, *self);
   switch (self->role) {
     case chat4all::NodeRole::kFrontend:
       chat4all::frontend::FrontendNode(topology, *self).run(stop_requested, reload_requested);
@@ -104,6 +110,9 @@ int main(int argc, char** argv) {
     if (command == "up" && (args.size() == 2 || (args.size() == 4 && args[2] == "--host"))) {
       const chat4all::Topology topology = chat4all::load_topology(args[1]);
       chat4all::init_logging("runner");
+      // Made before any node starts, so that no node waits on a peer to make its key pair.
+      if (topology.curve.enabled)
+        chat4all::curve::ensure_local_key_pairs(topology, args.size() == 4 ? args[3] : "");
       return chat4all::runner::Supervisor(topology, self_executable(argv[0]),
                                           args.size() == 4 ? args[3] : "")
           .run();
@@ -125,6 +134,16 @@ int main(int argc, char** argv) {
       const chat4all::Topology topology = chat4all::load_topology(args[1]);
       std::printf("%s: ok (%zu nodes, %u partitions, replication factor %u)\n", args[1].c_str(),
                   topology.nodes.size(), topology.partition_count, topology.replication_factor);
+      return 0;
+    }
+    if (command == "keygen" && (args.size() == 2 || (args.size() == 4 && args[2] == "--host"))) {
+      const chat4all::Topology topology = chat4all::load_topology(args[1]);
+      const auto pairs =
+          chat4all::curve::ensure_local_key_pairs(topology, args.size() == 4 ? args[3] : "");
+      // The lines a topology spread over hosts lists under each node.
+      for (const auto& [name, public_key] : pairs)
+        std::printf("%s:\n    curve_public_key: \"%s\"\n", name.c_str(), public_key.c_str());
+      if (pairs.empty()) std::fprintf(stderr, "keygen: the topology has no node on this host\n");
       return 0;
     }
     if (command == "hash-password" && args.size() == 1) {

@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "common/codec.h"
+#include "common/curve.h"
 #include "common/ids.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
@@ -164,12 +165,14 @@ void StorageNode::run(const std::atomic<bool>& stop) {
 
   sockets_ = std::make_unique<Sockets>();
   transport::configure(sockets_->clients, 100000);
+  curve::serve(sockets_->clients, "storage.rpc", {NodeRole::kRouter, NodeRole::kStorage});
   sockets_->clients.bind(transport::bind_address(self_, "rpc"));
   if (self_.port("events")) {
     sockets_->events.emplace(transport::context(), zmq::socket_type::pub);
     // PUB drops at its high-water mark: hints are not the only copy
     // (subscribers re-read from their cursors).
     transport::configure(*sockets_->events, 100000);
+    curve::serve(*sockets_->events, "storage.events", {NodeRole::kFrontend});
     sockets_->events->bind(transport::bind_address(self_, "events"));
   }
   for (const NodeSpec* node : topology_.with_role(NodeRole::kStorage)) {
@@ -179,7 +182,7 @@ void StorageNode::run(const std::atomic<bool>& stop) {
     // A peer that is down misses messages rather than receiving stale ones
     // later; consensus retransmits what matters.
     socket.set(zmq::sockopt::immediate, 1);
-    socket.connect(node->zmq_address("rpc"));
+    curve::connect(socket, node->zmq_address("rpc"));
     sockets_->peers.emplace(node->name, std::move(socket));
   }
   log_.info("listening", {{"rpc", transport::bind_address(self_, "rpc")},

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "common/auth.h"
+#include "common/curve.h"
 #include "common/ring.h"
 
 namespace chat4all::testing {
@@ -350,6 +351,22 @@ void TestCluster::kill_node(const std::string& name) {
   int status = 0;
   wait_exit(pid, std::chrono::seconds(5), &status);
   node_pids_[name] = -1;
+}
+
+void TestCluster::present_key(zmq::socket_t& socket, const std::string& as,
+                              const std::string& server) const {
+  const Topology topology = load_topology(topology_path_);
+  const auto own = curve::load_or_create_key_pair(curve::secret_key_file(topology, as));
+  socket.set(zmq::sockopt::curve_publickey, own.public_key);
+  socket.set(zmq::sockopt::curve_secretkey, own.secret_key);
+  socket.set(zmq::sockopt::curve_serverkey, curve::public_key_of(topology, *topology.find(server)));
+}
+
+void TestCluster::serve_as(zmq::socket_t& socket, const std::string& as) const {
+  const Topology topology = load_topology(topology_path_);
+  socket.set(zmq::sockopt::curve_server, 1);
+  socket.set(zmq::sockopt::curve_secretkey,
+             curve::load_or_create_key_pair(curve::secret_key_file(topology, as)).secret_key);
 }
 
 double TestCluster::metric(const std::string& node, const std::string& name) const {

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+#include <zmq.hpp>
 
 namespace chat4all::testing {
 
@@ -163,6 +164,12 @@ class TestCluster {
   double metric(const std::string& node, const std::string& name) const;
   std::uint16_t port_of(const std::string& node, const std::string& endpoint) const;
   const std::filesystem::path& topology_path() const { return topology_path_; }
+  // Curve keys of the cluster's nodes (made in its data dir on first use, as the nodes do), for
+  // sockets of the test that stand in for a node. Call before connect or bind.
+  // A client presenting `as`'s key pair to `server`:
+  void present_key(zmq::socket_t& socket, const std::string& as, const std::string& server) const;
+  // A server with `as`'s key pair (the test process runs no ZAP handler: it admits any key):
+  void serve_as(zmq::socket_t& socket, const std::string& as) const;
   const std::filesystem::path& directory() const { return dir_.path(); }
   std::filesystem::path log_path(const std::string& process) const;
   std::string read_log(const std::string& process) const;

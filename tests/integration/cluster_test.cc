@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <functional>
 #include <sstream>
 #include <thread>
 #include <zmq.hpp>
 
 #include "common/auth.h"
 #include "common/codec.h"
+#include "common/curve.h"
 #include "common/ids.h"
 #include "common/transport.h"
 
@@ -248,10 +250,13 @@ TEST(ClusterTest, AReplicaBehindTheTrimmedLogCatchesUpFromASnapshot) {
   // replica that holds the partition: storage-2 comes back with no data at all
   // (so it can only vote for storage-3, whose log is longer) and storage-1
   // stays down. Only a leader serves reads, so what is read is storage-3's.
+  // storage-2 keeps its key pair (secrets/): the others know it by that key.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   cluster.kill_node("storage-1");
   cluster.kill_node("storage-2");
-  std::filesystem::remove_all(cluster.directory() / "data" / "storage-2");
+  for (const auto& entry :
+       std::filesystem::directory_iterator(cluster.directory() / "data" / "storage-2"))
+    if (entry.path().filename() != "secrets") std::filesystem::remove_all(entry.path());
   cluster.start_node("storage-2");
   HttpResult read;
   deadline = Clock::now() + std::chrono::seconds(10);
@@ -418,6 +423,8 @@ TEST(ClusterTest, MalformedFramesAreCountedAndDropped) {
        std::vector<std::pair<std::string, bool>>{{"storage-1", true}, {"router-1", false}}) {
     zmq::socket_t socket(transport::context(), zmq::socket_type::dealer);
     socket.set(zmq::sockopt::linger, 1000);
+    // Garbage from a key the node admits, so that it reaches the node's frame checks.
+    cluster.present_key(socket, token_frame ? "storage-2" : "frontend-1", node);
     socket.connect("tcp://127.0.0.1:" + std::to_string(cluster.port_of(node, "rpc")));
     auto send = [&](const std::vector<std::string>& frames) {
       for (std::size_t i = 0; i < frames.size(); ++i)
@@ -455,6 +462,88 @@ TEST(ClusterTest, MalformedFramesAreCountedAndDropped) {
                 cluster.metric("storage-3", "chat4all_storage_leadership_gained_total"),
             elections_before);
   EXPECT_TRUE(log_events(cluster.read_log("up"), "node_exited").empty());
+}
+
+// Every node's ZeroMQ socket admits only the Curve keys of the roles that may talk to it: a
+// plaintext DEALER, a key no node has and a frontend's key on a storage node's socket get no
+// answer to a read request, and the refusing node counts each refusal.
+TEST(ClusterTest, NodesAnswerOnlyTheCurveKeysOfTheRolesTheyServe) {
+  using namespace std::chrono_literals;
+  TestCluster cluster;
+  cluster.start_all();
+  ASSERT_TRUE(cluster.wait_ready()) << cluster.read_log("up");
+  const wire::Header header{wire::kWireVersion, wire::MessageType::kReadRequest, 1, "t"};
+  const std::string read = codec::encode(header, wire::ReadRequest{"c1", 1, 10});
+  const std::string token(8, 'x');  // storage nodes take [token][frame] from routers
+  // Sends the read request to `node`'s rpc port from a DEALER that `present` sets up; whether
+  // anything came back within `bound`.
+  auto answered = [&](const std::string& node, const std::function<void(zmq::socket_t&)>& present,
+                      std::chrono::milliseconds bound) {
+    zmq::socket_t socket(transport::context(), zmq::socket_type::dealer);
+    socket.set(zmq::sockopt::linger, 0);
+    present(socket);
+    socket.connect("tcp://127.0.0.1:" + std::to_string(cluster.port_of(node, "rpc")));
+    if (node.rfind("storage", 0) == 0)
+      transport::send_multipart(socket, {token, read});
+    else
+      transport::send_multipart(socket, {read});
+    zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
+    return transport::poll(&item, 1, bound) > 0;
+  };
+  auto refusals = [&](const std::string& node, const std::string& socket,
+                      const std::string& reason) {
+    return cluster.metric(node, "chat4all_curve_handshakes_failed_total{socket=\"" + socket +
+                                    "\",reason=\"" + reason + "\"}");
+  };
+  // Waits (bounded) until `node` counted a refusal for one of `reasons`.
+  auto counted = [&](const std::string& node, const std::string& socket,
+                     const std::vector<std::string>& reasons) {
+    auto total = [&] {
+      double sum = 0;
+      for (const auto& reason : reasons) sum += refusals(node, socket, reason);
+      return sum;
+    };
+    const auto deadline = Clock::now() + std::chrono::seconds(5);
+    while (Clock::now() < deadline && total() < 1)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return total() >= 1;
+  };
+  EXPECT_EQ(refusals("router-1", "router.rpc", "protocol"), 0);
+  EXPECT_EQ(refusals("router-1", "router.rpc", "no_detail"), 0);
+  EXPECT_EQ(refusals("storage-1", "storage.rpc", "auth"), 0);
+
+  // The keys the sockets name are answered: the refusals below are not a test that cannot pass.
+  EXPECT_TRUE(answered(
+      "router-1", [&](auto& s) { cluster.present_key(s, "frontend-1", "router-1"); }, 5s));
+  EXPECT_TRUE(answered(
+      "storage-1", [&](auto& s) { cluster.present_key(s, "router-1", "storage-1"); }, 5s));
+
+  EXPECT_FALSE(answered(
+      "router-1", [](auto&) {}, 1500ms))
+      << "a plaintext peer was answered";
+  // Whichever side sees the mechanisms differ first ends the greeting: the router counts a
+  // protocol error, or the peer hanging up mid-handshake.
+  EXPECT_TRUE(counted("router-1", "router.rpc", {"protocol", "no_detail"}));
+
+  const TempDir stranger_dir;
+  const auto stranger = curve::load_or_create_key_pair(stranger_dir.path() / "curve.key");
+  EXPECT_FALSE(answered(
+      "router-1",
+      [&](auto& s) {
+        cluster.present_key(s, "frontend-1", "router-1");           // the router's public key ...
+        s.set(zmq::sockopt::curve_publickey, stranger.public_key);  // ... a stranger's pair
+        s.set(zmq::sockopt::curve_secretkey, stranger.secret_key);
+      },
+      1500ms))
+      << "an unknown key was answered";
+  EXPECT_TRUE(counted("router-1", "router.rpc", {"auth"}));
+
+  EXPECT_FALSE(answered(
+      "storage-1", [&](auto& s) { cluster.present_key(s, "frontend-1", "storage-1"); }, 1500ms))
+      << "a frontend's key was answered on a storage node's socket";
+  EXPECT_TRUE(counted("storage-1", "storage.rpc", {"auth"}));
+  const std::string storage_log = cluster.read_log("up");
+  EXPECT_NE(storage_log.find("key of a role this socket does not admit"), std::string::npos);
 }
 
 struct BadTopology {

@@ -38,9 +38,10 @@ struct Arrival {
 
 class FakeStorage {
  public:
-  FakeStorage(std::string name, std::uint16_t port)
+  FakeStorage(const TestCluster& cluster, std::string name, std::uint16_t port)
       : name_(std::move(name)), socket_(transport::context(), zmq::socket_type::router) {
     socket_.set(zmq::sockopt::linger, 0);
+    cluster.serve_as(socket_, name_);
     socket_.bind("tcp://127.0.0.1:" + std::to_string(port));
   }
   const std::string& name() const { return name_; }
@@ -62,9 +63,10 @@ class RouterHarness {
         frontend_(transport::context(), zmq::socket_type::dealer) {
     // Bound before the router starts, so that its first connect succeeds.
     for (const auto& name : topology_.storage_node_names())
-      if (!down.count(name)) storage_.emplace_back(name, cluster_.port_of(name, "rpc"));
+      if (!down.count(name)) storage_.emplace_back(cluster_, name, cluster_.port_of(name, "rpc"));
     cluster_.start_node("router-1");
     frontend_.set(zmq::sockopt::linger, 0);
+    cluster_.present_key(frontend_, "frontend-1", "router-1");
     frontend_.connect("tcp://127.0.0.1:" + std::to_string(cluster_.port_of("router-1", "rpc")));
   }
 
