@@ -5,6 +5,7 @@
 #include <set>
 
 #include "common/codec.h"
+#include "nodes/storage/domain_support.h"
 #include "nodes/storage/presence.h"
 #include "nodes/storage/record_keys.h"
 
@@ -112,32 +113,10 @@ struct OutboxMeta {
   MSGPACK_DEFINE(next_index, acked_up_to, dropped);
 };
 
-template <typename T>
-std::optional<T> load(const PartitionState& state, std::string_view key) {
-  auto bytes = state.get(key);
-  if (!bytes) return std::nullopt;
-  return codec::unpack_body<T>(*bytes);
-}
-
-template <typename T>
-void store(PartitionState& state, std::string_view key, const T& value) {
-  state.put(key, codec::pack_body(value));
-}
-
-DomainResult fail(Status status, std::string detail, std::string field = {}) {
-  DomainResult result;
-  result.status = status;
-  result.detail = std::move(detail);
-  result.field = std::move(field);
-  return result;
-}
-
-template <typename T>
-DomainResult ok(const T& value) {
-  DomainResult result;
-  result.body = codec::pack_body(value);
-  return result;
-}
+using domain_support::fail;
+using domain_support::load;
+using domain_support::ok;
+using domain_support::store;
 
 DomainResult ok_empty() {
   DomainResult result;

@@ -5,6 +5,7 @@
 
 #include "common/codec.h"
 #include "common/ids.h"
+#include "nodes/storage/domain_support.h"
 #include "nodes/storage/record_keys.h"
 
 namespace chat4all::storage {
@@ -26,20 +27,8 @@ std::string seen_key(std::string_view tenant, std::string_view user) {
   return "P/" + std::string(tenant) + "/" + std::string(user);
 }
 
-DomainResult refuse(Status status, std::string detail, std::string field) {
-  DomainResult result;
-  result.status = status;
-  result.detail = std::move(detail);
-  result.field = std::move(field);
-  return result;
-}
-
-template <typename T>
-DomainResult answer(const T& value) {
-  DomainResult result;
-  result.body = codec::pack_body(value);
-  return result;
-}
+using domain_support::fail;
+using domain_support::ok;
 
 // Online: some instance holds a record of the user. Instances per tenant are
 // few (the frontends, plus restarted ones until their lease is swept).
@@ -111,17 +100,17 @@ bool shares_conversation(const PartitionState& state, std::string_view tenant,
 
 DomainResult report_presence(PartitionState& state, const wire::PresenceReport& report,
                              std::int64_t at_ms) {
-  if (report.tenant_id.empty()) return refuse(Status::kInvalid, "no tenant", "tenant_id");
+  if (report.tenant_id.empty()) return fail(Status::kInvalid, "no tenant", "tenant_id");
   if (!ids::is_valid_name(report.frontend))
-    return refuse(Status::kInvalid, "the frontend instance is not a valid name", "frontend");
+    return fail(Status::kInvalid, "the frontend instance is not a valid name", "frontend");
   if (report.lease_ms < wire::kPresenceLeaseMsMin || report.lease_ms > wire::kPresenceLeaseMsMax)
-    return refuse(Status::kInvalid, "lease_ms is out of range", "lease_ms");
+    return fail(Status::kInvalid, "lease_ms is out of range", "lease_ms");
   if (report.online.size() + report.offline.size() > wire::kPresenceReportUsersMax)
-    return refuse(Status::kInvalid, "too many users in one report", "online");
+    return fail(Status::kInvalid, "too many users in one report", "online");
   for (const auto* users : {&report.online, &report.offline})
     for (const auto& user : *users)
       if (!ids::is_valid_name(user))
-        return refuse(Status::kInvalid, "\"" + user + "\" is not a user id", "online");
+        return fail(Status::kInvalid, "\"" + user + "\" is not a user id", "online");
 
   const std::string lease_key = lease_prefix(report.tenant_id) + report.frontend;
   auto old = state.get(lease_key);
@@ -131,7 +120,7 @@ DomainResult report_presence(PartitionState& state, const wire::PresenceReport& 
   state.put(lease_key, codec::pack_body(wire::PresenceLease{report.tenant_id, report.frontend,
                                                             at_ms, at_ms + report.lease_ms}));
 
-  DomainResult result = answer(wire::PresenceReportResult{was_live});
+  DomainResult result = ok(wire::PresenceReportResult{was_live});
   const std::string prefix = streams_prefix(report.tenant_id, report.frontend);
   for (const auto& user : report.online) {
     if (state.get(prefix + user)) continue;
@@ -151,7 +140,7 @@ DomainResult report_presence(PartitionState& state, const wire::PresenceReport& 
 
 DomainResult expire_presence(PartitionState& state, const wire::PresenceExpiry& expiry,
                              std::int64_t at_ms) {
-  DomainResult result = answer(std::vector<int>{});
+  DomainResult result = ok(std::vector<int>{});
   const std::string lease_key = lease_prefix(expiry.tenant_id) + expiry.frontend;
   auto bytes = state.get(lease_key);
   auto lease = bytes ? codec::unpack_body<wire::PresenceLease>(*bytes) : std::nullopt;
@@ -178,17 +167,17 @@ DomainResult get_presence(const PartitionState& state, const wire::PresenceLooku
   const bool visible =
       user && (lookup.requester_id.empty() || lookup.requester_id == lookup.user_id ||
                shares_conversation(state, lookup.tenant_id, lookup.user_id, lookup.requester_id));
-  if (!visible) return refuse(Status::kNotFound, "user not found", "user_id");
+  if (!visible) return fail(Status::kNotFound, "user not found", "user_id");
   wire::PresenceRecord presence{lookup.user_id, wire::kPresenceOffline, 0};
-  if (user->presence_hidden && lookup.requester_id != lookup.user_id) return answer(presence);
+  if (user->presence_hidden && lookup.requester_id != lookup.user_id) return ok(presence);
   if (is_online(state, lookup.tenant_id, lookup.user_id)) {
     presence.state = wire::kPresenceOnline;
-    return answer(presence);
+    return ok(presence);
   }
   if (auto seen = state.get(seen_key(lookup.tenant_id, lookup.user_id)))
     if (auto record = codec::unpack_body<wire::PresenceRecord>(*seen))
       presence.last_seen_at_ms = record->last_seen_at_ms;
-  return answer(presence);
+  return ok(presence);
 }
 
 std::vector<wire::PresenceLease> expired_presence_leases(const PartitionState& state,
