@@ -21,12 +21,12 @@
 #include "common/router_client.h"
 #include "common/storage_client.h"
 #include "common/task_inbox.h"
+#include "common/url_guard.h"
 #include "common/webhook_signature.h"
 #include "common/worker_pool.h"
 #include "nodes/connector/channel_host.h"
 #include "nodes/connector/http_sender.h"
 #include "nodes/connector/retry_policy.h"
-#include "nodes/connector/url_guard.h"
 #include "nodes/connector/webhook_limiter.h"
 
 namespace chat4all::connector {

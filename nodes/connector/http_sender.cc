@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 
+#include "nodes/connector/curl_global.h"
 #include "nodes/connector/provider_http.h"
 
 namespace chat4all::connector {
@@ -18,20 +19,6 @@ namespace {
 // How long the thread sleeps when nothing happens; curl_multi_wakeup() and curl's own timers
 // cut it short, so this only bounds how long a lost wake-up could delay a post.
 constexpr int kIdlePollMs = 1000;
-
-// curl_global_init() is not safe to race with itself or with other curl calls; a function-local
-// static runs it exactly once. curl_global_cleanup() is never called: senders may live until
-// exit, and the process' exit frees everything anyway.
-void ensure_curl_initialised() {
-  static const bool initialised = [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-      std::fprintf(stderr, "fatal: libcurl failed to initialise\n");
-      std::abort();
-    }
-    return true;
-  }();
-  (void)initialised;
-}
 
 CURLM* as_multi(void* multi) {
   return static_cast<CURLM*>(multi);

@@ -6,9 +6,8 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <cstdio>
-#include <cstdlib>
 
+#include "nodes/connector/curl_global.h"
 #include "nodes/connector/retry_policy.h"
 
 namespace chat4all::connector {
@@ -30,20 +29,6 @@ std::string append_curl_headers(const std::vector<std::pair<std::string, std::st
 }
 
 namespace {
-
-// libcurl 7.84 and later initialise thread-safely, but older ones do not, and HttpSender
-// initialises too: a function-local static runs it once here. curl_global_cleanup() is never
-// called (transports may live until exit).
-void ensure_curl_initialised() {
-  static const bool initialised = [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-      std::fprintf(stderr, "fatal: libcurl failed to initialise\n");
-      std::abort();
-    }
-    return true;
-  }();
-  (void)initialised;
-}
 
 // The calling thread's easy handle, reset to no options but keeping its connection cache.
 // Freed when the thread ends.

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "common/backoff.h"
+#include "common/url_guard.h"
 #include "nodes/connector/http_sender.h"
-#include "nodes/connector/url_guard.h"
 
 namespace chat4all::connector {
 

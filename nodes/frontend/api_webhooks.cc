@@ -1,7 +1,7 @@
 // Webhook registrations and their deliveries (HttpApi, see http_api.h).
 #include "common/ids.h"
+#include "common/url_guard.h"
 #include "common/webhook_signature.h"
-#include "nodes/connector/url_guard.h"
 #include "nodes/frontend/api_json.h"
 #include "nodes/frontend/http_api.h"
 #include "nodes/frontend/webhook_validation.h"

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <array>
 
+#include "common/url_guard.h"
 #include "common/webhook_signature.h"
-#include "nodes/connector/url_guard.h"
 
 namespace chat4all::frontend {
 

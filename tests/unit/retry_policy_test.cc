@@ -5,8 +5,8 @@
 
 #include <random>
 
+#include "common/url_guard.h"
 #include "nodes/connector/http_sender.h"
-#include "nodes/connector/url_guard.h"
 
 namespace chat4all::connector {
 namespace {

@@ -1,5 +1,5 @@
-// SSRF guard for webhook URLs: nodes/connector/url_guard.h.
-#include "nodes/connector/url_guard.h"
+// SSRF guard for webhook URLs: common/url_guard.h.
+#include "common/url_guard.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "nodes/connector/url_guard.h"
+#include "common/url_guard.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>

@@ -13,6 +13,10 @@
 //
 // Errors are values: the `error` text says what is wrong in terms a user registering a webhook
 // can act on ("host resolves to a loopback address (127.0.0.1)").
+//
+// Two roles use it (the frontend checks a webhook when it is registered, the connector before
+// each call), so it lives in common/; its names stay in the connector's namespace, the role
+// whose outbound calls it guards.
 #pragma once
 
 #include <sys/socket.h>
