@@ -1,4 +1,4 @@
-// Typed commands and queries on the replicated state (schema/records.h),
+// Typed commands, queries and appends on the replicated state (schema/records.h),
 // over a RouterClient: encodes the body, routes it by its key, and decodes
 // the result struct of the reply.
 //
@@ -50,6 +50,24 @@ class StorageClient {
                    std::move(done), std::move(trace_id));
   }
 
+  // One append (a replicated round on the conversation's partition): the reply's status and
+  // detail are the outcome's, and `value` is the AppendReply when the message is stored.
+  void append(const wire::AppendRequest& request,
+              std::function<void(StorageOutcome<wire::AppendReply>)> done,
+              std::string trace_id = {}) {
+    send(wire::MessageType::kAppendRequest, request, wire::MessageType::kAppendReply,
+         std::move(done), std::move(trace_id),
+         [](StorageOutcome<wire::AppendReply>& outcome, const codec::Frame& reply) {
+           auto answer = reply.body<wire::AppendReply>();
+           if (!answer) return false;
+           outcome.status = answer->status;
+           outcome.detail = answer->detail;
+           outcome.field = answer->field;
+           if (outcome.ok()) outcome.value = std::move(*answer);
+           return true;
+         });
+  }
+
   // A command whose result carries nothing (wire says "(empty)").
   struct Empty {
     MSGPACK_DEFINE();
@@ -59,11 +77,36 @@ class StorageClient {
   template <typename Result, typename Request>
   void submit(wire::MessageType type, wire::MessageType reply_type, const Request& request,
               std::function<void(StorageOutcome<Result>)> done, std::string trace_id) {
+    send(type, request, reply_type, std::move(done), std::move(trace_id),
+         [](StorageOutcome<Result>& outcome, const codec::Frame& reply) {
+           auto answer = reply.body<wire::CommandReply>();
+           if (!answer) return false;
+           outcome.status = answer->status;
+           outcome.detail = std::move(answer->detail);
+           outcome.field = std::move(answer->field);
+           if (outcome.ok()) {
+             outcome.value = codec::unpack_body<Result>(answer->body);
+             if (!outcome.value) {
+               outcome.status = wire::Status::kInternal;
+               outcome.detail = "reply body does not match its kind";
+             }
+           }
+           return true;
+         });
+  }
+
+  // Sends `request` and unwraps what comes back, the same way for every kind of reply: no
+  // answer (timeout, no router) and an ErrorReply become the outcome's status and detail; a
+  // reply of `reply_type` is read by `read` (false: its body is malformed); anything else is
+  // malformed.
+  template <typename Result, typename Request, typename Read>
+  void send(wire::MessageType type, const Request& request, wire::MessageType reply_type,
+            std::function<void(StorageOutcome<Result>)> done, std::string trace_id, Read read) {
     const wire::Header header{wire::kWireVersion, type, ids::next_request_id(),
                               trace_id.empty() ? ids::new_trace_id() : std::move(trace_id)};
     routers_.submit(header.request_id, codec::encode(header, request),
-                    [done = std::move(done), reply_type](wire::Status status,
-                                                         std::optional<codec::Frame> reply) {
+                    [done = std::move(done), reply_type, read](wire::Status status,
+                                                               std::optional<codec::Frame> reply) {
                       StorageOutcome<Result> outcome;
                       outcome.status = status;
                       if (status != wire::Status::kOk) return done(std::move(outcome));
@@ -73,23 +116,10 @@ class StorageClient {
                         outcome.detail = error ? error->detail : "malformed error reply";
                         return done(std::move(outcome));
                       }
-                      auto answer = reply->header().type == reply_type
-                                        ? reply->body<wire::CommandReply>()
-                                        : std::nullopt;
-                      if (!answer) {
+                      if (reply->header().type != reply_type || !read(outcome, *reply)) {
+                        outcome = {};
                         outcome.status = wire::Status::kInternal;
                         outcome.detail = "malformed reply";
-                        return done(std::move(outcome));
-                      }
-                      outcome.status = answer->status;
-                      outcome.detail = std::move(answer->detail);
-                      outcome.field = std::move(answer->field);
-                      if (outcome.ok()) {
-                        outcome.value = codec::unpack_body<Result>(answer->body);
-                        if (!outcome.value) {
-                          outcome.status = wire::Status::kInternal;
-                          outcome.detail = "reply body does not match its kind";
-                        }
                       }
                       done(std::move(outcome));
                     });

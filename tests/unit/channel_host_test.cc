@@ -26,12 +26,14 @@
 #include "common/codec.h"
 #include "common/ids.h"
 #include "common/transport.h"
+#include "tests/unit/fake_router.h"
 
 namespace chat4all::connector {
 namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using test_support::FakeRouter;
 
 // What the pigeon adapter does, set by the test. One script per process: the tests of this file
 // reset it first.
@@ -132,64 +134,6 @@ SendResult rejected_result() {
   result.error = "bad recipient";
   return result;
 }
-
-// A router's "channels" endpoint: a ROUTER socket on a free loopback port.
-class FakeRouter {
- public:
-  FakeRouter() : socket_(transport::context(), zmq::socket_type::router) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.bind("tcp://127.0.0.1:*");
-    const std::string endpoint = socket_.get(zmq::sockopt::last_endpoint);
-    port_ = static_cast<std::uint16_t>(std::stoi(endpoint.substr(endpoint.rfind(':') + 1)));
-  }
-
-  std::uint16_t port() const { return port_; }
-
-  // The next frame of `type` from the connector (others are skipped), within `timeout`.
-  template <typename Body>
-  std::optional<Body> receive(wire::MessageType type, std::chrono::milliseconds timeout = 3000ms) {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-      zmq::poll(&item, 1, 50ms);
-      if (!(item.revents & ZMQ_POLLIN)) continue;
-      auto frames = transport::receive_multipart(socket_);
-      if (frames.size() != 2) continue;
-      peer_ = std::string(transport::view(frames[0]));
-      auto body = codec::decode_as<Body>(transport::view(frames[1]), type);
-      if (body) return body;
-    }
-    return std::nullopt;
-  }
-
-  // The next status that satisfies `accept`.
-  std::optional<wire::ConnectorStatus> status_where(
-      const std::function<bool(const wire::ConnectorStatus&)>& accept,
-      std::chrono::milliseconds timeout = 3000ms) {
-    const auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      auto status = receive<wire::ConnectorStatus>(
-          wire::MessageType::kConnectorStatus,
-          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
-      if (status && accept(*status)) return status;
-    }
-    return std::nullopt;
-  }
-
-  void send_job(const wire::DeliveryJob& job) {
-    const wire::Header header{wire::kWireVersion, wire::MessageType::kDeliveryJob,
-                              ids::next_request_id(), ids::new_trace_id()};
-    const std::string frame = codec::encode(header, job);
-    ASSERT_TRUE(transport::send_multipart(socket_, {peer_, frame}));
-  }
-
-  const std::string& peer() const { return peer_; }
-
- private:
-  zmq::socket_t socket_;
-  std::uint16_t port_ = 0;
-  std::string peer_;
-};
 
 wire::DeliveryJob job(const std::string& job_id, const std::string& delivery_id,
                       const std::string& channel = "pigeon") {
