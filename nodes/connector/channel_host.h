@@ -45,7 +45,9 @@ struct ChannelHostOptions {
   std::size_t inbound_batches_max = 64;     // webhook requests waiting to be stored; beyond: 503
   std::uint32_t ref_lookup_attempts = 10;   // a status event's ref may still be being written
   std::uint32_t ref_lookup_interval_ms = 200;
-  std::uint32_t storage_timeout_ms = 2000;  // wait for one storage answer
+  // A worker waits this long for the records of an accepted send; inbound storage steps are
+  // bounded by the RouterClient's own request timeout.
+  std::uint32_t storage_timeout_ms = 2000;
 };
 
 class ChannelHost {

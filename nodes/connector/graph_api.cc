@@ -157,4 +157,26 @@ WebhookResponse graph_event_received() {
   return answer(200, "EVENT_RECEIVED");
 }
 
+GraphApiAdapter::GraphApiAdapter(GraphApiConfig config,
+                                 std::shared_ptr<ProviderTransport> transport,
+                                 std::string webhook_object)
+    : graph_(std::move(config), std::move(transport)), webhook_object_(std::move(webhook_object)) {}
+
+SendResult GraphApiAdapter::send_message(const OutboundMessage& message) {
+  return send(message, text_message(message));
+}
+
+SendResult GraphApiAdapter::send_file(const OutboundMessage& message) {
+  return send(message, file_message(message));
+}
+
+WebhookResponse GraphApiAdapter::on_webhook(const WebhookRequest& request,
+                                            std::vector<InboundEvent>& events) {
+  nlohmann::json payload;
+  if (auto answered = graph_.screen_webhook(request, payload)) return *answered;
+  if (json_string(payload, "object") != webhook_object_) return graph_event_received();
+  for (const nlohmann::json& entry : json_member(payload, "entry")) read_entry(entry, events);
+  return graph_event_received();
+}
+
 }  // namespace chat4all::connector

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "nodes/connector/channel_adapter.h"
 #include "nodes/connector/provider_http.h"
@@ -87,5 +88,40 @@ class GraphApiClient {
 
 // The answer Meta expects once a webhook's events are taken.
 WebhookResponse graph_event_received();
+
+// What the two Graph products' adapters share beyond the client: nothing to connect (the
+// settings are checked by the constructor; a bad access token shows as a rejected first send,
+// HTTP 401 with Graph code 190, whose error names it), a text or a file sent through one
+// product-shaped send(), and webhooks screened by the client, kept only when they are about the
+// product's "object", and read entry by entry. A product adapter says only what differs.
+//
+// Thread-safety: immutable after construction; every method may be called from any thread.
+class GraphApiAdapter : public ChannelAdapter {
+ public:
+  void connect() override {}
+  SendResult send_message(const OutboundMessage& message) override;
+  SendResult send_file(const OutboundMessage& message) override;
+  WebhookResponse on_webhook(const WebhookRequest& request,
+                             std::vector<InboundEvent>& events) override;
+
+ protected:
+  // `webhook_object`: the "object" of the product's webhooks ("whatsapp_business_account",
+  // "instagram"); webhooks of other objects (another product on the same app) carry nothing.
+  GraphApiAdapter(GraphApiConfig config, std::shared_ptr<ProviderTransport> transport,
+                  std::string webhook_object);
+
+  // The product's message body of a text, of a file.
+  virtual nlohmann::json text_message(const OutboundMessage& message) const = 0;
+  virtual nlohmann::json file_message(const OutboundMessage& message) const = 0;
+  // Sends `message_body` (as made above) to `message`'s recipient.
+  virtual SendResult send(const OutboundMessage& message, nlohmann::json message_body) const = 0;
+  // Appends the events of one "entry" of a verified webhook.
+  virtual void read_entry(const nlohmann::json& entry, std::vector<InboundEvent>& events) const = 0;
+
+  const GraphApiClient graph_;
+
+ private:
+  const std::string webhook_object_;
+};
 
 }  // namespace chat4all::connector

@@ -61,37 +61,30 @@ InstagramAdapter::InstagramAdapter(const ChannelSpec& channel)
 
 InstagramAdapter::InstagramAdapter(const ChannelSpec& channel,
                                    std::shared_ptr<ProviderTransport> transport)
-    : ig_user_id_(setting_or(channel, "ig_user_id", "me")),
-      graph_(read_graph_api_config(channel, "instagram"), std::move(transport)) {
+    : GraphApiAdapter(read_graph_api_config(channel, "instagram"), std::move(transport),
+                      "instagram"),
+      ig_user_id_(setting_or(channel, "ig_user_id", "me")) {
   if (ig_user_id_.empty())
     throw AdapterConfigError("channel '" + channel.name + "': settings.ig_user_id is empty");
 }
 
-SendResult InstagramAdapter::send(const OutboundMessage& message, json message_body) {
+SendResult InstagramAdapter::send(const OutboundMessage& message, json message_body) const {
   const json body{{"recipient", {{"id", message.address}}}, {"message", std::move(message_body)}};
   return graph_.send(ig_user_id_, body,
                      [](const json& answer) { return json_string(answer, "message_id"); });
 }
 
-SendResult InstagramAdapter::send_message(const OutboundMessage& message) {
-  return send(message, json{{"text", message.text}});
+json InstagramAdapter::text_message(const OutboundMessage& message) const {
+  return json{{"text", message.text}};
 }
 
-SendResult InstagramAdapter::send_file(const OutboundMessage& message) {
-  return send(
-      message,
-      json{{"attachment",
-            {{"type", "file"}, {"payload", {{"url", graph_.file_link(message.file_id)}}}}}});
+json InstagramAdapter::file_message(const OutboundMessage& message) const {
+  return json{{"attachment",
+               {{"type", "file"}, {"payload", {{"url", graph_.file_link(message.file_id)}}}}}};
 }
 
-WebhookResponse InstagramAdapter::on_webhook(const WebhookRequest& request,
-                                             std::vector<InboundEvent>& events) {
-  json payload;
-  if (auto answered = graph_.screen_webhook(request, payload)) return *answered;
-  if (json_string(payload, "object") != "instagram") return graph_event_received();
-  for (const json& entry : json_member(payload, "entry"))
-    for (const json& item : json_member(entry, "messaging")) add_item(item, events);
-  return graph_event_received();
+void InstagramAdapter::read_entry(const json& entry, std::vector<InboundEvent>& events) const {
+  for (const json& item : json_member(entry, "messaging")) add_item(item, events);
 }
 
 CHAT4ALL_REGISTER_ADAPTER("instagram", InstagramAdapter)

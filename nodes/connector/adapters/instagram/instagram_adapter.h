@@ -13,6 +13,8 @@
 // first attachment's URL as its file id). Our own messages echoed back ("is_echo":true) are
 // skipped. The address is always the other user: sender.id.
 //
+// The parts it shares with WhatsApp (connect, webhook screening) are GraphApiAdapter's.
+//
 // Settings: ig_user_id (default "me": the account the token belongs to) and the Graph settings
 // of graph_api.h (access_token, app_secret required; base_url, api_version, verify_token,
 // document_link_prefix optional).
@@ -30,25 +32,19 @@
 
 namespace chat4all::connector {
 
-class InstagramAdapter final : public ChannelAdapter {
+class InstagramAdapter final : public GraphApiAdapter {
  public:
   // Calls the platform through libcurl (the registered adapter).
   explicit InstagramAdapter(const ChannelSpec& channel);
   InstagramAdapter(const ChannelSpec& channel, std::shared_ptr<ProviderTransport> transport);
 
-  // The settings are checked by the constructor. Nothing is sent: a bad access token shows as a
-  // rejected first send (HTTP 401, Graph code 190) whose error names it.
-  void connect() override {}
-  SendResult send_message(const OutboundMessage& message) override;
-  SendResult send_file(const OutboundMessage& message) override;
-  WebhookResponse on_webhook(const WebhookRequest& request,
-                             std::vector<InboundEvent>& events) override;
-
  private:
-  SendResult send(const OutboundMessage& message, nlohmann::json message_body);
+  nlohmann::json text_message(const OutboundMessage& message) const override;
+  nlohmann::json file_message(const OutboundMessage& message) const override;
+  SendResult send(const OutboundMessage& message, nlohmann::json message_body) const override;
+  void read_entry(const nlohmann::json& entry, std::vector<InboundEvent>& events) const override;
 
   const std::string ig_user_id_;
-  const GraphApiClient graph_;
 };
 
 }  // namespace chat4all::connector

@@ -70,10 +70,11 @@ WhatsAppAdapter::WhatsAppAdapter(const ChannelSpec& channel)
 
 WhatsAppAdapter::WhatsAppAdapter(const ChannelSpec& channel,
                                  std::shared_ptr<ProviderTransport> transport)
-    : phone_number_id_(setting(channel, "phone_number_id")),
-      graph_(read_graph_api_config(channel, "whatsapp"), std::move(transport)) {}
+    : GraphApiAdapter(read_graph_api_config(channel, "whatsapp"), std::move(transport),
+                      "whatsapp_business_account"),
+      phone_number_id_(setting(channel, "phone_number_id")) {}
 
-SendResult WhatsAppAdapter::send(const OutboundMessage& message, json body) {
+SendResult WhatsAppAdapter::send(const OutboundMessage& message, json body) const {
   body["messaging_product"] = "whatsapp";
   body["recipient_type"] = "individual";
   body["to"] = message.address;
@@ -84,31 +85,23 @@ SendResult WhatsAppAdapter::send(const OutboundMessage& message, json body) {
   });
 }
 
-SendResult WhatsAppAdapter::send_message(const OutboundMessage& message) {
-  return send(message, json{{"type", "text"}, {"text", {{"body", message.text}}}});
+json WhatsAppAdapter::text_message(const OutboundMessage& message) const {
+  return json{{"type", "text"}, {"text", {{"body", message.text}}}};
 }
 
-SendResult WhatsAppAdapter::send_file(const OutboundMessage& message) {
+json WhatsAppAdapter::file_message(const OutboundMessage& message) const {
   json document{{"link", graph_.file_link(message.file_id)}};
   if (!message.text.empty()) document["caption"] = message.text;
-  return send(message, json{{"type", "document"}, {"document", std::move(document)}});
+  return json{{"type", "document"}, {"document", std::move(document)}};
 }
 
-WebhookResponse WhatsAppAdapter::on_webhook(const WebhookRequest& request,
-                                            std::vector<InboundEvent>& events) {
-  json payload;
-  if (auto answered = graph_.screen_webhook(request, payload)) return *answered;
-  // Other objects (a webhook of another product on the same app) carry nothing for us.
-  if (json_string(payload, "object") != "whatsapp_business_account") return graph_event_received();
-  for (const json& entry : json_member(payload, "entry")) {
-    for (const json& change : json_member(entry, "changes")) {
-      if (json_string(change, "field") != "messages") continue;
-      const json& value = json_member(change, "value");
-      for (const json& status : json_member(value, "statuses")) add_status(status, events);
-      for (const json& message : json_member(value, "messages")) add_message(message, events);
-    }
+void WhatsAppAdapter::read_entry(const json& entry, std::vector<InboundEvent>& events) const {
+  for (const json& change : json_member(entry, "changes")) {
+    if (json_string(change, "field") != "messages") continue;
+    const json& value = json_member(change, "value");
+    for (const json& status : json_member(value, "statuses")) add_status(status, events);
+    for (const json& message : json_member(value, "messages")) add_message(message, events);
   }
-  return graph_event_received();
 }
 
 CHAT4ALL_REGISTER_ADAPTER("whatsapp", WhatsAppAdapter)

@@ -13,6 +13,8 @@
 // becomes the file id and caption the text), become inbound messages with the message they
 // reply to (context.id). Other message types (reactions, locations, ...) are not carried.
 //
+// The parts it shares with Instagram (connect, webhook screening) are GraphApiAdapter's.
+//
 // Settings: phone_number_id (required) and the Graph settings of graph_api.h (access_token,
 // app_secret required; base_url, api_version, verify_token, document_link_prefix optional).
 //
@@ -29,25 +31,19 @@
 
 namespace chat4all::connector {
 
-class WhatsAppAdapter final : public ChannelAdapter {
+class WhatsAppAdapter final : public GraphApiAdapter {
  public:
   // Calls the platform through libcurl (the registered adapter).
   explicit WhatsAppAdapter(const ChannelSpec& channel);
   WhatsAppAdapter(const ChannelSpec& channel, std::shared_ptr<ProviderTransport> transport);
 
-  // The settings are checked by the constructor. Nothing is sent: a bad access token shows as a
-  // rejected first send (HTTP 401, Graph code 190) whose error names it.
-  void connect() override {}
-  SendResult send_message(const OutboundMessage& message) override;
-  SendResult send_file(const OutboundMessage& message) override;
-  WebhookResponse on_webhook(const WebhookRequest& request,
-                             std::vector<InboundEvent>& events) override;
-
  private:
-  SendResult send(const OutboundMessage& message, nlohmann::json body);
+  nlohmann::json text_message(const OutboundMessage& message) const override;
+  nlohmann::json file_message(const OutboundMessage& message) const override;
+  SendResult send(const OutboundMessage& message, nlohmann::json body) const override;
+  void read_entry(const nlohmann::json& entry, std::vector<InboundEvent>& events) const override;
 
   const std::string phone_number_id_;
-  const GraphApiClient graph_;
 };
 
 }  // namespace chat4all::connector
