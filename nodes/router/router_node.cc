@@ -5,18 +5,15 @@
 #include <cstring>
 #include <map>
 #include <optional>
-#include <queue>
 #include <random>
 #include <unordered_map>
 
 #include "common/codec.h"
 #include "common/curve.h"
-#include "common/deadline_queue.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
 #include "common/transport.h"
 #include "nodes/router/channel_routing.h"
-#include "nodes/router/leader_cache.h"
 #include "nodes/router/locator_indexing.h"
 
 namespace chat4all::router {
@@ -25,29 +22,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-struct Pending {
+// What the shell keeps of a forwarded request; its failover state is the core's.
+struct Held {
   zmq::message_t frontend;  // identity frame of the requesting frontend
   std::string frame;        // the request, kept for a retry at another node
   wire::Header header;
-  PartitionId partition = 0;
-  int attempts = 0;        // sends tried, refused ones included
-  bool forwarded = false;  // some attempt left this router
-  // The node holding the current attempt; only its answer counts. Empty while
-  // the request waits out a backoff.
-  std::string awaiting;
-  std::string retry_node;  // where the attempt after the backoff goes
-  std::chrono::milliseconds backoff = kRetryBackoffFirst;
-  std::string last_failure;  // why the latest attempt failed, for the final answer
-  Clock::time_point attempt_started;
-  std::string silent_node;  // held an attempt of this request without answering
 };
-
-// Requests waiting out a backoff, earliest first. Their delays differ (unlike
-// the deadlines), so a heap rather than a DeadlineQueue; an entry whose
-// request has ended meanwhile is skipped when it comes due.
-using RetryQueue =
-    std::priority_queue<std::pair<Clock::time_point, std::uint64_t>,
-                        std::vector<std::pair<Clock::time_point, std::uint64_t>>, std::greater<>>;
 
 struct RouterMetrics {
   Counter& forwarded = metrics().counter("chat4all_router_forwarded_total", "Requests forwarded");
@@ -129,16 +109,13 @@ void RouterNode::run(const std::atomic<bool>& stop) {
     channel_routing->start();
   }
 
-  using PendingTable = std::unordered_map<std::uint64_t, Pending>;
-  PendingTable pending;
-  DeadlineQueue deadlines;
-  DeadlineQueue attempt_deadlines;
-  RetryQueue retries;
-  LeaderCache leaders(ring_);
-  std::minstd_rand jitter(std::random_device{}());
+  std::unordered_map<std::uint64_t, Held> pending;  // the same tokens as `failover`
+  std::vector<std::string> storage_names;
+  for (const auto& [name, socket] : storage_sockets) storage_names.push_back(name);
+  RequestFailover failover(ring_, std::move(storage_names),
+                           std::chrono::milliseconds(topology_.limits.router_timeout_ms),
+                           std::random_device{}());
   std::uint64_t next_token = 1;
-  const auto timeout = std::chrono::milliseconds(topology_.limits.router_timeout_ms);
-  const auto attempt_timeout = std::max(kAttemptTimeoutMin, timeout / 4);
 
   auto answer_error = [&](const zmq::message_t& frontend, const wire::Header& request,
                           wire::Status status, const std::string& detail,
@@ -150,126 +127,66 @@ void RouterNode::run(const std::atomic<bool>& stop) {
                     codec::encode(header, wire::ErrorReply{status, detail, "", partition, 0})});
   };
 
-  // A changed epoch means an election happened; a change within one epoch is
-  // this router correcting its own guess (after an unreachable node), which
-  // can repeat per request while a node is down, so it stays at debug.
-  auto leader_changed = [&](PartitionId partition, std::uint64_t previous_epoch,
-                            const char* reason) {
-    stats.leader_changes.add();
-    const auto& entry = leaders.leader(partition);
-    const nlohmann::json fields = {{"partition", partition},
-                                   {"leader", entry.node},
-                                   {"epoch", entry.epoch},
-                                   {"reason", reason}};
-    if (entry.epoch != previous_epoch)
-      log_.info("leader_changed", fields);
-    else
-      log_.debug("leader_changed", fields);
-  };
-
-  auto give_up = [&](PendingTable::iterator it) {
-    Pending& request = it->second;
-    stats.unavailable.add();
-    answer_error(request.frontend, request.header, wire::Status::kUnavailable,
-                 "partition " + std::to_string(request.partition) +
-                     " has no reachable leader after " + std::to_string(request.attempts) +
-                     " attempts (last: " + request.last_failure + ")",
-                 request.partition);
-    pending.erase(it);
-  };
-
-  // The attempt that just failed is over; the next one goes to `node` after
-  // the request's backoff, unless the attempts are used up.
-  auto retry_later = [&](PendingTable::iterator it, std::string node, std::string why) {
-    Pending& request = it->second;
-    request.awaiting.clear();
-    request.last_failure = std::move(why);
-    if (request.attempts >= kAttemptsMax) return give_up(it);
-    request.retry_node = std::move(node);
-    // Jitter over the upper half keeps the bound while requests that failed
-    // together (a node went away) do not all come back in the same instant.
-    const auto half = request.backoff / 2;
-    const auto delay = half + std::chrono::milliseconds(static_cast<std::int64_t>(
-                                  jitter() % static_cast<std::uint64_t>(half.count() + 1)));
-    request.backoff = std::min(request.backoff * 2, kRetryBackoffMax);
-    retries.emplace(Clock::now() + delay, it->first);
-  };
-
-  // Sends the request to `node` (by value: it may name the cache entry that
-  // this call moves).
-  auto attempt = [&](PendingTable::iterator it, std::string node) {
-    Pending& request = it->second;
-    if (request.attempts >= kAttemptsMax) return give_up(it);
-    if (request.attempts++ > 0) stats.retries.add();
-    auto socket = storage_sockets.find(node);
-    if (socket != storage_sockets.end() &&
-        transport::send_multipart(socket->second, {token_bytes(it->first), request.frame})) {
-      request.awaiting = std::move(node);
-      request.attempt_started = Clock::now();
-      attempt_deadlines.push(request.attempt_started + attempt_timeout, it->first);
-      if (!request.forwarded) stats.forwarded.add();
-      request.forwarded = true;
-      return;
+  // Carries out what the core decided, and what that leads to (a send the socket refuses is
+  // reported back and decided on again).
+  RequestFailover::Actions actions;
+  auto act = [&] {
+    for (std::size_t i = 0; i < actions.size(); ++i) {
+      const FailoverAction action = actions[i];  // a copy: sent() may grow the list
+      switch (action.kind) {
+        case FailoverAction::Kind::kSend: {
+          if (action.retry) stats.retries.add();
+          auto held = pending.find(action.token);
+          auto socket = storage_sockets.find(action.node);
+          const bool taken = held != pending.end() && socket != storage_sockets.end() &&
+                             transport::send_multipart(
+                                 socket->second, {token_bytes(action.token), held->second.frame});
+          failover.sent(action.token, action.node, taken, Clock::now(), actions);
+          break;
+        }
+        case FailoverAction::Kind::kForwarded:
+          stats.forwarded.add();
+          break;
+        case FailoverAction::Kind::kGiveUp:
+        case FailoverAction::Kind::kTimeout: {
+          auto held = pending.find(action.token);
+          if (held == pending.end()) break;
+          if (action.kind == FailoverAction::Kind::kGiveUp) {
+            stats.unavailable.add();
+            answer_error(held->second.frontend, held->second.header, wire::Status::kUnavailable,
+                         action.detail, action.partition);
+          } else {
+            stats.timeouts.add();
+            answer_error(held->second.frontend, held->second.header, wire::Status::kTimeout,
+                         "storage did not answer within " +
+                             std::to_string(topology_.limits.router_timeout_ms) + " ms");
+          }
+          pending.erase(held);
+          break;
+        }
+        case FailoverAction::Kind::kLeaderChanged: {
+          // A changed epoch means an election happened; a change within one epoch is this
+          // router correcting its own guess (after an unreachable node), which can repeat per
+          // request while a node is down, so it stays at debug.
+          stats.leader_changes.add();
+          const nlohmann::json fields = {{"partition", action.partition},
+                                         {"leader", action.node},
+                                         {"epoch", action.epoch},
+                                         {"reason", action.reason}};
+          if (action.epoch != action.previous_epoch)
+            log_.info("leader_changed", fields);
+          else
+            log_.debug("leader_changed", fields);
+          break;
+        }
+      }
     }
-    // Later requests of the partition should not all try the dead node first.
-    const std::uint64_t epoch = leaders.leader(request.partition).epoch;
-    if (leaders.avoid(request.partition, node))
-      leader_changed(request.partition, epoch, "unreachable");
-    retry_later(it, leaders.replica_after(request.partition, node),
-                "storage node " + node + " is unreachable");
-  };
-
-  // Acts on an ErrorReply from storage node `from` that may mean "ask another
-  // node"; false when it is an answer to pass on.
-  auto follow_error = [&](PendingTable::iterator it, const std::string& from,
-                          const wire::ErrorReply& error) {
-    const PartitionId partition = it->second.partition;
-    if (error.status == wire::Status::kUnavailable) {
-      retry_later(it, leaders.replica_after(partition, from), from + " answered unavailable");
-      return true;
-    }
-    if (error.status != wire::Status::kNotOwner) return false;
-    // A hint naming the sender itself or a node outside the topology teaches
-    // nothing usable; treat it as no hint.
-    const std::string& hint = error.owner_hint;
-    if (hint.empty() || hint == from || hint == it->second.silent_node ||
-        !storage_sockets.count(hint)) {
-      retry_later(it, leaders.replica_after(partition, from),
-                  from + " is not the leader and named none");
-      return true;
-    }
-    const std::uint64_t previous_epoch = leaders.leader(partition).epoch;
-    switch (leaders.learn(partition, hint, error.epoch)) {
-      case LeaderCache::Learned::kChanged:
-        leader_changed(partition, previous_epoch, "hint");
-        [[fallthrough]];
-      case LeaderCache::Learned::kUnchanged:
-        it->second.last_failure = from + " named " + hint + " as the leader";
-        attempt(it, hint);
-        return true;
-      case LeaderCache::Learned::kStale:
-        break;
-    }
-    // The sender is behind: what the cache knows is newer than its hint.
-    const std::string& cached = leaders.leader(partition).node;
-    retry_later(it, cached != from ? cached : leaders.replica_after(partition, from),
-                from + " named " + hint + " for the older epoch " + std::to_string(error.epoch));
-    return true;
-  };
-
-  auto wait_time = [&](Clock::time_point now) {
-    auto wait = std::min(deadlines.wait_time(now, std::chrono::milliseconds(100)),
-                         attempt_deadlines.wait_time(now, std::chrono::milliseconds(100)));
-    if (!retries.empty())
-      wait = std::min(wait, std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                           retries.top().first - now) +
-                                           std::chrono::milliseconds(1),
-                                       std::chrono::milliseconds(0), wait));
-    return wait;
+    actions.clear();
   };
 
   while (!stop.load(std::memory_order_relaxed)) {
-    transport::poll(items.data(), items.size(), wait_time(Clock::now()));
+    transport::poll(items.data(), items.size(),
+                    failover.wait_time(Clock::now(), std::chrono::milliseconds(100)));
 
     if (items[0].revents & ZMQ_POLLIN) {
       for (int drained = 0; drained < 4096; ++drained) {
@@ -303,15 +220,10 @@ void RouterNode::run(const std::atomic<bool>& stop) {
           continue;
         }
         const std::uint64_t token = next_token++;
-        Pending request;
-        request.frontend = std::move(frames[0]);
-        request.frame = std::string(transport::view(frames[1]));
-        request.header = header;
-        request.partition = ring_.partition_of(conversation_id);
-        const PartitionId partition = request.partition;
-        auto it = pending.emplace(token, std::move(request)).first;
-        deadlines.push(Clock::now() + timeout, token);
-        attempt(it, leaders.leader(partition).node);
+        pending.emplace(
+            token, Held{std::move(frames[0]), std::string(transport::view(frames[1])), header});
+        failover.start(token, ring_.partition_of(conversation_id), Clock::now(), actions);
+        act();
       }
     }
 
@@ -327,64 +239,31 @@ void RouterNode::run(const std::atomic<bool>& stop) {
         }
         std::uint64_t token;
         std::memcpy(&token, frames[0].data(), sizeof token);
-        auto it = pending.find(token);
         // Only the node holding the current attempt may end it: anything else
         // answers an attempt already given up, and forwarding it could answer
         // the frontend twice.
-        if (it == pending.end() || it->second.awaiting != from) {
+        if (!failover.awaits(token, from)) {
           stats.late_replies.add();
           continue;
         }
         const std::string_view reply = transport::view(frames[1]);
-        if (may_be_error_reply(reply)) {
-          auto error = codec::decode_as<wire::ErrorReply>(reply, wire::MessageType::kErrorReply);
-          if (error && follow_error(it, from, *error)) continue;
+        std::optional<wire::ErrorReply> error;
+        if (may_be_error_reply(reply))
+          error = codec::decode_as<wire::ErrorReply>(reply, wire::MessageType::kErrorReply);
+        if (!failover.on_reply(token, from, error ? &*error : nullptr, Clock::now(), actions)) {
+          act();
+          continue;
         }
-        transport::send_multipart(frontends, {transport::view(it->second.frontend), reply});
-        pending.erase(it);
+        auto held = pending.find(token);
+        if (held != pending.end()) {
+          transport::send_multipart(frontends, {transport::view(held->second.frontend), reply});
+          pending.erase(held);
+        }
       }
     }
 
-    // Deadlines before retries: a request whose deadline and retry fall due
-    // together has run out of time, and is answered kTimeout as before.
-    deadlines.expire(Clock::now(), [&](std::uint64_t token) {
-      auto it = pending.find(token);
-      if (it == pending.end()) return;  // answered already
-      stats.timeouts.add();
-      answer_error(it->second.frontend, it->second.header, wire::Status::kTimeout,
-                   "storage did not answer within " +
-                       std::to_string(topology_.limits.router_timeout_ms) + " ms");
-      pending.erase(it);
-    });
-    attempt_deadlines.expire(Clock::now(), [&](std::uint64_t token) {
-      auto it = pending.find(token);
-      // Skip entries of requests answered meanwhile, of attempts already over
-      // and of later attempts (they have their own entry).
-      if (it == pending.end() || it->second.awaiting.empty() ||
-          Clock::now() - it->second.attempt_started < attempt_timeout)
-        return;
-      Pending& request = it->second;
-      const std::string silent = request.awaiting;
-      request.silent_node = silent;
-      const std::uint64_t epoch = leaders.leader(request.partition).epoch;
-      if (leaders.avoid(request.partition, silent))
-        leader_changed(request.partition, epoch, "silent");
-      retry_later(it, leaders.replica_after(request.partition, silent),
-                  "storage node " + silent + " did not answer within " +
-                      std::to_string(attempt_timeout.count()) + " ms");
-    });
-    const auto now = Clock::now();
-    while (!retries.empty() && retries.top().first <= now) {
-      const std::uint64_t token = retries.top().second;
-      retries.pop();
-      auto it = pending.find(token);
-      if (it == pending.end() || !it->second.awaiting.empty()) continue;
-      attempt(it, it->second.retry_node);
-    }
-    deadlines.compact(pending.size(),
-                      [&](std::uint64_t token) { return pending.count(token) > 0; });
-    attempt_deadlines.compact(pending.size(),
-                              [&](std::uint64_t token) { return pending.count(token) > 0; });
+    failover.expire(Clock::now(), actions);
+    act();
     stats.pending.set(static_cast<std::int64_t>(pending.size()));
   }
   log_.info("stopped");

@@ -5,15 +5,13 @@
 // balance across routers); one DEALER per storage node carries
 // [correlation token][frame] so replies are matched without decoding them.
 //
-// Leaders move (schema/README.md, "Leaders and how routers find them"), so
-// the router keeps a partition -> (leader, epoch) cache (LeaderCache) and
-// sends to the cached leader. A "not the leader, try X" answer of a current
-// epoch corrects the cache and is followed at once; a node that is not
-// connected, or that answers "unavailable", sends the request on to the next
-// replica after a backoff. Every forwarded request waits in a bounded pending
+// Leaders move (schema/README.md, "Leaders and how routers find them"): where
+// each attempt goes, when a failed one is tried again and when the frontend
+// is told kTimeout or kUnavailable is decided by RequestFailover
+// (request_failover.h), a pure core this node feeds with replies, send
+// outcomes and the time. Every forwarded request waits in a bounded pending
 // table with one deadline (limits.router_timeout_ms) that covers all its
-// attempts: at the deadline the frontend gets kTimeout; when kAttemptsMax
-// attempts failed first, it gets kUnavailable.
+// attempts.
 //
 // Beside forwarding, every router writes the message locator of its share of
 // the partitions behind the committed log (LocatorIndexing), and, when the
@@ -29,29 +27,9 @@
 #include "common/json_log.h"
 #include "common/ring.h"
 #include "common/topology.h"
+#include "nodes/router/request_failover.h"
 
 namespace chat4all::router {
-
-// Sends of one request (the first and every retry, refused sends included)
-// before the frontend is told the partition has no reachable leader. Eight
-// lets a request try each of three replicas twice and still follow two leader
-// hints during an election, while the backoffs in between (at most
-// 20+40+80+160+200+200+200 = 900 ms) end well inside the default
-// router_timeout_ms of 1500, so a partition without a leader gets a prompt
-// 503 with Retry-After instead of a 504 whose outcome the client cannot know.
-inline constexpr int kAttemptsMax = 8;
-
-// Pause before a retry that no hint points at: long enough for an election
-// to make progress, short next to the request deadline. Doubles per retry of
-// the same request up to the maximum.
-inline constexpr std::chrono::milliseconds kRetryBackoffFirst{20};
-inline constexpr std::chrono::milliseconds kRetryBackoffMax{200};
-
-// A node that holds an attempt this long without answering is treated as
-// gone for that request (a paused or cut-off leader keeps its connection but
-// never answers): the request moves to the next replica, and the node's hint
-// is not followed back to it. A quarter of router_timeout_ms, at least this.
-inline constexpr std::chrono::milliseconds kAttemptTimeoutMin{100};
 
 class RouterNode {
  public:
