@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/command_line.h"
 #include "bench/http_client.h"
 #include "common/ring.h"
 #include "common/topology.h"
@@ -49,39 +50,6 @@ namespace http = boost::beast::http;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using std::chrono::milliseconds;
-
-constexpr const char* kUsage = R"(usage: chat4all-failover-probe [options]
-
-Writes continuously to many conversations, SIGKILLs --kill-pid after --kill-after-s seconds,
-and reports for each conversation the time from the kill until the first write sent after the
-kill was acknowledged (202). Then reads back every acknowledged message.
-
-  --url URL            frontend base URL (default http://127.0.0.1:8080)
-  --tenant ID          tenant to work in (default dev)
-  --client-id ID       that tenant's admin client, which creates the users (default dev-admin)
-  --client-secret S    its secret (default chat4all-dev)
-  --user ID            user to write as, created if missing (default alice)
-  --peer ID            the other member of every conversation, created if missing (default bob)
-  --password PASSWORD  both users' password (default chat4all-dev)
-  --topology FILE      create group conversations until every partition of FILE's ring has
-                       --per-partition of them (else --conversations N of them)
-  --per-partition K    with --topology (default 2)
-  --conversations N    without --topology (default 256)
-  --interval-ms MS     one write per conversation every MS ms while nothing fails (default 100)
-  --timeout-ms MS      client timeout of one attempt (default 1000)
-  --kill-pid PID       the process to SIGKILL; without it nothing is killed and the "kill" is
-                       only the instant the gaps are measured from (a baseline)
-  --kill-after-s S     seconds of writing before the kill (default 3)
-  --max-wait-s S       after the kill, give up on conversations not acknowledged by then
-                       (default 30)
-  --affected-ms MS     a conversation whose gap is above MS is "affected" (default 100)
-  --read-budget-s S    per conversation, retry failing history reads this long (default 30)
-  --json               print the result as one JSON object on stdout
-  --help               this text
-
-Exit status: 0 when every conversation recovered and every acknowledged message was read back
-at its acknowledged seq, 1 otherwise, 2 for bad options, a failed login or a missing PID.
-)";
 
 struct Options {
   std::string url = "http://127.0.0.1:8080";
@@ -104,60 +72,67 @@ struct Options {
   bool json = false;
 };
 
-std::optional<std::string> parse_options(int argc, char** argv, Options& options, bool& help) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      help = true;
-      return std::nullopt;
-    }
-    if (arg == "--json") {
-      options.json = true;
-      continue;
-    }
-    if (i + 1 >= argc) return std::string(arg) + " needs a value (or unknown option)";
-    const std::string_view value = argv[++i];
-    bool ok = true;
-    if (arg == "--url") {
-      options.url = value;
-    } else if (arg == "--tenant") {
-      options.tenant = value;
-    } else if (arg == "--client-id") {
-      options.client_id = value;
-    } else if (arg == "--client-secret") {
-      options.client_secret = value;
-    } else if (arg == "--user") {
-      options.user = value;
-    } else if (arg == "--peer") {
-      options.peer = value;
-    } else if (arg == "--password") {
-      options.password = value;
-    } else if (arg == "--topology") {
-      options.topology = value;
-    } else if (arg == "--per-partition") {
-      ok = parse_number<std::uint32_t>(value, 1, 64, options.per_partition);
-    } else if (arg == "--conversations") {
-      ok = parse_number<std::uint32_t>(value, 1, 4096, options.conversations);
-    } else if (arg == "--interval-ms") {
-      ok = parse_number<std::uint32_t>(value, 1, 60000, options.interval_ms);
-    } else if (arg == "--timeout-ms") {
-      ok = parse_number<std::uint32_t>(value, 10, 60000, options.timeout_ms);
-    } else if (arg == "--kill-pid") {
-      ok = parse_number<std::int64_t>(value, 2, 1 << 30, options.kill_pid);
-    } else if (arg == "--kill-after-s") {
-      ok = parse_number<double>(value, 0, 3600, options.kill_after_s);
-    } else if (arg == "--max-wait-s") {
-      ok = parse_number<double>(value, 0.1, 3600, options.max_wait_s);
-    } else if (arg == "--affected-ms") {
-      ok = parse_number<double>(value, 0, 1e6, options.affected_ms);
-    } else if (arg == "--read-budget-s") {
-      ok = parse_number<double>(value, 0, 3600, options.read_budget_s);
-    } else {
-      return "unknown option " + std::string(arg);
-    }
-    if (!ok) return "bad value for " + std::string(arg) + ": " + std::string(value);
-  }
-  return std::nullopt;
+// The options, with their help text, on `app`.
+void define_options(CLI::App& app, Options& options) {
+  // As before CLI11: an option given twice keeps its last value.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.description(
+      "Writes continuously to many conversations, SIGKILLs --kill-pid after --kill-after-s\n"
+      "seconds, and reports for each conversation the time from the kill until the first write\n"
+      "sent after the kill was acknowledged (202). Then reads back every acknowledged message.");
+  app.footer(
+      "Exit status: 0 when every conversation recovered and every acknowledged message was read\n"
+      "back at its acknowledged seq, 1 otherwise, 2 for bad options, a failed login or a missing\n"
+      "PID.");
+  app.add_option("--url", options.url, "frontend base URL")->capture_default_str();
+  app.add_option("--tenant", options.tenant, "tenant to work in")->capture_default_str();
+  app.add_option("--client-id", options.client_id,
+                 "that tenant's admin client, which creates the users")
+      ->capture_default_str();
+  app.add_option("--client-secret", options.client_secret, "its secret")->capture_default_str();
+  app.add_option("--user", options.user, "user to write as, created if missing")
+      ->capture_default_str();
+  app.add_option("--peer", options.peer,
+                 "the other member of every conversation, created if missing")
+      ->capture_default_str();
+  app.add_option("--password", options.password, "both users' password")->capture_default_str();
+  app.add_option("--topology", options.topology,
+                 "create group conversations until every partition of FILE's ring has "
+                 "--per-partition of them (else --conversations N of them)")
+      ->type_name("FILE");
+  app.add_option("--per-partition", options.per_partition, "with --topology")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app.add_option("--conversations", options.conversations, "without --topology")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app.add_option("--interval-ms", options.interval_ms,
+                 "one write per conversation every MS ms while nothing fails")
+      ->check(CLI::Range(1, 60000))
+      ->capture_default_str();
+  app.add_option("--timeout-ms", options.timeout_ms, "client timeout of one attempt")
+      ->check(CLI::Range(10, 60000))
+      ->capture_default_str();
+  app.add_option("--kill-pid", options.kill_pid,
+                 "the process to SIGKILL; without it nothing is killed and the \"kill\" is only "
+                 "the instant the gaps are measured from (a baseline)")
+      ->check(CLI::Range(std::int64_t{2}, std::int64_t{1} << 30));
+  app.add_option("--kill-after-s", options.kill_after_s, "seconds of writing before the kill")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  app.add_option("--max-wait-s", options.max_wait_s,
+                 "after the kill, give up on conversations not acknowledged by then")
+      ->check(CLI::Range(0.1, 3600.0))
+      ->capture_default_str();
+  app.add_option("--affected-ms", options.affected_ms,
+                 "a conversation whose gap is above MS is \"affected\"")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  app.add_option("--read-budget-s", options.read_budget_s,
+                 "per conversation, retry failing history reads this long")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  app.add_flag("--json", options.json, "print the result as one JSON object on stdout");
 }
 
 Clock::duration seconds(double s) {
@@ -424,15 +399,9 @@ std::vector<Probe> choose_conversations(const Options& options,
 
 int run(int argc, char** argv) {
   Options options;
-  bool help = false;
-  if (auto error = parse_options(argc, argv, options, help)) {
-    std::fprintf(stderr, "chat4all-failover-probe: %s\n\n%s", error->c_str(), kUsage);
-    return 2;
-  }
-  if (help) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
+  CLI::App app("", "chat4all-failover-probe");
+  define_options(app, options);
+  if (auto exit_status = bench::parse_command_line(app, argc, argv)) return *exit_status;
   // Checked up front: a victim that is already gone would make every figure meaningless.
   if (options.kill_pid && ::kill(static_cast<pid_t>(options.kill_pid), 0) != 0) {
     std::fprintf(stderr, "chat4all-failover-probe: no process %lld to kill: %s\n",

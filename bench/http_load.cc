@@ -46,7 +46,9 @@
 #include <tuple>
 #include <vector>
 
+#include "bench/command_line.h"
 #include "bench/http_client.h"
+#include "bench/http_load_options.h"
 
 namespace chat4all::bench {
 namespace {
@@ -75,147 +77,7 @@ constexpr std::string_view kMessageText =
     "sun. 01234";
 static_assert(kMessageText.size() == 100);
 
-constexpr const char* kUsage = R"(usage: chat4all-http-load [options]
-
-Sends POST /v1/messages to a Chat4All frontend and reports throughput and latency.
-
-  --url URL              frontend base URL, http://host:port or https://host:port (default
-                         http://127.0.0.1:8080)
-  --cacert FILE          with https: check the frontend's certificate against this CA (PEM);
-                         without it the certificate is not checked
-  --tenant ID            tenant to work in (default dev)
-  --client-id ID         that tenant's admin client, which creates the users (default dev-admin)
-  --client-secret S      its secret (default chat4all-dev)
-  --user ID              user that sends, created if missing (default alice)
-  --peer ID              the other member of every conversation, created if missing
-                         (default bob)
-  --password PASSWORD    both users' password (default chat4all-dev)
-  --connections N        keep-alive connections, one request in flight each (default 64)
-  --conversations N      group conversations of both users, created before the run and used
-                         round-robin (default 1000)
-  --duration-s S         measured seconds after the warmup (default 10)
-  --warmup-s S           seconds sent but left out of the statistics (default 1)
-  --messages N           stop after N requests in total, warmup included (default 0: no cap)
-  --rate R               target messages/s over all connections, open loop; latency counts
-                         from each message's due time (default 0: closed loop, as fast as
-                         answers come back)
-  --timeout-s S          an answer not back after S seconds counts as a timeout and the
-                         connection is reopened (default 5; the frontend itself answers 504
-                         after limits.request_timeout_ms)
-  --threads N            client I/O threads (default 1)
-  --ack-log FILE         behave like a careful client and record every message's outcome in
-                         FILE: a message answered 429/500/502/503/504, or lost with its connection,
-                         is sent again with the same message_id until it is acknowledged or its
-                         retry budget is spent (then its outcome is "unknown"); see
-                         tools/fault/README.md for the format
-  --retry-s S            with --ack-log: stop retrying a message S seconds after its first
-                         attempt (default 15)
-  --retry-attempts N     with --ack-log: attempts per message at most (default 40)
-  --help                 this text
-
-The run ends by itself after warmup + duration, plus at most --timeout-s to collect answers
-still in flight. The human summary goes to stderr; stdout gets one JSON line.
-)";
-
-// ---------------------------------------------------------------------------------------------
-// Options
-
-struct Options {
-  std::string url = "http://127.0.0.1:8080";
-  std::string tenant = kDevTenant;
-  std::string client_id = kDevAdminClient;
-  std::string client_secret = kDevSecret;
-  std::string user = "alice";
-  std::string peer = "bob";
-  std::string password = kDevSecret;
-  std::uint32_t connections = 64;
-  std::uint64_t conversations = 1000;
-  double duration_s = 10;
-  double warmup_s = 1;
-  std::uint64_t messages = 0;  // 0: no cap
-  double rate = 0;             // 0: closed loop
-  double timeout_s = 5;
-  std::uint32_t threads = 1;
-  std::string ack_log;  // empty: fire and forget, no retries
-  std::string cacert;   // https: the CA that signed the frontend's certificate
-  double retry_s = 15;
-  std::uint32_t retry_attempts = 40;
-};
-
-// Long flags only, as "--name value" or "--name=value". Returns an error message, or nothing.
-std::optional<std::string> parse_options(int argc, char** argv, Options& options, bool& help) {
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      help = true;
-      return std::nullopt;
-    }
-    if (arg.substr(0, 2) != "--") return "unexpected argument '" + std::string(arg) + "'";
-    arg.remove_prefix(2);
-    static constexpr std::string_view kKnown[] = {
-        "url",      "tenant",   "client-id",      "client-secret", "user",
-        "peer",     "password", "connections",    "conversations", "duration-s",
-        "warmup-s", "messages", "rate",           "timeout-s",     "threads",
-        "ack-log",  "retry-s",  "retry-attempts", "cacert"};
-    const std::string_view bare = arg.substr(0, arg.find('='));
-    const std::string flag = "--" + std::string(bare);
-    if (std::find(std::begin(kKnown), std::end(kKnown), bare) == std::end(kKnown))
-      return "unknown option " + flag;
-    const std::string_view name = bare;
-    std::string_view value;
-    if (bare.size() < arg.size()) {
-      value = arg.substr(bare.size() + 1);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      return flag + " needs a value";
-    }
-    bool ok = true;
-    if (name == "url") {
-      options.url = value;
-    } else if (name == "cacert") {
-      options.cacert = value;
-    } else if (name == "tenant") {
-      options.tenant = value;
-    } else if (name == "client-id") {
-      options.client_id = value;
-    } else if (name == "client-secret") {
-      options.client_secret = value;
-    } else if (name == "user") {
-      options.user = value;
-    } else if (name == "peer") {
-      options.peer = value;
-    } else if (name == "password") {
-      options.password = value;
-    } else if (name == "connections") {
-      ok = parse_number<std::uint32_t>(value, 1, 10000, options.connections);
-    } else if (name == "conversations") {
-      ok = parse_number<std::uint64_t>(value, 1, 1'000'000'000, options.conversations);
-    } else if (name == "duration-s") {
-      ok = parse_number<double>(value, 0.001, 86400, options.duration_s);
-    } else if (name == "warmup-s") {
-      ok = parse_number<double>(value, 0, 3600, options.warmup_s);
-    } else if (name == "messages") {
-      ok = parse_number<std::uint64_t>(value, 0, 1'000'000'000'000, options.messages);
-    } else if (name == "rate") {
-      ok = parse_number<double>(value, 0, 10'000'000, options.rate);
-      if (ok && options.rate > 0 && options.rate < 0.01) ok = false;
-    } else if (name == "timeout-s") {
-      ok = parse_number<double>(value, 0.01, 600, options.timeout_s);
-    } else if (name == "threads") {
-      ok = parse_number<std::uint32_t>(value, 1, 64, options.threads);
-    } else if (name == "ack-log") {
-      options.ack_log = value;
-      ok = !value.empty();
-    } else if (name == "retry-s") {
-      ok = parse_number<double>(value, 0, 3600, options.retry_s);
-    } else if (name == "retry-attempts") {
-      ok = parse_number<std::uint32_t>(value, 1, 1000000, options.retry_attempts);
-    }
-    if (!ok) return "bad value '" + std::string(value) + "' for " + flag;
-  }
-  return std::nullopt;
-}
+using Options = LoadOptions;
 
 // ---------------------------------------------------------------------------------------------
 // Latency histogram
@@ -944,15 +806,9 @@ double to_ms(std::uint64_t nanoseconds) {
 
 int run(int argc, char** argv) {
   Options options;
-  bool help = false;
-  if (auto error = parse_options(argc, argv, options, help)) {
-    std::fprintf(stderr, "chat4all-http-load: %s\n\n%s", error->c_str(), kUsage);
-    return 2;
-  }
-  if (help) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
+  CLI::App app("", "chat4all-http-load");
+  define_load_options(app, options);
+  if (auto exit_status = parse_command_line(app, argc, argv)) return *exit_status;
   std::string url_error;
   auto target = parse_url(options.url, url_error);
   if (!target) {

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "bench/command_line.h"
 #include "bench/http_client.h"
 #include "tools/fault/verify.h"
 
@@ -18,26 +19,6 @@ namespace chat4all::fault {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-constexpr const char* kUsage = R"(usage: chat4all-check --ack-log FILE [options]
-
-Reads back every conversation FILE (written by chat4all-http-load --ack-log) names and checks
-that nothing acknowledged was lost, duplicated or reordered.
-
-  --ack-log FILE         the load generator's outcome log (required)
-  --url URL              frontend base URL (default http://127.0.0.1:8080)
-  --tenant ID            the tenant of the conversations (default dev)
-  --user ID              user to read as, a member of them (default alice)
-  --password PASSWORD    that user's password (default chat4all-dev)
-  --page N               messages per history page (default 500)
-  --read-budget-s S      per conversation, keep retrying 503/504/connection failures this long
-                         before calling it unreadable (default 30)
-  --json                 print the counts as one JSON object instead of one line
-  --help                 this text
-
-Exit status: 0 when every check passed, 1 when one failed, 2 for bad options or an unreadable
-log or a failed login.
-)";
 
 struct Options {
   std::string ack_log;
@@ -50,61 +31,41 @@ struct Options {
   bool json = false;
 };
 
-std::optional<std::string> parse_options(int argc, char** argv, Options& options, bool& help) {
-  for (int i = 1; i < argc; ++i) {
-    const std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      help = true;
-      return std::nullopt;
-    }
-    if (arg == "--json") {
-      options.json = true;
-      continue;
-    }
-    const std::string_view name = arg.substr(0, arg.find('='));
-    std::string_view value;
-    if (name.size() < arg.size()) {
-      value = arg.substr(name.size() + 1);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      return std::string(name) + " needs a value";
-    }
-    bool ok = true;
-    if (name == "--ack-log") {
-      options.ack_log = value;
-    } else if (name == "--url") {
-      options.url = value;
-    } else if (name == "--tenant") {
-      options.tenant = value;
-    } else if (name == "--user") {
-      options.user = value;
-    } else if (name == "--password") {
-      options.password = value;
-    } else if (name == "--page") {
-      ok = bench::parse_number<std::uint32_t>(value, 1, 100000, options.page);
-    } else if (name == "--read-budget-s") {
-      ok = bench::parse_number<double>(value, 0, 3600, options.read_budget_s);
-    } else {
-      return "unknown option " + std::string(name);
-    }
-    if (!ok) return "bad value '" + std::string(value) + "' for " + std::string(name);
-  }
-  if (options.ack_log.empty()) return std::string("--ack-log is required");
-  return std::nullopt;
+// The options, with their help text, on `app`.
+void define_options(CLI::App& app, Options& options) {
+  // As before CLI11: an option given twice keeps its last value.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.description(
+      "Reads back every conversation FILE (written by chat4all-http-load --ack-log) names and\n"
+      "checks that nothing acknowledged was lost, duplicated or reordered.");
+  app.footer(
+      "Exit status: 0 when every check passed, 1 when one failed, 2 for bad options or an\n"
+      "unreadable log or a failed login.");
+  app.add_option("--ack-log", options.ack_log, "the load generator's outcome log")
+      ->required()
+      ->type_name("FILE");
+  app.add_option("--url", options.url, "frontend base URL")->capture_default_str();
+  app.add_option("--tenant", options.tenant, "the tenant of the conversations")
+      ->capture_default_str();
+  app.add_option("--user", options.user, "user to read as, a member of them")
+      ->capture_default_str();
+  app.add_option("--password", options.password, "that user's password")->capture_default_str();
+  app.add_option("--page", options.page, "messages per history page")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app.add_option("--read-budget-s", options.read_budget_s,
+                 "per conversation, keep retrying 503/504/connection failures this long before "
+                 "calling it unreadable")
+      ->check(CLI::Range(0.0, 3600.0))
+      ->capture_default_str();
+  app.add_flag("--json", options.json, "print the counts as one JSON object instead of one line");
 }
 
 int run(int argc, char** argv) {
   Options options;
-  bool help = false;
-  if (auto error = parse_options(argc, argv, options, help)) {
-    std::fprintf(stderr, "chat4all-check: %s\n\n%s", error->c_str(), kUsage);
-    return 2;
-  }
-  if (help) {
-    std::fputs(kUsage, stdout);
-    return 0;
-  }
+  CLI::App app("", "chat4all-check");
+  define_options(app, options);
+  if (auto exit_status = bench::parse_command_line(app, argc, argv)) return *exit_status;
   std::ifstream in(options.ack_log);
   if (!in) {
     std::fprintf(stderr, "chat4all-check: cannot read %s\n", options.ack_log.c_str());
