@@ -159,6 +159,34 @@ class Checker {
   std::string source_;
 };
 
+// One mapping of the file read key by key: each key is named once, where it is read, and
+// close() refuses every key that was not read (a misspelt one, or one this version does not know).
+class Section {
+ public:
+  Section(const Checker& check, const YAML::Node& map, std::string where)
+      : check_(check), map_(map), where_(std::move(where)) {
+    if (!map_.IsMap()) check_.fail(map_, where_ + " must be a mapping");
+  }
+
+  template <typename T>
+  void optional(const char* key, T& out) {
+    keys_.insert(key);
+    check_.optional_scalar(map_, key, where_, out);
+  }
+  // A key read otherwise (a path, a list): named here, so that close() accepts it.
+  YAML::Node other(const char* key) {
+    keys_.insert(key);
+    return map_[key];
+  }
+  void close() const { check_.only_keys(map_, where_, keys_); }
+
+ private:
+  const Checker& check_;
+  const YAML::Node& map_;
+  const std::string where_;
+  std::set<std::string> keys_;
+};
+
 NodeRole parse_role(const Checker& check, const YAML::Node& node) {
   const auto text = check.convert<std::string>(node, "role");
   if (text == "frontend") return NodeRole::kFrontend;
@@ -215,24 +243,21 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     check.fail(cluster["virtual_nodes"], "virtual_nodes must be between 1 and 4096");
 
   if (const YAML::Node limits = root["limits"]) {
-    check.only_keys(
-        limits, "limits",
-        {"request_timeout_ms", "router_timeout_ms", "text_bytes_max", "body_bytes_max",
-         "pending_requests_max", "history_page_max", "http_threads", "login_concurrency_max",
-         "login_queue_max", "token_requests_per_s", "token_burst", "members_max"});
+    Section limits_keys(check, limits, "limits");
     auto& l = topology.limits;
-    check.optional_scalar(limits, "request_timeout_ms", "limits", l.request_timeout_ms);
-    check.optional_scalar(limits, "router_timeout_ms", "limits", l.router_timeout_ms);
-    check.optional_scalar(limits, "text_bytes_max", "limits", l.text_bytes_max);
-    check.optional_scalar(limits, "body_bytes_max", "limits", l.body_bytes_max);
-    check.optional_scalar(limits, "pending_requests_max", "limits", l.pending_requests_max);
-    check.optional_scalar(limits, "history_page_max", "limits", l.history_page_max);
-    check.optional_scalar(limits, "http_threads", "limits", l.http_threads);
-    check.optional_scalar(limits, "login_concurrency_max", "limits", l.login_concurrency_max);
-    check.optional_scalar(limits, "login_queue_max", "limits", l.login_queue_max);
-    check.optional_scalar(limits, "token_requests_per_s", "limits", l.token_requests_per_s);
-    check.optional_scalar(limits, "token_burst", "limits", l.token_burst);
-    check.optional_scalar(limits, "members_max", "limits", l.members_max);
+    limits_keys.optional("request_timeout_ms", l.request_timeout_ms);
+    limits_keys.optional("router_timeout_ms", l.router_timeout_ms);
+    limits_keys.optional("text_bytes_max", l.text_bytes_max);
+    limits_keys.optional("body_bytes_max", l.body_bytes_max);
+    limits_keys.optional("pending_requests_max", l.pending_requests_max);
+    limits_keys.optional("history_page_max", l.history_page_max);
+    limits_keys.optional("http_threads", l.http_threads);
+    limits_keys.optional("login_concurrency_max", l.login_concurrency_max);
+    limits_keys.optional("login_queue_max", l.login_queue_max);
+    limits_keys.optional("token_requests_per_s", l.token_requests_per_s);
+    limits_keys.optional("token_burst", l.token_burst);
+    limits_keys.optional("members_max", l.members_max);
+    limits_keys.close();
     if (l.token_requests_per_s == 0 || l.token_burst == 0)
       check.fail(limits, "token_requests_per_s and token_burst must be positive");
     if (l.members_max < 2) check.fail(limits, "members_max must be at least 2");
@@ -248,20 +273,19 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   }
 
   if (const YAML::Node storage = root["storage"]) {
-    check.only_keys(storage, "storage",
-                    {"map_size_initial_mb", "map_size_max_mb", "batch_messages_max", "tick_ms",
-                     "heartbeat_ticks", "election_ticks", "log_retained_max", "clock_skew_max_ms"});
+    Section storage_keys(check, storage, "storage");
     auto& s = topology.storage;
-    check.optional_scalar(storage, "map_size_initial_mb", "storage", s.map_size_initial_mb);
-    check.optional_scalar(storage, "map_size_max_mb", "storage", s.map_size_max_mb);
-    check.optional_scalar(storage, "batch_messages_max", "storage", s.batch_messages_max);
+    storage_keys.optional("map_size_initial_mb", s.map_size_initial_mb);
+    storage_keys.optional("map_size_max_mb", s.map_size_max_mb);
+    storage_keys.optional("batch_messages_max", s.batch_messages_max);
+    storage_keys.optional("tick_ms", s.tick_ms);
+    storage_keys.optional("heartbeat_ticks", s.heartbeat_ticks);
+    storage_keys.optional("election_ticks", s.election_ticks);
+    storage_keys.optional("log_retained_max", s.log_retained_max);
+    storage_keys.optional("clock_skew_max_ms", s.clock_skew_max_ms);
+    storage_keys.close();
     if (s.map_size_initial_mb == 0 || s.map_size_max_mb < s.map_size_initial_mb)
       check.fail(storage, "map sizes must satisfy 0 < map_size_initial_mb <= map_size_max_mb");
-    check.optional_scalar(storage, "tick_ms", "storage", s.tick_ms);
-    check.optional_scalar(storage, "heartbeat_ticks", "storage", s.heartbeat_ticks);
-    check.optional_scalar(storage, "election_ticks", "storage", s.election_ticks);
-    check.optional_scalar(storage, "log_retained_max", "storage", s.log_retained_max);
-    check.optional_scalar(storage, "clock_skew_max_ms", "storage", s.clock_skew_max_ms);
     if (s.batch_messages_max == 0) check.fail(storage, "batch_messages_max must be positive");
     if (s.log_retained_max == 0) check.fail(storage, "log_retained_max must be positive");
     if (s.tick_ms == 0 || s.heartbeat_ticks == 0 || s.election_ticks <= s.heartbeat_ticks)
@@ -273,12 +297,13 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   }
 
   if (const YAML::Node auth = root["auth"]) {
-    check.only_keys(auth, "auth", {"token_ttl_s", "token_secret_file"});
-    check.optional_scalar(auth, "token_ttl_s", "auth", topology.auth.token_ttl_s);
-    if (topology.auth.token_ttl_s == 0) check.fail(auth, "token_ttl_s must be positive");
-    if (auth["token_secret_file"])
+    Section auth_keys(check, auth, "auth");
+    auth_keys.optional("token_ttl_s", topology.auth.token_ttl_s);
+    if (auth_keys.other("token_secret_file"))
       topology.auth.token_secret_file =
           resolve(base_dir, check.scalar<std::string>(auth, "token_secret_file", "auth"));
+    auth_keys.close();
+    if (topology.auth.token_ttl_s == 0) check.fail(auth, "token_ttl_s must be positive");
   }
   if (topology.auth.token_secret_file.empty())
     topology.auth.token_secret_file = topology.data_dir / "secrets" / "token.key";
@@ -292,20 +317,20 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   }
 
   if (const YAML::Node curve = root["curve"]) {
-    check.only_keys(curve, "curve", {"enabled"});
-    check.optional_scalar(curve, "enabled", "curve", topology.curve.enabled);
+    Section curve_keys(check, curve, "curve");
+    curve_keys.optional("enabled", topology.curve.enabled);
+    curve_keys.close();
   }
 
   if (const YAML::Node stream = root["stream"]) {
-    check.only_keys(stream, "stream",
-                    {"queue_bytes_max", "resync_ms", "connections_max", "presence_grace_ms",
-                     "presence_lease_ms"});
+    Section stream_keys(check, stream, "stream");
     auto& st = topology.stream;
-    check.optional_scalar(stream, "queue_bytes_max", "stream", st.queue_bytes_max);
-    check.optional_scalar(stream, "resync_ms", "stream", st.resync_ms);
-    check.optional_scalar(stream, "connections_max", "stream", st.connections_max);
-    check.optional_scalar(stream, "presence_grace_ms", "stream", st.presence_grace_ms);
-    check.optional_scalar(stream, "presence_lease_ms", "stream", st.presence_lease_ms);
+    stream_keys.optional("queue_bytes_max", st.queue_bytes_max);
+    stream_keys.optional("resync_ms", st.resync_ms);
+    stream_keys.optional("connections_max", st.connections_max);
+    stream_keys.optional("presence_grace_ms", st.presence_grace_ms);
+    stream_keys.optional("presence_lease_ms", st.presence_lease_ms);
+    stream_keys.close();
     if (st.queue_bytes_max < 65536) check.fail(stream, "queue_bytes_max must be at least 65536");
     if (st.resync_ms == 0 || st.connections_max == 0)
       check.fail(stream, "resync_ms and connections_max must be positive");
@@ -317,22 +342,19 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   }
 
   if (const YAML::Node webhooks = root["webhooks"]) {
-    check.only_keys(webhooks, "webhooks",
-                    {"allow_loopback", "allow_private", "attempts_max", "backoff_initial_ms",
-                     "backoff_max_ms", "timeout_ms", "in_flight_max", "sending_per_webhook_max",
-                     "open_per_webhook_max", "deliveries_kept_max"});
+    Section webhooks_keys(check, webhooks, "webhooks");
     auto& w = topology.webhooks;
-    check.optional_scalar(webhooks, "allow_loopback", "webhooks", w.allow_loopback);
-    check.optional_scalar(webhooks, "allow_private", "webhooks", w.allow_private);
-    check.optional_scalar(webhooks, "attempts_max", "webhooks", w.attempts_max);
-    check.optional_scalar(webhooks, "backoff_initial_ms", "webhooks", w.backoff_initial_ms);
-    check.optional_scalar(webhooks, "backoff_max_ms", "webhooks", w.backoff_max_ms);
-    check.optional_scalar(webhooks, "timeout_ms", "webhooks", w.timeout_ms);
-    check.optional_scalar(webhooks, "in_flight_max", "webhooks", w.in_flight_max);
-    check.optional_scalar(webhooks, "sending_per_webhook_max", "webhooks",
-                          w.sending_per_webhook_max);
-    check.optional_scalar(webhooks, "open_per_webhook_max", "webhooks", w.open_per_webhook_max);
-    check.optional_scalar(webhooks, "deliveries_kept_max", "webhooks", w.deliveries_kept_max);
+    webhooks_keys.optional("allow_loopback", w.allow_loopback);
+    webhooks_keys.optional("allow_private", w.allow_private);
+    webhooks_keys.optional("attempts_max", w.attempts_max);
+    webhooks_keys.optional("backoff_initial_ms", w.backoff_initial_ms);
+    webhooks_keys.optional("backoff_max_ms", w.backoff_max_ms);
+    webhooks_keys.optional("timeout_ms", w.timeout_ms);
+    webhooks_keys.optional("in_flight_max", w.in_flight_max);
+    webhooks_keys.optional("sending_per_webhook_max", w.sending_per_webhook_max);
+    webhooks_keys.optional("open_per_webhook_max", w.open_per_webhook_max);
+    webhooks_keys.optional("deliveries_kept_max", w.deliveries_kept_max);
+    webhooks_keys.close();
     if (w.deliveries_kept_max == 0 || w.deliveries_kept_max > 100000)
       check.fail(webhooks, "deliveries_kept_max must be between 1 and 100000");
     if (w.attempts_max == 0 || w.attempts_max > 100)

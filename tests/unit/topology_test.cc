@@ -282,6 +282,13 @@ TEST(TopologyErrorTest, UnknownKeys) {
                "unknown key 'timeout_ms' in limits", 8);
   expect_error(kCluster + "storage:\n  map_mb: 5\n" + kNodes, "unknown key 'map_mb' in storage", 8);
   expect_error(kCluster + "auth:\n  secret: x\n" + kNodes, "unknown key 'secret' in auth", 8);
+  expect_error(kCluster + "curve:\n  on: true\n" + kNodes, "unknown key 'on' in curve", 8);
+  expect_error(kCluster + "stream:\n  resync: 5\n" + kNodes, "unknown key 'resync' in stream", 8);
+  expect_error(kCluster + "webhooks:\n  retries: 5\n" + kNodes, "unknown key 'retries' in webhooks",
+               8);
+  // A known key beside an unknown one: the unknown one is named.
+  expect_error(kCluster + "limits:\n  http_threads: 4\n  threads: 4\n" + kNodes,
+               "unknown key 'threads' in limits", 9);
   expect_error(kCluster + "dev:\n  users: []\n" + kNodes, "unknown key 'dev' in the topology", 7);
   expect_error(
       kCluster + kNodes +
