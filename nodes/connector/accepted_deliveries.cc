@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/check.h"
+
 namespace chat4all::connector {
 
 AcceptedDeliveries::AcceptedDeliveries(std::size_t entries_max)
@@ -29,6 +31,8 @@ void AcceptedDeliveries::remember(const std::string& delivery_id, AcceptedDelive
     entries_.erase(order_.back());
     order_.pop_back();
   }
+  CHAT4ALL_CHECK(entries_.size() == order_.size() && entries_.size() <= entries_max_,
+                 "every remembered delivery is in the recency order once, within the bound");
 }
 
 std::size_t AcceptedDeliveries::size() const {

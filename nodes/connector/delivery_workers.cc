@@ -5,6 +5,7 @@
 #include <memory>
 #include <mutex>
 
+#include "common/check.h"
 #include "common/codec.h"
 #include "common/ids.h"
 
@@ -40,6 +41,7 @@ std::optional<std::string> admit(HostedChannel& channel, DeliveryWork& work, std
 
 bool settle(HostedChannel& channel, const SendResult& sent, bool verdict, std::int64_t now_ms) {
   std::lock_guard lock(channel.mutex);
+  CHAT4ALL_CHECK(channel.busy > 0, "a send that ends holds a slot of its channel");
   const auto before = channel.breaker.state(now_ms);
   if (!verdict)
     channel.breaker.on_abandoned();

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "common/check.h"
 #include "common/codec.h"
 #include "common/ids.h"
 
@@ -268,6 +269,7 @@ void InboundIngestion::store_next(std::size_t shard) {
     }
     *batch = std::move(queue.waiting.front());
     queue.waiting.pop_front();
+    CHAT4ALL_CHECK(batches_waiting_ > 0, "the count of waiting batches covers every queue");
     --batches_waiting_;
   }
   HostedChannel& channel = *batch->channel;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/check.h"
+
 namespace chat4all::router {
 
 RequestFailover::RequestFailover(const Ring& ring, std::vector<std::string> storage_nodes,
@@ -29,6 +31,7 @@ void RequestFailover::attempt(Requests::iterator it, std::string node, Actions& 
   send.token = it->first;
   send.node = std::move(node);
   send.retry = request.attempts++ > 0;
+  CHAT4ALL_CHECK(request.attempts <= kAttemptsMax, "a request is sent at most kAttemptsMax times");
   out.push_back(std::move(send));
 }
 
@@ -64,7 +67,8 @@ bool RequestFailover::awaits(std::uint64_t token, const std::string& from) const
 bool RequestFailover::on_reply(std::uint64_t token, const std::string& from,
                                const wire::ErrorReply* error, Time now, Actions& out) {
   auto it = requests_.find(token);
-  if (it == requests_.end()) return false;
+  CHAT4ALL_CHECK(it != requests_.end() && it->second.awaiting == from,
+                 "only the node holding a request's current attempt may answer it (awaits())");
   const PartitionId partition = it->second.partition;
   const bool pass_on = [&] {
     if (!error) return true;
