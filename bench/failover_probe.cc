@@ -51,14 +51,7 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 using std::chrono::milliseconds;
 
-struct Options {
-  std::string url = "http://127.0.0.1:8080";
-  std::string tenant = kDevTenant;
-  std::string client_id = kDevAdminClient;
-  std::string client_secret = kDevSecret;
-  std::string user = "alice";
-  std::string peer = "bob";
-  std::string password = kDevSecret;
+struct Options : SessionOptions {
   std::string topology;
   std::uint32_t per_partition = 2;
   std::uint32_t conversations = 256;
@@ -84,18 +77,7 @@ void define_options(CLI::App& app, Options& options) {
       "Exit status: 0 when every conversation recovered and every acknowledged message was read\n"
       "back at its acknowledged seq, 1 otherwise, 2 for bad options, a failed login or a missing\n"
       "PID.");
-  app.add_option("--url", options.url, "frontend base URL")->capture_default_str();
-  app.add_option("--tenant", options.tenant, "tenant to work in")->capture_default_str();
-  app.add_option("--client-id", options.client_id,
-                 "that tenant's admin client, which creates the users")
-      ->capture_default_str();
-  app.add_option("--client-secret", options.client_secret, "its secret")->capture_default_str();
-  app.add_option("--user", options.user, "user to write as, created if missing")
-      ->capture_default_str();
-  app.add_option("--peer", options.peer,
-                 "the other member of every conversation, created if missing")
-      ->capture_default_str();
-  app.add_option("--password", options.password, "both users' password")->capture_default_str();
+  add_session_options(app, options, "frontend base URL", "user to write as, created if missing");
   app.add_option("--topology", options.topology,
                  "create group conversations until every partition of FILE's ring has "
                  "--per-partition of them (else --conversations N of them)")

@@ -46,12 +46,7 @@
 namespace chat4all::bench {
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
-using ErrorCode = boost::system::error_code;
 using nlohmann::json;
 
 using Options = LoadOptions;

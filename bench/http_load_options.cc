@@ -11,23 +11,12 @@ void define_load_options(CLI::App& app, LoadOptions& options) {
       "The run ends by itself after warmup + duration, plus at most --timeout-s to collect "
       "answers\n"
       "still in flight. The human summary goes to stderr; stdout gets one JSON line.");
-  app.add_option("--url", options.url, "frontend base URL, http://host:port or https://host:port")
-      ->capture_default_str();
+  add_session_options(app, options, "frontend base URL, http://host:port or https://host:port",
+                      "user that sends, created if missing");
   app.add_option("--cacert", options.cacert,
                  "with https: check the frontend's certificate against this CA (PEM); without it "
                  "the certificate is not checked")
       ->type_name("FILE");
-  app.add_option("--tenant", options.tenant, "tenant to work in")->capture_default_str();
-  app.add_option("--client-id", options.client_id,
-                 "that tenant's admin client, which creates the users")
-      ->capture_default_str();
-  app.add_option("--client-secret", options.client_secret, "its secret")->capture_default_str();
-  app.add_option("--user", options.user, "user that sends, created if missing")
-      ->capture_default_str();
-  app.add_option("--peer", options.peer,
-                 "the other member of every conversation, created if missing")
-      ->capture_default_str();
-  app.add_option("--password", options.password, "both users' password")->capture_default_str();
   app.add_option("--connections", options.connections,
                  "keep-alive connections, one request in flight each")
       ->check(CLI::Range(1, 10000))

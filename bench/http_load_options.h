@@ -5,18 +5,11 @@
 #include <cstdint>
 #include <string>
 
-#include "bench/http_client.h"
+#include "bench/command_line.h"
 
 namespace chat4all::bench {
 
-struct LoadOptions {
-  std::string url = "http://127.0.0.1:8080";
-  std::string tenant = kDevTenant;
-  std::string client_id = kDevAdminClient;
-  std::string client_secret = kDevSecret;
-  std::string user = "alice";
-  std::string peer = "bob";
-  std::string password = kDevSecret;
+struct LoadOptions : SessionOptions {
   std::uint32_t connections = 64;
   std::uint64_t conversations = 1000;
   double duration_s = 10;
