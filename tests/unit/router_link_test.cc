@@ -65,9 +65,10 @@ TEST_F(RouterLinkTest, StatusesNameTheConnectorAndFollowAChange) {
   EXPECT_FALSE(first->channels[0].connected);
   connected_ = true;
   link->status_changed();
-  auto second = router_.receive<wire::ConnectorStatus>(wire::MessageType::kConnectorStatus);
-  ASSERT_TRUE(second);
-  EXPECT_TRUE(second->channels[0].connected);
+  // Statuses asked for above may still be on their way; with no periodic status during the
+  // test, only the one this change asked for can say "connected".
+  EXPECT_TRUE(router_.status_where(
+      [](const wire::ConnectorStatus& status) { return status.channels[0].connected; }));
 }
 
 TEST_F(RouterLinkTest, JobsReachTheHandlerAndResultsGoBackAnsweringThem) {
