@@ -164,6 +164,8 @@ struct InboundIngestion::Run {
   std::size_t next = 0;
   bool ok = true;
   std::function<void(bool)> done;
+  bool storing = false;  // store_event's loop is running (steps hold the gate, so one at a time)
+  bool again = false;    // an event ended while it ran: it goes on to the next
 };
 
 template <typename Step>
@@ -197,21 +199,35 @@ void InboundIngestion::ingest(HostedChannel& channel, std::vector<InboundEvent> 
   store_event(std::move(run));
 }
 
+// Answers that come before the step returns (RouterClient refuses at once at its pending bound)
+// would otherwise recurse once per event: such events are stored by this loop instead.
 void InboundIngestion::store_event(std::shared_ptr<Run> run) {
-  if (run->next == run->events.size()) return run->done(run->ok);
-  const InboundEvent& event = run->events[run->next];
-  auto stored = [this, run](bool ok) {
-    if (!ok) {
-      run->channel->storage_failures.add();
-      run->ok = false;
+  if (run->storing) {
+    run->again = true;  // called from within the loop below: it carries on
+    return;
+  }
+  run->storing = true;
+  do {
+    run->again = false;
+    if (run->next == run->events.size()) {
+      run->storing = false;
+      return run->done(run->ok);
     }
-    ++run->next;
-    store_event(run);
-  };
-  if (event.kind == InboundEvent::Kind::kStatus)
-    store_status(*run->channel, event, std::move(stored));
-  else
-    store_message(*run->channel, event, std::move(stored));
+    const InboundEvent& event = run->events[run->next];
+    auto stored = [this, run](bool ok) {
+      if (!ok) {
+        run->channel->storage_failures.add();
+        run->ok = false;
+      }
+      ++run->next;
+      store_event(run);
+    };
+    if (event.kind == InboundEvent::Kind::kStatus)
+      store_status(*run->channel, event, std::move(stored));
+    else
+      store_message(*run->channel, event, std::move(stored));
+  } while (run->again);
+  run->storing = false;
 }
 
 void InboundIngestion::on_webhook(const std::unordered_map<std::string, HostedChannel*>& channels,

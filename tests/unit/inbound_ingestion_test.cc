@@ -390,6 +390,45 @@ TEST_F(InboundIngestionTest, WebhooksAreAnsweredByTheirAdapterWhenThereIsNothing
   EXPECT_TRUE(storage_.steps.empty());
 }
 
+// Storage that refuses every step before the call returns, as RouterClient does at its bound.
+class RefusingStorage final : public InboundStorage {
+ public:
+  void find_channel_ref(const wire::ChannelRef&, Done<wire::ChannelRef> done) override {
+    done(failed<wire::ChannelRef>(wire::Status::kUnavailable));
+  }
+  void mark_state(const wire::MarkState&, Done<wire::MarkStateResult> done) override {
+    done(failed<wire::MarkStateResult>(wire::Status::kUnavailable));
+  }
+  void update_channel_delivery(const wire::ChannelDeliveryUpdate&,
+                               Done<wire::ChannelDeliveryRecord> done) override {
+    done(failed<wire::ChannelDeliveryRecord>(wire::Status::kUnavailable));
+  }
+  void resolve_identity(const wire::IdentityChange&, Done<wire::UserRecord> done) override {
+    done(failed<wire::UserRecord>(wire::Status::kUnavailable));
+  }
+  void list_user_conversations(const wire::TenantList&,
+                               Done<std::vector<std::string>> done) override {
+    done(failed<std::vector<std::string>>(wire::Status::kUnavailable));
+  }
+  void append(const wire::AppendRequest&, Done<wire::AppendReply> done) override {
+    done(failed<wire::AppendReply>(wire::Status::kUnavailable));
+  }
+  bool after(std::uint32_t, std::function<void()>) override { return false; }
+  std::int64_t now_ms() override { return 0; }
+};
+
+TEST(InboundIngestionInlineTest, AnswersBeforeTheCallReturnsDoNotDeepenTheStack) {
+  RefusingStorage storage;
+  InboundIngestion ingestion(storage, {});
+  HostedChannel channel(spec("inline"), std::make_unique<Silent>());
+  // Enough events that one stack frame each would overflow the stack.
+  std::vector<InboundEvent> events(500'000, message());
+  std::optional<bool> verdict;
+  ingestion.ingest(channel, std::move(events), [&](bool stored) { verdict = stored; });
+  EXPECT_EQ(verdict, false);
+  EXPECT_EQ(channel.storage_failures.value(), 500'000u);
+}
+
 TEST(InboundIngestionPureTest, WebhookTargetsNameOneChannel) {
   EXPECT_EQ(webhook_channel("/channels/wa/webhook"), "wa");
   EXPECT_EQ(webhook_channel("/channels/wa/webhook?hub.challenge=1"), "wa");
