@@ -31,6 +31,7 @@
 #include "nodes/frontend/accepted_messages.h"
 #include "nodes/frontend/api_support.h"
 #include "nodes/frontend/client_validity.h"
+#include "nodes/frontend/erasure_driver.h"
 #include "nodes/frontend/message_validation.h"
 #include "nodes/frontend/rate_limiter.h"
 
@@ -123,6 +124,10 @@ class HttpApi {
   void get_user(const ApiRequest& request, Call call);
   void refuse_managing(Call call, const std::string& user_id);
   void update_user(const ApiRequest& request, Call call);
+  // POST /v1/users/{id}/erase (202 with the job) and GET of the job, which
+  // drives a pending one on (nodes/frontend/erasure_driver.h).
+  void erase_user(const ApiRequest& request, Call call);
+  void get_erasure(const ApiRequest& request, Call call);
   void get_presence(const ApiRequest& request, Call call);
   void link_identity(const ApiRequest& request, Call call);
   void unlink_identity(const ApiRequest& request, Call call);
@@ -140,6 +145,7 @@ class HttpApi {
   void create_conversation(const ApiRequest& request, Call call);
   void list_conversations(const ApiRequest& request, Call call);
   void get_conversation(const ApiRequest& request, Call call);
+  void update_conversation(const ApiRequest& request, Call call);
   void add_members(const ApiRequest& request, Call call);
   void add_members_to(Call call, const std::string& conversation_id,
                       const std::vector<std::string>& users);
@@ -199,6 +205,7 @@ class HttpApi {
   Log log_{"http_api"};
   Histogram& send_latency_;
   Counter& rate_limited_;
+  ErasureDriver erasures_{storage_};
 };
 
 }  // namespace chat4all::frontend
