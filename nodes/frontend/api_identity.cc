@@ -270,6 +270,8 @@ void HttpApi::erase_user(const ApiRequest&, Call call) {
       wire::EraseUser{call.caller.tenant, user_id},
       on_ok<wire::EraseJob>(call.respond,
                             [this, call](wire::EraseJob job) {
+                              // Its tokens stop here at once (elsewhere within kUserValidityTtlMs).
+                              users_.forget(client_key(job.tenant_id, job.user_id));
                               erasures_.drive(job, call.trace_id);
                               ApiResponse response = json_response(202, erase_job_json(job));
                               response.headers.emplace_back("Location",

@@ -89,6 +89,18 @@ class HttpApi {
   bool declared_in_topology(const Caller& caller) const;
   static std::string client_key(const std::string& tenant_id, const std::string& client_id);
   void admit_service_client(const ApiRequest& request, Call call, Endpoint endpoint);
+  // User tokens likewise, against the user's record: the tokens of an erased
+  // (or deleted and made again) user stop working.
+  void admit_user(const ApiRequest& request, Call call, Endpoint endpoint);
+  // Both: the endpoint runs if `cache` holds `key` as current for the token, or
+  // after `read` (the record's created_at_ms from storage, kNotFound when it
+  // does not exist) says so; otherwise 401 with `revoked`. When storage cannot
+  // answer: with `fail_open` the endpoint runs (the signed token stands), else
+  // the storage error is the answer.
+  using CreatedAtRead = std::function<void(std::function<void(StorageOutcome<std::int64_t>)>)>;
+  void admit_if_current(const ApiRequest& request, Call call, Endpoint endpoint,
+                        ClientValidityCache& cache, const std::string& key, const char* revoked,
+                        bool fail_open, const CreatedAtRead& read);
 
   // Service endpoints (http_api.cc).
   void health(const ApiRequest& request, Call call);
@@ -197,6 +209,7 @@ class HttpApi {
   // apart from the logins so that a slow resolver cannot hold them up.
   WorkerPool url_checks_;
   ClientValidityCache clients_;
+  ClientValidityCache users_;  // user tokens' users, as clients_ (kUserValidityTtlMs)
   // What this frontend accepted lately, for reads right after a 202 (see AcceptedMessages).
   AcceptedMessages accepted_;
   // Locator lookups waiting to be tried again (find_message).

@@ -1059,6 +1059,7 @@ async function main() {
       assert.equal(kept.payload.text, 'stays');
       assert.equal(kept.erased, undefined);
       await api.error('POST', '/v1/auth/token', { body: { tenant_id: options.tenant, user_id: gone.id, password: gone.password } }, { status: 401 });
+      await api.error('GET', '/v1/conversations', { token: gone.token }, { status: 401, code: 'unauthorized' });
       await api.error('GET', `/v1/users/${gone.id}`, { token: s.admin }, { status: 404 });
       await api.error('POST', `/v1/users/${prefix}never-was/erase`, { token: s.admin }, { status: 404 });
       await api.error('GET', `/v1/users/${prefix}never-was/erase`, { token: s.admin }, { status: 404 });

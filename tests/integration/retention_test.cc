@@ -162,8 +162,10 @@ TEST(ErasureTest, AnErasureSurvivesALeaderKillAndEveryReplicaKeepsOnlyTombstones
   };
   expect_tombstones(poll(cluster, "/v1/conversations/" + conversation + "/messages", alice,
                          [](const json&) { return true; }));
-  // Carol can no longer log in.
+  // Carol can no longer log in, and the token she had is refused.
   EXPECT_EQ(cluster.token("carol"), "");
+  EXPECT_EQ(http_request(cluster.http_port(), "GET", "/v1/conversations", "", bearer(carol)).status,
+            401);
 
   // storage-1 comes back and catches up; with storage-2 gone too it holds the history
   // together with storage-3, and it is the same.
