@@ -251,44 +251,46 @@ std::string HttpApi::client_key(const std::string& tenant_id, const std::string&
   return tenant_id + '/' + client_id;
 }
 
+namespace {
+
+// Reads a tenant record's created_at_ms (ClientRecord, UserRecord) for admit_if_current.
+template <typename Record>
+std::function<void(std::function<void(StorageOutcome<std::int64_t>)>)> created_at_read(
+    StorageClient& storage, wire::QueryKind kind, wire::TenantLookup lookup, std::string trace_id) {
+  return [&storage, kind, lookup = std::move(lookup), trace_id = std::move(trace_id)](auto done) {
+    storage.query<Record>(
+        wire::tenant_key(lookup.tenant_id), kind, lookup,
+        [done](StorageOutcome<Record> outcome) {
+          done({outcome.status,
+                outcome.value ? std::optional(outcome.value->created_at_ms) : std::nullopt,
+                outcome.detail, outcome.field});
+        },
+        trace_id);
+  };
+}
+
+}  // namespace
+
 // A token of a client made through the API passes while that client exists and
 // is older than the token: from the cache, or after one read of the client.
 void HttpApi::admit_service_client(const ApiRequest& request, Call call, Endpoint endpoint) {
   const wire::TenantLookup lookup{call.caller.tenant, call.caller.subject};
-  const std::string trace_id = call.trace_id;
-  admit_if_current(
-      request, std::move(call), endpoint, clients_, client_key(lookup.tenant_id, lookup.id),
-      "the token's client was deleted; get a token for a current one", false,
-      [this, lookup, trace_id](auto done) {
-        storage_.query<wire::ClientRecord>(
-            wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetClient, lookup,
-            [done](StorageOutcome<wire::ClientRecord> outcome) {
-              done({outcome.status,
-                    outcome.value ? std::optional(outcome.value->created_at_ms) : std::nullopt,
-                    outcome.detail, outcome.field});
-            },
-            trace_id);
-      });
+  auto read = created_at_read<wire::ClientRecord>(storage_, wire::QueryKind::kGetClient, lookup,
+                                                  call.trace_id);
+  admit_if_current(request, std::move(call), endpoint, clients_,
+                   client_key(lookup.tenant_id, lookup.id),
+                   "the token's client was deleted; get a token for a current one", false, read);
 }
 
 void HttpApi::admit_user(const ApiRequest& request, Call call, Endpoint endpoint) {
   const wire::TenantLookup lookup{call.caller.tenant, call.caller.subject};
-  const std::string trace_id = call.trace_id;
-  admit_if_current(
-      request, std::move(call), endpoint, users_, client_key(lookup.tenant_id, lookup.id),
-      "the token's user no longer exists (erased)",
-      // A send must not depend on the tenant's partition being reachable: the
-      // revocation waits for it instead.
-      true, [this, lookup, trace_id](auto done) {
-        storage_.query<wire::UserRecord>(
-            wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetUser, lookup,
-            [done](StorageOutcome<wire::UserRecord> outcome) {
-              done({outcome.status,
-                    outcome.value ? std::optional(outcome.value->created_at_ms) : std::nullopt,
-                    outcome.detail, outcome.field});
-            },
-            trace_id);
-      });
+  auto read =
+      created_at_read<wire::UserRecord>(storage_, wire::QueryKind::kGetUser, lookup, call.trace_id);
+  // A send must not depend on the tenant's partition being reachable: the revocation waits
+  // for it instead (fail open).
+  admit_if_current(request, std::move(call), endpoint, users_,
+                   client_key(lookup.tenant_id, lookup.id),
+                   "the token's user no longer exists (erased)", true, read);
 }
 
 void HttpApi::admit_if_current(const ApiRequest& request, Call call, Endpoint endpoint,

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -15,18 +16,24 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
-// Polls the history (bounded) until `done` holds for it; the last answer.
+// Polls (bounded) until GET `target` answers 200 and `done` holds for its body.
 template <typename Done>
-HttpResult poll_history(TestCluster& cluster, const std::string& token,
-                        const std::string& conversation, Done done) {
-  HttpResult page;
+HttpResult poll(TestCluster& cluster, const std::string& target, const std::string& token,
+                Done done) {
+  HttpResult answer;
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   do {
-    page = cluster.history(token, conversation);
-    if (page.status == 200 && done(page.json())) break;
+    answer = http_request(cluster.http_port(), "GET", target, "", bearer(token));
+    if (answer.status == 200 && done(answer.json())) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   } while (Clock::now() < deadline);
-  return page;
+  return answer;
+}
+
+HttpResult poll_history(TestCluster& cluster, const std::string& token,
+                        const std::string& conversation,
+                        const std::function<bool(const json&)>& done) {
+  return poll(cluster, "/v1/conversations/" + conversation + "/messages", token, done);
 }
 
 TEST(RetentionTest, AConversationsRetentionShrinksItsHistoryOnEveryReplica) {
@@ -90,20 +97,6 @@ TEST(RetentionTest, AConversationsRetentionShrinksItsHistoryOnEveryReplica) {
   ASSERT_EQ(after.status, 200) << after.body;
   EXPECT_GE(after.json()["first_seq"].get<int>(), 6) << after.body;
   for (const auto& message : after.json()["messages"]) EXPECT_GE(message["seq"].get<int>(), 6);
-}
-
-// Polls (bounded) until `method target` answers 200 and `done` holds for its body.
-template <typename Done>
-HttpResult poll(TestCluster& cluster, const std::string& target, const std::string& token,
-                Done done) {
-  HttpResult answer;
-  const auto deadline = Clock::now() + std::chrono::seconds(30);
-  do {
-    answer = http_request(cluster.http_port(), "GET", target, "", bearer(token));
-    if (answer.status == 200 && done(answer.json())) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  } while (Clock::now() < deadline);
-  return answer;
 }
 
 TEST(ErasureTest, AnErasureSurvivesALeaderKillAndEveryReplicaKeepsOnlyTombstones) {
