@@ -275,6 +275,7 @@ std::optional<HistoryRead> read_history(const tcp::endpoint& endpoint, const Tar
   using Clock = std::chrono::steady_clock;
   using nlohmann::json;
   HistoryRead history;
+  bool first_page = true;
   while (true) {
     const std::string path = "/v1/conversations/" + percent_encode(conversation_id) +
                              "/messages?from_seq=" + std::to_string(from_seq) +
@@ -312,6 +313,11 @@ std::optional<HistoryRead> read_history(const tcp::endpoint& endpoint, const Tar
           {message["seq"].get<std::uint64_t>(), message["message_id"].get<std::string>()});
     }
     history.last_seq = page["last_seq"].get<std::uint64_t>();
+    // Absent from servers without retention: history starts at 1.
+    const json first_seq = page.value("first_seq", json(1u));
+    history.first_seq_end = first_seq.is_number_unsigned() ? first_seq.get<std::uint64_t>() : 1;
+    if (first_page) history.first_seq = history.first_seq_end;
+    first_page = false;
     if (!page["has_more"].get<bool>()) return history;
     const auto next = page["next_from_seq"].get<std::uint64_t>();
     // A server that claims more but does not move forward would keep this loop going.

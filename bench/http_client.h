@@ -124,6 +124,9 @@ struct HistoryEntry {
 struct HistoryRead {
   std::vector<HistoryEntry> messages;  // pages joined in the order they were read
   std::uint64_t last_seq = 0;          // the server's newest seq, from the last page
+  // Where history started (retention expired what was below) when the first page and the
+  // last page were read; 1 without retention.
+  std::uint64_t first_seq = 1, first_seq_end = 1;
 };
 
 // GET /v1/conversations/{id}/messages from `from_seq` to the end, `page_size` at a time.

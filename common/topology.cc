@@ -375,7 +375,7 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     if (!tenants.IsSequence()) check.fail(tenants, "tenants must be a list");
     std::set<std::string> tenant_ids, client_ids;
     for (const auto& entry : tenants) {
-      check.only_keys(entry, "a tenant", {"id", "admin_clients"});
+      check.only_keys(entry, "a tenant", {"id", "admin_clients", "retention_s"});
       TenantSpec tenant;
       tenant.id = check.scalar<std::string>(entry, "id", "a tenant");
       if (!ids::is_valid_name(tenant.id))
@@ -384,6 +384,12 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
       if (!tenant_ids.insert(tenant.id).second)
         check.fail(entry, "duplicate tenant '" + tenant.id + "'");
       const std::string where = "tenant '" + tenant.id + "'";
+      check.optional_scalar(entry, "retention_s", where, tenant.retention_s);
+      if (entry["retention_s"] &&
+          (tenant.retention_s < 1 || tenant.retention_s > TenantSpec::kRetentionSMax))
+        check.fail(entry["retention_s"], where + ": retention_s must be 1-" +
+                                             std::to_string(TenantSpec::kRetentionSMax) +
+                                             " seconds (leave it out to keep messages forever)");
       const YAML::Node clients = entry["admin_clients"];
       if (!clients || !clients.IsSequence() || clients.size() == 0)
         check.fail(entry, where + " needs a non-empty list 'admin_clients'");

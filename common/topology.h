@@ -107,6 +107,10 @@ struct TenantSpec {
   };
   std::string id;
   std::vector<AdminClient> admin_clients;
+  // Messages are kept this many seconds after they were stored, then expire
+  // (nodes/storage/retention.h); 0: forever.
+  std::int64_t retention_s = 0;
+  static constexpr std::int64_t kRetentionSMax = 100ll * 366 * 24 * 3600;
 };
 
 // An outside channel (WhatsApp, Instagram, Telegram ...) served by an adapter

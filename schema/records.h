@@ -89,8 +89,12 @@ struct ConversationRecord {
   std::string created_by;  // user id, or empty when an admin created it
   std::int64_t created_at_ms = 0;
   std::int64_t updated_at_ms = 0;
+  // The conversation's own retention (PATCH, shorter than its tenant's); 0: the tenant's.
+  std::int64_t retention_s = 0;
+  // Where its history starts: messages below were expired (schema/retention.h). 0 reads as 1.
+  std::uint64_t first_seq = 0;
   MSGPACK_DEFINE(tenant_id, conversation_id, type, name, metadata, members, created_by,
-                 created_at_ms, updated_at_ms);
+                 created_at_ms, updated_at_ms, retention_s, first_seq);
 };
 
 struct StateChange {

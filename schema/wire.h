@@ -138,8 +138,10 @@ struct StoredMessage {
   std::int64_t stored_at_ms = 0;  // never earlier than the previous message's
   std::vector<std::string> channels;
   std::string metadata;
+  // Its sender was erased: payload and metadata are gone, the rest stays.
+  bool erased = false;
   MSGPACK_DEFINE(conversation_id, seq, message_id, sender_id, recipients, payload, received_at_ms,
-                 stored_at_ms, channels, metadata);
+                 stored_at_ms, channels, metadata, erased);
 };
 
 struct ReadReply {
@@ -150,7 +152,11 @@ struct ReadReply {
   // Highest index of the conversation's state log at the time of the read, so
   // that a stream learns of state changes it has not read with no extra request.
   std::uint64_t state_head = 0;
-  MSGPACK_DEFINE(status, messages, last_seq, detail, state_head);
+  // Where the conversation's history starts (messages below it expired); 0
+  // from a node before retention. A reader whose cursor is below it goes on
+  // from here: nothing below will ever come.
+  std::uint64_t first_seq = 0;
+  MSGPACK_DEFINE(status, messages, last_seq, detail, state_head, first_seq);
 };
 
 // Any node -> requester, for any request it cannot answer with its own reply type
@@ -271,6 +277,13 @@ enum class CommandKind : std::uint16_t {
   kUpdateChannelDelivery = 50,  // ChannelDeliveryUpdate -> ChannelDeliveryRecord
   // platform ids, key channel_address_key(channel, address)
   kIndexChannelRef = 60,  // ChannelRef -> (empty)
+  // retention and erasure (schema/retention.h)
+  kExpireMessages = 80,  // MessageExpiry -> MessageExpiryResult; key conversation_id; proposed
+                         // by the leader itself
+  kSetRetention = 81,    // SetRetention -> ConversationRecord; key conversation_id
+  kEraseUser = 82,       // EraseUser -> EraseJob; key tenant_key
+  kEraseMessages = 83,   // EraseMessages -> EraseMessagesResult; key conversation_id
+  kEraseProgress = 84,   // EraseProgress -> EraseJob; key tenant_key
 };
 
 enum class QueryKind : std::uint16_t {
@@ -300,6 +313,9 @@ enum class QueryKind : std::uint16_t {
   kListChannelDeliveries =
       50,                // ConversationLookup (+ message_id) -> std::vector<ChannelDeliveryRecord>
   kFindChannelRef = 60,  // ChannelRef (channel, address, provider_message_id) -> ChannelRef
+  // retention and erasure (schema/retention.h)
+  kRetentionSweep = 80,  // RetentionSweep -> RetentionSweepResult (key partition_key)
+  kGetEraseJob = 81,     // TenantLookup (id = user_id) -> EraseJob; key tenant_key
 };
 
 struct CommandRequest {

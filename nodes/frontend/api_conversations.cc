@@ -6,6 +6,7 @@
 #include "nodes/frontend/conversation_validation.h"
 #include "nodes/frontend/http_api.h"
 #include "nodes/frontend/message_json.h"
+#include "schema/retention.h"
 
 namespace chat4all::frontend {
 
@@ -179,6 +180,28 @@ void HttpApi::get_conversation(const ApiRequest&, Call call) {
   answer_summary(std::move(call), std::move(conversation_id), 200);
 }
 
+// Retention only (the one field a conversation changes after creation). Who may is checked
+// where the change is applied: a member of a private conversation, a group's creator, an admin.
+void HttpApi::update_conversation(const ApiRequest& request, Call call) {
+  std::string conversation_id = call.params[0];
+  if (auto error = check_id(conversation_id, "conversation_id"))
+    return call.respond(error_response(*error));
+  const TenantSpec* tenant = topology_.tenant(call.caller.tenant);
+  const std::int64_t tenant_retention_s = tenant ? tenant->retention_s : 0;
+  auto parsed =
+      parse_conversation_update(request.body, tenant_retention_s, TenantSpec::kRetentionSMax);
+  if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
+  storage_.command<wire::ConversationRecord>(
+      conversation_id, wire::CommandKind::kSetRetention,
+      wire::SetRetention{call.caller.tenant, conversation_id, call.caller.requester(),
+                         std::get<std::int64_t>(parsed), tenant_retention_s},
+      on_ok<wire::ConversationRecord>(call.respond,
+                                      [this, call, conversation_id](wire::ConversationRecord) {
+                                        answer_summary(call, conversation_id, 200);
+                                      }),
+      call.trace_id);
+}
+
 void HttpApi::with_group(Call call, const std::string& conversation_id,
                          std::function<void(Call, wire::ConversationRecord)> next) {
   storage_.query<wire::ConversationRecord>(
@@ -345,7 +368,8 @@ void HttpApi::read_history(const ApiRequest&, Call call) {
         json messages = json::array();
         for (const auto& message : answer.messages)
           messages.push_back(public_message_json(message));
-        const HistoryPageEnd end = history_page_end(page, answer.messages, answer.last_seq);
+        const HistoryPageEnd end =
+            history_page_end(page, answer.messages, answer.last_seq, answer.first_seq);
         call.respond(json_response(
             200, {{"conversation_id", conversation_id},
                   {"messages", std::move(messages)},
@@ -353,6 +377,7 @@ void HttpApi::read_history(const ApiRequest&, Call call) {
                   {"next_cursor", end.next_cursor ? json(*end.next_cursor) : json(nullptr)},
                   {"end_of_history", end.end_of_history},
                   {"last_seq", answer.last_seq},
+                  {"first_seq", std::max<std::uint64_t>(answer.first_seq, 1)},
                   {"next_from_seq", end.next_from_seq},
                   {"has_more", !end.end_of_history}}));
       });

@@ -5,6 +5,7 @@
 #include "nodes/frontend/api_json.h"
 #include "nodes/frontend/http_api.h"
 #include "nodes/frontend/identity_validation.h"
+#include "schema/retention.h"
 
 namespace chat4all::frontend {
 
@@ -240,6 +241,58 @@ void HttpApi::update_user(const ApiRequest& request, Call call) {
               command.password_hash = std::move(hash);
               store(std::move(call), std::move(command));
             });
+}
+
+namespace {
+
+nlohmann::json erase_job_json(const wire::EraseJob& job) {
+  return {{"user_id", job.user_id},
+          {"state", job.state},
+          {"conversations_total", job.conversations.size()},
+          {"conversations_done", job.conversations_done},
+          {"messages_erased", job.messages_erased},
+          {"identities_removed", job.identities_removed},
+          {"created_at", job.created_at_ms},
+          {"finished_at",
+           job.finished_at_ms > 0 ? nlohmann::json(job.finished_at_ms) : nlohmann::json(nullptr)},
+          {"url", "/v1/users/" + job.user_id + "/erase"}};
+}
+
+}  // namespace
+
+// The user, identities, index and presence go in one entry on the tenant's partition (from
+// then on no login); the messages follow, driven from here. Asking again answers the same job.
+void HttpApi::erase_user(const ApiRequest&, Call call) {
+  const std::string user_id = call.params[0];
+  if (auto error = check_name(user_id, "user_id")) return call.respond(error_response(*error));
+  storage_.command<wire::EraseJob>(
+      wire::tenant_key(call.caller.tenant), wire::CommandKind::kEraseUser,
+      wire::EraseUser{call.caller.tenant, user_id},
+      on_ok<wire::EraseJob>(call.respond,
+                            [this, call](wire::EraseJob job) {
+                              // Its tokens stop here at once (elsewhere within kUserValidityTtlMs).
+                              users_.forget(client_key(job.tenant_id, job.user_id));
+                              erasures_.drive(job, call.trace_id);
+                              ApiResponse response = json_response(202, erase_job_json(job));
+                              response.headers.emplace_back("Location",
+                                                            "/v1/users/" + job.user_id + "/erase");
+                              call.respond(std::move(response));
+                            }),
+      call.trace_id);
+}
+
+void HttpApi::get_erasure(const ApiRequest&, Call call) {
+  const std::string user_id = call.params[0];
+  if (auto error = check_name(user_id, "user_id")) return call.respond(error_response(*error));
+  storage_.query<wire::EraseJob>(
+      wire::tenant_key(call.caller.tenant), wire::QueryKind::kGetEraseJob,
+      wire::TenantLookup{call.caller.tenant, user_id},
+      on_ok<wire::EraseJob>(call.respond,
+                            [this, call](wire::EraseJob job) {
+                              erasures_.drive(job, call.trace_id);
+                              call.respond(json_response(200, erase_job_json(job)));
+                            }),
+      call.trace_id);
 }
 
 // Only the user, an admin, or someone sharing a conversation with the user

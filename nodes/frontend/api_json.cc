@@ -46,7 +46,10 @@ json conversation_json(const wire::ConversationRecord& conversation) {
            conversation.created_by.empty() ? json(nullptr) : json(conversation.created_by)},
           {"metadata", metadata_json(conversation.metadata)},
           {"created_at", conversation.created_at_ms},
-          {"updated_at", conversation.updated_at_ms}};
+          {"updated_at", conversation.updated_at_ms},
+          {"retention_s",
+           conversation.retention_s > 0 ? json(conversation.retention_s) : json(nullptr)},
+          {"first_seq", conversation.first_seq == 0 ? 1 : conversation.first_seq}};
 }
 
 json summary_json(const wire::ConversationSummary& summary) {

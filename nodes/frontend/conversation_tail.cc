@@ -125,7 +125,7 @@ void ConversationTail::on_reply(wire::Status status, std::optional<codec::Frame>
   for (const auto& message : answer->messages)
     entries.push_back({message.seq, std::make_shared<const std::string>(message_frame(message))});
   std::unique_lock lock(mutex_);
-  const bool moved = core_.on_page(std::move(entries), answer->last_seq);
+  const bool moved = core_.on_page(std::move(entries), answer->last_seq, answer->first_seq);
   const bool states_moved = answer->state_head > state_head_;
   state_head_ = std::max(state_head_, answer->state_head);
   count_window_bytes_locked();

@@ -32,9 +32,16 @@ std::optional<std::uint64_t> ConversationTailCore::take_read() {
   return cursor_ + 1;
 }
 
-bool ConversationTailCore::on_page(std::vector<Entry> messages, std::uint64_t last_seq) {
+bool ConversationTailCore::on_page(std::vector<Entry> messages, std::uint64_t last_seq,
+                                   std::uint64_t first_seq) {
   read_in_flight_ = false;
   const std::uint64_t cursor_before = cursor_;
+  if (first_seq > cursor_ + 1) {
+    // Expired before it was read: history starts later, and so does the window.
+    cursor_ = first_seq - 1;
+    window_.clear();
+    window_bytes_ = 0;
+  }
   for (auto& message : messages) {
     if (message.seq <= cursor_) continue;   // read already
     if (message.seq != cursor_ + 1) break;  // a gap: never skip ahead

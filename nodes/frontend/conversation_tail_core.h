@@ -60,7 +60,9 @@ class ConversationTailCore {
   // it: the log has none) and trims the window. True when the cursor moved.
   // More to read (cursor below the last seq, and progress made): wants
   // another read at once; no progress: waits for the next hint or resync.
-  bool on_page(std::vector<Entry> messages, std::uint64_t last_seq);
+  // `first_seq`: where the conversation's history starts (retention); a
+  // cursor below it moves up to it, as nothing below will ever come.
+  bool on_page(std::vector<Entry> messages, std::uint64_t last_seq, std::uint64_t first_seq = 0);
   // The read failed: retried at the next hint or resync.
   void on_read_failed();
   // Drops all but the newest message (the frontend's budget for all windows

@@ -64,6 +64,24 @@ std::variant<std::uint64_t, ApiError> parse_horizon_update(std::string_view body
   return value->get<std::uint64_t>();
 }
 
+std::variant<std::int64_t, ApiError> parse_conversation_update(std::string_view body,
+                                                               std::int64_t tenant_retention_s,
+                                                               std::int64_t retention_s_max) {
+  auto parsed = parse_object(body);
+  if (auto* error = std::get_if<ApiError>(&parsed)) return *error;
+  const json* value = find_field(std::get<json>(parsed), "retention_s");
+  if (value == nullptr) return missing_field("retention_s");
+  const std::int64_t bound = tenant_retention_s > 0 ? tenant_retention_s : retention_s_max;
+  if (!value->is_number_integer() || value->get<std::int64_t>() < 1 ||
+      value->get<std::int64_t>() > bound)
+    return bad_field("retention_s",
+                     tenant_retention_s > 0
+                         ? "retention_s must be an integer from 1 to " + std::to_string(bound) +
+                               " (the tenant's retention: a conversation may only shorten it)"
+                         : "retention_s must be an integer from 1 to " + std::to_string(bound));
+  return value->get<std::int64_t>();
+}
+
 namespace {
 
 // `prefix` + 32 hex digits of a BLAKE2b-128 of `parts` joined by NUL (names and

@@ -37,6 +37,13 @@ std::variant<std::vector<std::string>, ApiError> parse_members_add(std::string_v
 // POST /v1/conversations/{id}/read | delivered: {"up_to_seq"}.
 std::variant<std::uint64_t, ApiError> parse_horizon_update(std::string_view body);
 
+// PATCH /v1/conversations/{id}: {"retention_s": N}, 1..`tenant_retention_s`
+// (0: no bound but TenantSpec::kRetentionSMax): a conversation may only keep
+// its messages for less than its tenant does.
+std::variant<std::int64_t, ApiError> parse_conversation_update(std::string_view body,
+                                                               std::int64_t tenant_retention_s,
+                                                               std::int64_t retention_s_max);
+
 // The one private conversation of a pair in a tenant: "dm_" + 32 hex digits
 // of a BLAKE2b-128 of the tenant and the sorted pair, so that creating it
 // twice (by either member) names the same conversation.

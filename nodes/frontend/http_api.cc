@@ -67,6 +67,10 @@ constexpr std::uint32_t kUrlChecksQueuedMax = 16;
 // deleted through another frontend has its tokens refused here within this.
 constexpr std::int64_t kClientValidityTtlMs = 2000;
 constexpr std::size_t kClientValidityEntriesMax = 100000;
+// The same for users (their tokens stop once the user is erased): longer, as every user token
+// is checked, so that a busy user costs one read of its record per this; the frontend that
+// erased the user refuses its tokens at once.
+constexpr std::int64_t kUserValidityTtlMs = 30000;
 
 // Messages this frontend accepted, kept for reads right after the 202 until the routers have
 // indexed them (tens of milliseconds while they run): a minute of sends, at most this many; at
@@ -94,6 +98,7 @@ HttpApi::HttpApi(const Topology& topology, const NodeSpec& self, RouterClient& r
       logins_(topology.limits.login_concurrency_max, topology.limits.login_queue_max),
       url_checks_(kUrlCheckThreads, kUrlChecksQueuedMax),
       clients_(kClientValidityEntriesMax, kClientValidityTtlMs),
+      users_(kClientValidityEntriesMax, kUserValidityTtlMs),
       accepted_(kAcceptedMessagesMax, kAcceptedMessageAgeMaxMs),
       lookup_retries_(kLookupRetriesWaitingMax),
       rate_limiter_(topology.limits.token_requests_per_s, topology.limits.token_burst),
@@ -115,6 +120,8 @@ const std::vector<HttpApi::Route>& HttpApi::routes() {
       {"GET", "/v1/users/{}", A::kToken, false, &HttpApi::get_user},
       {"PATCH", "/v1/users/{}", A::kToken, true, &HttpApi::update_user},
       {"GET", "/v1/users/{}/presence", A::kToken, false, &HttpApi::get_presence},
+      {"POST", "/v1/users/{}/erase", A::kAdmin, false, &HttpApi::erase_user},
+      {"GET", "/v1/users/{}/erase", A::kAdmin, false, &HttpApi::get_erasure},
       {"PUT", "/v1/users/{}/identities/{}", A::kToken, true, &HttpApi::link_identity},
       {"DELETE", "/v1/users/{}/identities/{}", A::kToken, false, &HttpApi::unlink_identity},
       {"POST", "/v1/clients", A::kAdmin, true, &HttpApi::create_client},
@@ -124,6 +131,7 @@ const std::vector<HttpApi::Route>& HttpApi::routes() {
       {"POST", "/v1/conversations", A::kToken, true, &HttpApi::create_conversation},
       {"GET", "/v1/conversations", A::kToken, false, &HttpApi::list_conversations},
       {"GET", "/v1/conversations/{}", A::kToken, false, &HttpApi::get_conversation},
+      {"PATCH", "/v1/conversations/{}", A::kToken, true, &HttpApi::update_conversation},
       {"POST", "/v1/conversations/{}/members", A::kToken, true, &HttpApi::add_members},
       {"DELETE", "/v1/conversations/{}/members/{}", A::kToken, false, &HttpApi::remove_member},
       {"POST", "/v1/conversations/{}/read", A::kUser, true, &HttpApi::mark_conversation_read},
@@ -227,6 +235,8 @@ void HttpApi::handle(const ApiRequest& request, Respond respond) {
         error_response(415, "unsupported_media_type", "send the body as application/json"));
   if (call.caller.admin() && !declared_in_topology(call.caller))
     return admit_service_client(request, std::move(call), route->endpoint);
+  if (route->access != Access::kPublic && !call.caller.admin())
+    return admit_user(request, std::move(call), route->endpoint);
   (this->*(route->endpoint))(request, std::move(call));
 }
 
@@ -241,36 +251,74 @@ std::string HttpApi::client_key(const std::string& tenant_id, const std::string&
   return tenant_id + '/' + client_id;
 }
 
+namespace {
+
+// Reads a tenant record's created_at_ms (ClientRecord, UserRecord) for admit_if_current.
+template <typename Record>
+std::function<void(std::function<void(StorageOutcome<std::int64_t>)>)> created_at_read(
+    StorageClient& storage, wire::QueryKind kind, wire::TenantLookup lookup, std::string trace_id) {
+  return [&storage, kind, lookup = std::move(lookup), trace_id = std::move(trace_id)](auto done) {
+    storage.query<Record>(
+        wire::tenant_key(lookup.tenant_id), kind, lookup,
+        [done](StorageOutcome<Record> outcome) {
+          done({outcome.status,
+                outcome.value ? std::optional(outcome.value->created_at_ms) : std::nullopt,
+                outcome.detail, outcome.field});
+        },
+        trace_id);
+  };
+}
+
+}  // namespace
+
 // A token of a client made through the API passes while that client exists and
 // is older than the token: from the cache, or after one read of the client.
 void HttpApi::admit_service_client(const ApiRequest& request, Call call, Endpoint endpoint) {
-  const std::string key = client_key(call.caller.tenant, call.caller.subject);
-  auto admit = [this, endpoint](ClientValidityCache::Verdict verdict, const ApiRequest& request,
-                                Call call) {
+  const wire::TenantLookup lookup{call.caller.tenant, call.caller.subject};
+  auto read = created_at_read<wire::ClientRecord>(storage_, wire::QueryKind::kGetClient, lookup,
+                                                  call.trace_id);
+  admit_if_current(request, std::move(call), endpoint, clients_,
+                   client_key(lookup.tenant_id, lookup.id),
+                   "the token's client was deleted; get a token for a current one", false, read);
+}
+
+void HttpApi::admit_user(const ApiRequest& request, Call call, Endpoint endpoint) {
+  const wire::TenantLookup lookup{call.caller.tenant, call.caller.subject};
+  auto read =
+      created_at_read<wire::UserRecord>(storage_, wire::QueryKind::kGetUser, lookup, call.trace_id);
+  // A send must not depend on the tenant's partition being reachable: the revocation waits
+  // for it instead (fail open).
+  admit_if_current(request, std::move(call), endpoint, users_,
+                   client_key(lookup.tenant_id, lookup.id),
+                   "the token's user no longer exists (erased)", true, read);
+}
+
+void HttpApi::admit_if_current(const ApiRequest& request, Call call, Endpoint endpoint,
+                               ClientValidityCache& cache, const std::string& key,
+                               const char* revoked, bool fail_open, const CreatedAtRead& read) {
+  auto admit = [this, endpoint, revoked](ClientValidityCache::Verdict verdict,
+                                         const ApiRequest& request, Call call) {
     if (verdict == ClientValidityCache::Verdict::kRevoked)
-      return call.respond(error_response(
-          401, "unauthorized", "the token's client was deleted; get a token for a current one"));
+      return call.respond(error_response(401, "unauthorized", revoked));
     (this->*endpoint)(request, std::move(call));
   };
-  const auto verdict = clients_.check(key, call.caller.issued_at_s, ids::now_ms());
+  const auto verdict = cache.check(key, call.caller.issued_at_s, ids::now_ms());
   if (verdict != ClientValidityCache::Verdict::kUnknown)
     return admit(verdict, request, std::move(call));
-  const wire::TenantLookup lookup{call.caller.tenant, call.caller.subject};
   // The endpoint runs after the answer, when the caller's request is gone: keep a copy.
   auto kept = std::make_shared<const ApiRequest>(request);
-  storage_.query<wire::ClientRecord>(
-      wire::tenant_key(lookup.tenant_id), wire::QueryKind::kGetClient, lookup,
-      [this, key, kept, call, admit](StorageOutcome<wire::ClientRecord> outcome) {
-        if (outcome.status == wire::Status::kNotFound) {
-          clients_.store(key, std::nullopt, ids::now_ms());
-        } else if (!outcome.ok()) {
-          return call.respond(storage_error(outcome));
-        } else {
-          clients_.store(key, outcome.value->created_at_ms, ids::now_ms());
-        }
-        admit(clients_.check(key, call.caller.issued_at_s, ids::now_ms()), *kept, call);
-      },
-      call.trace_id);
+  read([this, &cache, key, kept, call, admit, endpoint,
+        fail_open](StorageOutcome<std::int64_t> outcome) {
+    if (outcome.status == wire::Status::kNotFound) {
+      cache.store(key, std::nullopt, ids::now_ms());
+    } else if (!outcome.ok()) {
+      if (fail_open) return (this->*endpoint)(*kept, call);
+      return call.respond(storage_error(outcome));
+    } else {
+      cache.store(key, *outcome.value, ids::now_ms());
+    }
+    admit(cache.check(key, call.caller.issued_at_s, ids::now_ms()), *kept, call);
+  });
 }
 
 void HttpApi::health(const ApiRequest&, Call call) {

@@ -31,6 +31,7 @@
 #include "nodes/frontend/accepted_messages.h"
 #include "nodes/frontend/api_support.h"
 #include "nodes/frontend/client_validity.h"
+#include "nodes/frontend/erasure_driver.h"
 #include "nodes/frontend/message_validation.h"
 #include "nodes/frontend/rate_limiter.h"
 
@@ -88,6 +89,18 @@ class HttpApi {
   bool declared_in_topology(const Caller& caller) const;
   static std::string client_key(const std::string& tenant_id, const std::string& client_id);
   void admit_service_client(const ApiRequest& request, Call call, Endpoint endpoint);
+  // User tokens likewise, against the user's record: the tokens of an erased
+  // (or deleted and made again) user stop working.
+  void admit_user(const ApiRequest& request, Call call, Endpoint endpoint);
+  // Both: the endpoint runs if `cache` holds `key` as current for the token, or
+  // after `read` (the record's created_at_ms from storage, kNotFound when it
+  // does not exist) says so; otherwise 401 with `revoked`. When storage cannot
+  // answer: with `fail_open` the endpoint runs (the signed token stands), else
+  // the storage error is the answer.
+  using CreatedAtRead = std::function<void(std::function<void(StorageOutcome<std::int64_t>)>)>;
+  void admit_if_current(const ApiRequest& request, Call call, Endpoint endpoint,
+                        ClientValidityCache& cache, const std::string& key, const char* revoked,
+                        bool fail_open, const CreatedAtRead& read);
 
   // Service endpoints (http_api.cc).
   void health(const ApiRequest& request, Call call);
@@ -123,6 +136,10 @@ class HttpApi {
   void get_user(const ApiRequest& request, Call call);
   void refuse_managing(Call call, const std::string& user_id);
   void update_user(const ApiRequest& request, Call call);
+  // POST /v1/users/{id}/erase (202 with the job) and GET of the job, which
+  // drives a pending one on (nodes/frontend/erasure_driver.h).
+  void erase_user(const ApiRequest& request, Call call);
+  void get_erasure(const ApiRequest& request, Call call);
   void get_presence(const ApiRequest& request, Call call);
   void link_identity(const ApiRequest& request, Call call);
   void unlink_identity(const ApiRequest& request, Call call);
@@ -140,6 +157,7 @@ class HttpApi {
   void create_conversation(const ApiRequest& request, Call call);
   void list_conversations(const ApiRequest& request, Call call);
   void get_conversation(const ApiRequest& request, Call call);
+  void update_conversation(const ApiRequest& request, Call call);
   void add_members(const ApiRequest& request, Call call);
   void add_members_to(Call call, const std::string& conversation_id,
                       const std::vector<std::string>& users);
@@ -191,6 +209,7 @@ class HttpApi {
   // apart from the logins so that a slow resolver cannot hold them up.
   WorkerPool url_checks_;
   ClientValidityCache clients_;
+  ClientValidityCache users_;  // user tokens' users, as clients_ (kUserValidityTtlMs)
   // What this frontend accepted lately, for reads right after a 202 (see AcceptedMessages).
   AcceptedMessages accepted_;
   // Locator lookups waiting to be tried again (find_message).
@@ -199,6 +218,7 @@ class HttpApi {
   Log log_{"http_api"};
   Histogram& send_latency_;
   Counter& rate_limited_;
+  ErasureDriver erasures_{storage_};
 };
 
 }  // namespace chat4all::frontend

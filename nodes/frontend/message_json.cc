@@ -11,6 +11,18 @@ json metadata_json(const std::string& metadata_text) {
 }
 
 json public_message_json(const wire::StoredMessage& message) {
+  if (message.erased)
+    // A tombstone: where the message was and who it was between, nothing of what it said.
+    return json{{"message_id", message.message_id},
+                {"conversation_id", message.conversation_id},
+                {"seq", message.seq},
+                {"sender_id", message.sender_id},
+                {"to", message.recipients},
+                {"channels",
+                 message.channels.empty() ? json::array({"all"}) : json(message.channels)},
+                {"erased", true},
+                {"received_at", message.received_at_ms},
+                {"stored_at", message.stored_at_ms}};
   json payload = {{"type", message.payload.type}};
   if (message.payload.type == "file")
     payload["file_id"] = message.payload.file_id;

@@ -169,17 +169,19 @@ std::optional<HistoryQuery> decode_history_cursor(std::string_view cursor) {
 
 HistoryPageEnd history_page_end(const HistoryQuery& query,
                                 const std::vector<wire::StoredMessage>& messages,
-                                std::uint64_t last_seq) {
+                                std::uint64_t last_seq, std::uint64_t first_seq) {
   HistoryPageEnd end;
   if (query.backward) {
-    end.end_of_history = messages.empty() || messages.front().seq <= 1;
+    end.end_of_history =
+        messages.empty() || messages.front().seq <= std::max<std::uint64_t>(first_seq, 1);
     end.next_from_seq = messages.empty() ? 1 : messages.back().seq + 1;
     if (!end.end_of_history) end.next_cursor = encode_history_cursor(true, messages.front().seq);
     return end;
   }
   if (messages.empty()) {
     // Nothing at or after `since`: everything there is is older.
-    end.next_from_seq = query.since_ms > 0 ? last_seq + 1 : query.from_seq;
+    end.next_from_seq =
+        query.since_ms > 0 ? last_seq + 1 : std::max<std::uint64_t>(query.from_seq, first_seq);
     return end;
   }
   end.next_from_seq = messages.back().seq + 1;

@@ -59,9 +59,11 @@ struct HistoryPageEnd {
   bool end_of_history = true;
   std::optional<std::string> next_cursor;
 };
+// `first_seq`: where the conversation's history starts (retention expired what is below);
+// a backward page that reaches it is the end of history.
 HistoryPageEnd history_page_end(const HistoryQuery& query,
                                 const std::vector<wire::StoredMessage>& messages,
-                                std::uint64_t last_seq);
+                                std::uint64_t last_seq, std::uint64_t first_seq = 1);
 
 // Opaque continuation of a history page: base64url of "f:<from_seq>" or
 // "b:<before_seq>". They name a seq and a direction, so they never expire.

@@ -130,13 +130,15 @@ std::vector<StreamCursorTracker::Read> StreamCursorTracker::take_reads(std::size
 
 std::vector<wire::StoredMessage> StreamCursorTracker::on_page(
     const std::string& conversation_id, std::vector<wire::StoredMessage> messages,
-    std::uint64_t last_seq) {
+    std::uint64_t last_seq, std::uint64_t first_seq) {
   std::vector<wire::StoredMessage> to_send;
   const auto it = conversations_.find(conversation_id);
   if (it == conversations_.end()) return to_send;  // left while the read was in flight
   Conversation& conversation = it->second;
   conversation.read_in_flight = false;
   const std::uint64_t cursor_before = conversation.cursor;
+  // Expired before this connection handed it out: nothing below first_seq will ever come.
+  if (first_seq > conversation.cursor + 1) conversation.cursor = first_seq - 1;
   for (auto& message : messages) {
     if (message.seq <= conversation.cursor) continue;   // handed out already
     if (message.seq != conversation.cursor + 1) break;  // a gap: never skip ahead

@@ -152,9 +152,11 @@ class StreamCursorTracker {
   // there is more to read, the conversation wants another read; after a reply
   // that made no progress it does not (so a log that answers below what it
   // claims cannot spin reads), until the next hint or resync.
+  // `first_seq`: where the conversation's history starts (retention); a
+  // cursor below it moves up to it.
   std::vector<wire::StoredMessage> on_page(const std::string& conversation_id,
                                            std::vector<wire::StoredMessage> messages,
-                                           std::uint64_t last_seq);
+                                           std::uint64_t last_seq, std::uint64_t first_seq = 0);
   // The read failed (timeout, no storage): retried at the next hint or resync.
   void on_read_failed(const std::string& conversation_id);
 

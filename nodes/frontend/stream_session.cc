@@ -416,8 +416,8 @@ void StreamSession::on_page(const std::string& conversation_id, std::size_t rese
     tracker_.on_read_failed(conversation_id);  // the next hint or resync reads again
   } else {
     states_.on_head(conversation_id, answer->state_head);
-    for (auto& message :
-         tracker_.on_page(conversation_id, std::move(answer->messages), answer->last_seq)) {
+    for (auto& message : tracker_.on_page(conversation_id, std::move(answer->messages),
+                                          answer->last_seq, answer->first_seq)) {
       enqueue({message_frame(message), conversation_id, message.seq, paced});
       if (phase_ != Phase::kStreaming) return;  // too slow: closed
     }

@@ -6,8 +6,10 @@
 
 #include "common/codec.h"
 #include "nodes/storage/domain_support.h"
+#include "nodes/storage/erasure.h"
 #include "nodes/storage/presence.h"
 #include "nodes/storage/record_keys.h"
+#include "nodes/storage/retention.h"
 
 namespace chat4all::storage {
 
@@ -25,9 +27,6 @@ std::string be64(std::uint64_t value) {
   return out;
 }
 
-std::string identity_key(std::string_view tenant, const wire::Identity& identity) {
-  return "I/" + std::string(tenant) + "/" + identity.channel + "/" + identity.address;
-}
 std::string client_key(std::string_view tenant, std::string_view client) {
   return "C/" + std::string(tenant) + "/" + std::string(client);
 }
@@ -41,9 +40,6 @@ std::string delivery_prefix(std::string_view tenant, std::string_view webhook) {
 // holds DeliveryOrder, "d/<tenant>/<webhook>/" seq (u64 BE) the event id recorded as seq.
 std::string delivery_order_key(std::string_view tenant, std::string_view webhook) {
   return "d/" + std::string(tenant) + "/" + std::string(webhook);
-}
-std::string conversation_key(std::string_view conversation) {
-  return "V/" + std::string(conversation);
 }
 std::string state_key(std::string_view conversation, std::uint64_t seq, std::string_view user) {
   std::string key = "S/" + std::string(conversation);
@@ -810,7 +806,60 @@ DomainResult get_message(const PartitionState& state, const wire::ConversationLo
   return ok(out);
 }
 
+// An event about a message that expired before it was sent: its readers acknowledge it like
+// any other, but nothing of the message is left to send.
+bool expired(const PartitionState& state, const wire::OutboxEvent& event) {
+  if (event.conversation_id.empty() || event.seq == 0) return false;
+  auto record = load<wire::ConversationRecord>(state, conversation_key(event.conversation_id));
+  return record && event.seq < history_start(*record);
+}
+
+void blank_expired(wire::OutboxEvent& event) {
+  event.type = "message.expired";
+  event.recipients.clear();
+  event.channels.clear();
+  event.payload = {};
+  event.metadata.clear();
+}
+
 }  // namespace
+
+std::optional<wire::ConversationRecord> load_conversation(const PartitionState& state,
+                                                          std::string_view conversation_id) {
+  return load<wire::ConversationRecord>(state, conversation_key(conversation_id));
+}
+
+void store_conversation(PartitionState& state, const wire::ConversationRecord& record) {
+  store(state, conversation_key(record.conversation_id), record);
+}
+
+void forget_message_records(PartitionState& state, const wire::StoredMessage& message) {
+  for (const auto& key :
+       keys_with_prefix(state, state_key(message.conversation_id, message.seq, "")))
+    state.erase(key);
+  for (const auto& key : keys_with_prefix(
+           state, channel_delivery_prefix(message.conversation_id, message.message_id)))
+    state.erase(key);
+}
+
+std::size_t scrub_channel_outbox(PartitionState& state, std::string_view conversation,
+                                 std::string_view sender, std::size_t scan_max) {
+  const std::string prefix = outbox_prefix(wire::kOutboxChannels);
+  std::vector<std::pair<std::string, wire::OutboxEvent>> changed;
+  std::size_t scanned = 0;
+  state.scan(prefix, {}, [&](std::string_view key, std::string_view value) {
+    auto event = codec::unpack_body<wire::OutboxEvent>(value);
+    if (event && event->conversation_id == conversation && event->sender_id == sender &&
+        (!event->payload.type.empty() || !event->metadata.empty())) {
+      event->payload = {};
+      event->metadata.clear();
+      changed.emplace_back(std::string(key), std::move(*event));
+    }
+    return ++scanned < scan_max;
+  });
+  for (const auto& [key, event] : changed) store(state, key, event);
+  return changed.size();
+}
 
 DomainResult apply_command(PartitionState& state, std::uint32_t partition,
                            const wire::CommandRequest& command, std::int64_t at_ms) {
@@ -904,6 +953,26 @@ DomainResult apply_command(PartitionState& state, std::uint32_t partition,
     case Kind::kExpirePresence: {
       CHAT4ALL_BODY(wire::PresenceExpiry, body);
       return expire_presence(state, *body, at_ms);
+    }
+    case Kind::kExpireMessages: {
+      CHAT4ALL_BODY(wire::MessageExpiry, body);
+      return expire_messages(state, *body, at_ms);
+    }
+    case Kind::kSetRetention: {
+      CHAT4ALL_BODY(wire::SetRetention, body);
+      return set_retention(state, *body, at_ms);
+    }
+    case Kind::kEraseUser: {
+      CHAT4ALL_BODY(wire::EraseUser, body);
+      return erase_user(state, *body, at_ms);
+    }
+    case Kind::kEraseMessages: {
+      CHAT4ALL_BODY(wire::EraseMessages, body);
+      return erase_messages(state, *body);
+    }
+    case Kind::kEraseProgress: {
+      CHAT4ALL_BODY(wire::EraseProgress, body);
+      return record_erase_progress(state, *body, at_ms);
     }
     case Kind::kNone:
       break;
@@ -1006,6 +1075,15 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
       CHAT4ALL_BODY(wire::PresenceSweep, body);
       return ok(expired_presence_leases(state, *body));
     }
+    case Kind::kRetentionSweep: {
+      CHAT4ALL_BODY(wire::RetentionSweep, body);
+      return ok(retention_sweep(state, *body));
+    }
+    case Kind::kGetEraseJob: {
+      CHAT4ALL_BODY(wire::TenantLookup, body);
+      auto job = erase_job(state, body->tenant_id, body->id);
+      return job ? ok(*job) : fail(Status::kNotFound, "no erasure of that user", "user_id");
+    }
     case Kind::kTyping: {
       // The membership check; the node rate-limits and publishes (storage_node.cc).
       CHAT4ALL_BODY(wire::TypingNotice, body);
@@ -1038,8 +1116,10 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
       const std::uint32_t wanted = std::clamp<std::uint32_t>(body->limit, 1, 1024);
       const std::string prefix = outbox_prefix(body->stream);
       state.scan(prefix, prefix + be64(body->after), [&](std::string_view, std::string_view value) {
-        if (auto event = codec::unpack_body<wire::OutboxEvent>(value))
+        if (auto event = codec::unpack_body<wire::OutboxEvent>(value)) {
+          if (expired(state, *event)) blank_expired(*event);
           events.push_back(std::move(*event));
+        }
         return events.size() < wanted;
       });
       return ok(events);
@@ -1145,6 +1225,9 @@ std::vector<std::string> note_appended(PartitionState& state, std::uint32_t part
 wire::ReadReply read_history(const PartitionState& state, const wire::ReadRequest& request,
                              std::uint32_t page_max) {
   wire::ReadReply reply;
+  const auto record = load_conversation(state, request.conversation_id);
+  // Below it the messages expired: nothing to read there, and no reader waits for them.
+  reply.first_seq = record ? history_start(*record) : 1;
   if (!request.tenant_id.empty() &&
       !visible_conversation(state, request.tenant_id, request.conversation_id,
                             request.requester_id)) {
@@ -1156,14 +1239,14 @@ wire::ReadReply read_history(const PartitionState& state, const wire::ReadReques
   reply.last_seq = state.head(request.conversation_id);
   reply.state_head = state_log_meta(state, request.conversation_id).head;
   const std::uint64_t limit = std::clamp<std::uint32_t>(request.limit, 1, page_max);
-  std::uint64_t first = std::max<std::uint64_t>(request.from_seq, 1);
+  std::uint64_t first = std::max<std::uint64_t>(request.from_seq, reply.first_seq);
   std::uint64_t last = reply.last_seq;
   if (request.before_seq > 0) {
     last = std::min(last, request.before_seq - 1);
-    first = last >= limit ? last - limit + 1 : 1;
+    first = std::max(last >= limit ? last - limit + 1 : 1, reply.first_seq);
   } else if (request.since_ms > 0) {
     // stored_at_ms never decreases along a conversation: binary search.
-    std::uint64_t low = 1, high = reply.last_seq + 1;
+    std::uint64_t low = reply.first_seq, high = std::max(reply.last_seq + 1, low);
     while (low < high) {
       const std::uint64_t middle = low + (high - low) / 2;
       auto message = state.message(request.conversation_id, middle);

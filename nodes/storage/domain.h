@@ -42,6 +42,12 @@ class PartitionState {
   virtual std::uint64_t head(std::string_view conversation_id) const = 0;
   virtual std::optional<std::uint64_t> seq_of(std::string_view conversation_id,
                                               std::string_view message_id) const = 0;
+  // Retention: removes the message at `seq` and its message_id's dedup entry.
+  virtual void erase_message(std::string_view conversation_id, std::uint64_t seq,
+                             std::string_view message_id) = 0;
+  // Erasure: replaces a stored message by its tombstone (same conversation and
+  // seq), and its dedup entry's content digest by zeros.
+  virtual void replace_message(const wire::StoredMessage& tombstone) = 0;
 };
 
 struct DomainResult {
@@ -77,12 +83,28 @@ DomainResult check_append(const PartitionState& state, wire::AppendRequest& appe
 // After a new message is stored: its outbox event and hint, its locator entry
 // (the locator outbox, which the routers' indexers turn into kIndexMessages on
 // the locator partitions), and, with `route_to_channels` and a channel choice
-// other than only "internal", its entry on the channel outbox. Returns the ids of outbox events dropped to make
-// room (see kOutboxEventsMax).
+// other than only "internal", its entry on the channel outbox. Returns the ids of outbox events
+// dropped to make room (see kOutboxEventsMax).
 std::vector<std::string> note_appended(PartitionState& state, std::uint32_t partition,
                                        const wire::StoredMessage& message,
                                        const std::string& tenant_id, bool route_to_channels,
                                        std::vector<wire::Event>& events);
+
+// The conversation record (any tenant), and its replacement: for the parts of
+// the state machine beyond this file (retention.cc).
+std::optional<wire::ConversationRecord> load_conversation(const PartitionState& state,
+                                                          std::string_view conversation_id);
+void store_conversation(PartitionState& state, const wire::ConversationRecord& record);
+
+// Before a message leaves the log (retention): the records kept about it
+// beside it, its recipients' states and its channel deliveries, go too.
+void forget_message_records(PartitionState& state, const wire::StoredMessage& message);
+
+// Erasure: events of `sender`'s messages in `conversation` on the channel
+// outbox that are not yet acknowledged (at most `scan_max` looked at) lose
+// their content as the messages did. How many were changed.
+std::size_t scrub_channel_outbox(PartitionState& state, std::string_view conversation,
+                                 std::string_view sender, std::size_t scan_max);
 
 // History read (schema/wire.h ReadRequest): forward, backward or since a time.
 wire::ReadReply read_history(const PartitionState& state, const wire::ReadRequest& request,

@@ -12,6 +12,7 @@
 
 #include "common/codec.h"
 #include "nodes/storage/domain.h"
+#include "nodes/storage/erasure.h"
 #include "nodes/storage/lmdb_support.h"
 
 namespace chat4all::storage {
@@ -310,6 +311,30 @@ class LmdbPartitionState final : public PartitionState {
     if (rc == MDB_NOTFOUND) return std::nullopt;
     must(rc, "read dedup");
     return read_seq(value.mv_data);
+  }
+  void erase_message(std::string_view conversation_id, std::uint64_t seq,
+                     std::string_view message_id) override {
+    for (auto [db, key_bytes] :
+         {std::pair{tables_.messages, message_key(partition_, conversation_id, seq)},
+          std::pair{tables_.dedup, dedup_key(partition_, conversation_id, message_id)}}) {
+      MDB_val key = as_val(key_bytes);
+      const int rc = mdb_del(txn_, db, &key, nullptr);
+      if (rc != MDB_NOTFOUND) must(rc, "delete expired message");
+    }
+  }
+  void replace_message(const wire::StoredMessage& tombstone) override {
+    const std::string message_bytes =
+        message_key(partition_, tombstone.conversation_id, tombstone.seq);
+    const std::string value = pack(tombstone);
+    MDB_val key = as_val(message_bytes), v = as_val(value);
+    must(mdb_put(txn_, tables_.messages, &key, &v, 0), "put tombstone");
+    // The digest of what it said would tell a guess right: it goes too, so a retry of the
+    // erased message is a conflict from now on.
+    const std::string id_bytes =
+        dedup_key(partition_, tombstone.conversation_id, tombstone.message_id);
+    const std::string record = dedup_record(tombstone.seq, std::string(kDigestBytes, '\0'));
+    MDB_val id_key = as_val(id_bytes), r = as_val(record);
+    must(mdb_put(txn_, tables_.dedup, &id_key, &r, 0), "put tombstone dedup");
   }
 
  private:
@@ -620,6 +645,10 @@ void MessageStore::apply_writes(MDB_txn* txn, const std::vector<PartitionWrite>&
           outcome.body = std::move(result.body);
           outcome.events = std::move(result.events);
           outcome.outbox_dropped = std::move(result.outbox_dropped);
+          if (command.command.kind == wire::CommandKind::kEraseMessages &&
+              outcome.status == wire::Status::kOk)
+            scrub_erased_from_log(txn, partition, command.command.body, outcome.body,
+                                  state.applied_index);
           continue;
         }
         wire::AppendRequest& request = command.append;
@@ -693,6 +722,29 @@ void MessageStore::apply_writes(MDB_txn* txn, const std::vector<PartitionWrite>&
           state.applied_index != before.applied_index)
         put(state_db_, prefix, pack(state), "put consensus state");
     }
+  }
+}
+
+void MessageStore::scrub_erased_from_log(MDB_txn* txn, PartitionId partition,
+                                         const std::string& erase_body,
+                                         const std::string& result_body,
+                                         std::uint64_t up_to_index) {
+  auto erase = codec::unpack_body<wire::EraseMessages>(erase_body);
+  auto result = codec::unpack_body<wire::EraseMessagesResult>(result_body);
+  if (!erase || !result || !result->done) return;
+  const std::string prefix = partition_prefix(partition);
+  std::vector<std::pair<std::string, std::string>> replaced;
+  for_each_with_prefix(txn, log_db_, prefix, [&](std::string_view key, const MDB_val& value) {
+    if (read_seq(key.data()) > up_to_index) return;
+    wire::LogEntry entry = unpack<wire::LogEntry>(value);
+    if (auto scrubbed = scrubbed_entry(entry.data, erase->conversation_id, erase->user_id)) {
+      entry.data = std::move(*scrubbed);
+      replaced.emplace_back(prefix + std::string(key), pack(entry));
+    }
+  });
+  for (const auto& [key_bytes, value_bytes] : replaced) {
+    MDB_val key = as_val(key_bytes), value = as_val(value_bytes);
+    must(mdb_put(txn, log_db_, &key, &value, 0), "scrub log entry");
   }
 }
 

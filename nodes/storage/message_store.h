@@ -165,6 +165,11 @@ class MessageStore {
   void apply_writes(MDB_txn* txn, const std::vector<PartitionWrite>& writes,
                     std::vector<std::vector<AppendOutcome>>& outcomes);
   void put_checkpoint(MDB_txn* txn, std::uint64_t wal_checkpoint);
+  // After an erasure (kEraseMessages, `erase_body`) finished a conversation: the
+  // partition's stored log entries up to `up_to_index` that still carry content
+  // of the erased user there lose it (nodes/storage/erasure.h scrubbed_entry).
+  void scrub_erased_from_log(MDB_txn* txn, PartitionId partition, const std::string& erase_body,
+                             const std::string& result_body, std::uint64_t up_to_index);
   // Runs `read` on the partition's applied state in a read transaction; an
   // LMDB error or an undecodable record gives a kInternal Reply naming it.
   template <typename Reply, typename Read>

@@ -22,10 +22,6 @@ std::string lease_prefix(std::string_view tenant) {
 std::string streams_prefix(std::string_view tenant, std::string_view frontend) {
   return "F/" + std::string(tenant) + "/" + std::string(frontend) + "/";
 }
-// "P/<tenant>/<user>" -> PresenceRecord (offline, last_seen_at_ms)
-std::string seen_key(std::string_view tenant, std::string_view user) {
-  return "P/" + std::string(tenant) + "/" + std::string(user);
-}
 
 using domain_support::fail;
 using domain_support::ok;

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "schema/records.h"
+
 namespace chat4all::storage {
 
 inline std::string user_key(std::string_view tenant, std::string_view user) {
@@ -15,6 +17,19 @@ inline std::string user_key(std::string_view tenant, std::string_view user) {
 // The conversations of a user: "M/<tenant>/<user>/<conversation_id>" -> "".
 inline std::string membership_prefix(std::string_view tenant, std::string_view user) {
   return "M/" + std::string(tenant) + "/" + std::string(user) + "/";
+}
+
+// A conversation's record: "V/<conversation>" -> ConversationRecord.
+inline std::string conversation_key(std::string_view conversation) {
+  return "V/" + std::string(conversation);
+}
+// An identity's owner: "I/<tenant>/<channel>/<address>" -> user id.
+inline std::string identity_key(std::string_view tenant, const wire::Identity& identity) {
+  return "I/" + std::string(tenant) + "/" + identity.channel + "/" + identity.address;
+}
+// A user's last-seen presence record: "P/<tenant>/<user>" -> PresenceRecord.
+inline std::string seen_key(std::string_view tenant, std::string_view user) {
+  return "P/" + std::string(tenant) + "/" + std::string(user);
 }
 
 }  // namespace chat4all::storage

@@ -13,6 +13,7 @@
 #include "common/transport.h"
 #include "nodes/storage/domain.h"
 #include "nodes/storage/write_ahead_log.h"
+#include "schema/retention.h"
 
 namespace {
 // Routing keys are ids or keys built from ids (schema/wire.h); anything longer is malformed.
@@ -24,6 +25,12 @@ constexpr std::size_t kDeferredReadsMax = 10000;
 // users are announced offline within this of the lease's end.
 constexpr std::chrono::milliseconds kPresenceSweep{1000};
 constexpr std::uint32_t kPresenceExpiriesPerSweepMax = 64;  // per partition; the rest next time
+// How often a leader looks for expired messages, and how much one look does per partition:
+// expired messages go within about one sweep of their retention, a conversation with more
+// than kExpiryMessagesPerCommandMax due goes on at the next sweep.
+constexpr std::chrono::milliseconds kRetentionSweep{1000};
+constexpr std::uint32_t kRetentionConversationsPerSweepMax = 256;
+constexpr std::size_t kExpiriesPerSweepMax = 64;
 }  // namespace
 
 namespace chat4all::storage {
@@ -49,6 +56,7 @@ struct StorageNode::Partition {
   std::map<std::uint64_t, Waiting> waiting;  // by log index
   bool was_leader = false;
   std::uint64_t term_seen = 0;
+  std::string retention_after;  // where the retention sweep goes on (a record key)
 };
 
 struct StorageNode::Sockets {
@@ -108,6 +116,9 @@ struct StorageNode::Stats {
   Counter& presence_expiries = metrics().counter(
       "chat4all_storage_presence_expiries_proposed_total",
       "Expired presence leases (a frontend instance that stopped renewing) proposed for removal");
+  Counter& expiries_proposed = metrics().counter(
+      "chat4all_storage_expiries_proposed_total",
+      "Retention expiries (a conversation's messages past their retention) proposed");
   Counter& typing_published =
       metrics().counter("chat4all_storage_typing_published_total", "Typing events published");
   Counter& typing_dropped = metrics().counter(
@@ -193,6 +204,7 @@ void StorageNode::run(const std::atomic<bool>& stop) {
   const auto tick = std::chrono::milliseconds(topology_.storage.tick_ms);
   auto next_tick = Clock::now() + tick;
   auto next_presence_sweep = Clock::now() + kPresenceSweep;
+  auto next_retention_sweep = Clock::now() + kRetentionSweep;
   const std::uint32_t drain_max = topology_.storage.batch_messages_max;
   zmq::pollitem_t items[] = {{sockets_->clients.handle(), 0, ZMQ_POLLIN, 0},
                              {nullptr, applier_->wake_fd(), ZMQ_POLLIN, 0}};
@@ -239,6 +251,10 @@ void StorageNode::run(const std::atomic<bool>& stop) {
       if (now >= next_presence_sweep) {
         sweep_presence(wall_ms);
         next_presence_sweep = now + kPresenceSweep;
+      }
+      if (now >= next_retention_sweep) {
+        sweep_retention(wall_ms);
+        next_retention_sweep = now + kRetentionSweep;
       }
       // After a stall, resume the clock rather than firing the missed ticks.
       next_tick = std::max(next_tick + tick, now);
@@ -514,6 +530,37 @@ void StorageNode::sweep_presence(std::int64_t now_ms) {
                                            {"tenant_id", lease.tenant_id},
                                            {"frontend", lease.frontend},
                                            {"renewed_at_ms", lease.renewed_at_ms}});
+    }
+  }
+}
+
+void StorageNode::sweep_retention(std::int64_t now_ms) {
+  wire::RetentionSweep sweep{now_ms, {}, {}, kRetentionConversationsPerSweepMax};
+  for (const auto& tenant : topology_.tenants)
+    if (tenant.retention_s > 0)
+      sweep.tenant_retention_ms.emplace_back(tenant.id, tenant.retention_s * 1000);
+  for (auto& [id, partition] : partitions_) {
+    if (!partition->replica->can_serve_reads()) continue;
+    sweep.after = partition->retention_after;
+    const wire::QueryReply reply = store_.query(
+        id, wire::QueryRequest{wire::partition_key(id), wire::QueryKind::kRetentionSweep,
+                               codec::pack_body(sweep)});
+    auto found = reply.status == wire::Status::kOk
+                     ? codec::unpack_body<wire::RetentionSweepResult>(reply.body)
+                     : std::nullopt;
+    if (!found) continue;
+    partition->retention_after = found->next_after;
+    std::size_t proposed = 0;
+    for (const auto& expiry : found->expiries) {
+      // Proposed again by the next sweep of this conversation if this one is lost.
+      if (proposed++ == kExpiriesPerSweepMax) break;
+      const wire::ReplicatedCommand command{
+          {},
+          now_ms,
+          wire::CommandRequest{expiry.conversation_id, wire::CommandKind::kExpireMessages,
+                               codec::pack_body(expiry)}};
+      if (!propose_own(id, command)) break;
+      stats_->expiries_proposed.add();
     }
   }
 }

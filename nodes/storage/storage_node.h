@@ -74,6 +74,10 @@ class StorageNode {
   // Every kPresenceSweep on the partitions it leads: proposes kExpirePresence
   // for the presence leases that expired (nodes/storage/presence.h).
   void sweep_presence(std::int64_t now_ms);
+  // Every kRetentionSweep on the partitions it leads: proposes kExpireMessages
+  // for conversations whose oldest messages passed their retention
+  // (nodes/storage/retention.h), with the cutoff from this node's clock.
+  void sweep_retention(std::int64_t now_ms);
   // A command of the node's own, answered to nobody; false if the partition is
   // not led here or cannot take a write now (the next sweep tries again).
   bool propose_own(PartitionId partition, const wire::ReplicatedCommand& command);

@@ -386,6 +386,23 @@ async function main() {
       await api.error('POST', `/v1/conversations/${s.group}/members`, { token: a.token, body: { members: [`${prefix}nobody`] } }, { status: 400, field: 'members' });
       await api.error('POST', `/v1/conversations/${s.group}/members`, { token: a.token, body: {} }, { status: 400, field: 'members' });
     });
+    await runner.check('PATCH retention_s: 200 by the group creator; 400 naming retention_s; others 400/404', async () => {
+      const group = await api.call('POST', '/v1/conversations', { token: a.token, body: { type: 'group', members: [b.id] }, expect: 201 });
+      const id = group.json.conversation_id;
+      assert.equal(group.json.retention_s, null, 'the tenant\'s retention');
+      assert.equal(group.json.first_seq, 1);
+      const r = await api.call('PATCH', `/v1/conversations/${id}`, { token: a.token, body: { retention_s: 86400 }, expect: 200 });
+      assert.equal(r.json.retention_s, 86400);
+      assert.equal(r.json.first_seq, 1);
+      assert.equal(r.json.last_seq, 0);
+      await api.error('PATCH', `/v1/conversations/${id}`, { token: b.token, body: { retention_s: 60 } }, { status: 400, field: 'retention_s' });
+      await api.error('PATCH', `/v1/conversations/${id}`, { token: c.token, body: { retention_s: 60 } }, { status: 404 });
+      for (const bad of [0, -5, 1.5, 'soon', null])
+        await api.error('PATCH', `/v1/conversations/${id}`, { token: a.token, body: { retention_s: bad } }, { status: 400, field: 'retention_s' });
+      await api.error('PATCH', `/v1/conversations/${id}`, { token: a.token, body: {} }, { status: 400, field: 'retention_s' });
+      const admin = await api.call('PATCH', `/v1/conversations/${id}`, { token: s.admin, body: { retention_s: 3600 }, expect: 200 });
+      assert.equal(admin.json.retention_s, 3600);
+    });
     await runner.check('GET a conversation: members 200, others 404', async () => {
       const r = await api.call('GET', `/v1/conversations/${s.group}`, { token: c.token, expect: 200 });
       assert.equal(r.json.conversation_id, s.group);
@@ -1006,6 +1023,49 @@ async function main() {
   }
 
   // ------------------------------------------------------------ tenants
+  // ------------------------------------------------------------ erasure
+  if (runner.begin('erasure')) {
+    await runner.check('POST /v1/users/{id}/erase: 202 job, idempotent, tombstones, no login; users 403', async () => {
+      const gone = { id: `${prefix}erased`, password: `pw-${crypto.randomBytes(9).toString('base64url')}` };
+      await api.call('POST', '/v1/users', { token: s.admin, expect: 201, body: { user_id: gone.id, password: gone.password } });
+      gone.token = await userToken(gone);
+      const { a } = s.users;
+      const conv = await api.call('POST', '/v1/conversations', { token: gone.token, body: { type: 'group', members: [a.id] }, expect: 201 });
+      const id = conv.json.conversation_id;
+      const theirs = await sendText(gone, id, 'to be erased', { metadata: { note: 'private' } });
+      const mine = await sendText(a, id, 'stays');
+      await api.error('POST', `/v1/users/${gone.id}/erase`, { token: a.token }, { status: 403 });
+      const first = await api.call('POST', `/v1/users/${gone.id}/erase`, { token: s.admin, expect: 202 });
+      assert.equal(first.json.user_id, gone.id);
+      assert.equal(first.json.conversations_total, 1);
+      assert.equal(first.headers.location, `/v1/users/${gone.id}/erase`);
+      const again = await api.call('POST', `/v1/users/${gone.id}/erase`, { token: s.admin, expect: 202 });
+      assert.equal(again.json.created_at, first.json.created_at, 'the same job');
+      let job = again.json;
+      for (let i = 0; i < 100 && job.state !== 'done'; i += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        job = (await api.call('GET', first.json.url, { token: s.admin, expect: 200 })).json;
+      }
+      assert.equal(job.state, 'done');
+      assert.equal(job.conversations_done, 1);
+      assert.equal(job.messages_erased, 1);
+      const history = await api.call('GET', `/v1/conversations/${id}/messages`, { token: a.token, expect: 200 });
+      const [tombstone, kept] = history.json.messages;
+      assert.equal(tombstone.message_id, theirs.message_id);
+      assert.equal(tombstone.erased, true);
+      assert.equal(tombstone.payload, undefined);
+      assert.equal(tombstone.metadata, undefined);
+      assert.equal(kept.message_id, mine.message_id);
+      assert.equal(kept.payload.text, 'stays');
+      assert.equal(kept.erased, undefined);
+      await api.error('POST', '/v1/auth/token', { body: { tenant_id: options.tenant, user_id: gone.id, password: gone.password } }, { status: 401 });
+      await api.error('GET', '/v1/conversations', { token: gone.token }, { status: 401, code: 'unauthorized' });
+      await api.error('GET', `/v1/users/${gone.id}`, { token: s.admin }, { status: 404 });
+      await api.error('POST', `/v1/users/${prefix}never-was/erase`, { token: s.admin }, { status: 404 });
+      await api.error('GET', `/v1/users/${prefix}never-was/erase`, { token: s.admin }, { status: 404 });
+    });
+  }
+
   if (runner.begin('tenants')) {
     if (!options.otherTenant) {
       console.log('      (no --other-tenant given: the cross-tenant checks are not run)');

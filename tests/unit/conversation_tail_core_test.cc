@@ -219,3 +219,32 @@ TEST(StreamCursorTrackerTails, WithoutATailOrWithAReadInFlightItReadsAsBefore) {
 
 }  // namespace
 }  // namespace chat4all::frontend
+
+namespace chat4all::frontend {
+namespace {
+
+TEST(ConversationTailCore, ACursorBelowWhereHistoryStartsMovesUpToIt) {
+  Core core(2, 100, 1 << 20);
+  core.on_hint(9);
+  ASSERT_EQ(core.take_read(), 3u);
+  // 3-6 expired before the read: the log starts at 7 and nothing below will come.
+  EXPECT_TRUE(core.on_page(entries(7, 9), 9, 7));
+  EXPECT_EQ(core.cursor(), 9u);
+  EXPECT_EQ(window_seqs(core), (std::vector<std::uint64_t>{7, 8, 9}));
+}
+
+TEST(StreamCursorTracker, ACursorBelowWhereHistoryStartsMovesUpToIt) {
+  Tracker tracker(10);
+  ASSERT_TRUE(tracker.add("c", 0, 1));
+  const auto sent = tracker.on_page("c", {}, 8, 6);
+  EXPECT_TRUE(sent.empty());
+  wire::StoredMessage message;
+  message.conversation_id = "c";
+  message.seq = 6;
+  const auto next = tracker.on_page("c", {message}, 8, 6);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].seq, 6u);
+}
+
+}  // namespace
+}  // namespace chat4all::frontend

@@ -95,6 +95,18 @@ TEST(HorizonUpdateTest, NonNegativeInteger) {
                      "up_to_seq");
 }
 
+TEST(ConversationValidationTest, RetentionIsWholeSecondsUpToTheTenants) {
+  EXPECT_EQ(expect_ok(parse_conversation_update(R"({"retention_s":60})", 3600, 1000000)), 60);
+  EXPECT_EQ(expect_ok(parse_conversation_update(R"({"retention_s":3600})", 3600, 1000000)), 3600);
+  EXPECT_EQ(expect_ok(parse_conversation_update(R"({"retention_s":999999})", 0, 1000000)), 999999);
+  expect_api_error(parse_conversation_update("{}", 0, 100), 400, "missing_field", "retention_s");
+  for (const std::string value : {"0", "-1", "1.5", "\"3\"", "true", "3601"})
+    expect_api_error(parse_conversation_update(R"({"retention_s":)" + value + "}", 3600, 1000000),
+                     400, "invalid_field", "retention_s");
+  expect_api_error(parse_conversation_update(R"({"retention_s":101})", 0, 100), 400,
+                   "invalid_field", "retention_s");
+}
+
 TEST(PrivateConversationIdTest, OneIdPerPairAndTenant) {
   const std::string id = private_conversation_id("dev", "alice", "bob");
   EXPECT_EQ(id, private_conversation_id("dev", "bob", "alice"));

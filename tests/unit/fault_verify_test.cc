@@ -232,3 +232,41 @@ TEST(FaultAckLog, RejectsMalformedLines) {
 
 }  // namespace
 }  // namespace chat4all::fault
+
+namespace chat4all::fault {
+namespace {
+
+TEST(FaultVerify, ExpiredBelowFirstSeqIsNotLostButBelowItOnlyByTheRule) {
+  CleanRun run;
+  // Retention expired seqs 1-2 of c1: history starts at 3.
+  run.histories["c1"] = history({{3, "m0-1"}, {4, "m1-1"}});
+  run.histories["c1"].first_seq = run.histories["c1"].first_seq_end = 3;
+  Report report = verify(run.log, run.histories);
+  EXPECT_TRUE(report.ok()) << summary_line(report);
+  EXPECT_EQ(report.expired, 2u);
+  EXPECT_EQ(report.lost, 0u);
+  EXPECT_NE(summary_line(report).find(" expired=2 "), std::string::npos);
+
+  // Missing at or above first_seq is lost, whatever expired below.
+  run.histories["c1"] = history({{3, "m0-1"}});
+  run.histories["c1"].last_seq = 4;
+  run.histories["c1"].first_seq = run.histories["c1"].first_seq_end = 3;
+  report = verify(run.log, run.histories);
+  EXPECT_FALSE(report.ok());
+  EXPECT_EQ(report.lost, 1u);
+
+  // History that grew its start while it was read may jump to the last page's first_seq,
+  // never beyond it.
+  run.histories["c1"] = history({{1, "m0-0"}, {3, "m0-1"}, {4, "m1-1"}});
+  run.histories["c1"].first_seq = 1;
+  run.histories["c1"].first_seq_end = 3;
+  report = verify(run.log, run.histories);
+  EXPECT_TRUE(report.ok()) << summary_line(report);
+  EXPECT_EQ(report.expired, 1u);
+  run.histories["c1"].first_seq_end = 2;
+  report = verify(run.log, run.histories);
+  EXPECT_EQ(report.gaps, 1u);
+}
+
+}  // namespace
+}  // namespace chat4all::fault

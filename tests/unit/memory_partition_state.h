@@ -37,6 +37,8 @@ class MemoryRecords : public storage::PartitionState {
   std::optional<std::uint64_t> seq_of(std::string_view, std::string_view) const override {
     return std::nullopt;
   }
+  void erase_message(std::string_view, std::uint64_t, std::string_view) override {}
+  void replace_message(const wire::StoredMessage&) override {}
 
   std::map<std::string, std::string> records;
 };

@@ -547,3 +547,30 @@ TEST(TopologyTest, PresenceSettingsAreReadAndBounded) {
 
 }  // namespace
 }  // namespace chat4all
+
+namespace chat4all {
+namespace {
+
+const std::string kRetentionHash =
+    "\"$argon2id$v=19$m=65536,t=2,p=1$0ggdapFAvRNVZnxkHTpkFw$RDep5ZdPViTXP1aX8oTYmDHVA4B3LQat/"
+    "kMidJa5f3g\"";
+
+std::string tenant_with(const std::string& retention_line) {
+  return "tenants:\n  - id: acme\n" + retention_line +
+         "    admin_clients:\n      - {client_id: acme-admin, secret_hash: " + kRetentionHash +
+         "}\n";
+}
+
+TEST(TopologyTest, TenantRetentionIsOptionalAndPositive) {
+  EXPECT_EQ(parse(kCluster + kNodes + tenant_with("")).tenant("acme")->retention_s, 0);
+  EXPECT_EQ(parse(kCluster + kNodes + tenant_with("    retention_s: 86400\n"))
+                .tenant("acme")
+                ->retention_s,
+            86400);
+  expect_error(kCluster + kNodes + tenant_with("    retention_s: 0\n"), "retention_s");
+  expect_error(kCluster + kNodes + tenant_with("    retention_s: -5\n"), "retention_s");
+  expect_error(kCluster + kNodes + tenant_with("    retention_s: soon\n"), "retention_s");
+}
+
+}  // namespace
+}  // namespace chat4all

@@ -107,6 +107,8 @@ int run(int argc, char** argv) {
                                         options.page, deadline, error)) {
       History& history = histories[conversation_id];
       history.last_seq = read->last_seq;
+      history.first_seq = read->first_seq;
+      history.first_seq_end = read->first_seq_end;
       for (auto& message : read->messages)
         history.messages.push_back({message.seq, std::move(message.message_id)});
     } else {

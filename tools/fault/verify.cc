@@ -86,11 +86,13 @@ Report verify(const std::vector<AckRecord>& log, const std::map<std::string, His
   std::unordered_map<std::string_view, std::vector<Copy>> copies;
   for (const auto& [conversation_id, history] : histories) {
     ++report.conversations;
-    std::uint64_t expected = 1;
+    std::uint64_t expected = std::max<std::uint64_t>(history.first_seq, 1);
     for (const auto& message : history.messages) {
       ++report.stored;
       copies[message.message_id].push_back({conversation_id, message.seq});
-      if (message.seq != expected) {
+      // A jump is retention only if it lands where history started by the last page.
+      const bool expired_between = message.seq > expected && message.seq <= history.first_seq_end;
+      if (message.seq != expected && !expired_between) {
         ++report.gaps;
         problems.add("gap: conversation " + conversation_id + " has seq " +
                      std::to_string(message.seq) + " where " + std::to_string(expected) +
@@ -100,6 +102,7 @@ Report verify(const std::vector<AckRecord>& log, const std::map<std::string, His
     }
     // A history that stops short of the newest seq the server itself reports is missing its
     // tail, which no per-message check would notice.
+    expected = std::max(expected, history.first_seq_end);
     if (history.last_seq >= expected) {
       ++report.gaps;
       problems.add("gap: conversation " + conversation_id + " ends at seq " +
@@ -161,6 +164,13 @@ Report verify(const std::vector<AckRecord>& log, const std::map<std::string, His
     }
     if (unreadable.contains(record->conversation_id)) continue;  // already a failure
     if (here.empty()) {
+      // Expired by the rule (below where its conversation's history starts) is not lost.
+      const auto history = histories.find(record->conversation_id);
+      if (record->seq != 0 && history != histories.end() &&
+          record->seq < history->second.first_seq_end) {
+        ++report.expired;
+        continue;
+      }
       ++report.lost;
       problems.add("lost: message " + record->message_id + " acknowledged at seq " +
                    std::to_string(record->seq) + " is not in " + record->conversation_id);
@@ -198,6 +208,7 @@ std::vector<std::pair<const char*, std::uint64_t>> counts(const Report& report) 
           {"unknown", report.unknown},
           {"found", report.found},
           {"lost", report.lost},
+          {"expired", report.expired},
           {"duplicated", report.duplicated},
           {"out_of_order", report.out_of_order},
           {"gaps", report.gaps},

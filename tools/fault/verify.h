@@ -38,6 +38,10 @@ struct StoredMessage {
 struct History {
   std::vector<StoredMessage> messages;
   std::uint64_t last_seq = 0;  // what the server says the newest seq is
+  // Where the history started when its first page was read, and when its last one was:
+  // retention expires a prefix (every message below first_seq), which may grow while the
+  // pages are read. 1 without retention.
+  std::uint64_t first_seq = 1, first_seq_end = 1;
 };
 
 struct Report {
@@ -45,7 +49,8 @@ struct Report {
   std::uint64_t acknowledged = 0;
   std::uint64_t unknown = 0;
   std::uint64_t found = 0;          // acknowledged messages present in their conversation
-  std::uint64_t lost = 0;           // acknowledged messages absent
+  std::uint64_t lost = 0;           // acknowledged messages absent, not expired
+  std::uint64_t expired = 0;        // acknowledged messages absent below first_seq: retention
   std::uint64_t duplicated = 0;     // logged messages stored more than once (extra copies)
   std::uint64_t out_of_order = 0;   // acknowledged messages stored before one a session had
                                     // acknowledged earlier in the same conversation
