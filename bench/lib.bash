@@ -104,7 +104,7 @@ thousands() { sed -E ':a;s/([0-9])([0-9]{3})($|[^0-9])/\1,\2\3/;ta' <<<"$1"; }
 
 write_topology() {
   local rf=$1 file=$2 data=$3 tls_dir=${4:-} ports=() i https_port
-  for ((i = 0; i < 12; i++)); do free_port "ports[i]"; done
+  for ((i = 0; i < 14; i++)); do free_port "ports[i]"; done
   # Text edits, so that everything else is exactly the default topology's: the replication
   # factor, data_dir, the two rate-limit lines; the `channels:` section, the router's channels
   # endpoint and the connector node go; every endpoint port is replaced by a free one.
