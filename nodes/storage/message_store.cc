@@ -420,25 +420,16 @@ bool MessageStore::grow_map() {
 bool MessageStore::nearly_full() const {
   // Measured against the maximum, not the current map: a store reopened with
   // a smaller initial size maps just what its data needs, below the maximum.
+  // Pages on the free list count as used: LMDB reuses them only once no
+  // snapshot still sees them, so in a small map a commit can run out of room
+  // with many of them listed.
   MDB_envinfo info{};
   MDB_stat stat{};
   std::shared_lock lock(resize_mutex_);
   mdb_env_info(env_, &info);
   mdb_env_stat(env_, &stat);
-  const double limit = 0.9 * double(options_.map_size_max_bytes);
-  const std::uint64_t pages = info.me_last_pgno + 1;
-  if (double(pages) * stat.ms_psize <= limit) return false;
-  // The file is that large; what was freed in it (trims, deletions) takes
-  // new data first.
-  std::lock_guard cached(free_pages_mutex_);
-  const std::uint64_t commits = commits_.load();
-  if (free_pages_commit_ != commits) {
-    TxnGuard guard;
-    if (mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn) != MDB_SUCCESS) return true;
-    free_pages_cached_ = free_pages(guard.txn);
-    free_pages_commit_ = commits;
-  }
-  return double(pages - std::min(pages, free_pages_cached_)) * stat.ms_psize > limit;
+  const double used = double(info.me_last_pgno + 1) * stat.ms_psize;
+  return used > 0.9 * double(options_.map_size_max_bytes);
 }
 
 std::uint64_t MessageStore::free_pages(MDB_txn* txn) {
@@ -478,7 +469,7 @@ MessageStore::Usage MessageStore::usage() const {
         name, (stat.ms_branch_pages + stat.ms_leaf_pages + stat.ms_overflow_pages) * page_bytes);
   }
   usage.free_bytes = free_pages(guard.txn) * page_bytes;
-  usage.used_bytes = (info.me_last_pgno + 1) * page_bytes - usage.free_bytes;
+  usage.used_bytes = (info.me_last_pgno + 1) * page_bytes;
   usage.map_max_bytes = options_.map_size_max_bytes;
   return usage;
 }
@@ -546,7 +537,6 @@ MessageStore::WriteResult MessageStore::try_write(const std::vector<PartitionWri
     MDB_txn* txn = guard.txn;
     guard.txn = nullptr;  // commit frees the transaction, also on failure
     must(mdb_txn_commit(txn), "commit");
-    ++commits_;
     return WriteResult::kDurable;
   } catch (const LmdbFailure& failure) {
     error = std::string(failure.what) + ": " + mdb_strerror(failure.rc);
@@ -589,7 +579,6 @@ MessageStore::WriteResult MessageStore::batch_commit(std::uint64_t wal_checkpoin
     if (wal_checkpoint) put_checkpoint(batch_txn_, wal_checkpoint);
     MDB_txn* txn = std::exchange(batch_txn_, nullptr);  // commit frees it, also on failure
     must(mdb_txn_commit(txn), "commit");
-    ++commits_;
     return WriteResult::kDurable;
   } catch (const LmdbFailure& failure) {
     batch_abort();

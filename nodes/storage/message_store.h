@@ -37,7 +37,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
-#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -150,10 +149,9 @@ class MessageStore {
   // it reflects.
   std::string snapshot(PartitionId partition, std::uint64_t& applied_index) const;
 
-  // True once more than 90% of the map's maximum holds data (pages on the
-  // free list, which LMDB reuses before it grows the file, do not count):
-  // leaders refuse new writes (507) so that replication of what they already
-  // accepted still fits, and take them again once space is freed.
+  // True once the store's file reaches 90% of the map's maximum: leaders
+  // refuse new writes (507) so that replication of what they already
+  // accepted still fits.
   bool nearly_full() const;
 
   // Where the bytes go, for the node's metrics: the pages of every table,
@@ -161,7 +159,7 @@ class MessageStore {
   struct Usage {
     std::vector<std::pair<std::string, std::uint64_t>> table_bytes;  // name, pages * page size
     std::uint64_t free_bytes = 0;  // pages freed, reused before the file grows
-    std::uint64_t used_bytes = 0;  // the file's pages up to the last one, less the free ones
+    std::uint64_t used_bytes = 0;  // the file's pages up to the last one (free ones included)
     std::uint64_t map_max_bytes = 0;
   };
   Usage usage() const;
@@ -191,11 +189,6 @@ class MessageStore {
                records_db_ = 0, meta_db_ = 0;
   std::atomic<std::uint64_t> map_size_bytes_{0};
   MDB_txn* batch_txn_ = nullptr;  // the apply thread's open transaction
-  // Counting the free list takes a scan: nearly_full() counts it again only
-  // after a commit (the count of `free_pages_commit_`).
-  std::atomic<std::uint64_t> commits_{0};
-  mutable std::mutex free_pages_mutex_;
-  mutable std::uint64_t free_pages_commit_ = ~0ull, free_pages_cached_ = 0;
   // Shared by every read transaction, exclusive for a map growth (LMDB allows
   // mdb_env_set_mapsize only while no transaction of the process is open).
   mutable std::shared_mutex resize_mutex_;

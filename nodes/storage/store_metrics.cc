@@ -33,7 +33,8 @@ void publish_store_usage(const MessageStore& store, const WriteAheadLog& wal) {
   bytes_of("write_ahead_log").set(static_cast<std::int64_t>(wal.bytes_used()));
   metrics()
       .gauge("chat4all_storage_map_used_bytes",
-             "Bytes of the store's LMDB map holding data (its pages less the free ones)")
+             "Bytes of the store's LMDB map up to its last page (free pages included: LMDB reuses "
+             "them, but a commit can need more than it may reuse yet)")
       .set(static_cast<std::int64_t>(usage.used_bytes));
   metrics()
       .gauge("chat4all_storage_map_max_bytes",
