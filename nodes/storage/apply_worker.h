@@ -49,9 +49,14 @@ class ApplyWorker {
     std::size_t batch_bytes_max = 8ull << 20;  // per transaction (at least one turn)
     // A transaction stays open this long after its first turn, taking the
     // turns that follow, so that one commit (two fsyncs) covers them: the
-    // disk's flushes are shared by every node on the machine. Reads wait for
-    // the commit, so this is also what a read may wait behind writes.
-    std::chrono::milliseconds commit_interval{5};
+    // disk's flushes are shared by every node on the machine, and every
+    // commit writes each page it touched (a partition's log and outbox tails,
+    // a conversation's last page, the branch pages above them) once however
+    // many entries changed it, so longer transactions write fewer pages per
+    // message (bench/README.md, "Growth"). A read that must see what the open
+    // transaction holds ends it early (commit_soon()), so it does not wait
+    // out the interval.
+    std::chrono::milliseconds commit_interval{20};
   };
 
   // One loop turn's share: the Readies of its partitions (their messages
@@ -80,6 +85,9 @@ class ApplyWorker {
   ApplyWorker& operator=(const ApplyWorker&) = delete;
 
   void push(Job job);
+  // A read waits for what was answered: commit the open transaction (with the
+  // jobs queued now) without waiting for the rest of the interval.
+  void commit_soon();
   std::vector<Done> take_done();
   int wake_fd() const { return wake_fd_; }
   void clear_wake();
@@ -117,6 +125,7 @@ class ApplyWorker {
   std::uint64_t durable_batch_ = 0;
   std::uint64_t durable_wal_position_ = 0;
   std::optional<std::string> failure_;
+  bool commit_soon_ = false;
   // The worker thread's own: jobs in the open transaction, not yet committed.
   std::vector<Job> open_jobs_;
   bool stopping_ = false;
