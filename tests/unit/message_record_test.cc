@@ -5,6 +5,8 @@
 
 #include <msgpack.hpp>
 
+#include "tests/unit/test_util.h"
+
 namespace chat4all::storage {
 namespace {
 
@@ -24,24 +26,10 @@ wire::StoredMessage sample() {
   return m;
 }
 
-void expect_same(const wire::StoredMessage& a, const wire::StoredMessage& b) {
-  EXPECT_EQ(a.conversation_id, b.conversation_id);
-  EXPECT_EQ(a.seq, b.seq);
-  EXPECT_EQ(a.message_id, b.message_id);
-  EXPECT_EQ(a.sender_id, b.sender_id);
-  EXPECT_EQ(a.recipients, b.recipients);
-  EXPECT_EQ(a.payload.type, b.payload.type);
-  EXPECT_EQ(a.payload.text, b.payload.text);
-  EXPECT_EQ(a.received_at_ms, b.received_at_ms);
-  EXPECT_EQ(a.stored_at_ms, b.stored_at_ms);
-  EXPECT_EQ(a.channels, b.channels);
-  EXPECT_EQ(a.metadata, b.metadata);
-}
-
 TEST(MessageRecordTest, RoundTripsWithTheConversationAndSeqFromTheKey) {
   const wire::StoredMessage m = sample();
   const std::string bytes = encode_message_record(m);
-  expect_same(decode_message_record(m.conversation_id, m.seq, bytes), m);
+  unit::expect_same_message(decode_message_record(m.conversation_id, m.seq, bytes), m);
   // What the key holds is not repeated in the value.
   EXPECT_EQ(bytes.find(m.conversation_id), std::string::npos);
   msgpack::sbuffer whole;
@@ -52,14 +40,15 @@ TEST(MessageRecordTest, RoundTripsWithTheConversationAndSeqFromTheKey) {
 TEST(MessageRecordTest, AStoredTimeBeforeTheReceivedTimeSurvives) {
   wire::StoredMessage m = sample();
   m.stored_at_ms = m.received_at_ms - 250;  // the leader's clock behind the frontend's
-  expect_same(decode_message_record(m.conversation_id, m.seq, encode_message_record(m)), m);
+  unit::expect_same_message(
+      decode_message_record(m.conversation_id, m.seq, encode_message_record(m)), m);
 }
 
 TEST(MessageRecordTest, ReadsTheWholeMessagesOfEarlierLayouts) {
   const wire::StoredMessage m = sample();
   msgpack::sbuffer whole;
   msgpack::pack(whole, m);
-  expect_same(
+  unit::expect_same_message(
       decode_message_record(m.conversation_id, m.seq, std::string_view(whole.data(), whole.size())),
       m);
 }
