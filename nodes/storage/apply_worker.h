@@ -49,14 +49,14 @@ class ApplyWorker {
     std::size_t batch_bytes_max = 8ull << 20;  // per transaction (at least one turn)
     // A transaction stays open this long after its first turn, taking the
     // turns that follow, so that one commit (two fsyncs) covers them: the
-    // disk's flushes are shared by every node on the machine, and every
-    // commit writes each page it touched (a partition's log and outbox tails,
-    // a conversation's last page, the branch pages above them) once however
-    // many entries changed it, so longer transactions write fewer pages per
-    // message (bench/README.md, "Growth"). A read that must see what the open
-    // transaction holds ends it early (commit_soon()), so it does not wait
-    // out the interval.
-    std::chrono::milliseconds commit_interval{20};
+    // disk's flushes are shared by every node on the machine, and a commit
+    // writes each page it touched once however many entries changed it. A
+    // read that must see what the open transaction holds ends it at once
+    // (commit_soon()). Longer does write fewer pages per message, but a
+    // longer transaction also copies more pages before it frees any: near
+    // the map's maximum a replica then runs out of room for what its leader
+    // already accepted (bench/README.md, "Growth").
+    std::chrono::milliseconds commit_interval{5};
   };
 
   // One loop turn's share: the Readies of its partitions (their messages
