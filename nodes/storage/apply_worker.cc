@@ -59,14 +59,6 @@ void ApplyWorker::push(Job job) {
   queued_.notify_one();
 }
 
-void ApplyWorker::commit_soon() {
-  {
-    std::lock_guard lock(mutex_);
-    commit_soon_ = true;
-  }
-  queued_.notify_one();
-}
-
 std::vector<ApplyWorker::Done> ApplyWorker::take_done() {
   std::lock_guard lock(mutex_);
   return std::exchange(done_, {});
@@ -191,17 +183,16 @@ void ApplyWorker::run() {
   while (true) {
     std::vector<Job> jobs;
     std::size_t bytes = 0;
-    bool stopping = false, hurry = false;
+    bool stopping = false;
     {
       std::unique_lock lock(mutex_);
-      auto has_work = [&] { return !queue_.empty() || stopping_ || commit_soon_; };
+      auto has_work = [&] { return !queue_.empty() || stopping_; };
       if (open_jobs_.empty())
         queued_.wait(lock, has_work);
       else
         queued_.wait_until(lock, opened + limits_.commit_interval, has_work);
       if (failure_) return;
       stopping = stopping_;
-      hurry = std::exchange(commit_soon_, false);
       while (!queue_.empty() && (jobs.empty() || bytes < limits_.batch_bytes_max)) {
         bytes += bytes_of(queue_.front());
         jobs.push_back(std::move(queue_.front()));
@@ -224,7 +215,7 @@ void ApplyWorker::run() {
       continue;
     }
     const bool interval_over = Clock::now() >= opened + limits_.commit_interval;
-    if (!interval_over && !hurry && open_bytes < limits_.batch_bytes_max && !stopping) continue;
+    if (!interval_over && open_bytes < limits_.batch_bytes_max && !stopping) continue;
     if (!commit(open_position)) return;
     {
       std::lock_guard lock(mutex_);

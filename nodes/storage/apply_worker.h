@@ -49,13 +49,8 @@ class ApplyWorker {
     std::size_t batch_bytes_max = 8ull << 20;  // per transaction (at least one turn)
     // A transaction stays open this long after its first turn, taking the
     // turns that follow, so that one commit (two fsyncs) covers them: the
-    // disk's flushes are shared by every node on the machine, and a commit
-    // writes each page it touched once however many entries changed it. A
-    // read that must see what the open transaction holds ends it at once
-    // (commit_soon()). Longer does write fewer pages per message, but a
-    // longer transaction also copies more pages before it frees any: near
-    // the map's maximum a replica then runs out of room for what its leader
-    // already accepted (bench/README.md, "Growth").
+    // disk's flushes are shared by every node on the machine. Reads wait for
+    // the commit, so this is also what a read may wait behind writes.
     std::chrono::milliseconds commit_interval{5};
   };
 
@@ -85,9 +80,6 @@ class ApplyWorker {
   ApplyWorker& operator=(const ApplyWorker&) = delete;
 
   void push(Job job);
-  // A read waits for what was answered: commit the open transaction (with the
-  // jobs queued now) without waiting for the rest of the interval.
-  void commit_soon();
   std::vector<Done> take_done();
   int wake_fd() const { return wake_fd_; }
   void clear_wake();
@@ -125,7 +117,6 @@ class ApplyWorker {
   std::uint64_t durable_batch_ = 0;
   std::uint64_t durable_wal_position_ = 0;
   std::optional<std::string> failure_;
-  bool commit_soon_ = false;
   // The worker thread's own: jobs in the open transaction, not yet committed.
   std::vector<Job> open_jobs_;
   bool stopping_ = false;

@@ -770,7 +770,6 @@ bool StorageNode::defer_read(std::vector<zmq::message_t>& frames, const wire::He
   }
   stats_->reads_deferred.add();
   deferred_reads_.push_back(std::move(frames));
-  applier_->commit_soon();
   return true;
 }
 

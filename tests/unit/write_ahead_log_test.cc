@@ -282,33 +282,6 @@ TEST(ApplyWorkerTest, TheBacklogCountsBytesUntilTheCommit) {
   EXPECT_EQ(worker.durable_batch(), 0u);
 }
 
-// A read that must see the open transaction ends it without waiting out the
-// interval.
-TEST(ApplyWorkerTest, CommitSoonEndsTheOpenTransaction) {
-  Fixture f;
-  ApplyWorker::Limits limits;
-  limits.commit_interval = std::chrono::hours(1);
-  ApplyWorker worker(*f.store, limits);
-  ApplyWorker::Job job;
-  job.wal_position = 1;
-  Ready ready = log_change(1, {append_entry("c", "m1")});
-  ready.first_apply_index = 1;
-  ready.to_apply = ready.new_entries;
-  job.partitions.push_back(kP);
-  job.readies.push_back(std::move(ready));
-  worker.push(std::move(job));
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (worker.take_done().empty() && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  EXPECT_EQ(worker.durable_batch(), 0u) << "the interval is an hour: nothing commits by itself";
-  worker.commit_soon();
-  while (worker.durable_batch() == 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_EQ(worker.durable_batch(), 1u);
-  EXPECT_EQ(f.store->read(kP, "c", 1, 100).messages.size(), 1u);
-}
-
 // A turn the tables cannot take (here a snapshot that does not decode) stops
 // the worker and says why; it answers nothing of that turn and never blocks
 // the loop that pushes after it.
