@@ -7,7 +7,8 @@
 //   raft_state : P                                -> msgpack [term, voted_for, snapshot_index,
 //                                                               snapshot_term, applied_index]
 //   raft_log   : P index(u64 BE)                  -> msgpack LogEntry
-//   messages   : P conversation_id 0x00 seq(u64 BE) -> msgpack StoredMessage
+//   messages   : P conversation_id 0x00 seq(u64 BE) -> the message without what the key
+//                                                    holds (nodes/storage/message_record.h)
 //   heads      : P conversation_id                -> last seq (u64 BE)
 //   dedup      : P conversation_id 0x00 message_id -> seq (u64 BE) + content digest (16 B)
 //   records    : P record key                     -> msgpack record (nodes/storage/domain.h)
