@@ -240,8 +240,9 @@ std::string create_group(const tcp::endpoint& endpoint, const Target& target, co
       nlohmann::json{{"type", "group"}, {"members", {peer}}}.dump(),
       {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + token.access_token}});
   const auto json = nlohmann::json::parse(answer.body, nullptr, /*allow_exceptions=*/false);
-  if (answer.status != 201 || !json.is_object() || !json.contains("conversation_id") ||
-      !json["conversation_id"].is_string())
+  // 200: the router retried the creation after a timeout and the first attempt had been stored.
+  if ((answer.status != 201 && answer.status != 200) || !json.is_object() ||
+      !json.contains("conversation_id") || !json["conversation_id"].is_string())
     throw refused("POST /v1/conversations", answer);
   return json["conversation_id"].get<std::string>();
 }

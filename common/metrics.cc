@@ -47,6 +47,17 @@ Gauge& MetricsRegistry::gauge(const std::string& name, const std::string& help,
   return created;
 }
 
+FractionGauge& MetricsRegistry::fraction_gauge(const std::string& name, const std::string& help,
+                                               const std::string& labels) {
+  std::lock_guard lock(mutex_);
+  if (auto* entry = find(name, labels); entry && entry->fraction_gauge)
+    return *entry->fraction_gauge;
+  FractionGauge& created = fraction_gauges_.emplace_back();
+  Entry& entry = entries_.emplace_back(Entry{name, help, labels, "gauge"});
+  entry.fraction_gauge = &created;
+  return created;
+}
+
 Histogram& MetricsRegistry::latency_histogram(const std::string& name, const std::string& help,
                                               const std::string& labels) {
   std::lock_guard lock(mutex_);
@@ -82,6 +93,10 @@ std::string MetricsRegistry::render() const {
       out << entry.name << with_labels(entry.labels) << " " << entry.counter->value() << "\n";
     } else if (entry.gauge) {
       out << entry.name << with_labels(entry.labels) << " " << entry.gauge->value() << "\n";
+    } else if (entry.fraction_gauge) {
+      char value[32];
+      std::snprintf(value, sizeof value, "%.6g", entry.fraction_gauge->value());
+      out << entry.name << with_labels(entry.labels) << " " << value << "\n";
     } else if (entry.histogram) {
       const Histogram& h = *entry.histogram;
       std::uint64_t cumulative = 0;

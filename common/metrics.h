@@ -35,6 +35,17 @@ class Gauge {
   std::atomic<std::int64_t> value_{0};
 };
 
+// A gauge whose value is a fraction or a quantity with a unit (a ratio,
+// seconds): what an integer would round away.
+class FractionGauge {
+ public:
+  void set(double v) { value_.store(v, std::memory_order_relaxed); }
+  double value() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<double> value_{0};
+};
+
 class Histogram {
  public:
   explicit Histogram(std::vector<double> upper_bounds);
@@ -61,6 +72,8 @@ class MetricsRegistry {
   Counter& counter(const std::string& name, const std::string& help,
                    const std::string& labels = "");
   Gauge& gauge(const std::string& name, const std::string& help, const std::string& labels = "");
+  FractionGauge& fraction_gauge(const std::string& name, const std::string& help,
+                                const std::string& labels = "");
   // Latency histogram in seconds, buckets from 100 µs to 10 s.
   Histogram& latency_histogram(const std::string& name, const std::string& help,
                                const std::string& labels = "");
@@ -73,6 +86,7 @@ class MetricsRegistry {
     Counter* counter = nullptr;
     Gauge* gauge = nullptr;
     Histogram* histogram = nullptr;
+    FractionGauge* fraction_gauge = nullptr;
   };
   Entry* find(const std::string& name, const std::string& labels);
 
@@ -80,6 +94,7 @@ class MetricsRegistry {
   std::vector<Entry> entries_;
   std::deque<Counter> counters_;
   std::deque<Gauge> gauges_;
+  std::deque<FractionGauge> fraction_gauges_;
   std::deque<Histogram> histograms_;
 };
 

@@ -14,6 +14,7 @@
 #include "nodes/storage/domain.h"
 #include "nodes/storage/erasure.h"
 #include "nodes/storage/lmdb_support.h"
+#include "nodes/storage/message_record.h"
 
 namespace chat4all::storage {
 
@@ -37,11 +38,12 @@ std::uint64_t read_seq(const void* data) {
 
 constexpr std::size_t kPrefixBytes = 4;
 // 3 added the `records` table to layout 2 (it starts empty); 4 put the
-// write-ahead log beside the tables (its checkpoint starts at 0). Both are
-// upgraded in place; a build of layout 3 refuses a layout-4 store, which it
-// would read without the log's tail.
-constexpr std::uint32_t kLayoutVersion = 4;
-constexpr std::uint32_t kUpgradableLayoutVersions[] = {2, 3};
+// write-ahead log beside the tables (its checkpoint starts at 0); 5 writes
+// messages without the fields their key holds (nodes/storage/message_record.h),
+// and reads the older form too. All are upgraded in place; a build of an
+// older layout refuses a newer store, which it would misread.
+constexpr std::uint32_t kLayoutVersion = 5;
+constexpr std::uint32_t kUpgradableLayoutVersions[] = {2, 3, 4};
 const std::string kCheckpointKey = "wal_checkpoint";
 
 std::string u32_bytes(std::uint32_t value) {
@@ -290,7 +292,9 @@ class LmdbPartitionState final : public PartitionState {
     const int rc = mdb_get(txn_, tables_.messages, &key, &value);
     if (rc == MDB_NOTFOUND) return std::nullopt;
     must(rc, "read message");
-    return unpack<wire::StoredMessage>(value);
+    return decode_message_record(
+        conversation_id, seq,
+        std::string_view(static_cast<const char*>(value.mv_data), value.mv_size));
   }
   std::uint64_t head(std::string_view conversation_id) const override {
     return head_record(conversation_id).seq;
@@ -325,7 +329,7 @@ class LmdbPartitionState final : public PartitionState {
   void replace_message(const wire::StoredMessage& tombstone) override {
     const std::string message_bytes =
         message_key(partition_, tombstone.conversation_id, tombstone.seq);
-    const std::string value = pack(tombstone);
+    const std::string value = encode_message_record(tombstone);
     MDB_val key = as_val(message_bytes), v = as_val(value);
     must(mdb_put(txn_, tables_.messages, &key, &v, 0), "put tombstone");
     // The digest of what it said would tell a guess right: it goes too, so a retry of the
@@ -400,10 +404,14 @@ void MessageStore::check_layout(MDB_txn* txn) {
       check(mdb_put(txn, meta_db, &key, &version, 0), "upgrade layout version");
       return;
     }
-    if (stored != current)
-      throw std::runtime_error(options_.directory.string() +
-                               ": store has another layout version; this build reads layout " +
+    if (stored != current) {
+      std::uint32_t version = 0;
+      for (unsigned char byte : stored) version = (version << 8) | byte;
+      throw std::runtime_error(options_.directory.string() + ": store has layout version " +
+                               (stored.size() == 4 ? std::to_string(version) : "(unreadable)") +
+                               ", written by a newer build; this build reads layouts up to " +
                                std::to_string(kLayoutVersion));
+    }
     return;
   }
   check(rc == MDB_NOTFOUND ? MDB_SUCCESS : rc, "read layout version");
@@ -437,6 +445,9 @@ bool MessageStore::grow_map() {
 bool MessageStore::nearly_full() const {
   // Measured against the maximum, not the current map: a store reopened with
   // a smaller initial size maps just what its data needs, below the maximum.
+  // Pages on the free list count as used: LMDB reuses them only once no
+  // snapshot still sees them, so in a small map a commit can run out of room
+  // with many of them listed.
   MDB_envinfo info{};
   MDB_stat stat{};
   std::shared_lock lock(resize_mutex_);
@@ -444,6 +455,48 @@ bool MessageStore::nearly_full() const {
   mdb_env_stat(env_, &stat);
   const double used = double(info.me_last_pgno + 1) * stat.ms_psize;
   return used > 0.9 * double(options_.map_size_max_bytes);
+}
+
+std::uint64_t MessageStore::free_pages(MDB_txn* txn) {
+  // The free list (LMDB's database 0): one record per freeing transaction,
+  // its value a count of page numbers followed by them.
+  constexpr MDB_dbi kFreeDbi = 0;
+  CursorGuard guard;
+  if (mdb_cursor_open(txn, kFreeDbi, &guard.cursor) != MDB_SUCCESS) return 0;
+  MDB_val key{}, value{};
+  std::uint64_t pages = 0;
+  while (mdb_cursor_get(guard.cursor, &key, &value, MDB_NEXT) == MDB_SUCCESS) {
+    if (value.mv_size < sizeof(std::size_t)) continue;
+    std::size_t count = 0;
+    std::memcpy(&count, value.mv_data, sizeof count);
+    pages += count;
+  }
+  return pages;
+}
+
+MessageStore::Usage MessageStore::usage() const {
+  Usage usage;
+  std::shared_lock lock(resize_mutex_);
+  TxnGuard guard;
+  check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &guard.txn), "read transaction");
+  MDB_envinfo info{};
+  mdb_env_info(env_, &info);
+  const std::pair<const char*, MDB_dbi> tables[] = {
+      {"raft_state", state_db_}, {"raft_log", log_db_}, {"messages", messages_db_},
+      {"heads", heads_db_},      {"dedup", dedup_db_},  {"records", records_db_},
+      {"meta", meta_db_}};
+  std::uint64_t page_bytes = 4096;
+  for (const auto& [name, db] : tables) {
+    MDB_stat stat{};
+    lmdb::check(mdb_stat(guard.txn, db, &stat), std::string("stat ") + name);
+    page_bytes = stat.ms_psize;
+    usage.table_bytes.emplace_back(
+        name, (stat.ms_branch_pages + stat.ms_leaf_pages + stat.ms_overflow_pages) * page_bytes);
+  }
+  usage.free_bytes = free_pages(guard.txn) * page_bytes;
+  usage.used_bytes = (info.me_last_pgno + 1) * page_bytes;
+  usage.map_max_bytes = options_.map_size_max_bytes;
+  return usage;
 }
 
 std::uint64_t MessageStore::wal_checkpoint() const {
@@ -699,8 +752,8 @@ void MessageStore::apply_writes(MDB_txn* txn, const std::vector<PartitionWrite>&
                                    request.sender_id,       request.recipients, request.payload,
                                    request.received_at_ms,  head.stored_at_ms,  request.channels,
                                    request.metadata};
-        put(messages_db_, message_key(partition, request.conversation_id, head.seq), pack(stored),
-            "put message");
+        put(messages_db_, message_key(partition, request.conversation_id, head.seq),
+            encode_message_record(stored), "put message");
         put(dedup_db_, id_key, dedup_record(head.seq, digest), "put dedup");
         put(heads_db_, head_key(partition, request.conversation_id), head_bytes(head), "put head");
         outcome.outbox_dropped =

@@ -7,7 +7,8 @@
 //   raft_state : P                                -> msgpack [term, voted_for, snapshot_index,
 //                                                               snapshot_term, applied_index]
 //   raft_log   : P index(u64 BE)                  -> msgpack LogEntry
-//   messages   : P conversation_id 0x00 seq(u64 BE) -> msgpack StoredMessage
+//   messages   : P conversation_id 0x00 seq(u64 BE) -> the message without what the key
+//                                                    holds (nodes/storage/message_record.h)
 //   heads      : P conversation_id                -> last seq (u64 BE)
 //   dedup      : P conversation_id 0x00 message_id -> seq (u64 BE) + content digest (16 B)
 //   records    : P record key                     -> msgpack record (nodes/storage/domain.h)
@@ -149,10 +150,20 @@ class MessageStore {
   // it reflects.
   std::string snapshot(PartitionId partition, std::uint64_t& applied_index) const;
 
-  // True once the map has grown to its maximum and is more than 90% used:
-  // leaders refuse new writes (507) so that replication of what they already
+  // True once the store's file reaches 90% of the map's maximum: leaders
+  // refuse new writes (507) so that replication of what they already
   // accepted still fits.
   bool nearly_full() const;
+
+  // Where the bytes go, for the node's metrics: the pages of every table,
+  // the free list, and how much of the map's maximum is in use.
+  struct Usage {
+    std::vector<std::pair<std::string, std::uint64_t>> table_bytes;  // name, pages * page size
+    std::uint64_t free_bytes = 0;  // pages freed, reused before the file grows
+    std::uint64_t used_bytes = 0;  // the file's pages up to the last one (free ones included)
+    std::uint64_t map_max_bytes = 0;
+  };
+  Usage usage() const;
 
   std::uint64_t map_size_bytes() const { return map_size_bytes_.load(); }
 
@@ -175,6 +186,8 @@ class MessageStore {
   template <typename Reply, typename Read>
   Reply with_read_state(PartitionId partition, Read read) const;
   void check_layout(MDB_txn* txn);
+  // Pages on the free list, counted in `txn`.
+  static std::uint64_t free_pages(MDB_txn* txn);
 
   Options options_;
   MDB_env* env_ = nullptr;

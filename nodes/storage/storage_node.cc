@@ -12,6 +12,7 @@
 #include "common/metrics_server.h"
 #include "common/transport.h"
 #include "nodes/storage/domain.h"
+#include "nodes/storage/store_metrics.h"
 #include "nodes/storage/write_ahead_log.h"
 #include "schema/retention.h"
 
@@ -24,6 +25,8 @@ constexpr std::size_t kDeferredReadsMax = 10000;
 // How often a leader looks for expired presence leases: an expired lease's
 // users are announced offline within this of the lease's end.
 constexpr std::chrono::milliseconds kPresenceSweep{1000};
+// How often the store's disk use is read for the metrics (a scan of the free list).
+constexpr std::chrono::milliseconds kStoreUsageInterval{5000};
 constexpr std::uint32_t kPresenceExpiriesPerSweepMax = 64;  // per partition; the rest next time
 // How often a leader looks for expired messages, and how much one look does per partition:
 // expired messages go within about one sweep of their retention, a conversation with more
@@ -205,6 +208,7 @@ void StorageNode::run(const std::atomic<bool>& stop) {
   auto next_tick = Clock::now() + tick;
   auto next_presence_sweep = Clock::now() + kPresenceSweep;
   auto next_retention_sweep = Clock::now() + kRetentionSweep;
+  auto next_store_usage = Clock::now();
   const std::uint32_t drain_max = topology_.storage.batch_messages_max;
   zmq::pollitem_t items[] = {{sockets_->clients.handle(), 0, ZMQ_POLLIN, 0},
                              {nullptr, applier_->wake_fd(), ZMQ_POLLIN, 0}};
@@ -248,6 +252,10 @@ void StorageNode::run(const std::atomic<bool>& stop) {
         }
       }
       stats_->wal_bytes.set(static_cast<std::int64_t>(wal_.bytes_used()));
+      if (now >= next_store_usage) {
+        publish_store_usage(store_, wal_);
+        next_store_usage = now + kStoreUsageInterval;
+      }
       if (now >= next_presence_sweep) {
         sweep_presence(wall_ms);
         next_presence_sweep = now + kPresenceSweep;

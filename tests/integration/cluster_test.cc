@@ -364,6 +364,25 @@ TEST(ClusterTest, AFullStoreRefusesWith507AndKeepsWhatItHad) {
   auto refused_elsewhere = cluster.send_text(token, other, "no room");
   EXPECT_EQ(refused_elsewhere.status, 507) << refused_elsewhere.body;
   EXPECT_EQ(full_history(cluster, token, conversation).size(), static_cast<std::size_t>(stored));
+  const auto by_id = http_request(cluster.http_port(), "GET", "/v1/messages/fill-0", "",
+                                  {{"Authorization", "Bearer " + token}});
+  EXPECT_EQ(by_id.status, 200) << by_id.body << cluster.read_log("up");
+  // The metrics say why: the map is over the 90% at which leaders refuse, and where the bytes
+  // are. They are read every few seconds.
+  double ratio = -1, messages_bytes = -1;
+  const auto deadline = Clock::now() + std::chrono::seconds(15);
+  do {
+    ratio = cluster.metric("storage-1", "chat4all_storage_map_used_ratio");
+    messages_bytes = cluster.metric("storage-1", "chat4all_storage_bytes{table=\"messages\"}");
+    if (ratio > 0.9 && messages_bytes > stored * 4000.0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  } while (Clock::now() < deadline);
+  EXPECT_GT(ratio, 0.9);
+  EXPECT_LE(ratio, 1.0);
+  EXPECT_EQ(cluster.metric("storage-1", "chat4all_storage_map_max_bytes"), 1 << 20);
+  EXPECT_GT(messages_bytes, stored * 4000.0) << "every stored text is in the messages table";
+  EXPECT_LT(messages_bytes, 1 << 20);
+  EXPECT_GE(cluster.metric("storage-1", "chat4all_storage_bytes{table=\"write_ahead_log\"}"), 0);
 }
 
 TEST(ClusterTest, NoRouterGets503) {

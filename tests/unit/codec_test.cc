@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/unit/test_util.h"
+
 namespace chat4all {
 namespace {
 
@@ -56,18 +58,6 @@ void expect_same(const wire::Header& a, const wire::Header& b) {
   EXPECT_EQ(a.type, b.type);
   EXPECT_EQ(a.request_id, b.request_id);
   EXPECT_EQ(a.trace_id, b.trace_id);
-}
-
-void expect_same(const wire::StoredMessage& a, const wire::StoredMessage& b) {
-  EXPECT_EQ(a.conversation_id, b.conversation_id);
-  EXPECT_EQ(a.seq, b.seq);
-  EXPECT_EQ(a.message_id, b.message_id);
-  EXPECT_EQ(a.sender_id, b.sender_id);
-  EXPECT_EQ(a.recipients, b.recipients);
-  EXPECT_EQ(a.payload.type, b.payload.type);
-  EXPECT_EQ(a.payload.text, b.payload.text);
-  EXPECT_EQ(a.received_at_ms, b.received_at_ms);
-  EXPECT_EQ(a.stored_at_ms, b.stored_at_ms);
 }
 
 // Packs an arbitrary frame: [version, type, request_id, trace_id, body...].
@@ -153,7 +143,8 @@ TEST(CodecTest, ReadReplyRoundTrip) {
   ASSERT_TRUE(decoded);
   EXPECT_EQ(decoded->status, Status::kOk);
   ASSERT_EQ(decoded->messages.size(), 3u);
-  for (std::size_t i = 0; i < 3; ++i) expect_same(decoded->messages[i], body.messages[i]);
+  for (std::size_t i = 0; i < 3; ++i)
+    unit::expect_same_message(decoded->messages[i], body.messages[i]);
   EXPECT_EQ(decoded->last_seq, 3u);
 }
 
