@@ -28,11 +28,10 @@ constexpr std::uint32_t kWholeMessageFields = 10;
 }  // namespace
 
 std::string encode_message_record(const wire::StoredMessage& message) {
-  const MessageRecord record{message.message_id,     message.sender_id,
-                             message.recipients,     message.payload,
-                             message.received_at_ms, message.stored_at_ms - message.received_at_ms,
-                             message.channels,       message.metadata,
-                             message.erased};
+  const MessageRecord record{
+      message.message_id, message.sender_id,      message.recipients,
+      message.payload,    message.received_at_ms, message.stored_at_ms - message.received_at_ms,
+      message.channels,   message.metadata,       message.erased};
   msgpack::sbuffer buffer;
   msgpack::pack(buffer, record);
   return std::string(buffer.data(), buffer.size());

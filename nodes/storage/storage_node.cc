@@ -34,6 +34,22 @@ constexpr std::uint32_t kPresenceExpiriesPerSweepMax = 64;  // per partition; th
 constexpr std::chrono::milliseconds kRetentionSweep{1000};
 constexpr std::uint32_t kRetentionConversationsPerSweepMax = 256;
 constexpr std::size_t kExpiriesPerSweepMax = 64;
+
+// Commands that let an operator or the rules give space back: they go on in the
+// headroom kept above the nearly-full threshold, which refuses everything else.
+bool frees_space(const chat4all::wire::ReplicatedCommand& command) {
+  using chat4all::wire::CommandKind;
+  switch (command.command.kind) {
+    case CommandKind::kExpireMessages:
+    case CommandKind::kSetRetention:
+    case CommandKind::kEraseUser:
+    case CommandKind::kEraseMessages:
+    case CommandKind::kEraseProgress:
+      return true;
+    default:
+      return false;
+  }
+}
 }  // namespace
 
 namespace chat4all::storage {
@@ -411,7 +427,7 @@ void StorageNode::propose(std::vector<zmq::message_t>& frames, const wire::Heade
     return;
   }
   Partition& partition = *it->second;
-  if (store_.nearly_full()) {
+  if (store_.nearly_full() && !frees_space(command)) {
     // A retry of a message stored before is answered as stored: it needs no
     // write. The tables must hold everything answered to find it: until then
     // it waits like a read.
@@ -576,7 +592,7 @@ void StorageNode::sweep_retention(std::int64_t now_ms) {
 bool StorageNode::propose_own(PartitionId partition_id, const wire::ReplicatedCommand& command) {
   auto it = partitions_.find(partition_id);
   if (it == partitions_.end() || !it->second->replica->is_leader()) return false;
-  if (store_.nearly_full() || applier_->over_soft_limit()) return false;
+  if ((store_.nearly_full() && !frees_space(command)) || applier_->over_soft_limit()) return false;
   msgpack::sbuffer encoded(256);
   msgpack::pack(encoded, command);
   return it->second->replica->propose(std::string(encoded.data(), encoded.size())).accepted;
