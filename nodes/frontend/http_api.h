@@ -54,6 +54,8 @@ class HttpApi {
   // The caller an "Authorization: Bearer ..." header value (or a bare token)
   // names, or the 401 to answer. A token must name a tenant of the topology.
   std::variant<Caller, ApiResponse> authenticate(std::string_view authorization) const;
+  // authenticate(), then the per-token rate limit (429 with Retry-After beyond it).
+  std::variant<Caller, ApiResponse> admit(std::string_view authorization);
 
  private:
   // One routed request on its way through an endpoint.

@@ -6,6 +6,7 @@
 
 #include "common/codec.h"
 #include "nodes/storage/domain_support.h"
+#include "nodes/storage/files.h"
 #include "nodes/storage/presence.h"
 #include "nodes/storage/record_keys.h"
 
@@ -905,6 +906,12 @@ DomainResult apply_command(PartitionState& state, std::uint32_t partition,
       CHAT4ALL_BODY(wire::PresenceExpiry, body);
       return expire_presence(state, *body, at_ms);
     }
+    case Kind::kCreateUpload:
+    case Kind::kAdvanceUpload:
+    case Kind::kDeleteFile:
+    case Kind::kExpireUploads:
+    case Kind::kShareFile:
+      return apply_file_command(state, command, at_ms);
     case Kind::kNone:
       break;
   }
@@ -1069,6 +1076,9 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
           state, channel_address_prefix(body->channel, body->address) + body->provider_message_id);
       return ref ? ok(*ref) : fail(Status::kNotFound, "no such platform message", "id");
     }
+    case Kind::kGetFile:
+    case Kind::kExpiredUploads:
+      return run_file_query(state, query);
     case Kind::kNone:
       break;
   }

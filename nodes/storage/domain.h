@@ -52,6 +52,8 @@ struct DomainResult {
   std::vector<wire::Event> events;  // hints for the leader to publish
   // Ids of outbox events dropped to make room (kOutboxEventsMax), for the node to count and log.
   std::vector<std::string> outbox_dropped;
+  // Blobs no file refers to any more ("tenant/blob_id", files.h): every replica deletes its chunks.
+  std::vector<std::string> freed_blobs;
 };
 
 // Unacknowledged events per partition and stream. At the bound the oldest is dropped: the node
@@ -77,8 +79,8 @@ DomainResult check_append(const PartitionState& state, wire::AppendRequest& appe
 // After a new message is stored: its outbox event and hint, its locator entry
 // (the locator outbox, which the routers' indexers turn into kIndexMessages on
 // the locator partitions), and, with `route_to_channels` and a channel choice
-// other than only "internal", its entry on the channel outbox. Returns the ids of outbox events dropped to make
-// room (see kOutboxEventsMax).
+// other than only "internal", its entry on the channel outbox. Returns the ids of outbox events
+// dropped to make room (see kOutboxEventsMax).
 std::vector<std::string> note_appended(PartitionState& state, std::uint32_t partition,
                                        const wire::StoredMessage& message,
                                        const std::string& tenant_id, bool route_to_channels,
