@@ -25,10 +25,12 @@ const MiB = 1 << 20;
 function upload(bytes, token, { uploadUrl, chunkSize, abortWhen, metadata = {} } = {}) {
   return new Promise((resolve, reject) => {
     let aborted = false;
+    // An option given as undefined replaces tus-js-client's default (chunkSize: Infinity) and
+    // makes it send empty bodies: leave out what is not set.
+    const optional = Object.fromEntries(Object.entries({ uploadUrl, chunkSize }).filter(([, v]) => v !== undefined));
     const job = new tus.Upload(bytes, {
       endpoint: `${options.baseUrl}/v1/files`,
-      uploadUrl,
-      chunkSize,
+      ...optional,
       headers: { Authorization: `Bearer ${token}` },
       metadata,
       retryDelays: [200, 500, 1000],
