@@ -74,7 +74,13 @@ struct Payload {
   std::string type;  // "text" | "file"
   std::string text;
   std::string file_id;  // with "file"
-  MSGPACK_DEFINE(type, text, file_id);
+  // With "file": what the file's record said when the message was accepted (FileRecord), so
+  // that every reader shows the file without looking it up.
+  std::string file_name;
+  std::uint64_t file_size = 0;
+  std::string media_type;
+  std::string sha256;
+  MSGPACK_DEFINE(type, text, file_id, file_name, file_size, media_type, sha256);
 };
 
 // Routing rule: every request that is routed by conversation has

@@ -173,6 +173,8 @@ class HttpApi {
   void find_message(Call call, std::function<void(Call, std::string)> next);
   void look_up_message(Call call, std::function<void(Call, std::string)> next, int tries_left);
   void append(Call call, wire::AppendRequest append);
+  // A file message: checks the file and shares it into the conversation, then append().
+  void attach_file(Call call, wire::AppendRequest append);
 
   // api_webhooks.cc
   void create_webhook(const ApiRequest& request, Call call);

@@ -235,6 +235,45 @@ TEST_F(FilesTest, AnUploadResumesAfterAFrontendRestart) {
   EXPECT_EQ(file.json().value("sha256", ""), sha256_hex(bytes));
 }
 
+TEST_F(FilesTest, AFileSentIntoAConversationIsReadByItsMembersOnly) {
+  const std::string bytes = random_bytes(kMiB + 3, 9);
+  const std::string file_id = upload(alice_, bytes);
+  const std::string conversation = cluster_->create_conversation(alice_, {"alice", "bob"});
+  ASSERT_FALSE(conversation.empty());
+  // Before it is sent, bob cannot see it.
+  EXPECT_EQ(get(bob_, "/v1/files/" + file_id).status, 404);
+  auto send = [&](const std::string& token, const std::string& id) {
+    return http_request(
+        cluster_->http_port(), "POST", "/v1/messages",
+        json{{"conversation_id", conversation}, {"payload", {{"type", "file"}, {"file_id", id}}}}
+            .dump(),
+        bearer(token));
+  };
+  expect_api_error(send(alice_, "file_nope"), 400, "invalid_field", "payload.file_id");
+  // Bob may not send alice's file into a conversation it was never sent into.
+  expect_api_error(send(bob_, file_id), 400, "invalid_field", "payload.file_id");
+  auto incomplete = create(alice_, 10);
+  expect_api_error(send(alice_, incomplete.json().value("file_id", "")), 400, "invalid_field",
+                   "payload.file_id");
+  ASSERT_EQ(send(alice_, file_id).status, 202);
+  // Bob is a member now: he reads it, and the history shows the file.
+  auto read = get(bob_, "/v1/files/" + file_id + "/content");
+  ASSERT_EQ(read.status, 200);
+  EXPECT_TRUE(read.body == bytes);
+  auto history = http_request(cluster_->http_port(), "GET",
+                              "/v1/conversations/" + conversation + "/messages", "", bearer(bob_));
+  ASSERT_EQ(history.status, 200) << history.body;
+  const json payload = history.json()["messages"].back()["payload"];
+  EXPECT_EQ(payload.value("type", ""), "file");
+  EXPECT_EQ(payload.value("file_id", ""), file_id);
+  EXPECT_EQ(payload.value("size", 0u), bytes.size());
+  EXPECT_EQ(payload.value("sha256", ""), sha256_hex(bytes));
+  EXPECT_EQ(payload.value("name", ""), "data.bin");
+  EXPECT_EQ(payload.value("download_path", ""), "/v1/files/" + file_id + "/content");
+  // Bob may send it on in that conversation.
+  EXPECT_EQ(send(bob_, file_id).status, 202);
+}
+
 TEST_F(FilesTest, RefusalsNameTheirCause) {
   expect_api_error(create(alice_, kSizeMax + 1), 413, "file_too_large", "Upload-Length");
   auto no_version = http_request(cluster_->http_port(), "POST", "/v1/files", "",
