@@ -546,13 +546,9 @@ async function main() {
       assert.equal(r.seq, 1);
       s.groupMessage = r.message_id;
     });
-    await runner.check('a file message: 202 with its file_id kept as given; 400 naming payload.file_id', async () => {
+    await runner.check('a file message without a well-formed file_id: 400 naming payload.file_id', async () => {
       const files = await api.call('POST', '/v1/conversations', { token: a.token, body: { type: 'group', members: [b.id] }, expect: 201 });
       const conversation = files.json.conversation_id;
-      const r = await send(a.token, { conversation_id: conversation, channels: ['internal'], payload: { type: 'file', file_id: `f-${run}.pdf` } });
-      assert.equal(r.json.seq, 1);
-      const m = await api.call('GET', `/v1/messages/${r.json.message_id}`, { token: b.token, expect: 200 });
-      assert.deepEqual(m.json.payload, { type: 'file', file_id: `f-${run}.pdf` });
       await api.error('POST', '/v1/messages', { token: a.token, body: { conversation_id: conversation, payload: { type: 'file' } } }, { status: 400, field: 'payload.file_id' });
       await api.error('POST', '/v1/messages', { token: a.token, body: { conversation_id: conversation, payload: { type: 'file', file_id: 'bad id!' } } }, { status: 400, field: 'payload.file_id' });
     });
@@ -1077,6 +1073,18 @@ async function main() {
       await api.call('DELETE', at, { ...tus(s.users.a.token), expect: 204 });
       const gone = await api.call('HEAD', at, { ...tus(s.users.a.token), retry: false });
       assert.equal(gone.status, 404);
+    });
+    await runner.check('a file message: only a complete file of the sender; members then read it', async () => {
+      const { a, b } = s.users;
+      const conversation = (await api.call('POST', '/v1/conversations', { token: a.token, body: { type: 'group', members: [b.id] }, expect: 201 })).json.conversation_id;
+      const fileId = location.split('/').pop();
+      await api.error('POST', '/v1/messages', { token: a.token, body: { conversation_id: conversation, payload: { type: 'file', file_id: `f-${run}` } } }, { status: 400, code: 'invalid_field', field: 'payload.file_id' });
+      await api.error('POST', '/v1/messages', { token: b.token, body: { conversation_id: conversation, payload: { type: 'file', file_id: fileId } } }, { status: 400, field: 'payload.file_id' });
+      const r = await send(a.token, { conversation_id: conversation, channels: ['internal'], payload: { type: 'file', file_id: fileId } });
+      const m = await api.call('GET', `/v1/messages/${r.json.message_id}`, { token: b.token, expect: 200 });
+      assert.deepEqual(m.json.payload, { type: 'file', file_id: fileId, name: 'contract.txt', size: content.length, media_type: 'text/plain', sha256: digest, download_path: `${location}/content` });
+      const read = await api.call('GET', `${location}/content`, { token: b.token, expect: 200 });
+      assert.equal(read.text, content);
     });
     await runner.check('the same content again completes at once (dedup)', async () => {
       const r = await api.call('POST', '/v1/files', { ...tus(s.users.a.token, { 'Upload-Length': String(content.length), 'Upload-Metadata': meta({ sha256: digest }) }), expect: 201 });
