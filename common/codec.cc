@@ -50,6 +50,10 @@ std::optional<Frame> decode(std::string_view bytes, std::string* error) {
     case wire::MessageType::kDeliveryJob:
     case wire::MessageType::kDeliveryResult:
     case wire::MessageType::kEvent:
+    case wire::MessageType::kChunkPut:
+    case wire::MessageType::kChunkPutReply:
+    case wire::MessageType::kChunkGet:
+    case wire::MessageType::kChunkGetReply:
       break;
     default:
       return fail("unknown message type " + std::to_string(int(frame.header_.type)));

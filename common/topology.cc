@@ -221,7 +221,7 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
   if (!root.IsMap()) throw TopologyError(source_name + ": the topology must be a YAML mapping");
   check.only_keys(root, "the topology",
                   {"cluster", "limits", "storage", "auth", "tls", "curve", "stream", "webhooks",
-                   "tenants", "channels", "nodes"});
+                   "files", "tenants", "channels", "nodes"});
 
   Topology topology;
   topology.source_path = source_name;
@@ -339,6 +339,23 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
       check.fail(stream, "presence_lease_ms must be between 3000 and " +
                              std::to_string(wire::kPresenceLeaseMsMax));
     if (st.presence_grace_ms > 60000) check.fail(stream, "presence_grace_ms must be at most 60000");
+  }
+
+  if (const YAML::Node files = root["files"]) {
+    check.only_keys(
+        files, "files",
+        {"size_max", "upload_expiry_s", "tenant_quota_bytes", "transfers_max", "chunk_timeout_ms"});
+    auto& f = topology.files;
+    check.optional_scalar(files, "size_max", "files", f.size_max);
+    check.optional_scalar(files, "upload_expiry_s", "files", f.upload_expiry_s);
+    check.optional_scalar(files, "tenant_quota_bytes", "files", f.tenant_quota_bytes);
+    check.optional_scalar(files, "transfers_max", "files", f.transfers_max);
+    check.optional_scalar(files, "chunk_timeout_ms", "files", f.chunk_timeout_ms);
+    if (f.size_max == 0) check.fail(files, "size_max must be at least 1");
+    if (f.upload_expiry_s == 0) check.fail(files, "upload_expiry_s must be at least 1");
+    if (f.transfers_max == 0 || f.transfers_max > 1024)
+      check.fail(files, "transfers_max must be between 1 and 1024");
+    if (f.chunk_timeout_ms < 100) check.fail(files, "chunk_timeout_ms must be at least 100");
   }
 
   if (const YAML::Node webhooks = root["webhooks"]) {
@@ -497,7 +514,7 @@ Topology parse_topology(const std::string& text, const std::string& source_name,
     const YAML::Node endpoints = entry["endpoints"];
     if (!endpoints) check.fail(entry, "missing field 'endpoints' in " + where);
     check.only_keys(endpoints, where + ".endpoints",
-                    {"http", "https", "rpc", "events", "channels", "metrics"});
+                    {"http", "https", "rpc", "events", "chunks", "channels", "metrics"});
     for (const auto& item : endpoints) {
       const auto key = item.first.Scalar();
       const auto port = check.convert<std::uint32_t>(item.second, where + ".endpoints." + key);

@@ -33,8 +33,8 @@ struct NodeSpec {
   // Named ports: "http" (frontend: plain HTTP and WebSocket; connector: the platforms'
   // webhooks), "https" (frontend: HTTPS and WSS with the topology's `tls` certificate; a
   // frontend without "http" serves no plain HTTP at all), "rpc" (router, storage), "events"
-  // (storage: PUB of change hints), "channels" (router: where connectors take channel deliveries),
-  // "metrics" (any).
+  // (storage: PUB of change hints), "chunks" (storage: file chunks), "channels" (router: where
+  // connectors take channel deliveries), "metrics" (any).
   std::map<std::string, std::uint16_t> endpoints;
   // Connector: the channels (ChannelSpec::name) it hosts; empty: every one.
   std::vector<std::string> channels;
@@ -76,6 +76,19 @@ struct StreamSettings {
   // crashed), renewed at a third of it.
   std::uint32_t presence_grace_ms = 3000;
   std::uint32_t presence_lease_ms = 15000;
+};
+
+// Files (the `files` section): uploads through the frontends, chunks on the storage nodes'
+// "chunks" endpoints (a storage node without one stores no files, and a topology whose storage
+// nodes have none answers the files API 503).
+struct FileSettings {
+  std::uint64_t size_max = 2ull << 30;    // bytes per file: a larger Upload-Length gets 413
+  std::uint32_t upload_expiry_s = 86400;  // an upload unfinished this long is dropped, bytes freed
+  std::uint64_t tenant_quota_bytes = 0;  // per tenant, every file's bytes; 0: no quota. 507 past it
+  // Uploads and downloads moving bytes at once through one frontend (each holds one chunk,
+  // 4 MiB, in memory); more get 503 with Retry-After.
+  std::uint32_t transfers_max = 8;
+  std::uint32_t chunk_timeout_ms = 10000;  // one chunk's put or get on one storage node
 };
 
 // Outgoing webhook calls (connector nodes).
@@ -200,6 +213,7 @@ struct Topology {
   CurveSettings curve;
   StreamSettings stream;
   WebhookSettings webhooks;
+  FileSettings files;
   std::vector<TenantSpec> tenants;
   std::vector<ChannelSpec> channels;
   std::vector<NodeSpec> nodes;

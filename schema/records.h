@@ -607,4 +607,105 @@ struct ReadOutbox {
   MSGPACK_DEFINE(partition, after, limit, stream);
 };
 
+// ---------------------------------------------------------------------------
+// Files (schema/README.md, "Files"): records of the tenant's directory partition.
+
+inline constexpr const char* kFileUploading = "uploading";
+inline constexpr const char* kFileComplete = "complete";
+
+struct FileChunk {
+  std::string sha256;  // lowercase hex of the chunk's bytes
+  std::uint64_t size = 0;
+  MSGPACK_DEFINE(sha256, size);
+};
+
+struct FileRecord {
+  std::string tenant_id;
+  std::string file_id;
+  std::string owner_id;  // the uploader (user id, or an admin's client id)
+  std::string name;
+  std::string media_type;
+  std::uint64_t length = 0;  // declared at creation
+  std::uint64_t offset = 0;  // bytes held by a majority of the replicas, in order
+  std::string sha256;        // whole file: declared at creation, or computed at completion
+  std::string state;         // kFileUploading | kFileComplete
+  std::vector<FileChunk> chunks;
+  // The file whose chunk directory holds the bytes: itself, or the complete
+  // file of the same content this one was deduplicated against.
+  std::string blob_id;
+  // The sha256 of the bytes up to `offset` so far (libsodium's
+  // crypto_hash_sha256_state), so that any frontend can go on with it.
+  std::string hash_state;
+  std::int64_t created_at_ms = 0;
+  std::int64_t expires_at_ms = 0;  // an upload still unfinished then is dropped
+  std::int64_t completed_at_ms = 0;
+  std::vector<std::string> conversations;  // it was sent into these: their members may read it
+  MSGPACK_DEFINE(tenant_id, file_id, owner_id, name, media_type, length, offset, sha256, state,
+                 chunks, blob_id, hash_state, created_at_ms, expires_at_ms, completed_at_ms,
+                 conversations);
+};
+
+// A tenant's bytes held for files: those of blobs (stored once however many
+// files share them) and those promised to unfinished uploads (declared length
+// less offset), which the quota counts as used.
+struct FileUsage {
+  std::uint64_t stored_bytes = 0;
+  std::uint64_t reserved_bytes = 0;
+  MSGPACK_DEFINE(stored_bytes, reserved_bytes);
+};
+
+// One blob: how many files refer to its chunks, and their bytes.
+struct BlobRecord {
+  std::uint64_t files = 0;
+  std::uint64_t bytes = 0;
+  MSGPACK_DEFINE(files, bytes);
+};
+
+struct CreateUpload {
+  std::string tenant_id;
+  std::string file_id;
+  std::string owner_id;
+  std::string name;
+  std::string media_type;
+  std::uint64_t length = 0;
+  std::string sha256;  // optional: the whole file's, checked at completion; enables dedup
+  std::int64_t expiry_ms = 0;
+  std::uint64_t size_max = 0;     // kInvalid (field Upload-Length) above it
+  std::uint64_t quota_bytes = 0;  // the tenant's; kStorageFull beyond; 0: none
+  std::string hash_state;         // the sha256 state of no bytes
+  MSGPACK_DEFINE(tenant_id, file_id, owner_id, name, media_type, length, sha256, expiry_ms,
+                 size_max, quota_bytes, hash_state);
+};
+
+// Chunks a majority of the replicas holds, appended at `from_offset`, which
+// must still be the upload's offset (else kConflict: another PATCH won).
+struct AdvanceUpload {
+  std::string tenant_id;
+  std::string file_id;
+  std::uint64_t from_offset = 0;
+  std::vector<FileChunk> chunks;
+  std::string hash_state;  // after these chunks
+  std::string sha256;      // when they complete the file: its digest
+  MSGPACK_DEFINE(tenant_id, file_id, from_offset, chunks, hash_state, sha256);
+};
+
+struct UploadExpiry {
+  std::string tenant_id;
+  std::vector<std::string> file_ids;
+  MSGPACK_DEFINE(tenant_id, file_ids);
+};
+
+struct UploadSweep {
+  std::int64_t now_ms = 0;
+  std::uint32_t limit = 64;
+  MSGPACK_DEFINE(now_ms, limit);
+};
+
+struct ShareFile {
+  std::string tenant_id;
+  std::string file_id;
+  std::string conversation_id;
+  MSGPACK_DEFINE(tenant_id, file_id, conversation_id);
+};
+
 }  // namespace chat4all::wire

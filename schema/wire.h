@@ -41,6 +41,12 @@ enum class MessageType : std::uint16_t {
   kConnectorStatus = 12,  // connector -> router: alive, and what it can take (records.h)
   kDeliveryJob = 13,      // router -> connector: one delivery to make
   kDeliveryResult = 14,   // connector -> router: how it went
+  // File chunks, on a storage node's "chunks" endpoint (ROUTER; frontends
+  // connect one DEALER per storage node): bytes kept outside the message log.
+  kChunkPut = 20,       // frontend -> storage: store one chunk, fsynced before the reply
+  kChunkPutReply = 21,  // storage -> frontend
+  kChunkGet = 22,       // frontend -> storage: read one chunk
+  kChunkGetReply = 23,  // storage -> frontend
 };
 
 // Outcome carried by every reply. Values are part of the wire contract.
@@ -68,7 +74,13 @@ struct Payload {
   std::string type;  // "text" | "file"
   std::string text;
   std::string file_id;  // with "file"
-  MSGPACK_DEFINE(type, text, file_id);
+  // With "file": what the file's record said when the message was accepted (FileRecord), so
+  // that every reader shows the file without looking it up.
+  std::string file_name;
+  std::uint64_t file_size = 0;
+  std::string media_type;
+  std::string sha256;
+  MSGPACK_DEFINE(type, text, file_id, file_name, file_size, media_type, sha256);
 };
 
 // Routing rule: every request that is routed by conversation has
@@ -277,6 +289,13 @@ enum class CommandKind : std::uint16_t {
   kUpdateChannelDelivery = 50,  // ChannelDeliveryUpdate -> ChannelDeliveryRecord
   // platform ids, key channel_address_key(channel, address)
   kIndexChannelRef = 60,  // ChannelRef -> (empty)
+  // files, key tenant_key(tenant): a tenant's files live in its directory partition, so that its
+  // quota, its content index (dedup) and its expiry sweep are one partition's state
+  kCreateUpload = 70,   // CreateUpload -> FileRecord
+  kAdvanceUpload = 71,  // AdvanceUpload -> FileRecord (kConflict: the offset moved)
+  kDeleteFile = 72,     // TenantLookup (id = file_id) -> (empty)
+  kExpireUploads = 73,  // UploadExpiry -> (empty); proposed by the leader itself
+  kShareFile = 74,      // ShareFile -> FileRecord
   // retention and erasure (schema/retention.h)
   kExpireMessages = 80,  // MessageExpiry -> MessageExpiryResult; key conversation_id; proposed
                          // by the leader itself
@@ -313,6 +332,8 @@ enum class QueryKind : std::uint16_t {
   kListChannelDeliveries =
       50,                // ConversationLookup (+ message_id) -> std::vector<ChannelDeliveryRecord>
   kFindChannelRef = 60,  // ChannelRef (channel, address, provider_message_id) -> ChannelRef
+  kGetFile = 70,         // TenantLookup (id = file_id) -> FileRecord
+  kExpiredUploads = 71,  // UploadSweep -> std::vector<FileRecord> (key partition_key)
   // retention and erasure (schema/retention.h)
   kRetentionSweep = 80,  // RetentionSweep -> RetentionSweepResult (key partition_key)
   kGetEraseJob = 81,     // TenantLookup (id = user_id) -> EraseJob; key tenant_key
@@ -400,6 +421,41 @@ struct ReplicatedCommand {
   std::int64_t stored_at_ms = 0;  // leader's wall clock at proposal
   CommandRequest command;
   MSGPACK_DEFINE(append, stored_at_ms, command);
+};
+
+// ---------------------------------------------------------------------------
+// File chunks (schema/README.md, "Files"). A chunk is at most kChunkBytesMax
+// bytes of one file, named by the lowercase hex sha256 of its bytes and kept
+// under the file's blob (the file_id whose upload wrote the bytes).
+
+inline constexpr std::uint32_t kChunkBytesMax = 4u << 20;
+
+struct ChunkPut {
+  std::string tenant_id;
+  std::string blob_id;
+  std::string sha256;  // of `bytes`; a mismatch is refused (kInvalid) and nothing is written
+  std::string bytes;
+  MSGPACK_DEFINE(tenant_id, blob_id, sha256, bytes);
+};
+
+struct ChunkPutReply {
+  Status status = Status::kInternal;  // kOk: the chunk is on disk, fsynced
+  std::string detail;
+  MSGPACK_DEFINE(status, detail);
+};
+
+struct ChunkGet {
+  std::string tenant_id;
+  std::string blob_id;
+  std::string sha256;
+  MSGPACK_DEFINE(tenant_id, blob_id, sha256);
+};
+
+struct ChunkGetReply {
+  Status status = Status::kInternal;  // kNotFound: this node does not hold the chunk
+  std::string bytes;
+  std::string detail;
+  MSGPACK_DEFINE(status, bytes, detail);
 };
 
 }  // namespace chat4all::wire

@@ -1,4 +1,5 @@
 // Sending, reading and marking messages, and their channel deliveries (HttpApi, see http_api.h).
+#include <algorithm>
 #include <chrono>
 
 #include "common/ids.h"
@@ -37,7 +38,52 @@ void HttpApi::send_message(const ApiRequest& request, Call call) {
   auto parsed = parse_send_message(request.body, call.caller.tenant, call.caller.user(),
                                    message_limits_, ids::now_ms());
   if (auto* error = std::get_if<ApiError>(&parsed)) return call.respond(error_response(*error));
-  append(std::move(call), std::get<wire::AppendRequest>(std::move(parsed)));
+  auto append_request = std::get<wire::AppendRequest>(std::move(parsed));
+  if (append_request.payload.type == "file")
+    return attach_file(std::move(call), std::move(append_request));
+  append(std::move(call), std::move(append_request));
+}
+
+// A file message names a complete file its sender uploaded, or one sent into this conversation
+// before; the file's record then lists the conversation (so that its members may read it)
+// before the message is stored, and the message carries what the record says of the file.
+void HttpApi::attach_file(Call call, wire::AppendRequest append_request) {
+  const std::string tenant = call.caller.tenant;
+  const wire::TenantLookup lookup{tenant, append_request.payload.file_id};
+  auto refuse = [call](const std::string& why) {
+    call.respond(error_response(400, "invalid_field", why, "payload.file_id"));
+  };
+  storage_.query<wire::FileRecord>(
+      wire::tenant_key(tenant), wire::QueryKind::kGetFile, lookup,
+      [this, call, append_request = std::move(append_request), refuse,
+       tenant](StorageOutcome<wire::FileRecord> outcome) mutable {
+        if (outcome.status == wire::Status::kNotFound)
+          return refuse("no file with this id: upload it first (POST /v1/files)");
+        if (!outcome.ok()) return call.respond(storage_error(outcome));
+        const wire::FileRecord& file = *outcome.value;
+        const auto& shared = file.conversations;
+        const bool may_use =
+            file.owner_id == append_request.sender_id ||
+            std::find(shared.begin(), shared.end(), append_request.conversation_id) != shared.end();
+        if (!may_use) return refuse("no file with this id that the sender may send");
+        if (file.state != wire::kFileComplete)
+          return refuse("the file's upload is not complete (" + std::to_string(file.offset) +
+                        " of " + std::to_string(file.length) + " bytes)");
+        wire::Payload& payload = append_request.payload;
+        payload.file_name = file.name;
+        payload.file_size = file.length;
+        payload.media_type = file.media_type;
+        payload.sha256 = file.sha256;
+        storage_.command<wire::FileRecord>(
+            wire::tenant_key(tenant), wire::CommandKind::kShareFile,
+            wire::ShareFile{tenant, file.file_id, append_request.conversation_id},
+            [this, call, append_request](StorageOutcome<wire::FileRecord> shared) mutable {
+              if (!shared.ok()) return call.respond(storage_error(shared));
+              append(std::move(call), std::move(append_request));
+            },
+            call.trace_id);
+      },
+      call.trace_id);
 }
 
 void HttpApi::append(Call call, wire::AppendRequest append_request) {
@@ -86,8 +132,7 @@ void HttpApi::look_up_message(Call call, std::function<void(Call, std::string)> 
       wire::LocateMessage{call.caller.tenant, message_id, ""},
       [this, call, next, tries_left, message_id](StorageOutcome<std::string> outcome) mutable {
         if (outcome.ok()) return next(std::move(call), std::move(*outcome.value));
-        if (outcome.status != wire::Status::kNotFound)
-          return call.respond(storage_error(outcome));
+        if (outcome.status != wire::Status::kNotFound) return call.respond(storage_error(outcome));
         if (auto accepted = accepted_.find(call.caller.tenant, message_id, steady_now_ms()))
           return next(std::move(call), std::move(*accepted));
         if (tries_left <= 1) return call.respond(storage_error(outcome));

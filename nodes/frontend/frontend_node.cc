@@ -5,6 +5,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <thread>
@@ -14,6 +15,7 @@
 #include "common/router_client.h"
 #include "nodes/frontend/edge_stream.h"
 #include "nodes/frontend/edge_tls.h"
+#include "nodes/frontend/file_api.h"
 #include "nodes/frontend/http_api.h"
 #include "nodes/frontend/stream_hub.h"
 #include "nodes/frontend/stream_session.h"
@@ -55,10 +57,11 @@ struct HttpMetrics {
 // WebSocket upgrade of GET /v1/stream hands the connection to a StreamSession.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(EdgeStream stream, HttpApi& api, StreamHub& streams, RouterClient& routers,
-          HttpMetrics& stats, std::uint32_t body_bytes_max)
+  Session(EdgeStream stream, HttpApi& api, FileApi& files, StreamHub& streams,
+          RouterClient& routers, HttpMetrics& stats, std::uint32_t body_bytes_max)
       : stream_(std::move(stream)),
         api_(api),
+        files_(files),
         streams_(streams),
         routers_(routers),
         stats_(stats),
@@ -82,14 +85,229 @@ class Session : public std::enable_shared_from_this<Session> {
  private:
   beast::tcp_stream& tcp() { return stream_.next_layer(); }
 
+  // The head first: a file upload's body and a file's content stream (file_api.h); every other
+  // body is read whole, within body_bytes_max.
   void read() {
-    parser_.emplace();
-    parser_->body_limit(body_bytes_max_);
-    parser_->header_limit(kHeaderBytesMax);
+    head_parser_.emplace();
+    head_parser_->header_limit(kHeaderBytesMax);
+    // Bodies are bounded by the parser that reads them (below, and file_api.h for uploads).
+    // (Not boost::none: this Beast compares a declared length with it and refuses every body.)
+    head_parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     tcp().expires_after(kIdleTimeout);
+    http::async_read_header(
+        stream_, buffer_, *head_parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_head(ec); });
+  }
+
+  void on_head(beast::error_code ec) {
+    if (ec) return on_read(ec);
+    const auto& head = head_parser_->get();
+    if (FileApi::handles({head.target().data(), head.target().size()})) {
+      file_request_ = file_request(head);
+      if (FileApi::streams_upload(*file_request_)) return begin_upload();
+      if (FileApi::streams_download(*file_request_)) return begin_download();
+    } else {
+      file_request_.reset();
+    }
+    // A declared length is checked here: the parser checked it against the head parser's
+    // limit (none) already. A chunked body is checked as it comes.
+    if (const auto length = head_parser_->content_length(); length && *length > body_bytes_max_)
+      return on_read(http::error::body_limit);
+    parser_.emplace(std::move(*head_parser_));
+    parser_->body_limit(body_bytes_max_);
     http::async_read(
         stream_, buffer_, *parser_,
         [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  static FileRequest file_request(const http::request<http::empty_body>& head) {
+    FileRequest request;
+    request.method = std::string(head.method_string());
+    request.target = std::string(head.target());
+    for (const char* name :
+         {"authorization", "content-type", "tus-resumable", "upload-length", "upload-metadata",
+          "upload-offset", "upload-checksum", "range", "if-none-match", "expect"})
+      if (auto value = head.find(name); value != head.end())
+        request.headers[name] = std::string(value->value());
+    request.chunked = head.chunked();
+    if (auto length = head.find(http::field::content_length); length != head.end())
+      request.content_length = tus::parse_count({length->value().data(), length->value().size()});
+    return request;
+  }
+
+  // ---- uploads: one piece (at most a chunk) in memory; the next is read once it is stored.
+  void begin_upload() {
+    keep_alive_ = head_parser_->get().keep_alive();
+    version_ = head_parser_->get().version();
+    tcp().expires_never();  // the API answers within its own bound
+    files_.begin_upload(
+        *file_request_, [self = shared_from_this()](std::shared_ptr<FileApi::Upload> upload,
+                                                    std::optional<ApiResponse> answer) {
+          asio::post(self->stream_.get_executor(),
+                     [self, upload, answer = std::move(answer)]() mutable {
+                       if (answer) return self->refuse_body(std::move(*answer));
+                       self->upload_ = std::move(upload);
+                       self->body_parser_.emplace(std::move(*self->head_parser_));
+                       // The upload's length bounds it (store_piece refuses bytes past it).
+                       self->body_parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+                       self->piece_.resize(wire::kChunkBytesMax);
+                       self->piece_filled_ = 0;
+                       if (self->file_request_->header("expect") == "100-continue")
+                         return self->send_continue();
+                       self->read_piece();
+                     });
+        });
+  }
+
+  // The body will not be read: answer, then close once the client has read it.
+  void refuse_body(ApiResponse answer) {
+    if (!file_request_->has_body()) return write(std::move(answer));
+    keep_alive_ = false;
+    linger_after_write_ = true;
+    write(std::move(answer));
+  }
+
+  void send_continue() {
+    auto interim =
+        std::make_shared<http::response<http::empty_body>>(http::status::continue_, version_);
+    http::async_write(stream_, *interim,
+                      [self = shared_from_this(), interim](beast::error_code ec, std::size_t) {
+                        if (ec) return self->close();
+                        self->read_piece();
+                      });
+  }
+
+  void read_piece() {
+    auto& body = body_parser_->get().body();
+    body.data = piece_.data() + piece_filled_;
+    body.size = piece_.size() - piece_filled_;
+    tcp().expires_after(kIdleTimeout);
+    http::async_read(
+        stream_, buffer_, *body_parser_,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_piece(ec); });
+  }
+
+  void on_piece(beast::error_code ec) {
+    if (ec == http::error::need_buffer) ec = {};
+    piece_filled_ = piece_.size() - body_parser_->get().body().size;
+    const bool done = !ec && body_parser_->is_done();
+    // A body cut short (the client went away or stalled) keeps what came, unless a checksum
+    // must cover the whole of it; the client resumes from the offset HEAD gives.
+    const bool broken = static_cast<bool>(ec);
+    if (broken && !FileApi::keeps_partial(*upload_)) piece_filled_ = 0;
+    // Past the declared length: store_piece refuses it, with the reason.
+    if (piece_filled_ > FileApi::remaining(*upload_) || piece_filled_ == piece_.size() ||
+        ((done || broken) && piece_filled_ > 0))
+      return store_piece(done, broken);
+    if (done) return finish_upload();
+    if (broken) return end_upload();
+    read_piece();
+  }
+
+  void store_piece(bool done, bool broken) {
+    std::string piece = std::move(piece_);
+    piece.resize(piece_filled_);
+    piece_filled_ = 0;
+    tcp().expires_never();
+    files_.store_piece(
+        upload_, std::move(piece),
+        [self = shared_from_this(), done, broken](std::optional<ApiResponse> failed) {
+          asio::post(self->stream_.get_executor(),
+                     [self, done, broken, failed = std::move(failed)]() mutable {
+                       if (failed) {
+                         self->end_upload();
+                         if (broken) return self->close();
+                         return self->refuse_body(std::move(*failed));
+                       }
+                       if (broken) {
+                         self->end_upload();
+                         return self->close();
+                       }
+                       if (done) return self->finish_upload();
+                       self->piece_.resize(wire::kChunkBytesMax);
+                       self->read_piece();
+                     });
+        });
+  }
+
+  void finish_upload() {
+    ApiResponse answer = files_.finish_upload(*upload_);
+    end_upload();
+    write(std::move(answer));
+  }
+
+  void end_upload() {
+    upload_.reset();
+    body_parser_.reset();
+    piece_ = std::string();  // the chunk buffer goes with the transfer
+  }
+
+  // ---- downloads: the head, then each piece as a replica gives it.
+  void begin_download() {
+    keep_alive_ = head_parser_->get().keep_alive();
+    version_ = head_parser_->get().version();
+    tcp().expires_never();
+    files_.begin_download(*file_request_,
+                          [self = shared_from_this()](std::shared_ptr<FileApi::Download> download,
+                                                      std::optional<ApiResponse> answer) {
+                            asio::post(self->stream_.get_executor(),
+                                       [self, download, answer = std::move(answer)]() mutable {
+                                         if (answer) return self->write(std::move(*answer));
+                                         self->send_download(std::move(download));
+                                       });
+                          });
+  }
+
+  void send_download(std::shared_ptr<FileApi::Download> download) {
+    const ApiResponse& head = FileApi::head(*download);
+    auto response = std::make_shared<http::response<http::empty_body>>(
+        static_cast<http::status>(head.status), version_);
+    response->set(http::field::server, "chat4all");
+    response->set(http::field::content_type, head.content_type);
+    for (const auto& [name, value] : head.headers) response->set(name, value);
+    response->content_length(FileApi::content_length(*download));
+    response->keep_alive(keep_alive_);
+    stats_.ok.add();
+    auto serializer = std::make_shared<http::response_serializer<http::empty_body>>(*response);
+    tcp().expires_after(kIdleTimeout);
+    http::async_write_header(stream_, *serializer,
+                             [self = shared_from_this(), response, serializer, download](
+                                 beast::error_code ec, std::size_t) {
+                               if (ec) return self->close();
+                               self->send_piece(download, 0);
+                             });
+  }
+
+  void send_piece(std::shared_ptr<FileApi::Download> download, std::size_t index) {
+    if (index == FileApi::pieces(*download)) {
+      if (!keep_alive_) return close();
+      return read();
+    }
+    tcp().expires_never();
+    files_.fetch(download, index,
+                 [self = shared_from_this(), download, index](std::optional<std::string> bytes) {
+                   asio::post(self->stream_.get_executor(),
+                              [self, download, index, bytes = std::move(bytes)]() mutable {
+                                // No replica could give the piece: the answer is cut short and the
+                                // connection closed, so the client sees fewer bytes than
+                                // Content-Length and asks again.
+                                if (!bytes) return self->close_now();
+                                auto held = std::make_shared<std::string>(std::move(*bytes));
+                                self->tcp().expires_after(kIdleTimeout);
+                                asio::async_write(self->stream_, asio::buffer(*held),
+                                                  [self, download, index, held](
+                                                      beast::error_code ec, std::size_t) {
+                                                    if (ec) return self->close_now();
+                                                    self->send_piece(download, index + 1);
+                                                  });
+                              });
+                 });
+  }
+
+  void close_now() {
+    beast::error_code ignored;
+    tcp().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    tcp().close();
   }
 
   // The request could not be read whole: answer, then close once the client has read it.
@@ -119,6 +337,15 @@ class Session : public std::enable_shared_from_this<Session> {
     auto& request = parser_->get();
     keep_alive_ = request.keep_alive();
     version_ = request.version();
+    if (file_request_) {
+      file_request_->body = std::move(request.body());
+      tcp().expires_never();
+      return files_.handle(*file_request_, [self = shared_from_this()](ApiResponse response) {
+        asio::post(self->stream_.get_executor(), [self, response = std::move(response)]() mutable {
+          self->write(std::move(response));
+        });
+      });
+    }
     if (is_stream_target({request.target().data(), request.target().size()})) return open_stream();
     ApiRequest api_request{std::string(request.method_string()),
                            std::string(request.target()),
@@ -231,8 +458,15 @@ class Session : public std::enable_shared_from_this<Session> {
   bool linger_after_write_ = false;
   std::size_t lingered_bytes_ = 0;
   std::array<char, 16 * 1024> discard_{};
+  std::optional<http::request_parser<http::empty_body>> head_parser_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::request_parser<http::buffer_body>> body_parser_;
+  std::optional<FileRequest> file_request_;
+  std::shared_ptr<FileApi::Upload> upload_;
+  std::string piece_;  // an upload's next chunk, at most wire::kChunkBytesMax bytes
+  std::size_t piece_filled_ = 0;
   HttpApi& api_;
+  FileApi& files_;
   StreamHub& streams_;
   RouterClient& routers_;
   HttpMetrics& stats_;
@@ -280,6 +514,7 @@ void FrontendNode::run(const std::atomic<bool>& stop, std::atomic<bool>& reload)
   RouterClient routers(router_addresses, topology_.limits.request_timeout_ms,
                        topology_.limits.pending_requests_max);
   HttpApi api(topology_, self_, routers);
+  FileApi files(topology_, api, routers);
   streams.presence().start(routers);
   const std::string host = self_.host == "localhost" ? "127.0.0.1" : self_.host;
 
@@ -293,7 +528,7 @@ void FrontendNode::run(const std::atomic<bool>& stop, std::atomic<bool>& reload)
             beast::tcp_stream connection(std::move(socket));
             EdgeStream stream = with_tls ? EdgeStream(std::move(connection), tls->current())
                                          : EdgeStream(std::move(connection));
-            std::make_shared<Session>(std::move(stream), api, streams, routers, stats,
+            std::make_shared<Session>(std::move(stream), api, files, streams, routers, stats,
                                       topology_.limits.body_bytes_max)
                 ->start();
           } else if (ec == asio::error::operation_aborted) {

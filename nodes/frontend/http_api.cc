@@ -209,21 +209,10 @@ void HttpApi::handle(const ApiRequest& request, Respond respond) {
   }
 
   if (route->access != Access::kPublic) {
-    auto authenticated = authenticate(request.authorization);
-    if (auto* failure = std::get_if<ApiResponse>(&authenticated))
+    auto admitted = admit(request.authorization);
+    if (auto* failure = std::get_if<ApiResponse>(&admitted))
       return call.respond(std::move(*failure));
-    call.caller = std::get<Caller>(std::move(authenticated));
-    const RateLimiter::Decision decision = rate_limiter_.acquire(
-        call.caller.tenant + '/' + call.caller.role + '/' + call.caller.subject, ids::now_ms());
-    if (!decision.allowed) {
-      rate_limited_.add();
-      ApiResponse response = error_response(
-          429, "rate_limited",
-          "this token made more than " + std::to_string(topology_.limits.token_requests_per_s) +
-              " requests per second; retry after the time in Retry-After");
-      set_header(response, "Retry-After", std::to_string(decision.retry_after_s));
-      return call.respond(std::move(response));
-    }
+    call.caller = std::get<Caller>(std::move(admitted));
     if (route->access == Access::kAdmin && !call.caller.admin())
       return call.respond(error_response(403, "forbidden", "this needs an admin token"));
     if (route->access == Access::kUser && call.caller.admin())
@@ -238,6 +227,22 @@ void HttpApi::handle(const ApiRequest& request, Respond respond) {
   if (route->access != Access::kPublic && !call.caller.admin())
     return admit_user(request, std::move(call), route->endpoint);
   (this->*(route->endpoint))(request, std::move(call));
+}
+
+std::variant<Caller, ApiResponse> HttpApi::admit(std::string_view authorization) {
+  auto authenticated = authenticate(authorization);
+  if (std::holds_alternative<ApiResponse>(authenticated)) return authenticated;
+  const Caller& caller = std::get<Caller>(authenticated);
+  const RateLimiter::Decision decision = rate_limiter_.acquire(
+      caller.tenant + '/' + caller.role + '/' + caller.subject, ids::now_ms());
+  if (decision.allowed) return authenticated;
+  rate_limited_.add();
+  ApiResponse response = error_response(
+      429, "rate_limited",
+      "this token made more than " + std::to_string(topology_.limits.token_requests_per_s) +
+          " requests per second; retry after the time in Retry-After");
+  set_header(response, "Retry-After", std::to_string(decision.retry_after_s));
+  return response;
 }
 
 bool HttpApi::declared_in_topology(const Caller& caller) const {

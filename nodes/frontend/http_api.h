@@ -55,6 +55,8 @@ class HttpApi {
   // The caller an "Authorization: Bearer ..." header value (or a bare token)
   // names, or the 401 to answer. A token must name a tenant of the topology.
   std::variant<Caller, ApiResponse> authenticate(std::string_view authorization) const;
+  // authenticate(), then the per-token rate limit (429 with Retry-After beyond it).
+  std::variant<Caller, ApiResponse> admit(std::string_view authorization);
 
  private:
   // One routed request on its way through an endpoint.
@@ -189,6 +191,8 @@ class HttpApi {
   void find_message(Call call, std::function<void(Call, std::string)> next);
   void look_up_message(Call call, std::function<void(Call, std::string)> next, int tries_left);
   void append(Call call, wire::AppendRequest append);
+  // A file message: checks the file and shares it into the conversation, then append().
+  void attach_file(Call call, wire::AppendRequest append);
 
   // api_webhooks.cc
   void create_webhook(const ApiRequest& request, Call call);

@@ -24,10 +24,17 @@ json public_message_json(const wire::StoredMessage& message) {
                 {"received_at", message.received_at_ms},
                 {"stored_at", message.stored_at_ms}};
   json payload = {{"type", message.payload.type}};
-  if (message.payload.type == "file")
-    payload["file_id"] = message.payload.file_id;
-  else
+  if (message.payload.type == "file") {
+    const wire::Payload& file = message.payload;
+    payload["file_id"] = file.file_id;
+    payload["name"] = file.file_name;
+    payload["size"] = file.file_size;
+    payload["media_type"] = file.media_type;
+    payload["sha256"] = file.sha256;
+    payload["download_path"] = "/v1/files/" + file.file_id + "/content";
+  } else {
     payload["text"] = message.payload.text;
+  }
   return json{
       {"message_id", message.message_id},
       {"conversation_id", message.conversation_id},

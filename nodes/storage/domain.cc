@@ -7,6 +7,7 @@
 #include "common/codec.h"
 #include "nodes/storage/domain_support.h"
 #include "nodes/storage/erasure.h"
+#include "nodes/storage/files.h"
 #include "nodes/storage/presence.h"
 #include "nodes/storage/record_keys.h"
 #include "nodes/storage/retention.h"
@@ -974,6 +975,12 @@ DomainResult apply_command(PartitionState& state, std::uint32_t partition,
       CHAT4ALL_BODY(wire::EraseProgress, body);
       return record_erase_progress(state, *body, at_ms);
     }
+    case Kind::kCreateUpload:
+    case Kind::kAdvanceUpload:
+    case Kind::kDeleteFile:
+    case Kind::kExpireUploads:
+    case Kind::kShareFile:
+      return apply_file_command(state, command, at_ms);
     case Kind::kNone:
       break;
   }
@@ -1149,6 +1156,9 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
           state, channel_address_prefix(body->channel, body->address) + body->provider_message_id);
       return ref ? ok(*ref) : fail(Status::kNotFound, "no such platform message", "id");
     }
+    case Kind::kGetFile:
+    case Kind::kExpiredUploads:
+      return run_file_query(state, query);
     case Kind::kNone:
       break;
   }

@@ -58,6 +58,8 @@ struct DomainResult {
   std::vector<wire::Event> events;  // hints for the leader to publish
   // Ids of outbox events dropped to make room (kOutboxEventsMax), for the node to count and log.
   std::vector<std::string> outbox_dropped;
+  // Blobs no file refers to any more ("tenant/blob_id", files.h): every replica deletes its chunks.
+  std::vector<std::string> freed_blobs;
 };
 
 // Unacknowledged events per partition and stream. At the bound the oldest is dropped: the node

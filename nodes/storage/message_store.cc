@@ -698,6 +698,7 @@ void MessageStore::apply_writes(MDB_txn* txn, const std::vector<PartitionWrite>&
           outcome.body = std::move(result.body);
           outcome.events = std::move(result.events);
           outcome.outbox_dropped = std::move(result.outbox_dropped);
+          outcome.freed_blobs = std::move(result.freed_blobs);
           if (command.command.kind == wire::CommandKind::kEraseMessages &&
               outcome.status == wire::Status::kOk)
             scrub_erased_from_log(txn, partition, command.command.body, outcome.body,

@@ -64,6 +64,7 @@ struct AppendOutcome {
   std::string field;
   std::vector<wire::Event> events;
   std::vector<std::string> outbox_dropped;  // DomainResult::outbox_dropped
+  std::vector<std::string> freed_blobs;     // DomainResult::freed_blobs
 };
 
 // One partition's share of a turn: its Ready, as the consensus core gave it.

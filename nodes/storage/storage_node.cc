@@ -12,6 +12,7 @@
 #include "common/metrics_server.h"
 #include "common/transport.h"
 #include "nodes/storage/domain.h"
+#include "nodes/storage/files.h"
 #include "nodes/storage/store_metrics.h"
 #include "nodes/storage/write_ahead_log.h"
 #include "schema/retention.h"
@@ -45,6 +46,8 @@ bool frees_space(const chat4all::wire::ReplicatedCommand& command) {
     case CommandKind::kEraseUser:
     case CommandKind::kEraseMessages:
     case CommandKind::kEraseProgress:
+    case CommandKind::kDeleteFile:
+    case CommandKind::kExpireUploads:
       return true;
     default:
       return false;
@@ -219,6 +222,9 @@ void StorageNode::run(const std::atomic<bool>& stop) {
                           {"data_dir", topology_.node_data_dir(self_.name).string()},
                           {"partitions", partitions_.size()}});
 
+  if (self_.port("chunks"))
+    chunk_server_ =
+        std::make_unique<ChunkServer>(self_, topology_.node_data_dir(self_.name) / "chunks");
   applier_ = std::make_unique<ApplyWorker>(store_, ApplyWorker::Limits{});
   const auto tick = std::chrono::milliseconds(topology_.storage.tick_ms);
   auto next_tick = Clock::now() + tick;
@@ -274,6 +280,7 @@ void StorageNode::run(const std::atomic<bool>& stop) {
       }
       if (now >= next_presence_sweep) {
         sweep_presence(wall_ms);
+        sweep_uploads(wall_ms);
         next_presence_sweep = now + kPresenceSweep;
       }
       if (now >= next_retention_sweep) {
@@ -286,6 +293,7 @@ void StorageNode::run(const std::atomic<bool>& stop) {
     more_work = run_turn();
   }
   applier_.reset();  // applies what is queued
+  chunk_server_.reset();
   log_.info("stopped");
 }
 
@@ -589,6 +597,35 @@ void StorageNode::sweep_retention(std::int64_t now_ms) {
   }
 }
 
+void StorageNode::sweep_uploads(std::int64_t now_ms) {
+  const std::string sweep = codec::pack_body(wire::UploadSweep{now_ms, kUploadSweepMax});
+  for (auto& [id, partition] : partitions_) {
+    if (!partition->replica->can_serve_reads()) continue;
+    const wire::QueryReply reply = store_.query(
+        id, wire::QueryRequest{wire::partition_key(id), wire::QueryKind::kExpiredUploads, sweep});
+    auto expired = reply.status == wire::Status::kOk
+                       ? codec::unpack_body<std::vector<wire::FileRecord>>(reply.body)
+                       : std::nullopt;
+    if (!expired || expired->empty()) continue;
+    std::map<std::string, wire::UploadExpiry> by_tenant;
+    for (const auto& record : *expired) {
+      auto& expiry = by_tenant[record.tenant_id];
+      expiry.tenant_id = record.tenant_id;
+      expiry.file_ids.push_back(record.file_id);
+    }
+    for (const auto& [tenant, expiry] : by_tenant) {
+      const wire::ReplicatedCommand command{
+          {},
+          now_ms,
+          wire::CommandRequest{wire::tenant_key(tenant), wire::CommandKind::kExpireUploads,
+                               codec::pack_body(expiry)}};
+      if (!propose_own(id, command)) break;
+      log_.info("uploads_expired",
+                {{"partition", id}, {"tenant_id", tenant}, {"files", expiry.file_ids.size()}});
+    }
+  }
+}
+
 bool StorageNode::propose_own(PartitionId partition_id, const wire::ReplicatedCommand& command) {
   auto it = partitions_.find(partition_id);
   if (it == partitions_.end() || !it->second->replica->is_leader()) return false;
@@ -769,6 +806,10 @@ void StorageNode::answer_applied() {
                                               {"last_event_id", outcome.outbox_dropped.back()},
                                               {"events_max", kOutboxEventsMax}});
         }
+      // Every replica deletes its own copy of chunks no file refers to any more.
+      if (chunk_server_)
+        for (const auto& outcome : applied.outcomes)
+          if (!outcome.freed_blobs.empty()) chunk_server_->free_blobs(outcome.freed_blobs);
       for (std::size_t k = 0; k < applied.outcomes.size(); ++k) {
         auto waiting = partition.waiting.find(applied.first_index + k);
         if (waiting == partition.waiting.end()) continue;

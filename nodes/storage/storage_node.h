@@ -39,6 +39,7 @@
 #include "common/ring.h"
 #include "common/topology.h"
 #include "nodes/storage/apply_worker.h"
+#include "nodes/storage/chunk_store.h"
 #include "nodes/storage/consensus.h"
 #include "nodes/storage/message_store.h"
 #include "nodes/storage/write_ahead_log.h"
@@ -78,6 +79,9 @@ class StorageNode {
   // for conversations whose oldest messages passed their retention
   // (nodes/storage/retention.h), with the cutoff from this node's clock.
   void sweep_retention(std::int64_t now_ms);
+  // Every kPresenceSweep on the partitions it leads: proposes kExpireUploads
+  // for the unfinished uploads past their expiry (nodes/storage/files.h).
+  void sweep_uploads(std::int64_t now_ms);
   // A command of the node's own, answered to nobody; false if the partition is
   // not led here or cannot take a write now (the next sweep tries again).
   bool propose_own(PartitionId partition, const wire::ReplicatedCommand& command);
@@ -116,6 +120,8 @@ class StorageNode {
   WriteAheadLog wal_;
   std::uint64_t wal_position_ = 0;  // the last record appended
   std::unique_ptr<ApplyWorker> applier_;
+  // File chunks, when the node declares a "chunks" endpoint; its own thread.
+  std::unique_ptr<ChunkServer> chunk_server_;
   std::uint64_t answered_batch_ = 0;  // the newest apply batch whose outcomes were answered
   std::deque<std::vector<zmq::message_t>> deferred_reads_;
   std::map<PartitionId, std::unique_ptr<Partition>> partitions_;

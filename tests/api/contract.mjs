@@ -23,7 +23,7 @@ const USAGE = `usage: node contract.mjs --base-url http://127.0.0.1:PORT --tenan
        [--text-bytes-max 65536] [--body-bytes-max 1048576] [--rate-requests-max 2000]
        [--timeout-ms 10000] [--wait-ms 20000] [--skip section,...] [--verbose]
 sections: operations auth users clients conversations presence messages states horizons
-          conversation-list history webhooks rate-limit tenants`;
+          conversation-list history webhooks rate-limit files tenants`;
 
 let options;
 try {
@@ -563,13 +563,9 @@ async function main() {
       assert.equal(r.seq, 1);
       s.groupMessage = r.message_id;
     });
-    await runner.check('a file message: 202 with its file_id kept as given; 400 naming payload.file_id', async () => {
+    await runner.check('a file message without a well-formed file_id: 400 naming payload.file_id', async () => {
       const files = await api.call('POST', '/v1/conversations', { token: a.token, body: { type: 'group', members: [b.id] }, expect: 201 });
       const conversation = files.json.conversation_id;
-      const r = await send(a.token, { conversation_id: conversation, channels: ['internal'], payload: { type: 'file', file_id: `f-${run}.pdf` } });
-      assert.equal(r.json.seq, 1);
-      const m = await api.call('GET', `/v1/messages/${r.json.message_id}`, { token: b.token, expect: 200 });
-      assert.deepEqual(m.json.payload, { type: 'file', file_id: `f-${run}.pdf` });
       await api.error('POST', '/v1/messages', { token: a.token, body: { conversation_id: conversation, payload: { type: 'file' } } }, { status: 400, field: 'payload.file_id' });
       await api.error('POST', '/v1/messages', { token: a.token, body: { conversation_id: conversation, payload: { type: 'file', file_id: 'bad id!' } } }, { status: 400, field: 'payload.file_id' });
     });
@@ -1019,6 +1015,98 @@ async function main() {
       await api.call('GET', `/v1/users/${c.id}`, { token: t, retry: false, expect: 200 });
       const other = await userToken(s.users.b);
       await api.call('GET', `/v1/users/${c.id}`, { token: other, retry: false, expect: 200 });
+    });
+  }
+
+  // ------------------------------------------------------------ files
+  if (runner.begin('files')) {
+    const tus = (tok, extra = {}) => ({ token: tok, headers: { 'Tus-Resumable': '1.0.0', ...extra } });
+    const meta = (pairs) => Object.entries(pairs).map(([k, v]) => `${k} ${Buffer.from(v).toString('base64')}`).join(',');
+    const content = 'chat4all file contract '.repeat(1000);
+    const digest = crypto.createHash('sha256').update(content).digest('hex');
+    let location;
+    await runner.check('OPTIONS /v1/files tells the tus version, extensions and limits', async () => {
+      const r = await api.call('OPTIONS', '/v1/files', { expect: 204 });
+      assert.equal(r.headers['tus-version'], '1.0.0');
+      assert.match(r.headers['tus-extension'], /creation-with-upload/);
+      assert.equal(r.headers['tus-checksum-algorithm'], 'sha256');
+      assert.ok(Number(r.headers['tus-max-size']) > 0);
+    });
+    await runner.check('POST /v1/files: 201 with Location, file_id and upload_url', async () => {
+      const r = await api.call('POST', '/v1/files', tus(s.users.a.token, {
+        'Upload-Length': String(content.length),
+        'Upload-Metadata': meta({ filename: 'contract.txt', filetype: 'text/plain', sha256: digest }),
+      }));
+      assert.equal(r.status, 201, r.text);
+      location = r.headers.location;
+      assert.equal(location, `/v1/files/${r.json.file_id}`);
+      assert.equal(r.json.upload_url, location);
+      assert.equal(r.headers['upload-offset'], '0');
+      assert.equal(r.json.state, 'uploading');
+    });
+    await runner.check('PATCH in two pieces, HEAD gives the offset, a stale offset is 409', async () => {
+      const half = Math.floor(content.length / 2);
+      const first = await api.call('PATCH', location, { ...tus(s.users.a.token, { 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': '0' }), raw: content.slice(0, half), expect: 204 });
+      assert.equal(first.headers['upload-offset'], String(half));
+      const head = await api.call('HEAD', location, { ...tus(s.users.a.token), expect: 200 });
+      assert.equal(head.headers['upload-offset'], String(half));
+      assert.equal(head.headers['upload-length'], String(content.length));
+      await api.error('PATCH', location, { ...tus(s.users.a.token, { 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': '0' }), raw: 'x' }, { status: 409, code: 'offset_mismatch', field: 'Upload-Offset' });
+      await api.error('PATCH', location, { ...tus(s.users.a.token, { 'Content-Type': 'text/plain', 'Upload-Offset': String(half) }), raw: 'x' }, { status: 415, field: 'Content-Type' });
+      const rest = await api.call('PATCH', location, { ...tus(s.users.a.token, { 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': String(half) }), raw: content.slice(half), expect: 204 });
+      assert.equal(rest.headers['upload-offset'], String(content.length));
+    });
+    await runner.check('GET the file and its content: ETag, Range 206, If-None-Match 304', async () => {
+      const file = await api.call('GET', location, { token: s.users.a.token, expect: 200 });
+      assert.equal(file.json.state, 'complete');
+      assert.equal(file.json.sha256, digest);
+      assert.equal(file.json.download_path, `${location}/content`);
+      const whole = await api.call('GET', `${location}/content`, { token: s.users.a.token, expect: 200 });
+      assert.equal(whole.text, content);
+      assert.equal(whole.headers.etag, `"${digest}"`);
+      assert.match(whole.headers['content-disposition'], /filename="contract.txt"/);
+      const part = await api.call('GET', `${location}/content`, { token: s.users.a.token, headers: { Range: 'bytes=5-14' }, expect: 206 });
+      assert.equal(part.text, content.slice(5, 15));
+      assert.equal(part.headers['content-range'], `bytes 5-14/${content.length}`);
+      await api.call('GET', `${location}/content`, { token: s.users.a.token, headers: { 'If-None-Match': `"${digest}"` }, expect: 304 });
+      await api.error('GET', `${location}/content`, { token: s.users.a.token, headers: { Range: `bytes=${content.length}-` } }, { status: 416, field: 'Range' });
+    });
+    await runner.check('files of others are 404; no token 401; no Tus-Resumable 412', async () => {
+      await api.error('GET', location, { token: s.users.b.token }, { status: 404 });
+      await api.error('GET', `${location}/content`, { token: s.users.b.token }, { status: 404 });
+      await api.error('DELETE', location, { ...tus(s.users.b.token) }, { status: 404 });
+      await api.error('GET', location, {}, { status: 401 });
+      await api.error('POST', '/v1/files', { token: s.users.a.token, headers: { 'Upload-Length': '1' } }, { status: 412, field: 'Tus-Resumable' });
+    });
+    await runner.check('refusals: 413 over the size maximum, 400 past the length, 460 bad checksum', async () => {
+      await api.error('POST', '/v1/files', tus(s.users.a.token, { 'Upload-Length': String(2 ** 53) }), { status: 413, code: 'file_too_large', field: 'Upload-Length' });
+      const created = await api.call('POST', '/v1/files', { ...tus(s.users.a.token, { 'Upload-Length': '4' }), expect: 201 });
+      const at = created.headers.location;
+      await api.error('PATCH', at, { ...tus(s.users.a.token, { 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': '0' }), raw: '12345' }, { status: 400, code: 'past_upload_length' });
+      const wrong = Buffer.alloc(32).toString('base64');
+      await api.error('PATCH', at, { ...tus(s.users.a.token, { 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': '0', 'Upload-Checksum': `sha256 ${wrong}` }), raw: '1234' }, { status: 460, code: 'checksum_mismatch', field: 'Upload-Checksum' });
+      const head = await api.call('HEAD', at, { ...tus(s.users.a.token), expect: 200 });
+      assert.equal(head.headers['upload-offset'], '0');
+      await api.call('DELETE', at, { ...tus(s.users.a.token), expect: 204 });
+      const gone = await api.call('HEAD', at, { ...tus(s.users.a.token), retry: false });
+      assert.equal(gone.status, 404);
+    });
+    await runner.check('a file message: only a complete file of the sender; members then read it', async () => {
+      const { a, b } = s.users;
+      const conversation = (await api.call('POST', '/v1/conversations', { token: a.token, body: { type: 'group', members: [b.id] }, expect: 201 })).json.conversation_id;
+      const fileId = location.split('/').pop();
+      await api.error('POST', '/v1/messages', { token: a.token, body: { conversation_id: conversation, payload: { type: 'file', file_id: `f-${run}` } } }, { status: 400, code: 'invalid_field', field: 'payload.file_id' });
+      await api.error('POST', '/v1/messages', { token: b.token, body: { conversation_id: conversation, payload: { type: 'file', file_id: fileId } } }, { status: 400, field: 'payload.file_id' });
+      const r = await send(a.token, { conversation_id: conversation, channels: ['internal'], payload: { type: 'file', file_id: fileId } });
+      const m = await api.call('GET', `/v1/messages/${r.json.message_id}`, { token: b.token, expect: 200 });
+      assert.deepEqual(m.json.payload, { type: 'file', file_id: fileId, name: 'contract.txt', size: content.length, media_type: 'text/plain', sha256: digest, download_path: `${location}/content` });
+      const read = await api.call('GET', `${location}/content`, { token: b.token, expect: 200 });
+      assert.equal(read.text, content);
+    });
+    await runner.check('the same content again completes at once (dedup)', async () => {
+      const r = await api.call('POST', '/v1/files', { ...tus(s.users.a.token, { 'Upload-Length': String(content.length), 'Upload-Metadata': meta({ sha256: digest }) }), expect: 201 });
+      assert.equal(r.headers['upload-offset'], String(content.length));
+      assert.equal(r.json.state, 'complete');
     });
   }
 

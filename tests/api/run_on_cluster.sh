@@ -22,7 +22,7 @@ cleanup() {
 trap cleanup EXIT
 
 # One free port per port of the local topology.
-ports=$(grep -oE '\b(8080|7100|7110|9100|720[1-3]|730[1-3]|920[1-3]|8400|9400|9600)\b' "$root/topology/local.yaml" |
+ports=$(grep -oE '\b(8080|7100|7110|9100|720[1-3]|730[1-3]|740[1-3]|920[1-3]|8400|9400|9600)\b' "$root/topology/local.yaml" |
   sort -u)
 count=$(echo "$ports" | wc -l)
 free=$(node -e '

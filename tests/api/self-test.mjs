@@ -36,7 +36,9 @@ try {
   const common = ['--base-url', baseUrl, '--tenant', 'dev', '--admin-client-id', 'dev-admin', '--admin-client-secret', 'chat4all-dev'];
   const results = {
     'validate-spec': await runScript('validate-spec.mjs', []),
-    contract: await runScript('contract.mjs', [...common, '--other-tenant', 'other', '--other-admin-client-id', 'other-admin', '--other-admin-client-secret', 'other-secret']),
+    contract: await runScript('contract.mjs', [...common, '--other-tenant', 'other', '--other-admin-client-id', 'other-admin', '--other-admin-client-secret', 'other-secret',
+      // The mock models no file storage: the files section runs against the product only.
+      '--skip', 'files']),
     stream: await runScript('stream.mjs', common),
   };
   const failed = Object.entries(results).filter(([, c]) => c !== 0).map(([name]) => name);

@@ -166,7 +166,7 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
   const bool tls = !options.tls_certificate_file.empty();
   // frontend-1's http and https, the router's two, frontend-2.. N's http, and the rest.
   auto ports = free_ports(3 + static_cast<std::size_t>(options.frontends) +
-                          3 * static_cast<std::size_t>(options.storage_nodes) + (channels ? 1 : 0) +
+                          4 * static_cast<std::size_t>(options.storage_nodes) + (channels ? 1 : 0) +
                           2 * static_cast<std::size_t>(options.connectors));
   std::size_t next = 0;
   http_port_ = ports[next++];
@@ -207,6 +207,9 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
   if (options.connectors > 0)
     yaml << "webhooks:\n  allow_loopback: true\n  backoff_initial_ms: 100\n"
          << "  backoff_max_ms: 1000\n  timeout_ms: 2000\n";
+  yaml << "files:\n  upload_expiry_s: " << options.files_upload_expiry_s
+       << "\n  tenant_quota_bytes: " << options.files_tenant_quota_bytes << "\n";
+  if (options.files_size_max > 0) yaml << "  size_max: " << options.files_size_max << "\n";
   yaml << "tenants:\n";
   for (const std::string tenant : {kTenant, kOtherTenant})
     yaml << "  - {id: " << tenant << ", admin_clients: [{client_id: " << admin_client_id(tenant)
@@ -235,8 +238,10 @@ TestCluster::TestCluster(ClusterOptions options) : options_(options) {
     ports_[name]["rpc"] = ports[next++];
     ports_[name]["events"] = ports[next++];
     ports_[name]["metrics"] = ports[next++];
+    ports_[name]["chunks"] = ports[next++];
     yaml << "  - {name: " << name
-         << ", role: storage, host: 127.0.0.1, endpoints: {rpc: " << ports_[name]["rpc"];
+         << ", role: storage, host: 127.0.0.1, endpoints: {rpc: " << ports_[name]["rpc"]
+         << ", chunks: " << ports_[name]["chunks"];
     if (options.storage_events) yaml << ", events: " << ports_[name]["events"];
     yaml << ", metrics: " << ports_[name]["metrics"] << "}}\n";
   }

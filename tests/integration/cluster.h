@@ -73,6 +73,10 @@ struct ClusterOptions {
   // false: storage nodes get no "events" endpoint, so no change hint ever
   // reaches a frontend (what streams do when every hint is lost).
   bool storage_events = true;
+  // The `files` section: size_max (0: the default), upload expiry and per-tenant quota (0: none).
+  std::uint64_t files_size_max = 0;
+  std::uint32_t files_upload_expiry_s = 86400;
+  std::uint64_t files_tenant_quota_bytes = 0;
   std::uint32_t presence_grace_ms = 3000;
   std::uint32_t presence_lease_ms = 15000;
 

@@ -122,10 +122,16 @@ TEST(StreamFrames, MessageFrameCarriesTheHistoryShape) {
 
 TEST(StreamFrames, MessageJsonOfAFileAndOfMissingMetadata) {
   wire::StoredMessage message = sample_message();
-  message.payload = {"file", "", "file-1"};
+  message.payload = {"file", "", "file-1", "a.pdf", 12, "application/pdf", "ab12"};
   message.metadata.clear();
   const json shown = public_message_json(message);
-  EXPECT_EQ(shown["payload"], (json{{"type", "file"}, {"file_id", "file-1"}}));
+  EXPECT_EQ(shown["payload"], (json{{"type", "file"},
+                                    {"file_id", "file-1"},
+                                    {"name", "a.pdf"},
+                                    {"size", 12},
+                                    {"media_type", "application/pdf"},
+                                    {"sha256", "ab12"},
+                                    {"download_path", "/v1/files/file-1/content"}}));
   EXPECT_EQ(shown["metadata"], json::object());
   message.metadata = "[1]";  // never stored by the frontend; shown as no metadata
   EXPECT_EQ(public_message_json(message)["metadata"], json::object());

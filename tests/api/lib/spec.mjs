@@ -169,12 +169,13 @@ export async function loadSpec(file) {
         return problems;
       }
       const contentType = (headers['content-type'] || '').split(';')[0].trim().toLowerCase();
-      const media = content[contentType];
+      // A media range (`*/*`: a file's bytes in its own media type) takes any type.
+      const media = content[contentType] || content['*/*'];
       if (!media) {
         problems.push(`${where} ${status}: Content-Type "${headers['content-type'] || ''}" is not one of ${Object.keys(content).join(', ')}`);
         return problems;
       }
-      if (contentType === 'application/json') {
+      if (contentType === 'application/json' && content[contentType]) {
         let value;
         try {
           value = JSON.parse(body);
