@@ -259,16 +259,21 @@ std::string HttpApi::client_key(const std::string& tenant_id, const std::string&
 namespace {
 
 // Reads a tenant record's created_at_ms (ClientRecord, UserRecord) for admit_if_current.
+// `existence_only`: the record's being there is what counts, whatever its stamp (the
+// stamp is the storage leader's clock, which a token's issue time, the frontend's clock,
+// must not be compared with when nothing bounds their skew).
 template <typename Record>
 std::function<void(std::function<void(StorageOutcome<std::int64_t>)>)> created_at_read(
-    StorageClient& storage, wire::QueryKind kind, wire::TenantLookup lookup, std::string trace_id) {
-  return [&storage, kind, lookup = std::move(lookup), trace_id = std::move(trace_id)](auto done) {
+    StorageClient& storage, wire::QueryKind kind, wire::TenantLookup lookup, std::string trace_id,
+    bool existence_only = false) {
+  return [&storage, kind, lookup = std::move(lookup), trace_id = std::move(trace_id),
+          existence_only](auto done) {
     storage.query<Record>(
         wire::tenant_key(lookup.tenant_id), kind, lookup,
-        [done](StorageOutcome<Record> outcome) {
-          done({outcome.status,
-                outcome.value ? std::optional(outcome.value->created_at_ms) : std::nullopt,
-                outcome.detail, outcome.field});
+        [done, existence_only](StorageOutcome<Record> outcome) {
+          std::optional<std::int64_t> created_at_ms;
+          if (outcome.value) created_at_ms = existence_only ? 0 : outcome.value->created_at_ms;
+          done({outcome.status, created_at_ms, outcome.detail, outcome.field});
         },
         trace_id);
   };
@@ -289,8 +294,10 @@ void HttpApi::admit_service_client(const ApiRequest& request, Call call, Endpoin
 
 void HttpApi::admit_user(const ApiRequest& request, Call call, Endpoint endpoint) {
   const wire::TenantLookup lookup{call.caller.tenant, call.caller.subject};
-  auto read =
-      created_at_read<wire::UserRecord>(storage_, wire::QueryKind::kGetUser, lookup, call.trace_id);
+  // An erased user's record is gone for good (its id is not reused), so its tokens
+  // are refused by the record's absence alone.
+  auto read = created_at_read<wire::UserRecord>(storage_, wire::QueryKind::kGetUser, lookup,
+                                                call.trace_id, true);
   // A send must not depend on the tenant's partition being reachable: the revocation waits
   // for it instead (fail open).
   admit_if_current(request, std::move(call), endpoint, users_,

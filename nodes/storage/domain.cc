@@ -485,6 +485,10 @@ DomainResult create_user(PartitionState& state, wire::CreateUser body, std::int6
     return fail(Status::kInvalid, "user needs a tenant and an id", "user_id");
   const std::string key = user_key(user.tenant_id, user.user_id);
   if (state.get(key)) return fail(Status::kExists, "user exists", "user_id");
+  // Tokens of an erased user stay refused because its record never comes back
+  // (nodes/frontend/http_api.cc, admit_user), so its id is not given out again.
+  if (erase_job(state, user.tenant_id, user.user_id))
+    return fail(Status::kExists, "user_id belonged to an erased user and is not reused", "user_id");
   for (const auto& identity : user.identities)
     if (state.get(identity_key(user.tenant_id, identity)))
       return fail(

@@ -393,6 +393,21 @@ TEST(Erasure, ErasureWithALaggingReplicaAndASnapshotInBetweenLeavesEveryReplicaE
   EXPECT_EQ(again.messages_erased, 2u);
 }
 
+TEST(Erasure, AnErasedUsersIdIsNotGivenOutAgain) {
+  // Its old tokens are refused by the record's absence alone, so a new user must not bring
+  // the record back.
+  unit::TempDir dir;
+  Replica replica(dir, "reuse");
+  const auto outcomes =
+      replica.apply({create_user("bob", 1),
+                     command(wire::CommandKind::kEraseUser, wire::EraseUser{kTenant, "bob"}, 2),
+                     create_user("bob", 3), create_user("carol", 4)});
+  EXPECT_EQ(outcomes.at(1).status, Status::kOk) << outcomes.at(1).detail;
+  EXPECT_EQ(outcomes.at(2).status, Status::kExists);
+  EXPECT_EQ(outcomes.at(2).field, "user_id");
+  EXPECT_EQ(outcomes.at(3).status, Status::kOk) << outcomes.at(3).detail;
+}
+
 TEST(Erasure, AnUnknownUserIsNotFoundAndALongConversationIsErasedInBoundedSteps) {
   unit::TempDir dir;
   Replica replica(dir, "bounded");
