@@ -303,6 +303,10 @@ enum class CommandKind : std::uint16_t {
   kEraseUser = 82,       // EraseUser -> EraseJob; key tenant_key
   kEraseMessages = 83,   // EraseMessages -> EraseMessagesResult; key conversation_id
   kEraseProgress = 84,   // EraseProgress -> EraseJob; key tenant_key
+  // replica set changes (schema/replica_change.h), key partition_key(p), to the partition's leader
+  kChangeReplicas = 90,  // ChangeReplicas -> ChangeReplicasResult
+  // the cluster's topology (schema/topology_version.h), key topology_key()
+  kStoreTopology = 91,  // StoreTopology -> TopologyVersion; kConflict: another version is stored
 };
 
 enum class QueryKind : std::uint16_t {
@@ -337,6 +341,7 @@ enum class QueryKind : std::uint16_t {
   // retention and erasure (schema/retention.h)
   kRetentionSweep = 80,  // RetentionSweep -> RetentionSweepResult (key partition_key)
   kGetEraseJob = 81,     // TenantLookup (id = user_id) -> EraseJob; key tenant_key
+  kGetTopology = 91,     // TopologyLookup -> TopologyVersion; key topology_key()
 };
 
 struct CommandRequest {

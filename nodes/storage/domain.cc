@@ -11,6 +11,8 @@
 #include "nodes/storage/presence.h"
 #include "nodes/storage/record_keys.h"
 #include "nodes/storage/retention.h"
+#include "nodes/storage/topology_record.h"
+#include "schema/topology_version.h"
 
 namespace chat4all::storage {
 
@@ -985,6 +987,11 @@ DomainResult apply_command(PartitionState& state, std::uint32_t partition,
     case Kind::kExpireUploads:
     case Kind::kShareFile:
       return apply_file_command(state, command, at_ms);
+    case Kind::kStoreTopology: {
+      CHAT4ALL_BODY(wire::StoreTopology, body);
+      return store_topology(state, *body, at_ms);
+    }
+    case Kind::kChangeReplicas:  // a replica set change, which this state machine does not make
     case Kind::kNone:
       break;
   }
@@ -1163,6 +1170,8 @@ DomainResult run_query(const PartitionState& state, const wire::QueryRequest& qu
     case Kind::kGetFile:
     case Kind::kExpiredUploads:
       return run_file_query(state, query);
+    case Kind::kGetTopology:
+      return get_topology(state);
     case Kind::kNone:
       break;
   }
