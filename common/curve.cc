@@ -265,15 +265,38 @@ void NodeSecurity::serve(zmq::socket_t& socket, const std::string& domain,
 
 void NodeSecurity::connect(zmq::socket_t& socket, const std::string& address) const {
   if (enabled_) {
-    const auto server_key = server_keys_.find(address);
-    if (server_key == server_keys_.end())
-      throw std::runtime_error("no node of the topology listens on " + address);
+    std::string server_key;
+    {
+      std::lock_guard lock(mutex_);
+      const auto found = server_keys_.find(address);
+      if (found == server_keys_.end())
+        throw std::runtime_error("no node of the topology listens on " + address);
+      server_key = found->second;
+    }
     socket.set(zmq::sockopt::curve_publickey, own_.public_key);
     socket.set(zmq::sockopt::curve_secretkey, own_.secret_key);
     // Read at connect time, so one socket can connect to several servers with their own keys.
-    socket.set(zmq::sockopt::curve_serverkey, server_key->second);
+    socket.set(zmq::sockopt::curve_serverkey, server_key);
   }
   socket.connect(address);
+}
+
+void NodeSecurity::learn(const Topology& next) {
+  if (!enabled_) return;
+  for (const auto& node : next.nodes) {
+    if (node.name == self_.name) continue;
+    std::string key;
+    try {
+      key = public_key_of(next, node, self_.name);
+    } catch (const std::exception& error) {
+      log_.warn("peer_key_unknown", {{"node", node.name}, {"error", error.what()}});
+      continue;
+    }
+    std::lock_guard lock(mutex_);
+    policy_.add_node(key, node.name, node.role);
+    for (const auto& [endpoint, port] : node.endpoints)
+      server_keys_[node.zmq_address(endpoint)] = key;
+  }
 }
 
 void NodeSecurity::run_zap_handler(zmq::socket_t socket) {
@@ -315,6 +338,10 @@ void NodeSecurity::run_zap_handler(zmq::socket_t socket) {
 void serve(zmq::socket_t& socket, const std::string& domain, std::set<NodeRole> admitted) {
   if (NodeSecurity* security = process_security.load())
     security->serve(socket, domain, std::move(admitted));
+}
+
+void learn(const Topology& next) {
+  if (NodeSecurity* security = process_security.load()) security->learn(next);
 }
 
 void connect(zmq::socket_t& socket, const std::string& address) {

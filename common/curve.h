@@ -118,6 +118,12 @@ class NodeSecurity {
   // client of that node. Throws for an address the topology does not name. Plain when off.
   void connect(zmq::socket_t& socket, const std::string& address) const;
 
+  // A newer topology version (common/topology_follower.h): its nodes' keys are admitted by
+  // role and its endpoints can be connected to from now on. Keys of nodes that left stay known
+  // (their connections are dropped by the sockets that held them). A node on another host whose
+  // key the topology does not list is skipped and logged: it cannot be reached with Curve.
+  void learn(const Topology& next);
+
  private:
   struct Watch;
   void run_zap_handler(zmq::socket_t socket);
@@ -126,10 +132,10 @@ class NodeSecurity {
   const NodeSpec& self_;
   const bool enabled_;
   KeyPair own_;
-  std::map<std::string, std::string> server_keys_;  // by every endpoint's zmq_address
+  std::map<std::string, std::string> server_keys_;  // by every endpoint's zmq_address; mutex_
   Log log_{"curve"};
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   ZapPolicy policy_;  // guarded by mutex_ (serve() adds domains while the handler reads)
   std::vector<std::unique_ptr<Watch>> watches_;
 
@@ -142,5 +148,7 @@ class NodeSecurity {
 // driving a component with stand-in peers) gets plain sockets.
 void serve(zmq::socket_t& socket, const std::string& domain, std::set<NodeRole> admitted);
 void connect(zmq::socket_t& socket, const std::string& address);
+// NodeSecurity::learn on the process's NodeSecurity; no-op without one.
+void learn(const Topology& next);
 
 }  // namespace chat4all::curve

@@ -9,6 +9,7 @@
 #include "common/curve.h"
 #include "common/deadline_queue.h"
 #include "common/metrics.h"
+#include "common/topology_change.h"
 #include "common/transport.h"
 
 namespace chat4all {
@@ -57,6 +58,15 @@ void RouterClient::submit(std::uint64_t request_id, std::string frame, Callback 
   }
 }
 
+void RouterClient::set_routers(std::vector<std::string> router_addresses) {
+  {
+    std::lock_guard lock(mutex_);
+    routers_wanted_ = std::move(router_addresses);
+  }
+  const std::uint64_t one = 1;
+  (void)::write(wake_fd_, &one, sizeof one);
+}
+
 void RouterClient::run() {
   Counter& rejected_frames = transport::rejected_frames_counter();
   Counter& timeouts = metrics().counter("chat4all_frontend_upstream_timeouts_total",
@@ -89,9 +99,27 @@ void RouterClient::run() {
     if (items[1].revents & ZMQ_POLLIN) {
       std::uint64_t count;
       (void)::read(wake_fd_, &count, sizeof count);
+      std::optional<std::vector<std::string>> wanted;
       {
         std::lock_guard lock(mutex_);
         batch.swap(inbox_);
+        wanted.swap(routers_wanted_);
+      }
+      if (wanted) {
+        const EndpointDiff diff = diff_endpoints(router_addresses_, *wanted);
+        for (const auto& address : diff.disconnect) socket.disconnect(address);
+        for (const auto& address : diff.connect) {
+          try {
+            curve::connect(socket, address);
+          } catch (const std::exception& error) {
+            log_.warn("router_connect_failed", {{"router", address}, {"error", error.what()}});
+          }
+        }
+        if (!diff.empty())
+          log_.info("routers_changed", {{"connected", diff.connect.size()},
+                                        {"disconnected", diff.disconnect.size()},
+                                        {"routers", wanted->size()}});
+        router_addresses_ = std::move(*wanted);
       }
       const auto deadline = Clock::now() + timeout_;
       for (auto& submission : batch) {

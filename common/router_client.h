@@ -14,6 +14,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -38,6 +39,11 @@ class RouterClient {
 
   void submit(std::uint64_t request_id, std::string frame, Callback callback);
 
+  // From now on the client is connected to exactly `router_addresses` (a newer topology
+  // version): new ones are connected, removed ones dropped, on the client's thread. Requests
+  // already sent to a dropped router time out (kTimeout), like any unanswered request.
+  void set_routers(std::vector<std::string> router_addresses);
+
  private:
   struct Submission {
     std::uint64_t request_id;
@@ -53,8 +59,9 @@ class RouterClient {
   std::atomic<bool> stopping_{false};
 
   std::mutex mutex_;
-  std::vector<Submission> inbox_;  // guarded by mutex_
-  std::size_t in_flight_ = 0;      // guarded by mutex_: inbox + pending
+  std::vector<Submission> inbox_;                           // guarded by mutex_
+  std::optional<std::vector<std::string>> routers_wanted_;  // guarded by mutex_: set_routers()
+  std::size_t in_flight_ = 0;                               // guarded by mutex_: inbox + pending
 
   Log log_{"router_client"};
   std::thread thread_;

@@ -21,6 +21,8 @@
 #include "common/router_client.h"
 #include "common/storage_client.h"
 #include "common/task_inbox.h"
+#include "common/topology_change.h"
+#include "common/topology_follower.h"
 #include "common/url_guard.h"
 #include "common/webhook_signature.h"
 #include "common/worker_pool.h"
@@ -103,11 +105,25 @@ class Dispatcher {
     for (PartitionId p : partitions) partitions_[p];
   }
 
+  // A newer topology version shares the outboxes among other connectors: from now on this
+  // one reads `partitions`. A partition it gives up is no longer read; what it read of it
+  // still ends and is acknowledged. One it takes over is read from its acknowledged horizon,
+  // so events the connector that left had read and not acknowledged are delivered again (at
+  // least once; receivers deduplicate by event id). Any thread. False when the inbox is full
+  // (the caller tries again).
+  bool reassign(std::vector<PartitionId> partitions) {
+    return inbox_.post([this, partitions = std::move(partitions)] {
+      for (auto& [id, partition] : partitions_) partition.owned = false;
+      for (PartitionId p : partitions) partitions_[p].owned = true;
+      log_.info("outbox_partitions_reassigned", {{"partitions", partitions.size()}});
+    });
+  }
+
   void run(const std::atomic<bool>& stop) {
     while (!stop.load(std::memory_order_relaxed)) {
       const auto now = Clock::now();
       for (auto& [id, partition] : partitions_)
-        if (!partition.reading && partition.next_poll <= now &&
+        if (partition.owned && !partition.reading && partition.next_poll <= now &&
             partition.events.size() < kEventsInFlightPerPartitionMax)
           poll(id, partition);
       while (!timers_.empty() && timers_.begin()->first <= now) {
@@ -140,6 +156,7 @@ class Dispatcher {
     std::map<std::uint64_t, Event> events;
     bool reading = false;
     Clock::time_point next_poll{};
+    bool owned = true;  // this connector reads the partition's outbox (reassign())
   };
   struct TenantWebhooks {
     std::vector<wire::WebhookRecord> webhooks;
@@ -548,7 +565,18 @@ void ConnectorNode::run(const std::atomic<bool>& stop) {
                         {"connectors", connectors},
                         {"channels", host ? host->hosted_channels() : 0}});
   Dispatcher dispatcher(topology_, std::move(partitions), storage, log_);
+  // A newer topology version: connect to the routers it lists, and read the outboxes of this
+  // connector's share among the connectors it lists (a connector that left is taken over).
+  auto follower = std::make_unique<TopologyFollower>(
+      topology_, self_.name, *router_client,
+      [&](std::shared_ptr<const Topology> next, std::uint64_t) {
+        router_client->set_routers(router_rpc_addresses(*next));
+        auto share = next->partitions_read_by(NodeRole::kConnector, self_.name);
+        for (int attempt = 0; attempt < 50 && !dispatcher.reassign(share); ++attempt)
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      });
   dispatcher.run(stop);
+  follower.reset();        // before the dispatcher and the router client it uses
   if (host) host->stop();  // before the router client: the host waits on storage through it
   router_client.reset();   // no storage reply reaches the dispatcher after this
   log_.info("stopped");

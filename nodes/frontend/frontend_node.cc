@@ -13,6 +13,8 @@
 
 #include "common/ids.h"
 #include "common/router_client.h"
+#include "common/topology_change.h"
+#include "common/topology_follower.h"
 #include "nodes/frontend/edge_stream.h"
 #include "nodes/frontend/edge_tls.h"
 #include "nodes/frontend/file_api.h"
@@ -516,6 +518,11 @@ void FrontendNode::run(const std::atomic<bool>& stop, std::atomic<bool>& reload)
   HttpApi api(topology_, self_, routers);
   FileApi files(topology_, api, routers);
   streams.presence().start(routers);
+  // A newer topology version: connect to the routers it adds, drop those it removes.
+  TopologyFollower follower(topology_, self_.name, routers,
+                            [&routers](std::shared_ptr<const Topology> next, std::uint64_t) {
+                              routers.set_routers(router_rpc_addresses(*next));
+                            });
   const std::string host = self_.host == "localhost" ? "127.0.0.1" : self_.host;
 
   // One acceptor per endpoint: "http" hands out plain streams, "https" TLS ones.

@@ -12,6 +12,9 @@
 #include "common/curve.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
+#include "common/router_client.h"
+#include "common/topology_change.h"
+#include "common/topology_follower.h"
 #include "common/transport.h"
 #include "nodes/router/channel_routing.h"
 #include "nodes/router/locator_indexing.h"
@@ -80,8 +83,9 @@ void RouterNode::run(const std::atomic<bool>& stop) {
   const int high_water_mark = static_cast<int>(topology_.limits.pending_requests_max);
   zmq::socket_t frontends(transport::context(), zmq::socket_type::router);
   transport::configure(frontends, high_water_mark);
+  // Storage nodes ask it too: for the stored topology version (common/topology_follower.h).
   curve::serve(frontends, "router.rpc",
-               {NodeRole::kFrontend, NodeRole::kRouter, NodeRole::kConnector});
+               {NodeRole::kFrontend, NodeRole::kRouter, NodeRole::kConnector, NodeRole::kStorage});
   frontends.bind(transport::bind_address(self_, "rpc"));
 
   std::map<std::string, zmq::socket_t> storage_sockets;
@@ -101,13 +105,39 @@ void RouterNode::run(const std::atomic<bool>& stop) {
   log_.info("listening", {{"rpc", transport::bind_address(self_, "rpc")},
                           {"storage_nodes", storage_sockets.size()}});
   // Every router indexes message ids for its share of the partitions, channels or not.
-  LocatorIndexing locator_indexing(topology_, self_);
-  locator_indexing.start();
+  std::shared_ptr<const Topology> indexing_topology;  // a newer version's, once adopted: below
+  auto locator_indexing = std::make_unique<LocatorIndexing>(topology_, self_);
+  locator_indexing->start();
   std::optional<ChannelRouting> channel_routing;
   if (!topology_.channels.empty() && self_.port("channels")) {
     channel_routing.emplace(topology_, self_);
     channel_routing->start();
   }
+  // A newer topology version: the locator outboxes are shared among the routers it lists
+  // (another router came or went), so the indexing starts again on this router's new share;
+  // entries read and not acknowledged are read again (indexing them twice changes nothing).
+  // The first router to start records its file as version 1 when none is stored.
+  RouterClient follower_routers(router_rpc_addresses(topology_),
+                                topology_.limits.request_timeout_ms,
+                                topology_.limits.pending_requests_max);
+  TopologyFollower follower(
+      topology_, self_.name, follower_routers,
+      [&, share = topology_.partitions_read_by(NodeRole::kRouter, self_.name)](
+          std::shared_ptr<const Topology> next, std::uint64_t version) mutable {
+        follower_routers.set_routers(router_rpc_addresses(*next));
+        const NodeSpec* self_next = next->find(self_.name);
+        auto next_share = next->partitions_read_by(NodeRole::kRouter, self_.name);
+        if (next_share == share) return;
+        log_.info("locator_share_changed",
+                  {{"version", version}, {"partitions", next_share.size()}});
+        share = std::move(next_share);
+        locator_indexing.reset();
+        if (!self_next) return;
+        locator_indexing = std::make_unique<LocatorIndexing>(*next, *self_next);
+        locator_indexing->start();
+        indexing_topology = std::move(next);
+      },
+      /*record_when_empty=*/true);
 
   std::unordered_map<std::uint64_t, Held> pending;  // the same tokens as `failover`
   std::vector<std::string> storage_names;

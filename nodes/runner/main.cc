@@ -3,6 +3,8 @@
 //   chat4all up FILE [--host NAME]           start and supervise this host's nodes
 //   chat4all node --topology FILE --name N   run one node in the foreground
 //   chat4all check FILE                      validate a topology file
+//   chat4all topology apply FILE [--dry-run] [--moves-at-once N] [--move-timeout-s S]
+//                                            change the running cluster's topology
 //   chat4all keygen FILE [--host NAME]       make this host's missing Curve key pairs
 //   chat4all hash-password                   argon2id hash of a password read on stdin
 #include <signal.h>
@@ -18,11 +20,15 @@
 #include "common/auth.h"
 #include "common/curve.h"
 #include "common/json_log.h"
+#include "common/router_client.h"
 #include "common/topology.h"
+#include "common/topology_change.h"
+#include "common/topology_follower.h"
 #include "nodes/connector/connector_node.h"
 #include "nodes/frontend/frontend_node.h"
 #include "nodes/router/router_node.h"
 #include "nodes/runner/supervisor.h"
+#include "nodes/runner/topology_apply.h"
 #include "nodes/storage/storage_node.h"
 
 namespace {
@@ -45,6 +51,9 @@ int usage() {
                "  chat4all up FILE [--host NAME]          start this host's nodes of a topology\n"
                "  chat4all node --topology FILE --name N  run one node\n"
                "  chat4all check FILE                     validate a topology file\n"
+               "  chat4all topology apply FILE [--dry-run] [--moves-at-once N] "
+               "[--move-timeout-s S]\n"
+               "                                          change the running cluster's topology\n"
                "  chat4all keygen FILE [--host NAME]      make this host's nodes' Curve key pairs\n"
                "  chat4all hash-password                  hash a password read from stdin\n");
   return 2;
@@ -89,9 +98,16 @@ int run_node(const std::string& topology_path, const std::string& name) {
     case chat4all::NodeRole::kRouter:
       chat4all::router::RouterNode(topology, *self).run(stop_requested);
       break;
-    case chat4all::NodeRole::kStorage:
+    case chat4all::NodeRole::kStorage: {
+      // Storage nodes read the stored topology version through the routers, so that they admit
+      // the nodes a newer version adds (curve::learn) and say when their file is older.
+      chat4all::RouterClient routers(chat4all::router_rpc_addresses(topology),
+                                     topology.limits.request_timeout_ms, 64);
+      chat4all::TopologyFollower follower(
+          topology, name, routers, [](std::shared_ptr<const chat4all::Topology>, std::uint64_t) {});
       chat4all::storage::StorageNode(topology, *self).run(stop_requested);
       break;
+    }
     case chat4all::NodeRole::kConnector:
       chat4all::connector::ConnectorNode(topology, *self).run(stop_requested);
       break;
@@ -129,6 +145,29 @@ int main(int argc, char** argv) {
       }
       if (topology_path.empty() || name.empty() || args.size() != 5) return usage();
       return run_node(topology_path, name);
+    }
+    if (command == "topology" && args.size() >= 3 && args[1] == "apply") {
+      chat4all::runner::ApplyOptions options;
+      options.file = args[2];
+      for (std::size_t i = 3; i < args.size(); ++i) {
+        auto number = [&](std::uint32_t& out) {
+          if (i + 1 >= args.size()) return false;
+          const std::string& text = args[++i];
+          if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos ||
+              text.size() > 6)
+            return false;
+          out = static_cast<std::uint32_t>(std::stoul(text));
+          return out > 0;
+        };
+        if (args[i] == "--dry-run")
+          options.dry_run = true;
+        else if (args[i] == "--moves-at-once"    ? !number(options.moves_at_once)
+                 : args[i] == "--move-timeout-s" ? !number(options.move_timeout_s)
+                                                 : true)
+          return usage();
+      }
+      chat4all::init_logging("topology", "warn");  // the plan and progress go to stdout
+      return chat4all::runner::apply_topology(options);
     }
     if (command == "check" && args.size() == 2) {
       const chat4all::Topology topology = chat4all::load_topology(args[1]);

@@ -346,6 +346,16 @@ pid_t TestCluster::start_node(const std::string& name,
   return pid;
 }
 
+pid_t TestCluster::start_node_from(const std::filesystem::path& topology, const std::string& name) {
+  const pid_t pid = spawn({"node", "--topology", topology.string(), "--name", name}, name);
+  node_pids_[name] = pid;
+  return pid;
+}
+
+std::uint16_t TestCluster::reserve_port(const std::string& node, const std::string& endpoint) {
+  return ports_[node][endpoint] = free_ports(1).front();
+}
+
 void TestCluster::signal_node(const std::string& name, int signal) {
   kill(node_pids_.at(name), signal);
 }

@@ -131,6 +131,12 @@ class TestCluster {
   // One node as its own process (`chat4all node`); returns its pid.
   // `environment`: NAME=VALUE entries added to the node's environment.
   pid_t start_node(const std::string& name, const std::vector<std::string>& environment = {});
+  // `name` as declared in another topology file (a newer version the test applies), as its
+  // own process, stopped like the others.
+  pid_t start_node_from(const std::filesystem::path& topology, const std::string& name);
+  // A free port for `node`'s `endpoint` in a newer topology file the test writes; port_of()
+  // and metric() know it afterwards.
+  std::uint16_t reserve_port(const std::string& node, const std::string& endpoint);
   void signal_node(const std::string& name, int signal);
   void kill_node(const std::string& name);  // SIGKILL and reap
 
