@@ -14,6 +14,7 @@
 #include "common/storage_client.h"
 #include "common/topology.h"
 #include "common/topology_change.h"
+#include "common/topology_follower.h"
 #include "schema/replica_change.h"
 #include "schema/topology_version.h"
 
@@ -29,7 +30,10 @@ constexpr std::uint32_t kPendingMax = 256;
 // (no leader yet, timeout) too.
 constexpr std::chrono::milliseconds kMoveStepInterval{200};
 
-constexpr int kReadAttempts = 5;
+// Retriable answers (no router connected yet, a new router storage does not admit yet, a
+// leader changing) are asked again this many times, this far apart.
+constexpr int kReadAttempts = 20;
+constexpr std::chrono::milliseconds kRetryInterval{250};
 
 bool retriable(wire::Status status) {
   return status == wire::Status::kNotOwner || status == wire::Status::kUnavailable ||
@@ -198,6 +202,7 @@ int apply_topology(const ApplyOptions& options) {
       outcome = cluster.query<wire::TopologyVersion>(
           wire::topology_key(), wire::QueryKind::kGetTopology, wire::TopologyLookup{});
       if (!retriable(outcome.status)) break;
+      std::this_thread::sleep_for(kRetryInterval);
     }
     return outcome;
   };
@@ -254,6 +259,7 @@ int apply_topology(const ApplyOptions& options) {
           wire::partition_key(first.partition), wire::CommandKind::kChangeReplicas,
           change_to(first, first.from, version, storage_endpoints(current)));
       if (!retriable(probe.status)) break;
+      std::this_thread::sleep_for(kRetryInterval);
     }
     if (!probe.ok()) {
       std::fprintf(stderr,
@@ -266,16 +272,24 @@ int apply_topology(const ApplyOptions& options) {
     }
   }
 
-  auto written = cluster.command<wire::TopologyVersion>(
-      wire::topology_key(), wire::CommandKind::kStoreTopology,
-      wire::StoreTopology{version, version + 1, next_text});
-  if (retriable(written.status) || written.status == wire::Status::kConflict) {
-    // No answer may still have been stored, and a conflict may be this very store answered
-    // twice: the stored version says which.
+  // Compare-and-set, so asking again after no answer is safe: a store that landed late makes
+  // the next one conflict, and the stored version then says it was this one.
+  StorageOutcome<wire::TopologyVersion> written;
+  for (int attempt = 0; attempt < kReadAttempts; ++attempt) {
+    written = cluster.command<wire::TopologyVersion>(
+        wire::topology_key(), wire::CommandKind::kStoreTopology,
+        wire::StoreTopology{version, version + 1, next_text});
+    if (!retriable(written.status) && written.status != wire::Status::kConflict) break;
     const auto now_stored = read_stored();
     if (now_stored.ok() && now_stored.value->version == version + 1 &&
-        now_stored.value->text == next_text)
+        now_stored.value->text == next_text) {
       written = now_stored;
+      break;
+    }
+    if (written.status == wire::Status::kConflict ||
+        (now_stored.ok() && now_stored.value->version != version))
+      break;
+    std::this_thread::sleep_for(kRetryInterval);
   }
   if (written.status == wire::Status::kConflict) {
     std::fprintf(stderr,
@@ -294,6 +308,17 @@ int apply_topology(const ApplyOptions& options) {
   }
   std::printf("stored version %llu; every node follows it within a few seconds\n",
               static_cast<unsigned long long>(version + 1));
+  // A node started before its peers know its key is refused by them, and ZeroMQ does not
+  // connect again after a refused handshake: added nodes start once every node has read the
+  // version that admits them.
+  bool adds_nodes = false;
+  for (const auto& role : plan.roles) adds_nodes = adds_nodes || !role.added.empty();
+  if (adds_nodes) {
+    std::fflush(stdout);
+    std::this_thread::sleep_for(2 * kTopologyReadInterval + std::chrono::seconds(1));
+    std::printf("every node has read version %llu by now: start the nodes it adds\n",
+                static_cast<unsigned long long>(version + 1));
+  }
   if (plan.moves_partitions() && !drive_moves(cluster, plan.moves, version + 1, endpoints, options))
     return 1;
   std::printf("version %llu applied\n", static_cast<unsigned long long>(version + 1));
