@@ -8,6 +8,8 @@
 #include <map>
 #include <set>
 
+#include "common/topology_follower.h"
+
 namespace chat4all {
 namespace {
 
@@ -231,6 +233,30 @@ TEST(EndpointDiff, ConnectsTheNewAndDropsTheRemoved) {
   EXPECT_EQ(diff.connect, std::vector<std::string>{"tcp://c:3"});
   EXPECT_EQ(diff.disconnect, std::vector<std::string>{"tcp://a:1"});
   EXPECT_TRUE(diff_endpoints({"x", "y"}, {"y", "x", "x"}).empty());
+}
+
+TEST(TopologyVersionTracker, AdoptsOnlyNewerVersionsWithOtherText) {
+  TopologyVersionTracker tracker("file text");
+  // The stored version 1 is the node's own file: nothing to do.
+  EXPECT_FALSE(tracker.observe({1, "file text", 0}));
+  EXPECT_EQ(tracker.version(), 1u);
+  const auto adoption = tracker.observe({2, "second", 0});
+  ASSERT_TRUE(adoption);
+  EXPECT_EQ(adoption->version, 2u);
+  EXPECT_EQ(adoption->text, "second");
+  EXPECT_FALSE(adoption->at_start);
+  // Read again, or an older answer that arrives late: nothing.
+  EXPECT_FALSE(tracker.observe({2, "second", 0}));
+  EXPECT_FALSE(tracker.observe({1, "file text", 0}));
+  EXPECT_EQ(tracker.text(), "second");
+}
+
+TEST(TopologyVersionTracker, ANodeStartedWithAnOlderFileIsToldAtItsFirstRead) {
+  TopologyVersionTracker tracker("old file");
+  const auto adoption = tracker.observe({3, "stored", 0});
+  ASSERT_TRUE(adoption);
+  EXPECT_TRUE(adoption->at_start);
+  EXPECT_EQ(adoption->version, 3u);
 }
 
 }  // namespace
